@@ -1,0 +1,73 @@
+"""Error hierarchy for probes, with a category table the collector maps to tickets."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class ProbeError(Exception):
+    """Base class: a probe could not measure. `category` groups errors for tickets."""
+
+    category = "probe"
+
+    def __init__(self, message: str, *, measurement: BaseModel | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # What was measured before the failure (e.g. ICMP with every reply lost).
+        self.measurement = measurement
+
+
+class ConfigError(ProbeError):
+    """Options or config are invalid."""
+
+    category = "config"
+
+
+class ResolveError(ProbeError):
+    """A host name did not resolve."""
+
+    category = "dns"
+
+
+class PermissionDeniedError(ProbeError):
+    """The probe needs a privilege the agent does not have (raw socket, ...)."""
+
+    category = "privilege"
+
+
+class NetworkUnreachableError(ProbeError):
+    """No route to the target, or the network refused the packets."""
+
+    category = "network"
+
+
+class ProbeTimeoutError(ProbeError):
+    """The probe's deadline passed before it finished."""
+
+    category = "timeout"
+
+
+class PeerError(ProbeError):
+    """The far end answered, but not as the protocol requires."""
+
+    category = "peer"
+
+
+class SipError(ProbeError):
+    """SIP signalling failed (final error response, auth failure, transaction timeout)."""
+
+    category = "sip"
+
+
+# Human-readable descriptions per category, for reports and tickets.
+CATEGORY_MESSAGES: dict[str, str] = {
+    "probe": "the probe failed",
+    "config": "the probe's options are invalid",
+    "dns": "a name did not resolve",
+    "privilege": "the agent lacks a privilege the probe needs",
+    "network": "the target is unreachable",
+    "timeout": "the probe did not finish before its deadline",
+    "peer": "the far end answered incorrectly",
+    "sip": "SIP signalling failed",
+    "internal": "the probe crashed (a bug in qos-scout)",
+}

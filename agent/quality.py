@@ -1,0 +1,434 @@
+"""Voice-quality maths, pure and I/O-free: jitter, IPDV, loss/reorder/duplicates, bursts, E-model.
+
+Every function documents the standard it implements. Times go in as seconds (floats, any
+epoch: only differences matter) and come out in milliseconds, as the field names say.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Order statistics of a sample; every field is None for an empty sample."""
+
+    count: int
+    min: float | None
+    avg: float | None
+    median: float | None
+    p95: float | None
+    max: float | None
+    stdev: float | None
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {
+            "min": self.min,
+            "avg": self.avg,
+            "median": self.median,
+            "p95": self.p95,
+            "max": self.max,
+            "stdev": self.stdev,
+        }
+
+
+def percentile(values: Sequence[float] | np.ndarray, q: float) -> float | None:
+    """The q-th percentile (0..100) with linear interpolation (numpy's default), None if empty."""
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} is outside 0..100")
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return None
+    return float(np.percentile(arr, q))
+
+
+def summarize(values: Iterable[float]) -> Summary:
+    """min/avg/median/p95/max and population standard deviation of `values`."""
+    arr = np.fromiter(values, dtype=float)
+    if arr.size == 0:
+        return Summary(0, None, None, None, None, None, None)
+    return Summary(
+        count=int(arr.size),
+        min=float(arr.min()),
+        avg=float(arr.mean()),
+        median=float(np.median(arr)),
+        p95=float(np.percentile(arr, 95)),
+        max=float(arr.max()),
+        stdev=float(arr.std()),
+    )
+
+
+def mean_abs_delta_ms(rtts_ms: Sequence[float]) -> float | None:
+    """Mean absolute difference of consecutive values (ping-style jitter), None if < 2 values.
+
+    This is what most ping-based VoIP tests call "jitter"; it is not RFC 3550 jitter.
+    """
+    arr = np.asarray(rtts_ms, dtype=float)
+    if arr.size < 2:
+        return None
+    return float(np.mean(np.abs(np.diff(arr))))
+
+
+# --------------------------------------------------------------------------- jitter / IPDV
+
+
+def rfc3550_jitter_series(send_s: Sequence[float], recv_s: Sequence[float]) -> np.ndarray:
+    """RFC 3550 §6.4.1 interarrival jitter after each packet, in ms.
+
+    For consecutive packets i-1, i (in the order given, which should be arrival order):
+    `D(i-1,i) = (R_i - R_{i-1}) - (S_i - S_{i-1})` and `J += (|D| - J) / 16`, starting at 0.
+    A constant clock offset between sender and receiver cancels in D. The series has one
+    entry per packet (the first is 0).
+    """
+    s = np.asarray(send_s, dtype=float)
+    r = np.asarray(recv_s, dtype=float)
+    if s.shape != r.shape:
+        raise ValueError("send and receive times must have the same length")
+    out = np.zeros(s.size)
+    if s.size < 2:
+        return out
+    d = np.abs(np.diff(r) - np.diff(s)) * 1000.0
+    j = 0.0
+    for i, di in enumerate(d, start=1):
+        j += (di - j) / 16.0
+        out[i] = j
+    return out
+
+
+def rfc3550_jitter_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> float:
+    """Final RFC 3550 interarrival jitter (ms) over the stream; 0 for fewer than 2 packets."""
+    series = rfc3550_jitter_series(send_s, recv_s)
+    return float(series[-1]) if series.size else 0.0
+
+
+def one_way_delays_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> np.ndarray:
+    """Per-packet one-way delay R_i - S_i in ms (includes any clock offset between the ends)."""
+    s = np.asarray(send_s, dtype=float)
+    r = np.asarray(recv_s, dtype=float)
+    if s.shape != r.shape:
+        raise ValueError("send and receive times must have the same length")
+    return (r - s) * 1000.0
+
+
+def ipdv_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> np.ndarray:
+    """RFC 3393 IP packet delay variation: D(i) - D(i-1) of one-way delays, sign kept (ms).
+
+    Pass packets in sequence order with lost ones removed; the clock offset cancels.
+    """
+    return np.diff(one_way_delays_ms(send_s, recv_s))
+
+
+# --------------------------------------------------------------------------- sequence numbers
+
+
+def unwrap_sequence(seqs: Iterable[int], bits: int = 16) -> list[int]:
+    """Extend wrapping sequence numbers (16-bit RTP, 32-bit TWAMP) to monotonic integers.
+
+    Each number is placed at the extension nearest the highest one seen so far (RFC 3550
+    Appendix A.1 style), so a wrap from 65535 to 0 continues at 65536 and a late packet from
+    before the wrap stays below it.
+    """
+    if bits not in (16, 32):
+        raise ValueError(f"sequence numbers are 16 or 32 bits, not {bits}")
+    mod = 1 << bits
+    half = mod >> 1
+    out: list[int] = []
+    highest: int | None = None
+    for raw in seqs:
+        if not 0 <= raw < mod:
+            raise ValueError(f"sequence number {raw} does not fit in {bits} bits")
+        if highest is None:
+            ext = raw
+        else:
+            delta = (raw - highest) % mod
+            if delta >= half:
+                delta -= mod
+            ext = highest + delta
+        out.append(ext)
+        if highest is None or ext > highest:
+            highest = ext
+    return out
+
+
+@dataclass(frozen=True)
+class SequenceStats:
+    """Loss, duplicates and reordering of one stream (RFC 3550 A.3 / RFC 4737 style).
+
+    `expected` spans first..last sequence number seen unless the caller knows how many were
+    sent. `lost` counts distinct sequence numbers never received; duplicates and reordered
+    packets are counted separately and do not hide loss.
+    """
+
+    expected: int
+    received: int
+    unique: int
+    lost: int
+    loss_pct: float
+    duplicates: int
+    reordered: int
+    reorder_pct: float
+    received_mask: tuple[bool, ...]
+
+
+def sequence_stats(
+    seqs: Iterable[int],
+    *,
+    bits: int = 16,
+    first: int | None = None,
+    expected: int | None = None,
+) -> SequenceStats:
+    """Analyse sequence numbers in arrival order.
+
+    `first` (raw sequence number of the first packet sent) and `expected` (how many were
+    sent) make loss at the start and end of the stream visible; without them the span seen
+    is used. A packet is reordered (RFC 4737 §3.3) when it arrives after a packet with a
+    higher sequence number; a duplicate is a sequence number already received.
+    """
+    ext = unwrap_sequence(seqs, bits)
+    received = len(ext)
+    if first is not None:
+        # Place the first-sent number in the same extension as the first packet seen.
+        if ext:
+            mod = 1 << bits
+            delta = (first - ext[0]) % mod
+            if delta >= mod >> 1:
+                delta -= mod
+            base = ext[0] + delta
+        else:
+            base = first
+    else:
+        base = min(ext) if ext else 0
+    if expected is None:
+        expected = (max(ext) - base + 1) if ext else 0
+    seen: set[int] = set()
+    duplicates = 0
+    reordered = 0
+    highest: int | None = None
+    for e in ext:
+        if e in seen:
+            duplicates += 1
+            continue
+        seen.add(e)
+        if highest is not None and e < highest:
+            reordered += 1
+        if highest is None or e > highest:
+            highest = e
+    mask = tuple((base + i) in seen for i in range(expected))
+    got = sum(mask)
+    lost = expected - got
+    unique = len(seen)
+    return SequenceStats(
+        expected=expected,
+        received=received,
+        unique=unique,
+        lost=lost,
+        loss_pct=(100.0 * lost / expected) if expected else 0.0,
+        duplicates=duplicates,
+        reordered=reordered,
+        reorder_pct=(100.0 * reordered / unique) if unique else 0.0,
+        received_mask=mask,
+    )
+
+
+# --------------------------------------------------------------------------- loss bursts
+
+
+@dataclass(frozen=True)
+class BurstStats:
+    """Loss pattern of a stream: runs of lost packets (bursts) and received ones (gaps).
+
+    `burst_ratio` is G.107's BurstR for a 2-state Markov model: `1 / (p + q)` with
+    p = P(lost | previous received) and q = P(received | previous lost). BurstR = 1 for
+    random loss, > 1 for bursty loss; 1 when nothing (or everything) was lost.
+    """
+
+    bursts: int
+    mean_burst_len: float
+    max_burst_len: int
+    mean_gap_len: float
+    p_loss_after_received: float
+    p_received_after_loss: float
+    burst_ratio: float
+
+
+def _runs(mask: Sequence[bool], value: bool) -> list[int]:
+    runs: list[int] = []
+    n = 0
+    for m in mask:
+        if m == value:
+            n += 1
+        elif n:
+            runs.append(n)
+            n = 0
+    if n:
+        runs.append(n)
+    return runs
+
+
+def burst_stats(received_mask: Sequence[bool]) -> BurstStats:
+    """Bursts, gaps and BurstR (ITU-T G.107 §3.3 / Annex on Markov loss) from a loss mask.
+
+    `received_mask[i]` is True when the i-th packet sent arrived.
+    """
+    lost_runs = _runs(received_mask, False)
+    got_runs = _runs(received_mask, True)
+    n_rr = n_rl = n_lr = n_ll = 0
+    for prev, cur in zip(received_mask, received_mask[1:], strict=False):
+        if prev:
+            if cur:
+                n_rr += 1
+            else:
+                n_rl += 1
+        elif cur:
+            n_lr += 1
+        else:
+            n_ll += 1
+    p = n_rl / (n_rr + n_rl) if (n_rr + n_rl) else 0.0
+    q = n_lr / (n_lr + n_ll) if (n_lr + n_ll) else 1.0
+    burst_ratio = 1.0 / (p + q) if lost_runs and got_runs and (p + q) > 0 else 1.0
+    return BurstStats(
+        bursts=len(lost_runs),
+        mean_burst_len=float(np.mean(lost_runs)) if lost_runs else 0.0,
+        max_burst_len=max(lost_runs) if lost_runs else 0,
+        mean_gap_len=float(np.mean(got_runs)) if got_runs else 0.0,
+        p_loss_after_received=p,
+        p_received_after_loss=q,
+        burst_ratio=burst_ratio,
+    )
+
+
+# --------------------------------------------------------------------------- E-model
+
+
+@dataclass(frozen=True)
+class Codec:
+    """E-model codec parameters (ITU-T G.113 Appendix I) and its RTP framing."""
+
+    name: str
+    ie: float  # equipment impairment factor
+    bpl: float  # packet-loss robustness factor
+    payload_type: int
+    clock_rate: int
+    bytes_per_ms: float  # codec payload bytes per millisecond of audio
+    lookahead_ms: float = 0.0
+
+    def payload_bytes(self, ptime_ms: float) -> int:
+        return int(round(self.bytes_per_ms * ptime_ms))
+
+
+CODECS: dict[str, Codec] = {
+    "G711_PLC": Codec("G711_PLC", ie=0.0, bpl=25.1, payload_type=0, clock_rate=8000, bytes_per_ms=8),
+    "G711": Codec("G711", ie=0.0, bpl=4.3, payload_type=0, clock_rate=8000, bytes_per_ms=8),
+    "G729A": Codec(
+        "G729A", ie=11.0, bpl=19.0, payload_type=18, clock_rate=8000, bytes_per_ms=1,
+        lookahead_ms=5.0,
+    ),
+}
+
+
+def get_codec(name: str) -> Codec:
+    """Look a codec up by name (case-insensitive; PCMU/PCMA mean G.711 with PLC)."""
+    key = name.upper().replace(".", "").replace("-", "_")
+    key = {"PCMU": "G711_PLC", "PCMA": "G711_PLC", "G729": "G729A"}.get(key, key)
+    if key not in CODECS:
+        raise ValueError(f"unknown codec {name!r} (known: {', '.join(sorted(CODECS))})")
+    return CODECS[key]
+
+
+R0_SIMPLIFIED = 93.2  # G.107 default R0 - Is with all other parameters at their defaults
+
+
+def delay_impairment(one_way_delay_ms: float) -> float:
+    """Id of the simplified E-model: `0.024 d + 0.11 (d - 177.3) H(d - 177.3)`."""
+    if one_way_delay_ms < 0:
+        raise ValueError("one-way delay cannot be negative")
+    d = one_way_delay_ms
+    return 0.024 * d + (0.11 * (d - 177.3) if d > 177.3 else 0.0)
+
+
+def effective_equipment_impairment(codec: Codec, loss_pct: float, burst_ratio: float = 1.0) -> float:
+    """G.107 Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl), Ppl in percent."""
+    if not 0.0 <= loss_pct <= 100.0:
+        raise ValueError(f"loss {loss_pct} % is outside 0..100")
+    if burst_ratio <= 0:
+        raise ValueError("burst ratio must be positive")
+    ppl = loss_pct
+    return codec.ie + (95.0 - codec.ie) * ppl / (ppl / burst_ratio + codec.bpl)
+
+
+def r_factor(
+    codec: Codec | str, one_way_delay_ms: float, loss_pct: float, burst_ratio: float = 1.0
+) -> float:
+    """Transmission rating R = 93.2 - Id - Ie,eff (simplified ITU-T G.107). Not clamped."""
+    c = get_codec(codec) if isinstance(codec, str) else codec
+    return (
+        R0_SIMPLIFIED
+        - delay_impairment(one_way_delay_ms)
+        - effective_equipment_impairment(c, loss_pct, burst_ratio)
+    )
+
+
+def mos_from_r(r: float) -> float:
+    """G.107 Annex B: MOS_CQE = 1 + 0.035 R + 7e-6 R (R - 60)(100 - R); 1 for R <= 0, 4.5 for R >= 100."""
+    if math.isnan(r):
+        raise ValueError("R is NaN")
+    if r <= 0:
+        return 1.0
+    if r >= 100:
+        return 4.5
+    return 1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r)
+
+
+@dataclass(frozen=True)
+class EModelResult:
+    codec: str
+    one_way_delay_ms: float
+    loss_pct: float
+    burst_ratio: float
+    r_factor: float
+    mos: float
+
+
+def emodel(
+    codec: Codec | str, one_way_delay_ms: float, loss_pct: float, burst_ratio: float = 1.0
+) -> EModelResult:
+    """R-factor and MOS for a codec at a mouth-to-ear delay, loss % and BurstR."""
+    c = get_codec(codec) if isinstance(codec, str) else codec
+    r = r_factor(c, one_way_delay_ms, loss_pct, burst_ratio)
+    return EModelResult(c.name, one_way_delay_ms, loss_pct, burst_ratio, r, mos_from_r(r))
+
+
+def mouth_to_ear_delay_ms(
+    network_one_way_ms: float,
+    *,
+    codec: Codec | str = "G711_PLC",
+    ptime_ms: float = 20.0,
+    jitter_buffer_ms: float = 60.0,
+) -> float:
+    """Mouth-to-ear delay d for the E-model: network one-way delay + jitter buffer +
+    packetisation (one frame, ptime) + the codec's look-ahead."""
+    c = get_codec(codec) if isinstance(codec, str) else codec
+    return max(0.0, network_one_way_ms) + jitter_buffer_ms + ptime_ms + c.lookahead_ms
+
+
+def jitter_buffer_late(
+    send_s: Sequence[float], recv_s: Sequence[float], buffer_ms: float
+) -> int:
+    """Packets a fixed jitter buffer of `buffer_ms` would discard as late.
+
+    Playout of packet i is scheduled at `S_i + (R_0 - S_0) + buffer`, anchored on the
+    first packet received; a packet arriving after its playout time is late.
+    """
+    s = np.asarray(send_s, dtype=float)
+    r = np.asarray(recv_s, dtype=float)
+    if s.size == 0:
+        return 0
+    offset = r[0] - s[0]
+    playout = s + offset + buffer_ms / 1000.0
+    return int(np.count_nonzero(r > playout + 1e-9))

@@ -1,0 +1,68 @@
+"""The versioned wire schema for probe results, shared by the agent and the collector."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+
+
+class ProbeErrorInfo(BaseModel):
+    """Why a probe failed: the error class, its category and a sentence a person can read."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    error_class: str = Field(alias="class")
+    category: str
+    message: str
+
+
+class ProbeResult(BaseModel):
+    """One probe run against one target.
+
+    `measurement` holds the probe's own model dumped to a dict (units in field names).
+    `job_id` ties the result to an on-demand job; `tags` carries free labels.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    probe: str = Field(min_length=1, max_length=64)
+    target: str = Field(min_length=1, max_length=512)
+    module: str | None = Field(default=None, max_length=128)
+    started_at: datetime
+    duration_ms: float = Field(ge=0)
+    success: bool
+    error: ProbeErrorInfo | None = None
+    measurement: dict[str, Any] | None = None
+    job_id: str | None = Field(default=None, max_length=64)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v not in SUPPORTED_SCHEMA_VERSIONS:
+            known = ", ".join(str(x) for x in sorted(SUPPORTED_SCHEMA_VERSIONS))
+            raise ValueError(f"schema_version {v} is not supported (known: {known})")
+        return v
+
+    @field_validator("started_at")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("started_at must carry a timezone (UTC)")
+        return v.astimezone(UTC)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (UUID and datetime as strings), with `error.class` spelt as on the wire."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
