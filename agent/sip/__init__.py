@@ -1,0 +1,1 @@
+"""SIP for the agent and the responder: messages, transports, transactions, SDP, RTP, calls."""

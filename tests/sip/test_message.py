@@ -1,0 +1,164 @@
+"""SIP message parsing and serialisation (RFC 3261 §7), including a fuzz test."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.sip.headers import NameAddr, SipUri, Via
+from agent.sip.message import SipMessage, SipParseError, StreamFramer
+
+INVITE = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\n"
+    b"v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport,\r\n"
+    b" SIP/2.0/TCP 10.0.0.2;branch=z9hG4bK2\r\n"
+    b"Via: SIP/2.0/UDP 10.0.0.3;branch=z9hG4bK3\r\n"
+    b'f: "Alice, A." <sip:alice@example.com>;tag=abc\r\n'
+    b"t: <sip:bob@example.com>\r\n"
+    b"i: call-1@10.0.0.1\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"m: <sip:alice@10.0.0.1:5060>, <sip:alice@10.0.0.9>\r\n"
+    b"Subject: a folded\r\n\tsubject line\r\n"
+    b"c: application/sdp\r\n"
+    b"l: 4\r\n"
+    b"\r\n"
+    b"v=0\r\nEXTRA"
+)
+
+
+def test_compact_forms_folding_and_lists_are_understood() -> None:
+    msg = SipMessage.parse(INVITE)
+    assert msg.method == "INVITE" and msg.uri == "sip:bob@example.com"
+    vias = msg.get_all("Via")
+    assert [Via.parse(v).branch for v in vias] == ["z9hG4bK1", "z9hG4bK2", "z9hG4bK3"]
+    assert "rport" in Via.parse(vias[0]).params
+    assert msg.get("call-id") == "call-1@10.0.0.1"
+    assert msg.get("Subject") == "a folded subject line"
+    assert len(msg.get_all("Contact")) == 2
+    frm = NameAddr.parse(msg.get("From") or "")
+    assert frm.display == "Alice, A." and frm.tag == "abc"
+    assert msg.body == b"v=0\r"  # UDP: Content-Length truncates extra bytes
+    assert msg.cseq == (1, "INVITE")
+
+
+def test_serialise_then_parse_round_trips() -> None:
+    msg = SipMessage.parse(INVITE)
+    again = SipMessage.parse(bytes(msg))
+    assert again.headers == [*msg.headers[:-1], ("Content-Length", "4")]
+    assert again.get_all("Via") == msg.get_all("Via")
+    assert again.body == msg.body
+
+
+def test_response_parses() -> None:
+    raw = (
+        b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n"
+        b"From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>;tag=2\r\nCall-ID: x\r\nCSeq: 7 REGISTER\r\n"
+        b'WWW-Authenticate: Digest realm="r", nonce="n", qop="auth,auth-int"\r\n'
+        b"Content-Length: 0\r\n\r\n"
+    )
+    msg = SipMessage.parse(raw, stream=True)
+    assert (msg.status, msg.reason) == (401, "Unauthorized")
+    # Auth headers are not list headers: one value with its commas.
+    assert msg.get_all("WWW-Authenticate") == ['Digest realm="r", nonce="n", qop="auth,auth-int"']
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"INVITE sip:x SIP/2.0\r\n", "no empty line after the headers"),
+        (b"SIP/2.0 99 Low\r\n\r\n", "status code is not 100..699"),
+        (b"INVITE sip:x SIP/3.0\r\n\r\n", "version is not SIP/2.0"),
+        (b"INVITE sip:x SIP/2.0\r\nBad header\r\n\r\n", "has no ':'"),
+        (b"INVITE sip:x SIP/2.0\r\nVia: a\r\n\r\n", "CSeq header is missing"),
+        (
+            b"OPTIONS sip:x SIP/2.0\r\nVia: a\r\nCSeq: 1 OPTIONS\r\nCall-ID: c\r\n"
+            b"From: <sip:a@b>\r\n"
+            b"To: <sip:a@b>\r\nContent-Length: 10\r\n\r\nabc",
+            "Content-Length 10 is larger than the 3 body bytes received",
+        ),
+        (
+            b"OPTIONS sip:x SIP/2.0\r\nVia: a\r\nCSeq: 1 INVITE\r\nCall-ID: c\r\n"
+            b"From: <sip:a@b>\r\n"
+            b"To: <sip:a@b>\r\n\r\n",
+            "CSeq method INVITE does not match request OPTIONS",
+        ),
+    ],
+)
+def test_malformed_messages_name_the_problem(raw: bytes, message: str) -> None:
+    with pytest.raises(SipParseError, match=message):
+        SipMessage.parse(raw)
+
+
+def test_content_length_is_required_on_streams() -> None:
+    raw = INVITE.replace(b"l: 4\r\n", b"")
+    with pytest.raises(SipParseError, match="Content-Length is missing"):
+        SipMessage.parse(raw, stream=True)
+
+
+def test_stream_framer_splits_by_content_length() -> None:
+    framer = StreamFramer()
+    one = bytes(SipMessage.parse(INVITE))
+    out = framer.feed(b"\r\n\r\n" + one + one[:10])
+    assert out == [one]
+    assert framer.feed(one[10:]) == [one]
+    assert framer.feed(b"") == []
+
+
+def test_uri_and_via_helpers() -> None:
+    u = SipUri.parse("sip:alice:secret@[2001:db8::1]:5070;transport=tcp")
+    assert (u.user, u.host, u.port, u.params) == (
+        "alice",
+        "2001:db8::1",
+        5070,
+        {"transport": "tcp"},
+    )
+    assert str(u) == "sip:alice@[2001:db8::1]:5070;transport=tcp"
+    with pytest.raises(SipParseError, match="not a sip"):
+        SipUri.parse("http://x")
+    with pytest.raises(SipParseError, match="port"):
+        Via.parse("SIP/2.0/UDP host:99999")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_give_a_message_or_sip_parse_error(data: bytes) -> None:
+    try:
+        SipMessage.parse(data)
+    except SipParseError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"\r\n",
+                b":",
+                b" ",
+                b"\t",
+                b"Via",
+                b"l",
+                b"CSeq: 1 X",
+                b"SIP/2.0",
+                b"INVITE sip:a SIP/2.0",
+                b"Content-Length: 3",
+                b"\xff",
+                b"9",
+            ]
+        ),
+        max_size=40,
+    )
+)
+def test_structured_garbage_gives_a_message_or_sip_parse_error(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    for stream in (False, True):
+        try:
+            SipMessage.parse(data, stream=stream)
+        except SipParseError:
+            pass
+    try:
+        StreamFramer().feed(data)
+    except SipParseError:
+        pass
