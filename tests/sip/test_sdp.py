@@ -1,0 +1,59 @@
+"""SDP offer/answer: what we offer, what we read back from real peers' answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.sip.message import SipParseError
+from agent.sip.sdp import answer, build_sdp, default_offer, parse_sdp
+
+SIPP_ANSWER = (
+    b"v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n"
+    b"c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+BARESIP_ANSWER = (
+    b"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    b"m=audio 10004 RTP/AVP 8 101\r\nc=IN IP4 127.0.0.2\r\nb=AS:64\r\n"
+    b"a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+    b"a=ptime:30\r\na=sendrecv\r\nm=video 0 RTP/AVP 96\r\nc=IN IP4 9.9.9.9\r\n"
+)
+
+
+def test_offer_round_trips() -> None:
+    offer = default_offer("192.0.2.7", 40000)
+    media = parse_sdp(build_sdp(offer))
+    assert (media.address, media.port, media.payload_types) == ("192.0.2.7", 40000, [0, 8, 101])
+    assert media.codecs == ["PCMU", "PCMA", "TELEPHONE-EVENT"]
+    assert media.ptime_ms == 20
+
+
+def test_peer_answers_parse() -> None:
+    sipp = parse_sdp(SIPP_ANSWER)
+    assert (sipp.address, sipp.port, sipp.first_audio_codec()) == ("127.0.0.1", 6000, (0, "PCMU"))
+    bs = parse_sdp(BARESIP_ANSWER)
+    assert (bs.address, bs.port, bs.ptime_ms) == ("127.0.0.2", 10004, 30)
+    assert bs.first_audio_codec() == (8, "PCMA")
+
+
+def test_answer_picks_the_first_g711_and_keeps_events() -> None:
+    offer = parse_sdp(BARESIP_ANSWER)
+    ans = answer(offer, "127.0.0.1", 5004)
+    assert ans.payload_types == [8, 101] and ans.ptime_ms == 30
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"v=0\r\nc=IN IP4 1.2.3.4\r\n", "no audio m= line"),
+        (b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n", "no c= connection address"),
+        (b"v=0\r\nm=audio 99999 RTP/AVP 0\r\n", "is not a port number"),
+    ],
+)
+def test_bad_sdp_is_named(body: bytes, message: str) -> None:
+    with pytest.raises(SipParseError, match=message):
+        parse_sdp(body)
+
+
+def test_answer_without_g711_is_refused() -> None:
+    with pytest.raises(SipParseError, match="no PCMU or PCMA"):
+        answer(parse_sdp(b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 18\r\n"), "1.1.1.1", 2)
