@@ -6,6 +6,7 @@ epoch: only differences matter) and come out in milliseconds, as the field names
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -279,7 +280,7 @@ def burst_stats(received_mask: Sequence[bool]) -> BurstStats:
     lost_runs = _runs(received_mask, False)
     got_runs = _runs(received_mask, True)
     n_rr = n_rl = n_lr = n_ll = 0
-    for prev, cur in zip(received_mask, received_mask[1:], strict=False):
+    for prev, cur in itertools.pairwise(received_mask):
         if prev:
             if cur:
                 n_rr += 1
@@ -319,14 +320,21 @@ class Codec:
     lookahead_ms: float = 0.0
 
     def payload_bytes(self, ptime_ms: float) -> int:
-        return int(round(self.bytes_per_ms * ptime_ms))
+        return round(self.bytes_per_ms * ptime_ms)
 
 
 CODECS: dict[str, Codec] = {
-    "G711_PLC": Codec("G711_PLC", ie=0.0, bpl=25.1, payload_type=0, clock_rate=8000, bytes_per_ms=8),
+    "G711_PLC": Codec(
+        "G711_PLC", ie=0.0, bpl=25.1, payload_type=0, clock_rate=8000, bytes_per_ms=8
+    ),
     "G711": Codec("G711", ie=0.0, bpl=4.3, payload_type=0, clock_rate=8000, bytes_per_ms=8),
     "G729A": Codec(
-        "G729A", ie=11.0, bpl=19.0, payload_type=18, clock_rate=8000, bytes_per_ms=1,
+        "G729A",
+        ie=11.0,
+        bpl=19.0,
+        payload_type=18,
+        clock_rate=8000,
+        bytes_per_ms=1,
         lookahead_ms=5.0,
     ),
 }
@@ -352,7 +360,9 @@ def delay_impairment(one_way_delay_ms: float) -> float:
     return 0.024 * d + (0.11 * (d - 177.3) if d > 177.3 else 0.0)
 
 
-def effective_equipment_impairment(codec: Codec, loss_pct: float, burst_ratio: float = 1.0) -> float:
+def effective_equipment_impairment(
+    codec: Codec, loss_pct: float, burst_ratio: float = 1.0
+) -> float:
     """G.107 Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl), Ppl in percent."""
     if not 0.0 <= loss_pct <= 100.0:
         raise ValueError(f"loss {loss_pct} % is outside 0..100")
@@ -375,7 +385,13 @@ def r_factor(
 
 
 def mos_from_r(r: float) -> float:
-    """G.107 Annex B: MOS_CQE = 1 + 0.035 R + 7e-6 R (R - 60)(100 - R); 1 for R <= 0, 4.5 for R >= 100."""
+    """ITU-T G.107 Annex B: MOS_CQE = 1 + 0.035 R + 7e-6 R (R - 60)(100 - R).
+
+    MOS is 1 for R <= 0 and 4.5 for R >= 100.
+
+    As in the standard (and the reference vectors), the polynomial is not clamped inside
+    0 < R < 100, so it dips slightly below 1 (to about 0.99) for R under about 6.5.
+    """
     if math.isnan(r):
         raise ValueError("R is NaN")
     if r <= 0:
@@ -417,9 +433,7 @@ def mouth_to_ear_delay_ms(
     return max(0.0, network_one_way_ms) + jitter_buffer_ms + ptime_ms + c.lookahead_ms
 
 
-def jitter_buffer_late(
-    send_s: Sequence[float], recv_s: Sequence[float], buffer_ms: float
-) -> int:
+def jitter_buffer_late(send_s: Sequence[float], recv_s: Sequence[float], buffer_ms: float) -> int:
     """Packets a fixed jitter buffer of `buffer_ms` would discard as late.
 
     Playout of packet i is scheduled at `S_i + (R_0 - S_0) + buffer`, anchored on the

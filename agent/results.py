@@ -60,7 +60,7 @@ class ProbeResult(BaseModel):
         return v.astimezone(UTC)
 
     def to_json_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (UUID and datetime as strings), with `error.class` spelt as on the wire."""
+        """JSON-ready dict (UUID, datetime as strings), `error.class` spelt as on the wire."""
         return self.model_dump(mode="json", by_alias=True)
 
 

@@ -1,0 +1,209 @@
+"""ICMP echo probe (icmplib): RTT statistics, loss and ping-style jitter, per-packet RTTs.
+
+Echo requests go out on a fixed schedule (one every `interval_s`) while a receiver matches
+replies by identifier and sequence number, so a slow reply never delays the next request.
+Raw sockets are used when the agent may open them (root or CAP_NET_RAW), otherwise the
+kernel's unprivileged ICMP datagram sockets (net.ipv4.ping_group_range).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent import quality
+from agent.errors import (
+    NetworkUnreachableError,
+    PermissionDeniedError,
+    ProbeError,
+    ResolveError,
+)
+from agent.probes import ProbeContext, Target, register
+
+
+class IcmpOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(default=10, ge=1, le=100_000)
+    interval_s: float = Field(default=0.2, ge=0.001, le=60)
+    timeout_s: float = Field(default=2.0, gt=0, le=60, description="wait for each reply")
+    payload_size: int = Field(default=56, ge=0, le=65_000)
+    dscp: int = Field(default=0, ge=0, le=63)
+    family: int | None = Field(default=None, description="4 or 6; None picks what resolves")
+    privileged: bool | None = Field(
+        default=None, description="raw sockets; None: raw when allowed, else datagram"
+    )
+
+
+class RttStats(BaseModel):
+    min: float | None
+    avg: float | None
+    median: float | None
+    p95: float | None
+    max: float | None
+    stdev: float | None
+
+
+class IcmpMeasurement(BaseModel):
+    address: str
+    sent: int
+    received: int
+    loss_pct: float
+    rtt_ms: RttStats
+    jitter_ms: float | None = Field(description="mean |RTT_i - RTT_{i-1}| over received replies")
+    jitter_rfc3550_ms: float | None = Field(description="RFC 3550 estimator over the RTT series")
+    unreachable: int = Field(description="ICMP errors received instead of echo replies")
+    send_errors: int = Field(description="requests the local host refused to send")
+    rtts_ms: list[float | None] = Field(description="per request, None where no reply came")
+    dscp: int
+    privileged: bool
+
+
+def _estimate_timeout(opts: IcmpOptions) -> float:
+    return opts.count * opts.interval_s + opts.timeout_s + 5.0
+
+
+async def _resolve(host: str, family: int | None) -> str:
+    try:
+        addr = ipaddress.ip_address(host)
+        if family and addr.version != family:
+            raise ResolveError(f"{host} is not an IPv{family} address")
+        return str(addr)
+    except ValueError:
+        pass
+    from icmplib import async_resolve
+    from icmplib.exceptions import NameLookupError
+
+    try:
+        return str((await async_resolve(host, family))[0])
+    except NameLookupError:
+        raise ResolveError(f"host name {host!r} does not resolve") from None
+
+
+def _open_socket(address: str, privileged: bool | None) -> tuple[object, bool]:
+    from icmplib import ICMPv4Socket, ICMPv6Socket
+    from icmplib.exceptions import SocketPermissionError
+
+    cls = ICMPv6Socket if ipaddress.ip_address(address).version == 6 else ICMPv4Socket
+    # Raw first (root or CAP_NET_RAW), then the kernel's unprivileged datagram sockets.
+    choices = [privileged] if privileged is not None else [True, False]
+    for priv in choices:
+        try:
+            return cls(privileged=priv), bool(priv)
+        except SocketPermissionError:
+            continue
+    raise PermissionDeniedError(
+        "cannot open an ICMP socket: raw sockets need root or CAP_NET_RAW, and unprivileged "
+        "ICMP sockets are not allowed for this group (see sysctl net.ipv4.ping_group_range)"
+    )
+
+
+@register("icmp", IcmpOptions, estimate_timeout=_estimate_timeout)
+async def probe_icmp(target: Target, opts: IcmpOptions, ctx: ProbeContext) -> IcmpMeasurement:
+    from icmplib import AsyncSocket, ICMPRequest
+    from icmplib.exceptions import ICMPSocketError, SocketBroadcastError, TimeoutExceeded
+
+    address = await _resolve(target.host, opts.family)
+    raw_sock, privileged = _open_socket(address, opts.privileged)
+    ident = random.randrange(1, 0xFFFF)
+    requests: list[ICMPRequest] = []
+    rtts: list[float | None] = [None] * opts.count
+    unreachable = 0
+    send_errors: list[str] = []
+    all_sent = asyncio.Event()
+
+    async def sender() -> None:
+        start = time.monotonic()
+        try:
+            for seq in range(opts.count):
+                delay = start + seq * opts.interval_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                req = ICMPRequest(
+                    destination=address,
+                    id=ident,
+                    sequence=seq,
+                    payload_size=opts.payload_size,
+                    traffic_class=opts.dscp << 2,
+                )
+                try:
+                    asock.send(req)
+                except SocketBroadcastError:
+                    # icmplib reports any EPERM as a broadcast error; on Linux it is most
+                    # often a local firewall rule refusing the packet.
+                    send_errors.append("the local host refused to send (EPERM: firewall?)")
+                except ICMPSocketError as exc:
+                    send_errors.append(str(exc))
+                requests.append(req)
+        finally:
+            all_sent.set()
+
+    async def receiver() -> None:
+        nonlocal unreachable
+        while True:
+            pending = [r for r in requests if rtts[r.sequence] is None]
+            if all_sent.is_set():
+                if not pending:
+                    return
+                wait = max(r.time for r in pending) + opts.timeout_s - time.time()
+                if wait <= 0:
+                    return
+            else:
+                wait = opts.interval_s + opts.timeout_s
+            try:
+                reply = await asock.receive(None, wait)
+            except TimeoutExceeded:
+                continue
+            if reply.id != (requests[0].id if requests else ident):
+                continue
+            if not 0 <= reply.sequence < len(requests):
+                continue
+            req = requests[reply.sequence]
+            if reply.type not in (0, 129):  # not an echo reply: an ICMP error for our request
+                unreachable += 1
+                continue
+            if rtts[reply.sequence] is None:
+                rtts[reply.sequence] = max(0.0, (reply.time - req.time) * 1000.0)
+
+    asock = AsyncSocket(raw_sock)
+    receiving = asyncio.ensure_future(receiver())
+    try:
+        await sender()
+        await receiving
+    finally:
+        receiving.cancel()
+        asock.close()
+
+    got = [r for r in rtts if r is not None]
+    summary = quality.summarize(got)
+    # RFC 3550 estimator over the RTT series (D = RTT_i - RTT_{i-1}): send times all equal.
+    jitter_3550 = (
+        quality.rfc3550_jitter_ms([0.0] * len(got), [r / 1000.0 for r in got])
+        if len(got) >= 2
+        else None
+    )
+    sent = len(requests)
+    m = IcmpMeasurement(
+        address=address,
+        sent=sent,
+        received=len(got),
+        loss_pct=100.0 * (sent - len(got)) / sent if sent else 0.0,
+        rtt_ms=RttStats(**summary.as_dict()),
+        jitter_ms=quality.mean_abs_delta_ms(got),
+        jitter_rfc3550_ms=jitter_3550,
+        unreachable=unreachable,
+        send_errors=len(send_errors),
+        rtts_ms=rtts[:sent],
+        dscp=opts.dscp,
+        privileged=privileged,
+    )
+    if send_errors and len(send_errors) == sent:
+        raise NetworkUnreachableError(f"cannot send to {address}: {send_errors[0]}", measurement=m)
+    if not got:
+        why = f"{unreachable} ICMP errors" if unreachable else "no reply"
+        raise ProbeError(f"{target.host} ({address}): {why} to {sent} echo requests", measurement=m)
+    return m

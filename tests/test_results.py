@@ -1,0 +1,65 @@
+"""The wire schema: versioned, UTC, units in names, unknown fields and versions refused."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from agent.results import SCHEMA_VERSION, ProbeErrorInfo, ProbeResult
+
+
+def _result(**kw: object) -> ProbeResult:
+    base: dict[str, object] = {
+        "probe": "icmp",
+        "target": "192.0.2.1",
+        "started_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "duration_ms": 12.5,
+        "success": True,
+        "measurement": {"loss_pct": 0.0, "rtt_ms": {"avg": 1.0}},
+    }
+    base.update(kw)
+    return ProbeResult.model_validate(base)
+
+
+def test_round_trip_json() -> None:
+    r = _result()
+    wire = r.to_json_dict()
+    assert wire["schema_version"] == SCHEMA_VERSION
+    assert uuid.UUID(wire["id"])
+    assert wire["started_at"].endswith("Z")
+    assert ProbeResult.model_validate(wire) == r
+
+
+def test_error_is_spelt_class_on_the_wire() -> None:
+    r = _result(
+        success=False,
+        error=ProbeErrorInfo(error_class="ResolveError", category="dns", message="nope"),
+    )
+    wire = r.to_json_dict()
+    assert wire["error"] == {"class": "ResolveError", "category": "dns", "message": "nope"}
+    assert ProbeResult.model_validate(wire).error == r.error
+
+
+def test_started_at_is_normalised_to_utc_and_must_be_aware() -> None:
+    r = _result(started_at=datetime(2026, 1, 1, 2, 0, tzinfo=timezone(timedelta(hours=2))))
+    assert r.started_at == datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="must carry a timezone"):
+        _result(started_at=datetime(2026, 1, 1))
+
+
+def test_unknown_schema_version_is_refused_with_reason() -> None:
+    with pytest.raises(ValidationError, match="schema_version 99 is not supported"):
+        _result(schema_version=99)
+
+
+def test_unknown_field_is_refused() -> None:
+    with pytest.raises(ValidationError, match="surprise"):
+        _result(surprise=1)
+
+
+def test_negative_duration_refused() -> None:
+    with pytest.raises(ValidationError, match="duration_ms"):
+        _result(duration_ms=-1)
