@@ -1,0 +1,207 @@
+"""The agent's SIP client: open an endpoint towards a server, OPTIONS and REGISTER with auth.
+
+Times are RFC 6076 style: from the first transmission of a request to its final response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+from agent.sip.auth import DigestClient
+from agent.sip.dialog import Leg
+from agent.sip.endpoint import SipEndpoint
+from agent.sip.headers import NameAddr, SipUri
+from agent.sip.message import SipMessage, SipParseError
+from agent.sip.transport import Addr, StreamTransport, UdpTransport
+
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+
+@dataclass
+class SipTarget:
+    """Where requests go: the URI as given, the resolved address and the transport."""
+
+    uri: str
+    addr: Addr
+    transport: str
+    host: str
+
+    @property
+    def domain_uri(self) -> str:
+        u = SipUri.parse(self.uri)
+        return f"{u.scheme}:{u.host}" + (f":{u.port}" if u.port else "")
+
+
+async def resolve(uri: str, transport: str, port: int | None = None) -> SipTarget:
+    """Resolve the host of a sip:/sips: URI (A/AAAA; explicit port or the default)."""
+    if not uri.lower().startswith(("sip:", "sips:")):
+        uri = f"sip:{uri}"
+    parsed = SipUri.parse(uri)
+    t = (parsed.params.get("transport") or transport).lower()
+    if parsed.scheme == "sips":
+        t = "tls"
+    if t not in DEFAULT_PORTS:
+        raise SipParseError(f"transport {t!r} is not udp, tcp or tls")
+    p = port or parsed.port or DEFAULT_PORTS[t]
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(parsed.host, p, type=socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise LookupError(f"{parsed.host} does not resolve: {exc.strerror}") from None
+    host = str(infos[0][4][0])
+    return SipTarget(uri, (host, p), t, parsed.host)
+
+
+async def open_endpoint(
+    target: SipTarget, *, tls_verify: bool = True, bind_host: str | None = None
+) -> SipEndpoint:
+    """A client endpoint on an ephemeral port, connected for TCP/TLS."""
+    family_any = "::" if ":" in target.addr[0] else "0.0.0.0"
+    host = bind_host or family_any
+    endpoint: SipEndpoint
+    if target.transport == "udp":
+        endpoint = SipEndpoint(await UdpTransport.bind(lambda *a: None, host, 0))
+        return endpoint
+    ctx = None
+    if target.transport == "tls":
+        ctx = ssl.create_default_context()
+        if not tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+    st = StreamTransport(lambda *a: None, client_ssl=ctx, tls=target.transport == "tls")
+    endpoint = SipEndpoint(st)
+    await st.connect(target.addr, server_hostname=target.host)
+    return endpoint
+
+
+def contact_uri(endpoint: SipEndpoint, target: SipTarget, user: str) -> str:
+    hp = endpoint.contact_hostport(target.addr)
+    scheme = "sips" if target.transport == "tls" else "sip"
+    tparam = "" if target.transport == "udp" else f";transport={target.transport}"
+    return f"{scheme}:{user}@{hp}{tparam}"
+
+
+@dataclass
+class OptionsResult:
+    status_code: int
+    reason: str
+    rtt_ms: float
+    public_address: str | None
+    server: str | None
+    response: SipMessage = field(repr=False)
+    request: SipMessage = field(repr=False)
+
+
+async def send_options(
+    endpoint: SipEndpoint, target: SipTarget, user: str = "qos-scout"
+) -> OptionsResult:
+    local = f"sip:{user}@{target.host}"
+    leg = Leg(local, target.uri, contact_uri(endpoint, target, user))
+    msg = leg.request("OPTIONS", endpoint.via_for(target.addr))
+    msg.add("Accept", "application/sdp")
+    sent = asyncio.get_running_loop().time()
+    resp, arrived = await endpoint.request(msg, target.addr)
+    return OptionsResult(
+        resp.status or 0,
+        resp.reason,
+        (arrived - sent) * 1000.0,
+        _fmt_addr(endpoint.public_address),
+        resp.get("Server") or resp.get("User-Agent"),
+        resp,
+        msg,
+    )
+
+
+@dataclass
+class RegisterResult:
+    status_code: int
+    reason: str
+    rrd_ms: float
+    auth_used: bool
+    auth_ok: bool | None
+    expires_s: int | None
+    public_address: str | None
+    challenges: int
+
+
+async def register(
+    endpoint: SipEndpoint,
+    target: SipTarget,
+    *,
+    user: str,
+    password: str | None,
+    expires: int = 300,
+) -> RegisterResult:
+    """REGISTER (answering up to two challenges); RRD from the first REGISTER to the final
+    response of the last one (RFC 6076 §4.1)."""
+    aor = f"sip:{user}@{target.host}"
+    contact = contact_uri(endpoint, target, user)
+    leg = Leg(aor, aor, contact)
+    auth = DigestClient(user, password or "")
+    start = asyncio.get_running_loop().time()
+    challenges = 0
+    while True:
+        msg = leg.request("REGISTER", endpoint.via_for(target.addr), uri=target.domain_uri)
+        msg.set("To", f"<{aor}>")
+        msg.add("Expires", str(expires))
+        if auth.challenge:
+            msg.add(auth.header_name, auth.authorization("REGISTER", target.domain_uri))
+        resp, arrived = await endpoint.request(msg, target.addr)
+        status = resp.status or 0
+        retry = challenges == 0 or (challenges == 1 and _stale(resp))
+        if status in (401, 407) and password is not None and retry:
+            header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+            auth.on_challenge(status, resp.get_all(header))
+            challenges += 1
+            continue
+        break
+    granted = _granted_expiry(resp, contact) if 200 <= status < 300 else None
+    auth_ok: bool | None
+    if challenges:
+        auth_ok = 200 <= status < 300
+    else:
+        auth_ok = None if status not in (401, 407) else False
+    return RegisterResult(
+        status,
+        resp.reason,
+        (arrived - start) * 1000.0,
+        challenges > 0,
+        auth_ok,
+        granted,
+        _fmt_addr(endpoint.public_address),
+        challenges,
+    )
+
+
+def _stale(resp: SipMessage) -> bool:
+    return any(
+        "stale=true" in v.lower().replace('"', "")
+        for v in resp.get_all("WWW-Authenticate") + resp.get_all("Proxy-Authenticate")
+    )
+
+
+def _granted_expiry(resp: SipMessage, contact: str) -> int | None:
+    for c in resp.get_all("Contact"):
+        na = NameAddr.parse(c)
+        exp = na.params.get("expires")
+        if exp and exp.isdigit() and _same_contact(na.uri, contact):
+            return int(exp)
+    value = resp.get("Expires")
+    return int(value) if value and value.strip().isdigit() else None
+
+
+def _same_contact(a: str, b: str) -> bool:
+    try:
+        ua, ub = SipUri.parse(a), SipUri.parse(b)
+    except SipParseError:
+        return False
+    return (ua.user, ua.port) == (ub.user, ub.port)
+
+
+def _fmt_addr(addr: Addr | None) -> str | None:
+    if addr is None:
+        return None
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"

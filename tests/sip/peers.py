@@ -1,0 +1,137 @@
+"""Real SIP peers for the tests: Kamailio, SIPp and baresip run in the foreground on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, also_tcp: bool = True) -> int:
+    """A loopback port free for UDP (and TCP when `also_tcp`)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not also_tcp:
+            return port
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port on loopback")
+
+
+def free_rtp_port() -> int:
+    """An even UDP port whose successor (RTCP) is free too."""
+    for _ in range(100):
+        p = free_port(also_tcp=False)
+        p -= p % 2
+        try:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+            ):
+                a.bind(("127.0.0.1", p))
+                b.bind(("127.0.0.1", p + 1))
+            return p
+        except OSError:
+            continue
+    raise RuntimeError("no free RTP port pair on loopback")
+
+
+def missing(binary: str) -> str | None:
+    return None if shutil.which(binary) else f"{binary} is not installed"
+
+
+def _wait_udp_answer(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Wait until something answers an OPTIONS on the port (or the process dies)."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.3)
+        me = s.getsockname()[1]
+        msg = (
+            "OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKp;rport\r\n"
+            "From: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: ping\r\n"
+            "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"peer exited early with status {proc.returncode}")
+            s.sendto(msg, ("127.0.0.1", port))
+            try:
+                s.recvfrom(4096)
+                return
+            except TimeoutError:
+                continue
+    raise RuntimeError(f"nothing answered on UDP port {port} within {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def kamailio(password: str, *, uas: str = "127.0.0.1:9", algorithm: str = "MD5") -> Iterator[int]:
+    """Kamailio as registrar/proxy on a loopback port (UDP and TCP); yields the port."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="kam") as tmp:
+        cfg = (HERE / "kamailio.cfg").read_text()
+        for key, value in {
+            "PORT": str(port),
+            "PASSWORD": password,
+            "UAS": uas,
+            "ALGORITHM": algorithm,
+        }.items():
+            cfg = cfg.replace(f"@@{key}@@", value)
+        path = Path(tmp) / "kamailio.cfg"
+        path.write_text(cfg)
+        log = open(Path(tmp) / "log", "wb")
+        argv = [
+            "kamailio",
+            "-f",
+            str(path),
+            "-DD",
+            "-E",
+            "-m",
+            "64",
+            "-M",
+            "8",
+            "-P",
+            f"{tmp}/pid",
+            "-Y",
+            tmp,
+            "-w",
+            tmp,
+        ]
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        try:
+            try:
+                _wait_udp_answer(port, proc)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{(Path(tmp) / 'log').read_text()[-3000:]}") from None
+            yield port
+        finally:
+            stop(proc)
+            log.close()

@@ -1,0 +1,57 @@
+"""REGISTER and OPTIONS against a real Kamailio registrar with digest auth."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import peers
+
+from agent.sip import client
+
+pytestmark = pytest.mark.skipif(peers.missing("kamailio") is not None, reason="kamailio missing")
+
+
+@pytest.mark.parametrize(("algorithm", "transport"), [("MD5", "udp"), ("SHA-256", "tcp")])
+async def test_register_with_the_right_password_succeeds(algorithm: str, transport: str) -> None:
+    with peers.kamailio("s3cret", algorithm=algorithm) as port:
+        target = await client.resolve(f"sip:alice@127.0.0.1:{port}", transport)
+        ep = await client.open_endpoint(target)
+        try:
+            res = await client.register(ep, target, user="alice", password="s3cret", expires=300)
+            again = await client.register(ep, target, user="alice", password="s3cret", expires=60)
+        finally:
+            ep.close()
+    assert (res.status_code, res.auth_ok, res.challenges) == (200, True, 1)
+    assert res.expires_s == 300 and again.expires_s == 60
+    assert 0 < res.rrd_ms < 2000
+    assert res.public_address is not None and res.public_address.startswith("127.0.0.1:")
+
+
+async def test_wrong_password_is_a_clear_auth_failure_not_a_timeout() -> None:
+    with peers.kamailio("s3cret") as port:
+        target = await client.resolve(f"sip:bob@127.0.0.1:{port}", "udp")
+        ep = await client.open_endpoint(target)
+        t0 = time.monotonic()
+        try:
+            res = await client.register(ep, target, user="bob", password="wrong")
+        finally:
+            ep.close()
+    assert (res.status_code, res.auth_ok) == (401, False)
+    assert time.monotonic() - t0 < 5
+
+
+async def test_options_reports_status_and_rtt() -> None:
+    with peers.kamailio("x") as port:
+        target = await client.resolve(f"sip:127.0.0.1:{port}", "udp")
+        ep = await client.open_endpoint(target)
+        try:
+            res = await client.send_options(ep, target)
+        finally:
+            ep.close()
+    assert res.status_code == 200 and 0 < res.rtt_ms < 1000
+    assert res.server is not None and "kamailio" in res.server
