@@ -15,6 +15,7 @@ from agent.errors import ProbeError
 # top-level imports light (heavy modules load inside the command's handler).
 COMMAND_MODULES: list[str] = [
     "agent.cli_probe",
+    "agent.cli_agent",
 ]
 
 

@@ -1,0 +1,169 @@
+"""The agent's side of the collector API (docs/api.md): enrollment, ingest, job long-poll.
+
+The agent key is obtained once with a one-time token and kept in a credentials file
+(JSON, mode 0600); every later call authenticates with that key alone.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agent import __version__
+
+
+class CollectorError(Exception):
+    """A call to the collector failed. `retry` says whether trying again later can help."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry = retry
+
+
+class AuthError(CollectorError):
+    """The collector refused the token or the agent key (401/403)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    collector_url: str
+    agent_id: str
+    agent_key: str
+    site_id: str
+
+    @classmethod
+    def load(cls, path: Path) -> Credentials:
+        try:
+            data = json.loads(path.read_text())
+            return cls(**{k: str(data[k]) for k in cls.__dataclass_fields__})
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{path}: no agent credentials; enroll first with "
+                "`qos-scout agent enroll --collector URL --token TOKEN`"
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"{path}: credentials file is damaged ({exc!r}); enroll again"
+            ) from None
+
+    def save(self, path: Path) -> None:
+        """Write atomically with mode 0600 (the key never sits in a world-readable file)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text.strip()[:200] or resp.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])
+    return json.dumps(body)[:200]
+
+
+def _check(resp: httpx.Response, what: str) -> Any:
+    if resp.status_code in (401, 403):
+        raise AuthError(
+            f"{what}: {resp.status_code} {_detail(resp)}", status=resp.status_code, retry=False
+        )
+    if resp.status_code >= 400:
+        retry = resp.status_code >= 500 or resp.status_code in (408, 429)
+        raise CollectorError(
+            f"{what}: {resp.status_code} {_detail(resp)}", status=resp.status_code, retry=retry
+        )
+    try:
+        return resp.json()
+    except ValueError:
+        raise CollectorError(f"{what}: the collector answered something that is not JSON") from None
+
+
+async def enroll(
+    url: str, token: str, *, timeout_s: float = 15.0, verify: bool = True
+) -> Credentials:
+    """Trade a one-time enrollment token for the agent's own key."""
+    url = url.rstrip("/")
+    body = {"token": token, "hostname": socket.gethostname(), "version": __version__}
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s, verify=verify) as http:
+            resp = await http.post(f"{url}/api/v1/enroll", json=body)
+    except httpx.HTTPError as exc:
+        raise CollectorError(f"enroll at {url}: {exc!r}") from None
+    data = _check(resp, f"enroll at {url}")
+    try:
+        return Credentials(url, str(data["agent_id"]), str(data["agent_key"]), str(data["site_id"]))
+    except (KeyError, TypeError):
+        raise CollectorError(f"enroll at {url}: answer lacks agent_id/agent_key/site_id") from None
+
+
+class CollectorClient:
+    """An authenticated session with the collector for one agent."""
+
+    def __init__(self, url: str, key: str, *, timeout_s: float = 15.0, verify: bool = True) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=timeout_s,
+            verify=verify,
+            headers={"Authorization": f"Bearer {key}", "User-Agent": f"qos-scout/{__version__}"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
+        try:
+            resp = await self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise CollectorError(f"{what}: {type(exc).__name__}: {exc}") from None
+        return _check(resp, what)
+
+    async def post_results(self, results_json: list[bytes]) -> dict[str, Any]:
+        """POST already-serialised results as one gzip batch; returns the ingest answer."""
+        body = b'{"results":[' + b",".join(results_json) + b"]}"
+        data = await self._call(
+            "POST",
+            "/api/v1/results",
+            "ship results",
+            content=gzip.compress(body, compresslevel=6),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise CollectorError("ship results: answer lacks `items`")
+        return data
+
+    async def poll_jobs(self, wait_s: float) -> list[dict[str, Any]]:
+        data = await self._call(
+            "GET",
+            "/api/v1/agent/jobs",
+            "poll jobs",
+            params={"wait": int(wait_s)},
+            timeout=wait_s + self.timeout_s,
+        )
+        jobs = data.get("jobs") if isinstance(data, dict) else None
+        if not isinstance(jobs, list):
+            raise CollectorError("poll jobs: answer lacks `jobs`")
+        return [j for j in jobs if isinstance(j, dict)]
+
+    async def job_status(self, job_id: str, state: str, **fields: Any) -> None:
+        body = {"state": state, **{k: v for k, v in fields.items() if v is not None}}
+        await self._call(
+            "POST", f"/api/v1/agent/jobs/{job_id}/status", f"job {job_id} status", json=body
+        )

@@ -1,0 +1,205 @@
+"""On-demand jobs: long-poll the collector, run each job at once, report how it went.
+
+A `probe` job (`{"probe", "targets", "options"}`) runs one probe against its targets.
+A `suite` job (`{"suite", "options"}`) runs a function registered by name:
+
+    @register_suite("readiness")
+    async def readiness(options: dict, ctx: SuiteContext) -> dict: ...
+
+`ctx.run_probe(...)` goes through the agent's scheduler (concurrency bound, lock classes),
+spools every result tagged with the job id, and returns the results; `ctx.progress(...)`
+reports progress. The dict returned becomes the job's `report`. Suite modules are listed in
+SUITE_MODULES and imported on first use. Results are in the spool before a job says `done`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.client import AuthError, CollectorClient, CollectorError
+from agent.config import SiteConfig
+from agent.errors import ConfigError, ProbeError
+from agent.results import ProbeResult
+from agent.scheduler import Scheduler
+from agent.shipper import backoff_delay
+
+log = logging.getLogger(__name__)
+
+# suite name -> module that registers it (imported on first use).
+SUITE_MODULES: dict[str, str] = {}
+
+
+class JobError(Exception):
+    """A job cannot run as specified; the message is posted as the job's failure reason."""
+
+
+@dataclass
+class SuiteContext:
+    job_id: str
+    site: SiteConfig
+    run_probe: Callable[..., Awaitable[list[ProbeResult]]]
+    progress: Callable[[float, str], Awaitable[None]]
+
+
+SuiteFn = Callable[[dict[str, Any], SuiteContext], Awaitable[dict[str, Any]]]
+_SUITES: dict[str, SuiteFn] = {}
+
+
+def register_suite(name: str) -> Callable[[SuiteFn], SuiteFn]:
+    def deco(fn: SuiteFn) -> SuiteFn:
+        _SUITES[name] = fn
+        return fn
+
+    return deco
+
+
+def get_suite(name: str) -> SuiteFn:
+    if name not in _SUITES and name in SUITE_MODULES:
+        importlib.import_module(SUITE_MODULES[name])
+    if name not in _SUITES:
+        known = ", ".join(sorted(set(SUITE_MODULES) | set(_SUITES))) or "none installed"
+        raise JobError(f"unknown suite {name!r} (known: {known})")
+    return _SUITES[name]
+
+
+def summarize(results: list[ProbeResult]) -> dict[str, Any]:
+    return {
+        "results": len(results),
+        "failed": sum(1 for r in results if not r.success),
+        "result_ids": [str(r.id) for r in results],
+        "errors": sorted({r.error.message for r in results if r.error is not None})[:10],
+    }
+
+
+class JobRunner:
+    def __init__(
+        self,
+        client: CollectorClient,
+        scheduler: Scheduler,
+        site: SiteConfig,
+        *,
+        wait_s: float = 30.0,
+        on_results: Callable[[], None] = lambda: None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        self.site = site
+        self.wait_s = wait_s
+        self.on_results = on_results
+        self.rng = rng or random.Random()
+        self.done = 0
+        self.failed = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Long-poll until cancelled; every job received starts at once."""
+        failures = 0
+        try:
+            while True:
+                try:
+                    jobs = await self.client.poll_jobs(self.wait_s)
+                    failures = 0
+                except CollectorError as exc:
+                    failures += 1
+                    if failures in (1, 5) or failures % 50 == 0:
+                        log.warning("job poll failed (%d in a row): %s", failures, exc)
+                    delay = (
+                        300.0
+                        if isinstance(exc, AuthError)
+                        else backoff_delay(failures - 1, 1.0, 60.0, self.rng)
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                for job in jobs:
+                    t = asyncio.create_task(self.execute(job), name=f"job:{job.get('id')}")
+                    self._tasks.add(t)
+                    t.add_done_callback(self._tasks.discard)
+        finally:
+            for t in list(self._tasks):
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def execute(self, job: dict[str, Any]) -> None:
+        job_id = str(job.get("id", ""))
+        if not job_id:
+            log.error("job without an id ignored: %r", job)
+            return
+        await self._status(job_id, "running", progress=0.0, message="started")
+        try:
+            report = await self.dispatch(job_id, job.get("kind"), job.get("spec") or {})
+        except asyncio.CancelledError:
+            await self._status(job_id, "failed", message="the agent stopped while the job ran")
+            raise
+        except (JobError, ProbeError) as exc:
+            self.failed += 1
+            await self._status(job_id, "failed", message=str(exc))
+            return
+        except Exception as exc:  # a bug must fail the job, not the agent
+            log.exception("job %s crashed", job_id)
+            self.failed += 1
+            await self._status(
+                job_id, "failed", message=f"internal error: {type(exc).__name__}: {exc}"
+            )
+            return
+        self.done += 1
+        self.on_results()
+        await self._status(job_id, "done", progress=1.0, message="finished", report=report)
+
+    async def dispatch(self, job_id: str, kind: Any, spec: dict[str, Any]) -> dict[str, Any]:
+        if kind == "probe":
+            probe, targets = spec.get("probe"), spec.get("targets")
+            if not isinstance(probe, str) or not probe:
+                raise JobError("probe job: spec.probe must name a probe")
+            if (
+                not isinstance(targets, list)
+                or not targets
+                or not all(isinstance(t, str) for t in targets)
+            ):
+                raise JobError("probe job: spec.targets must be a non-empty list of strings")
+            options = spec.get("options") or {}
+            if not isinstance(options, dict):
+                raise JobError("probe job: spec.options must be a mapping")
+            try:
+                results = await self.scheduler.run_targets(probe, targets, options, job_id=job_id)
+            except ConfigError as exc:
+                raise JobError(f"probe job: {exc.message}") from None
+            return summarize(results)
+        if kind == "suite":
+            name = spec.get("suite")
+            if not isinstance(name, str):
+                raise JobError("suite job: spec.suite must name a suite")
+            fn = get_suite(name)
+            collected: list[ProbeResult] = []
+
+            async def run_probe(
+                probe: str, targets: list[str], options: dict[str, Any] | None = None, **kw: Any
+            ) -> list[ProbeResult]:
+                res = await self.scheduler.run_targets(
+                    probe, targets, options or {}, job_id=job_id, **kw
+                )
+                collected.extend(res)
+                self.on_results()
+                return res
+
+            async def progress(fraction: float, message: str) -> None:
+                await self._status(
+                    job_id, "running", progress=max(0.0, min(1.0, fraction)), message=message
+                )
+
+            ctx = SuiteContext(job_id, self.site, run_probe, progress)
+            report = await fn(dict(spec.get("options") or {}), ctx)
+            return {**summarize(collected), **report}
+        raise JobError(f"unknown job kind {kind!r} (known: probe, suite)")
+
+    async def _status(self, job_id: str, state: str, **fields: Any) -> None:
+        try:
+            await self.client.job_status(job_id, state, **fields)
+        except CollectorError as exc:
+            log.warning("could not report job %s as %s: %s", job_id, state, exc)

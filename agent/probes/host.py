@@ -1,0 +1,252 @@
+"""`host` probe: the agent host itself (CPU, memory, load, NIC errors/drops and link speed),
+its default gateway with the vendor from the MAC's OUI, and optionally its public address.
+
+A busy or starved agent spoils every other measurement, and the gateway's vendor says what
+the customer's router is; both belong in a ticket's evidence. The /proc parsers are pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import NetworkUnreachableError, PeerError
+from agent.probes import ProbeContext, Target, register
+
+PROC_ROUTE = Path("/proc/net/route")
+PROC_ARP = Path("/proc/net/arp")
+
+
+@dataclass(frozen=True)
+class DefaultRoute:
+    interface: str
+    gateway: str
+    metric: int
+
+
+def parse_proc_route(text: str) -> DefaultRoute | None:
+    """The IPv4 default route with the lowest metric from /proc/net/route text."""
+    best: DefaultRoute | None = None
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 8 or f[1] != "00000000" or f[7] != "00000000":
+            continue
+        flags = int(f[3], 16)
+        if not flags & 0x1 or not flags & 0x2:  # RTF_UP, RTF_GATEWAY
+            continue
+        gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16)))
+        route = DefaultRoute(f[0], gw, int(f[6]))
+        if best is None or route.metric < best.metric:
+            best = route
+    return best
+
+
+def parse_proc_arp(text: str, address: str) -> str | None:
+    """The MAC address of `address` from /proc/net/arp text (complete entries only)."""
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 4 and f[0] == address and int(f[2], 16) & 0x2 and f[3] != "00:00:00:00:00:00":
+            return f[3].lower()
+    return None
+
+
+def gateway_mac(address: str) -> str | None:
+    try:
+        return parse_proc_arp(PROC_ARP.read_text(), address)
+    except OSError:
+        return None
+
+
+def default_route() -> DefaultRoute | None:
+    try:
+        return parse_proc_route(PROC_ROUTE.read_text())
+    except OSError:
+        return None
+
+
+def default_gateway() -> str | None:
+    """The IPv4 default gateway of this host, or None (used for `$gateway` targets)."""
+    route = default_route()
+    return route.gateway if route else None
+
+
+def mac_vendor(mac: str) -> str | None:
+    """The organisation registered for the MAC's OUI in the IEEE registry shipped by netaddr;
+    None for a locally administered (random, virtual) address or an unregistered OUI."""
+    from netaddr import EUI, AddrFormatError, NotRegisteredError
+
+    try:
+        eui = EUI(mac)
+    except AddrFormatError:
+        return None
+    if eui.words[0] & 0x02:  # locally administered: no vendor behind it
+        return None
+    try:
+        return str(eui.oui.registration().org)
+    except NotRegisteredError:
+        return None
+
+
+class HostOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sample_s: float = Field(default=1.0, gt=0, le=60, description="CPU sampling window")
+    interfaces: list[str] | None = Field(
+        default=None, description="NICs to report; None: the default route's, else all but lo"
+    )
+    public_address_from: str | None = Field(
+        default=None,
+        description="host:port of a responder's whoami service (UDP); None: not asked",
+    )
+
+
+class Nic(BaseModel):
+    name: str
+    is_up: bool
+    speed_mbps: int | None
+    mtu: int
+    rx_bytes: int
+    tx_bytes: int
+    rx_errors: int
+    tx_errors: int
+    rx_drops: int
+    tx_drops: int
+
+
+class Gateway(BaseModel):
+    address: str
+    interface: str
+    mac: str | None
+    vendor: str | None
+
+
+class HostMeasurement(BaseModel):
+    hostname: str
+    cpu_count: int
+    cpu_pct: float
+    load_1: float
+    load_5: float
+    load_15: float
+    memory_total_bytes: int
+    memory_available_bytes: int
+    memory_used_pct: float
+    swap_used_pct: float
+    uptime_s: float
+    interfaces: list[Nic]
+    gateway: Gateway | None
+    public_address: str | None
+
+
+async def whoami(target: str, timeout_s: float) -> str:
+    """Ask a responder's whoami service which address our UDP datagram came from."""
+    tgt = Target.parse(target)
+    if tgt.port is None:
+        raise PeerError(f"public_address_from {target!r} needs a port")
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(tgt.host, tgt.port, type=socket.SOCK_DGRAM)
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, addr)
+        for _ in range(3):
+            await loop.sock_sendall(sock, b"WHOAMI\n")
+            try:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 512), timeout_s / 3)
+            except TimeoutError:
+                continue
+            text = data.decode("ascii", "replace").strip().split()[-1] if data.strip() else ""
+            host = (
+                text.rsplit(":", 1)[0].strip("[]") if text.count(":") == 1 or "]" in text else text
+            )
+            try:
+                return str(ipaddress.ip_address(host))
+            except ValueError:
+                raise PeerError(f"whoami at {target} answered {data[:60]!r}") from None
+        raise PeerError(f"whoami at {target}: no answer")
+    finally:
+        sock.close()
+
+
+@register("host", HostOptions, estimate_timeout=lambda o: o.sample_s + 10.0)
+async def probe_host(target: Target, opts: HostOptions, ctx: ProbeContext) -> HostMeasurement:
+    import psutil
+
+    before = psutil.cpu_times()
+    await asyncio.sleep(opts.sample_s)
+    cpu_pct = _busy_pct(before, psutil.cpu_times())
+    route = default_route()
+    gateway = None
+    if route is not None:
+        mac = gateway_mac(route.gateway)
+        gateway = Gateway(
+            address=route.gateway,
+            interface=route.interface,
+            mac=mac,
+            vendor=mac_vendor(mac) if mac else None,
+        )
+    stats = psutil.net_if_stats()
+    if opts.interfaces is not None:
+        missing = [n for n in opts.interfaces if n not in stats]
+        if missing:
+            raise NetworkUnreachableError(f"no such interface: {', '.join(missing)}")
+        names = opts.interfaces
+    elif route is not None and route.interface in stats:
+        names = [route.interface]
+    else:
+        names = sorted(n for n in stats if n != "lo")
+    counters = psutil.net_io_counters(pernic=True)
+    nics = []
+    for n in names:
+        c, s = counters.get(n), stats[n]
+        nics.append(
+            Nic(
+                name=n,
+                is_up=s.isup,
+                speed_mbps=s.speed or None,
+                mtu=s.mtu,
+                rx_bytes=c.bytes_recv if c else 0,
+                tx_bytes=c.bytes_sent if c else 0,
+                rx_errors=c.errin if c else 0,
+                tx_errors=c.errout if c else 0,
+                rx_drops=c.dropin if c else 0,
+                tx_drops=c.dropout if c else 0,
+            )
+        )
+    public = None
+    if opts.public_address_from:
+        public = await whoami(opts.public_address_from, max(1.0, ctx.timeout_s - opts.sample_s - 1))
+    mem, swap = psutil.virtual_memory(), psutil.swap_memory()
+    load = os.getloadavg()
+    return HostMeasurement(
+        hostname=socket.gethostname(),
+        cpu_count=psutil.cpu_count() or 1,
+        cpu_pct=cpu_pct,
+        load_1=load[0],
+        load_5=load[1],
+        load_15=load[2],
+        memory_total_bytes=mem.total,
+        memory_available_bytes=mem.available,
+        memory_used_pct=mem.percent,
+        swap_used_pct=swap.percent,
+        uptime_s=time.time() - psutil.boot_time(),
+        interfaces=nics,
+        gateway=gateway,
+        public_address=public,
+    )
+
+
+def _busy_pct(a: object, b: object) -> float:
+    """Share of CPU time not idle (idle + iowait) between two psutil cpu_times snapshots."""
+    fields = [f for f in a._fields]  # type: ignore[attr-defined]
+    total = sum(getattr(b, f) - getattr(a, f) for f in fields if f not in ("guest", "guest_nice"))
+    idle = sum(getattr(b, f) - getattr(a, f) for f in ("idle", "iowait") if f in fields)
+    return round(100.0 * (total - idle) / total, 2) if total > 0 else 0.0

@@ -1,0 +1,157 @@
+"""The agent's main loop (`qos-scout agent run`): scheduler -> spool -> shipper, the job
+long-poll and the local /metrics, with a clean stop that flushes the spool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+from typing import Any
+
+from agent.client import CollectorClient, Credentials
+from agent.config import AgentConfig
+from agent.jobs import JobRunner
+from agent.metrics import AgentCollector, ResultBook, serve
+from agent.results import ProbeResult
+from agent.scheduler import Scheduler
+from agent.shipper import Shipper
+from agent.spool import Spool
+
+log = logging.getLogger(__name__)
+
+SPOOL_ENFORCE_EVERY_S = 60.0
+
+
+class Agent:
+    def __init__(
+        self, cfg: AgentConfig, creds: Credentials, *, rng: random.Random | None = None
+    ) -> None:
+        self.cfg = cfg
+        self.creds = creds
+        self.rng = rng or random.Random()
+        self.spool = Spool(
+            cfg.spool.path,
+            max_bytes=int(cfg.spool.max_mb * 1_000_000),
+            max_age_s=cfg.spool.max_age_h * 3600.0,
+        )
+        self.book = ResultBook()
+        self.spool_errors = 0
+        url = cfg.collector.url or creds.collector_url
+        self.client = CollectorClient(
+            url, creds.agent_key, timeout_s=cfg.collector.timeout_s, verify=cfg.collector.verify_tls
+        )
+        sh = cfg.shipping
+        self.shipper = Shipper(
+            self.spool,
+            self.client,
+            batch_size=sh.batch_size,
+            interval_s=sh.interval_s,
+            backoff_initial_s=sh.backoff_initial_s,
+            backoff_max_s=sh.backoff_max_s,
+            rng=self.rng,
+        )
+        from agent.probes.host import default_gateway
+
+        self.scheduler = Scheduler(
+            cfg.enabled_modules(),
+            self.sink,
+            concurrency=cfg.scheduler.concurrency,
+            rng=self.rng,
+            gateway=default_gateway,
+            first_within_s=cfg.scheduler.first_run_within_s,
+        )
+        self.jobs = (
+            JobRunner(
+                self.client,
+                self.scheduler,
+                cfg.site,
+                wait_s=cfg.jobs.wait_s,
+                on_results=self.shipper.notify,
+                rng=self.rng,
+            )
+            if cfg.jobs.enabled
+            else None
+        )
+        self.metrics_server: Any = None
+
+    def sink(self, result: ProbeResult) -> None:
+        """Every result is committed to the spool before anything else sees it."""
+        try:
+            self.spool.put(result.to_json_dict(), time.time())
+        except sqlite3.Error as exc:
+            self.spool_errors += 1
+            log.error("cannot write result %s to the spool: %s", result.id, exc)
+        self.book.observe(result)
+        if not result.success and result.error is not None:
+            log.info(
+                "%s %s %s failed: %s",
+                result.module or result.job_id,
+                result.probe,
+                result.target,
+                result.error.message,
+            )
+        self.shipper.notify()
+
+    def start_metrics(self) -> None:
+        m = self.cfg.metrics
+        if m.port is None:
+            return
+        from prometheus_client.registry import CollectorRegistry
+
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(
+            AgentCollector(
+                self.book, lambda: self.spool.stats(time.time()), lambda: self.shipper.stats
+            )
+        )
+        self.metrics_server = serve(registry, m.address, m.port)
+        log.info("metrics on http://%s:%d/metrics", m.address, m.port)
+
+    async def _enforce_bounds(self) -> None:
+        while True:
+            await asyncio.sleep(SPOOL_ENFORCE_EVERY_S)
+            dropped = self.spool.enforce(time.time())
+            if dropped:
+                log.warning("spool bounds dropped %d old results", dropped)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then stop probes, flush the spool and close."""
+        self.start_metrics()
+        mods = ", ".join(f"{n}({m.probe})" for n, m in self.cfg.enabled_modules().items())
+        log.warning("agent %s started; modules: %s", self.creds.agent_id, mods or "none")
+        tasks = [
+            asyncio.create_task(self.scheduler.run(), name="scheduler"),
+            asyncio.create_task(self.shipper.run(), name="shipper"),
+            asyncio.create_task(self._enforce_bounds(), name="spool-bounds"),
+        ]
+        if self.jobs is not None:
+            tasks.append(asyncio.create_task(self.jobs.run(), name="jobs"))
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stopper and not t.cancelled() and t.exception() is not None:
+                    raise RuntimeError(f"{t.get_name()} stopped") from t.exception()
+        finally:
+            stopper.cancel()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        flush = self.cfg.scheduler.shutdown_flush_s
+        if flush > 0:
+            empty = await self.shipper.flush(flush)
+            left = self.spool.stats(time.time()).depth
+            if not empty:
+                log.warning(
+                    "stopping with %d results in the spool; they ship on the next start", left
+                )
+        await self.client.aclose()
+        self.spool.close()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+        log.warning("agent stopped")

@@ -1,0 +1,73 @@
+"""Spool: durable until acknowledged, bounded by size and age (oldest dropped and counted)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from agent.spool import Spool
+
+
+def res(i: int, pad: int = 0) -> dict[str, object]:
+    return {"id": str(uuid.UUID(int=i + 1)), "probe": "icmp", "pad": "x" * pad}
+
+
+def test_put_batch_ack_keeps_order_and_deletes_only_acked(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s.db", max_bytes=10**6, max_age_s=3600)
+    for i in range(5):
+        assert sp.put(res(i), now=1000.0 + i)
+    assert not sp.put(res(0), now=2000.0)  # same id: ignored
+    batch = sp.batch(3)
+    assert [b.id for b in batch] == [str(uuid.UUID(int=i + 1)) for i in range(3)]
+    assert batch[0].as_dict()["probe"] == "icmp"
+    assert sp.ack([batch[0].id, batch[2].id, "not-there"]) == 2
+    assert [b.id for b in sp.batch(10)] == [res(1)["id"], res(3)["id"], res(4)["id"]]
+    st = sp.stats(now=1010.0)
+    assert st.depth == 3 and st.oldest_age_s == 9.0
+    sp.close()
+
+
+def test_contents_survive_reopen(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s.db", max_bytes=10**6, max_age_s=3600)
+    sp.put_many([res(i) for i in range(10)], now=0.0)
+    sp.ack([res(0)["id"]])
+    # No close: as after kill -9, the committed rows must be there.
+    again = Spool(tmp_path / "s.db", max_bytes=10**6, max_age_s=3600)
+    assert len(again.batch(100)) == 9
+
+
+def test_size_bound_drops_oldest_first_and_counts(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s.db", max_bytes=10_000, max_age_s=10**6)
+    for i in range(30):
+        sp.put(res(i, pad=900), now=float(i))  # ~1 kB each
+    st = sp.stats(now=30.0)
+    assert st.bytes <= 10_000
+    assert st.dropped_size == 30 - st.depth
+    assert st.depth >= 9
+    kept = [b.id for b in sp.batch(100)]
+    assert kept == [res(i)["id"] for i in range(30 - st.depth, 30)]  # the newest survive
+    # The counter survives a restart.
+    assert (
+        Spool(tmp_path / "s.db", max_bytes=10_000, max_age_s=10**6).stats(0).dropped_size
+        == st.dropped_size
+    )
+
+
+def test_age_bound_drops_what_is_too_old(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s.db", max_bytes=10**6, max_age_s=100)
+    sp.put_many([res(i) for i in range(4)], now=0.0)
+    sp.put(res(10), now=90.0)
+    assert sp.enforce(now=150.0) == 4
+    st = sp.stats(now=150.0)
+    assert st.depth == 1 and st.dropped_age == 4 and st.dropped_size == 0
+
+
+def test_rejected_items_are_not_resent_but_kept(tmp_path: Path) -> None:
+    sp = Spool(tmp_path / "s.db", max_bytes=10**6, max_age_s=100)
+    sp.put_many([res(i) for i in range(3)], now=0.0)
+    sp.reject({str(res(1)["id"]): "schema_version 9 is not supported"})
+    assert [b.id for b in sp.batch(10)] == [res(0)["id"], res(2)["id"]]
+    st = sp.stats(now=1.0)
+    assert st.depth == 2 and st.rejected == 1
+    sp.enforce(now=200.0)
+    assert sp.stats(now=200.0).rejected == 0
