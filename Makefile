@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/qos-scout probe icmp 127.0.0.1 --count 5 --interval 0.05
 
 lint: $(STAMP)
-	$(BIN)/ruff check agent collector tests bench
-	$(BIN)/ruff format --check agent collector tests bench
+	$(BIN)/ruff check agent collector tests bench dashboards
+	$(BIN)/ruff format --check agent collector tests bench dashboards
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,0 +1,473 @@
+"""Generate the Grafana dashboards (JSON) from code, so they track the collector's metric names.
+
+Run `python dashboards/generate.py` to rewrite `dashboards/json/*.json`; `--check` exits 1
+when the committed files differ from what the code generates (the test suite runs it).
+Every panel reads the Prometheus datasource provisioned as uid `prometheus`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    heatmap,
+    histogram,
+    prometheus,
+    stat,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+OUT = Path(__file__).resolve().parent / "json"
+PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
+
+# Label matchers every result series of a board is filtered by.
+SCOPE = 'partner=~"$partner", customer=~"$customer", site=~"$site"'
+SITE_SCOPE = f'{SCOPE}, target=~"$target"'
+
+# Metrics (from docs/metrics.md) the boards use; tests check the collector exposes each.
+METRICS = (
+    "qos_scout_probe_success",
+    "qos_scout_rtt_ms",
+    "qos_scout_jitter_ms",
+    "qos_scout_loss_pct",
+    "qos_scout_mos",
+    "qos_scout_throughput_bps",
+    "qos_scout_contracted_bps",
+    "qos_scout_sip_timing_ms",
+    "qos_scout_agent_last_seen_timestamp_seconds",
+    "qos_scout_site_state",
+    "qos_scout_open_tickets",
+    "qos_scout_ingest_results_total",
+)
+
+
+def q(expr: str, legend: str = "", *, instant: bool = False) -> prometheus.Dataquery:
+    query = prometheus.Dataquery().expr(expr).datasource(PROMETHEUS)
+    if legend:
+        query = query.legend_format(legend)
+    return query.instant() if instant else query.range()
+
+
+def var(name: str, label: str, query: str) -> dash.QueryVariable:
+    return (
+        dash.QueryVariable(name)
+        .label(label)
+        .datasource(PROMETHEUS)
+        .query({"query": query, "refId": f"var-{name}"})
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(model.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def tenancy_vars(with_target: bool) -> list[dash.QueryVariable]:
+    out = [
+        var("partner", "Partner", "label_values(qos_scout_site_state, partner)"),
+        var(
+            "customer",
+            "Customer",
+            'label_values(qos_scout_site_state{partner=~"$partner"}, customer)',
+        ),
+        var(
+            "site",
+            "Site",
+            'label_values(qos_scout_site_state{partner=~"$partner", customer=~"$customer"}, site)',
+        ),
+    ]
+    if with_target:
+        out.append(
+            var("target", "Target", f"label_values(qos_scout_probe_success{{{SCOPE}}}, target)")
+        )
+    return out
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
+    return (
+        dash.ThresholdsConfig()
+        .mode(model.ThresholdsMode.ABSOLUTE)
+        .steps([model.Threshold(value=v, color=c) for v, c in steps])
+    )
+
+
+MOS_STEPS = ((None, "red"), (3.6, "orange"), (4.0, "green"))
+LOSS_STEPS = ((None, "green"), (0.5, "orange"), (1.0, "red"))
+JITTER_STEPS = ((None, "green"), (20, "orange"), (30, "red"))
+RTT_STEPS = ((None, "green"), (100, "orange"), (150, "red"))
+
+
+def ts(title: str, unit: str, *targets: prometheus.Dataquery, w: int = 12) -> timeseries.Panel:
+    panel = timeseries.Panel().title(title).unit(unit).datasource(PROMETHEUS).height(8).span(w)
+    for t in targets:
+        panel = panel.with_target(t)
+    return panel
+
+
+def stat_panel(
+    title: str,
+    expr: str,
+    steps: tuple[tuple[float | None, str], ...],
+    w: int = 6,
+    unit: str = "none",
+) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .datasource(PROMETHEUS)
+        .with_target(q(expr, instant=True))
+        .unit(unit)
+        .thresholds(thresholds(*steps))
+        .height(4)
+        .span(w)
+    )
+
+
+def fleet() -> dash.Dashboard:
+    site_keys = "partner, customer, site"
+    return (
+        dash.Dashboard("qos-scout · Fleet overview")
+        .uid("qos-scout-fleet")
+        .tags(["qos-scout", "voip"])
+        .refresh("1m")
+        .time("now-6h", "now")
+        .variables(tenancy_vars(with_target=False))
+        .with_panel(
+            stat_panel(
+                "Sites OK",
+                f"count(qos_scout_site_state{{{SCOPE}}} == 0) or vector(0)",
+                ((None, "green"),),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Sites warning",
+                f"count(qos_scout_site_state{{{SCOPE}}} == 1) or vector(0)",
+                ((None, "green"), (1, "orange")),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Sites critical",
+                f"count(qos_scout_site_state{{{SCOPE}}} == 2) or vector(0)",
+                ((None, "green"), (1, "red")),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Agents silent > 10 min",
+                f"count((time() - qos_scout_agent_last_seen_timestamp_seconds{{{SCOPE}}}) > 600)"
+                " or vector(0)",
+                ((None, "green"), (1, "red")),
+            )
+        )
+        .with_panel(
+            table.Panel()
+            .title("Site state (0 ok, 1 warning, 2 critical)")
+            .datasource(PROMETHEUS)
+            .with_target(
+                q(f"max by ({site_keys}) (qos_scout_site_state{{{SCOPE}}})", instant=True).format(
+                    PromQueryFormat.TABLE
+                )
+            )
+            .height(8)
+            .span(12)
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Open tickets by severity")
+            .datasource(PROMETHEUS)
+            .with_target(
+                q(
+                    'sum by (severity) (qos_scout_open_tickets{partner=~"$partner"})',
+                    "{{severity}}",
+                    instant=True,
+                )
+            )
+            .height(8)
+            .span(12)
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Worst MOS per site")
+            .datasource(PROMETHEUS)
+            .with_target(
+                q(
+                    f"min by ({site_keys}) (qos_scout_mos{{{SCOPE}}})",
+                    "{{customer}} / {{site}}",
+                    instant=True,
+                )
+            )
+            .min(1)
+            .max(4.5)
+            .thresholds(thresholds(*MOS_STEPS))
+            .height(8)
+            .span(8)
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Worst loss per site (any direction)")
+            .datasource(PROMETHEUS)
+            .with_target(
+                q(
+                    f"max by ({site_keys}) (qos_scout_loss_pct{{{SCOPE}}})",
+                    "{{customer}} / {{site}}",
+                    instant=True,
+                )
+            )
+            .unit("percent")
+            .thresholds(thresholds(*LOSS_STEPS))
+            .height(8)
+            .span(8)
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Worst jitter per site (any direction)")
+            .datasource(PROMETHEUS)
+            .with_target(
+                q(
+                    f"max by ({site_keys}) (qos_scout_jitter_ms{{{SCOPE}}})",
+                    "{{customer}} / {{site}}",
+                    instant=True,
+                )
+            )
+            .unit("ms")
+            .thresholds(thresholds(*JITTER_STEPS))
+            .height(8)
+            .span(8)
+        )
+        .with_panel(
+            table.Panel()
+            .title("Agents: seconds since last contact")
+            .datasource(PROMETHEUS)
+            .with_target(
+                q(
+                    f"time() - qos_scout_agent_last_seen_timestamp_seconds{{{SCOPE}}}", instant=True
+                ).format(PromQueryFormat.TABLE)
+            )
+            .unit("s")
+            .height(8)
+            .span(24)
+        )
+    )
+
+
+def site() -> dash.Dashboard:
+    return (
+        dash.Dashboard("qos-scout · Site detail")
+        .uid("qos-scout-site")
+        .tags(["qos-scout", "voip"])
+        .refresh("1m")
+        .time("now-24h", "now")
+        .variables(tenancy_vars(with_target=True))
+        .with_panel(
+            ts(
+                "Round-trip time (avg)",
+                "ms",
+                q(f'qos_scout_rtt_ms{{{SITE_SCOPE}, stat="avg"}}', "{{probe}} → {{target}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "Round-trip time (p95)",
+                "ms",
+                q(f'qos_scout_rtt_ms{{{SITE_SCOPE}, stat="p95"}}', "{{probe}} → {{target}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "Jitter per direction",
+                "ms",
+                q(f"qos_scout_jitter_ms{{{SITE_SCOPE}}}", "{{probe}} {{direction}} → {{target}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "Loss per direction",
+                "percent",
+                q(f"qos_scout_loss_pct{{{SITE_SCOPE}}}", "{{probe}} {{direction}} → {{target}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "MOS per direction",
+                "none",
+                q(f"qos_scout_mos{{{SITE_SCOPE}}}", "{{probe}} {{direction}} → {{target}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "Throughput vs contracted speed",
+                "bps",
+                q(f"qos_scout_throughput_bps{{{SITE_SCOPE}}}", "measured {{direction}}"),
+                q(f"qos_scout_contracted_bps{{{SCOPE}}}", "contracted {{direction}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "SIP timings (RFC 6076)",
+                "ms",
+                q(f"qos_scout_sip_timing_ms{{{SITE_SCOPE}}}", "{{metric}} → {{target}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "Probe failures",
+                "none",
+                q(f"sum by (probe) (1 - qos_scout_probe_success{{{SITE_SCOPE}}})", "{{probe}}"),
+            )
+        )
+    )
+
+
+def voice() -> dash.Dashboard:
+    def hm(title: str, metric: str, direction: str, unit: str) -> heatmap.Panel:
+        return (
+            heatmap.Panel()
+            .title(title)
+            .datasource(PROMETHEUS)
+            .with_target(q(f'{metric}{{{SCOPE}, direction="{direction}"}}', "{{site}}"))
+            .calculate(True)
+            .y_axis(heatmap.YAxisConfig().unit(unit))
+            .height(8)
+            .span(12)
+        )
+
+    return (
+        dash.Dashboard("qos-scout · Voice quality")
+        .uid("qos-scout-voice")
+        .tags(["qos-scout", "voip"])
+        .refresh("1m")
+        .time("now-24h", "now")
+        .variables(tenancy_vars(with_target=False))
+        .with_panel(
+            histogram.Panel()
+            .title("MOS distribution (latest per stream)")
+            .datasource(PROMETHEUS)
+            .with_target(q(f"qos_scout_mos{{{SCOPE}}}", "{{site}} {{direction}}", instant=True))
+            .bucket_size(0.1)
+            .height(8)
+            .span(12)
+        )
+        .with_panel(
+            ts(
+                "Lowest MOS over time",
+                "none",
+                q(f"min by (site, direction) (qos_scout_mos{{{SCOPE}}})", "{{site}} {{direction}}"),
+            )
+        )
+        .with_panel(hm("Loss heatmap, site → far end", "qos_scout_loss_pct", "out", "percent"))
+        .with_panel(hm("Loss heatmap, far end → site", "qos_scout_loss_pct", "back", "percent"))
+        .with_panel(hm("Jitter heatmap, site → far end", "qos_scout_jitter_ms", "out", "ms"))
+        .with_panel(hm("Jitter heatmap, far end → site", "qos_scout_jitter_ms", "back", "ms"))
+    )
+
+
+def tickets() -> dash.Dashboard:
+    return (
+        dash.Dashboard("qos-scout · Tickets")
+        .uid("qos-scout-tickets")
+        .tags(["qos-scout", "voip"])
+        .refresh("1m")
+        .time("now-7d", "now")
+        .variables(tenancy_vars(with_target=False)[:1])
+        .with_panel(
+            stat_panel(
+                "Open critical",
+                "sum(qos_scout_open_tickets"
+                '{partner=~"$partner", severity="critical"}) or vector(0)',
+                ((None, "green"), (1, "red")),
+                w=8,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Open warning",
+                'sum(qos_scout_open_tickets{partner=~"$partner", severity="warning"}) or vector(0)',
+                ((None, "green"), (1, "orange")),
+                w=8,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Sites with an open ticket",
+                'count(qos_scout_site_state{partner=~"$partner"} > 0) or vector(0)',
+                ((None, "green"), (1, "orange")),
+                w=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Open tickets over time",
+                "none",
+                q(
+                    'sum by (severity) (qos_scout_open_tickets{partner=~"$partner"})',
+                    "{{severity}}",
+                ),
+                w=24,
+            )
+        )
+        .with_panel(
+            ts(
+                "Results ingested per second",
+                "reqps",
+                q("sum by (status) (rate(qos_scout_ingest_results_total[5m]))", "{{status}}"),
+                w=24,
+            )
+        )
+    )
+
+
+BOARDS: dict[str, Callable[[], dash.Dashboard]] = {
+    "fleet-overview": fleet,
+    "site-detail": site,
+    "voice-quality": voice,
+    "tickets": tickets,
+}
+
+
+def render(builder: dash.Dashboard) -> dict[str, Any]:
+    """The dashboard as a JSON-ready dict, with panels laid out and numbered from 1."""
+    data: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+    for i, panel in enumerate(data.get("panels", []), start=1):
+        panel["id"] = i
+        for n, target in enumerate(panel.get("targets", [])):
+            target["refId"] = chr(ord("A") + n)
+    data["schemaVersion"] = 39
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
+    args = ap.parse_args(argv)
+    stale = []
+    OUT.mkdir(exist_ok=True)
+    for name, make in BOARDS.items():
+        text = json.dumps(render(make()), indent=2, sort_keys=True) + "\n"
+        path = OUT / f"{name}.json"
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"stale dashboards (run dashboards/generate.py): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Dashboards: generated from code, valid Grafana dashboard models, consistent datasources."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BOARDS = sorted((ROOT / "dashboards" / "json").glob("*.json"))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _queries(board: dict[str, Any]) -> list[str]:
+    return [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+
+
+def test_the_four_boards_exist() -> None:
+    assert [p.stem for p in BOARDS] == ["fleet-overview", "site-detail", "tickets", "voice-quality"]
+
+
+def test_committed_json_matches_the_generator() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "dashboards" / "generate.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=lambda p: p.stem)
+def test_board_round_trips_through_grafanas_dashboard_model(path: Path) -> None:
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    data = _load(path)
+    again = json.loads(json.dumps(Dashboard.from_json(data), cls=JSONEncoder))
+    assert again == data, "fields unknown to Grafana's dashboard schema, or of the wrong type"
+
+
+def test_model_check_catches_an_unknown_field() -> None:
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    data = _load(BOARDS[0])
+    data["panels"][0]["colour"] = "red"
+    again = json.loads(json.dumps(Dashboard.from_json(data), cls=JSONEncoder))
+    assert again != data
+
+
+@pytest.mark.parametrize("path", BOARDS, ids=lambda p: p.stem)
+def test_panel_ids_unique_and_every_panel_queries(path: Path) -> None:
+    board = _load(path)
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in board["panels"]:
+        assert p.get("targets"), f"panel {p['title']!r} has no query"
+        refs = [t["refId"] for t in p["targets"]]
+        assert len(refs) == len(set(refs)) and all(refs)
+
+
+def test_boards_use_only_provisioned_datasources() -> None:
+    prov = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/qos-scout.yml").read_text())
+    uids = {d["uid"] for d in prov["datasources"]}
+    used = set()
+    for path in BOARDS:
+        board = _load(path)
+        for p in board["panels"]:
+            used.add(p["datasource"]["uid"])
+            used.update(t["datasource"]["uid"] for t in p["targets"])
+        used.update(v["datasource"]["uid"] for v in board["templating"]["list"])
+    assert used and used <= uids
+
+
+def test_boards_use_only_documented_metrics() -> None:
+    documented = set(re.findall(r"`(qos_scout_[a-z_]+)`", (ROOT / "docs/metrics.md").read_text()))
+    used = set()
+    for path in BOARDS:
+        for expr in _queries(_load(path)):
+            used.update(re.findall(r"\bqos_scout_[a-z_]+", expr))
+    assert used and used <= documented, used - documented
+
+
+def test_dashboard_provider_points_where_compose_mounts_the_json() -> None:
+    prov = yaml.safe_load((ROOT / "dashboards/provisioning/dashboards/qos-scout.yml").read_text())
+    path = prov["providers"][0]["options"]["path"]
+    compose = (ROOT / "deploy/docker-compose.yml").read_text()
+    assert f"../dashboards/json:{path}:ro" in compose
