@@ -15,7 +15,9 @@ from agent.errors import ProbeError
 # top-level imports light (heavy modules load inside the command's handler).
 COMMAND_MODULES: list[str] = [
     "agent.cli_probe",
+    "collector.cli",
     "agent.cli_agent",
+    "agent.cli_responder",
 ]
 
 

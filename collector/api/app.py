@@ -1,0 +1,97 @@
+"""The FastAPI application: routes, error mapping, /healthz, /readyz, /metrics, background
+loops (outbox delivery, silent-agent check) tied to the application's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from agent import __version__
+from collector.api import routes_agent, routes_partner, routes_tickets
+from collector.api.state import AppState
+from collector.db import current_revision, head_revision
+from collector.errors import CollectorError
+from collector.evaluation import RuleBook
+from collector.logs import AccessLog
+from collector.metrics import StoreCollector
+from collector.store import Store
+from collector.worker import outbox_loop, silent_loop
+
+
+def create_app(
+    store: Store,
+    *,
+    clock: Callable[[], float] = time.time,
+    background: bool = True,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """Build the app over a migrated store. `background=False` leaves the delivery and
+    silent-agent loops to the caller (tests drive them by hand)."""
+    st = AppState(store=store, book=RuleBook(store.config), clock=clock)
+    reg = registry or CollectorRegistry(auto_describe=False)
+    reg.register(StoreCollector(store, st.stats, clock))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        st.loop = asyncio.get_running_loop()
+        tasks = []
+        if background:
+            tasks = [asyncio.create_task(outbox_loop(st)), asyncio.create_task(silent_loop(st))]
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with suppress(asyncio.CancelledError):
+                    await t
+
+    app = FastAPI(
+        title="qos-scout collector",
+        version=__version__,
+        description="Tenants, enrollment, result ingest, rules, tickets and on-demand jobs.",
+        lifespan=lifespan,
+    )
+    app.state.qs = st
+    app.state.registry = reg
+    app.include_router(routes_agent.router)
+    app.include_router(routes_partner.router)
+    app.include_router(routes_tickets.router)
+
+    @app.exception_handler(CollectorError)
+    async def _collector_error(_req: Request, exc: CollectorError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        """The database answers and its schema is at the newest revision."""
+        try:
+            rev = await run_in_threadpool(current_revision, store.engine)
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        head = head_revision()
+        if rev != head:
+            reason = f"schema at revision {rev}, expected {head}"
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ok", "revision": rev})
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        body = await run_in_threadpool(generate_latest, reg)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(AccessLog)
+    return app

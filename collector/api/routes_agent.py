@@ -1,0 +1,108 @@
+"""Agent routes: enrollment, result ingest, job long poll and job status."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from collector import jobs, tenants
+from collector.api.models import EnrollIn, JobStatusIn
+from collector.api.state import app_state, current_agent
+from collector.errors import CollectorError, PayloadTooLarge
+from collector.ingest import decode_body, ingest
+
+router = APIRouter(prefix="/api/v1", tags=["agents"])
+AgentDep = Annotated[dict[str, Any], Depends(current_agent)]
+MAX_WAIT_S = 60.0
+
+
+@router.post("/enroll", status_code=201)
+async def enroll(body: EnrollIn, request: Request) -> dict[str, Any]:
+    """Spend a one-time enrollment token; answers the agent's key (shown only once)."""
+    st = app_state(request)
+
+    def run() -> dict[str, Any]:
+        with st.store.write() as conn:
+            return tenants.enroll(conn, body.token, body.hostname, body.version, st.clock())
+
+    return await run_in_threadpool(run)
+
+
+@router.post("/results")
+async def post_results(agent: AgentDep, request: Request) -> dict[str, Any]:
+    """Ingest a batch `{"results": [...]}`; per-item status, idempotent by result id."""
+    st = app_state(request)
+    t0 = time.perf_counter()
+    limits = st.store.config.limits
+    try:
+        length = int(request.headers.get("content-length") or 0)
+        if length > limits.max_body_bytes:
+            raise PayloadTooLarge(f"body is larger than {limits.max_body_bytes} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limits.max_body_bytes:
+                raise PayloadTooLarge(f"body is larger than {limits.max_body_bytes} bytes")
+        encoding = request.headers.get("content-encoding")
+
+        def run() -> dict[str, Any]:
+            items = decode_body(bytes(body), encoding, limits.max_body_bytes)
+            return ingest(st.store, st.book, agent, items, st.clock()).as_dict()
+
+        out = await run_in_threadpool(run)
+    except CollectorError as exc:
+        st.stats.ingest_error(exc.status)
+        raise
+    st.stats.ingest(out["stored"], out["duplicates"], out["rejected"])
+    st.stats.observe_latency(time.perf_counter() - t0)
+    return out
+
+
+@router.get("/agent/jobs")
+async def poll_jobs(agent: AgentDep, request: Request, wait: float = 0.0) -> dict[str, Any]:
+    """Long poll: answers as soon as a job is queued for the agent's site, or after `wait` s."""
+    st = app_state(request)
+    wait = max(0.0, min(wait, MAX_WAIT_S))
+    deadline = time.monotonic() + wait
+    site_id = agent["site_id"]
+
+    def take() -> list[dict[str, Any]]:
+        with st.store.write() as conn:
+            tenants.touch_agent(conn, agent["id"], st.clock())
+            return jobs.take_jobs(conn, agent, st.clock())
+
+    def peek() -> bool:
+        with st.store.read() as conn:
+            return jobs.has_queued(conn, site_id, st.clock())
+
+    found = await run_in_threadpool(take)
+    ev = st.job_events.setdefault(site_id, asyncio.Event())
+    while not found and time.monotonic() < deadline:
+        ev.clear()
+        remaining = deadline - time.monotonic()
+        try:
+            await asyncio.wait_for(ev.wait(), timeout=min(remaining, 1.0))
+        except TimeoutError:
+            if not await run_in_threadpool(peek):
+                continue
+        found = await run_in_threadpool(take)
+        if await request.is_disconnected():
+            break
+    return {"jobs": found}
+
+
+@router.post("/agent/jobs/{job_id}/status")
+async def job_status(
+    agent: AgentDep, job_id: str, body: JobStatusIn, request: Request
+) -> dict[str, Any]:
+    st = app_state(request)
+
+    def run() -> dict[str, Any]:
+        with st.store.write() as conn:
+            return jobs.update_status(conn, agent, job_id, body.model_dump(), st.clock())
+
+    return await run_in_threadpool(run)

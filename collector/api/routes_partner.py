@@ -1,0 +1,252 @@
+"""Partner routes: customers, sites, tokens, agents, results, jobs and rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+
+from collector import ingest, jobs, tenants
+from collector.api.models import (
+    CustomerIn,
+    CustomerPatch,
+    JobIn,
+    OverridesIn,
+    SiteIn,
+    SitePatch,
+    TokenIn,
+)
+from collector.api.state import AppState, app_state, current_partner
+from collector.errors import Invalid
+from collector.rules import apply_overrides
+from collector.schema import partners, sites
+from collector.tickets import iso
+
+router = APIRouter(prefix="/api/v1", tags=["partners"])
+Partner = dict[str, Any]
+PartnerDep = Annotated[Partner, Depends(current_partner)]
+T = TypeVar("T")
+
+
+async def _write(st: AppState, fn: Callable[[sa.Connection], T]) -> T:
+    def run() -> T:
+        with st.store.write() as conn:
+            return fn(conn)
+
+    return await run_in_threadpool(run)
+
+
+async def _read(st: AppState, fn: Callable[[sa.Connection], T]) -> T:
+    def run() -> T:
+        with st.store.read() as conn:
+            return fn(conn)
+
+    return await run_in_threadpool(run)
+
+
+def _times(d: dict[str, Any]) -> dict[str, Any]:
+    for k in ("created_at", "last_seen_at", "expires_at"):
+        if k in d:
+            d[k] = iso(d[k])
+    d.pop("key_hash", None)
+    return d
+
+
+# -- customers ------------------------------------------------------------------------
+
+
+@router.get("/customers")
+async def list_customers(p: PartnerDep, request: Request) -> list[Any]:
+    rows = await _read(app_state(request), lambda c: tenants.list_customers(c, p["id"]))
+    return [_times(r) for r in rows]
+
+
+@router.post("/customers", status_code=201)
+async def create_customer(p: PartnerDep, body: CustomerIn, request: Request) -> dict[str, Any]:
+    st = app_state(request)
+    row = await _write(
+        st, lambda c: tenants.create_customer(c, p["id"], body.name, body.notes, st.clock())
+    )
+    return _times(row)
+
+
+@router.get("/customers/{customer_id}")
+async def get_customer(p: PartnerDep, customer_id: str, request: Request) -> dict[str, Any]:
+    st = app_state(request)
+    return _times(await _read(st, lambda c: tenants.get_customer(c, p["id"], customer_id)))
+
+
+@router.patch("/customers/{customer_id}")
+async def patch_customer(
+    p: PartnerDep, customer_id: str, body: CustomerPatch, request: Request
+) -> dict[str, Any]:
+    values = body.model_dump(exclude_unset=True)
+    row = await _write(
+        app_state(request), lambda c: tenants.update_customer(c, p["id"], customer_id, values)
+    )
+    return _times(row)
+
+
+@router.delete("/customers/{customer_id}", status_code=204)
+async def delete_customer(p: PartnerDep, customer_id: str, request: Request) -> None:
+    await _write(app_state(request), lambda c: tenants.delete_customer(c, p["id"], customer_id))
+
+
+# -- sites ----------------------------------------------------------------------------
+
+
+@router.get("/sites")
+async def list_sites(p: PartnerDep, request: Request, customer_id: str | None = None) -> list[Any]:
+    rows = await _read(app_state(request), lambda c: tenants.list_sites(c, p["id"], customer_id))
+    return [_times(r) for r in rows]
+
+
+@router.post("/sites", status_code=201)
+async def create_site(p: PartnerDep, body: SiteIn, request: Request) -> dict[str, Any]:
+    st = app_state(request)
+    values = body.model_dump(exclude_none=True, exclude={"customer_id"})
+    row = await _write(
+        st, lambda c: tenants.create_site(c, p["id"], body.customer_id, values, st.clock())
+    )
+    return _times(row)
+
+
+@router.get("/sites/{site_id}")
+async def get_site(p: PartnerDep, site_id: str, request: Request) -> dict[str, Any]:
+    return _times(await _read(app_state(request), lambda c: tenants.get_site(c, p["id"], site_id)))
+
+
+@router.patch("/sites/{site_id}")
+async def patch_site(
+    p: PartnerDep, site_id: str, body: SitePatch, request: Request
+) -> dict[str, Any]:
+    values = body.model_dump(exclude_unset=True)
+    row = await _write(
+        app_state(request), lambda c: tenants.update_site(c, p["id"], site_id, values)
+    )
+    return _times(row)
+
+
+@router.post("/sites/{site_id}/tokens", status_code=201)
+async def create_token(
+    p: PartnerDep, site_id: str, request: Request, body: TokenIn | None = None
+) -> dict[str, Any]:
+    st = app_state(request)
+    ttl = (body.ttl_s if body else None) or st.store.config.token_ttl_s
+    out = await _write(st, lambda c: tenants.create_token(c, p["id"], site_id, ttl, st.clock()))
+    return _times(out)
+
+
+# -- agents and results ---------------------------------------------------------------
+
+
+@router.get("/agents")
+async def list_agents(p: PartnerDep, request: Request, site_id: str | None = None) -> list[Any]:
+    rows = await _read(app_state(request), lambda c: tenants.list_agents(c, p["id"], site_id))
+    return [_times(r) for r in rows]
+
+
+@router.get("/agents/{agent_id}")
+async def get_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[str, Any]:
+    st = app_state(request)
+    return _times(await _read(st, lambda c: tenants.get_agent(c, p["id"], agent_id)))
+
+
+@router.get("/results")
+async def list_results(
+    p: PartnerDep,
+    request: Request,
+    site_id: str | None = None,
+    probe: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[Any]:
+    if not 1 <= limit <= 10_000:
+        raise Invalid("limit must be between 1 and 10000")
+    if since is not None and since.tzinfo is None:
+        raise Invalid("since must carry a timezone (e.g. 2024-01-01T00:00:00Z)")
+    ts = since.timestamp() if since else None
+    return await _read(
+        app_state(request),
+        lambda c: ingest.list_results(c, p["id"], site_id, probe, ts, limit),
+    )
+
+
+# -- jobs -----------------------------------------------------------------------------
+
+
+@router.post("/sites/{site_id}/jobs", status_code=201)
+async def create_job(p: PartnerDep, site_id: str, body: JobIn, request: Request) -> dict[str, Any]:
+    st = app_state(request)
+    if body.kind == "probe" and not isinstance(body.spec.get("probe"), str):
+        raise Invalid("spec.probe must name the probe to run")
+    if body.kind == "suite" and not isinstance(body.spec.get("suite"), str):
+        raise Invalid("spec.suite must name the suite to run")
+    job = await _write(
+        st, lambda c: jobs.create_job(c, p["id"], site_id, body.kind, body.spec, st.clock())
+    )
+    st.signal_jobs(site_id)
+    return job
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(p: PartnerDep, job_id: str, request: Request) -> dict[str, Any]:
+    return await _read(app_state(request), lambda c: jobs.get_job(c, p["id"], job_id))
+
+
+# -- rules ----------------------------------------------------------------------------
+
+
+@router.get("/rules")
+async def get_rules(p: PartnerDep, request: Request, site_id: str | None = None) -> dict[str, Any]:
+    """Effective rules (defaults, config, partner overrides, and the site's if asked)."""
+    st = app_state(request)
+
+    def run(c: sa.Connection) -> dict[str, Any]:
+        partner_over = c.execute(
+            sa.select(partners.c.rule_overrides).where(partners.c.id == p["id"])
+        ).scalar_one()
+        rules = apply_overrides(st.book.base, partner_over or {})
+        site_over: dict[str, Any] = {}
+        if site_id:
+            site_over = tenants.get_site(c, p["id"], site_id)["rule_overrides"] or {}
+            rules = apply_overrides(rules, site_over)
+        return {
+            "rules": [r.model_dump() for r in rules.values()],
+            "overrides": {"partner": partner_over or {}, "site": site_over},
+        }
+
+    return await _read(st, run)
+
+
+@router.put("/rules/overrides")
+async def put_overrides(p: PartnerDep, body: OverridesIn, request: Request) -> dict[str, Any]:
+    """Replace the partner's overrides, or one site's when `site_id` is given."""
+    st = app_state(request)
+    try:
+        base = apply_overrides(st.book.base, p["rule_overrides"] or {})
+        apply_overrides(base, body.overrides)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+    def run(c: sa.Connection) -> dict[str, Any]:
+        if body.site_id:
+            tenants.get_site(c, p["id"], body.site_id)
+            c.execute(
+                sites.update()
+                .where(sites.c.id == body.site_id)
+                .values(rule_overrides=body.overrides)
+            )
+        else:
+            c.execute(
+                partners.update()
+                .where(partners.c.id == p["id"])
+                .values(rule_overrides=body.overrides)
+            )
+        return {"site_id": body.site_id, "overrides": body.overrides}
+
+    return await _write(st, run)

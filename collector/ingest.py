@@ -1,0 +1,219 @@
+"""Batch ingest: validate each item, store new results once, keep `latest`, run the rules.
+
+Idempotent by result id: an id already stored answers `duplicate` and is not stored again.
+A batch with invalid items stores the valid ones and names the invalid ones.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from agent.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult
+from collector.context import load_site_context
+from collector.errors import Invalid, PayloadTooLarge
+from collector.evaluation import RuleBook, StoredResult, evaluate_results
+from collector.schema import agents, latest, results
+from collector.store import Store
+
+
+@dataclass
+class IngestOutcome:
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "items": self.items,
+        }
+
+
+def decode_body(body: bytes, encoding: str | None, max_bytes: int) -> list[Any]:
+    """Request body (optionally gzip) -> the list under `results`; errors name the problem."""
+    if encoding and encoding.strip().lower() == "gzip":
+        try:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = d.decompress(body, max_bytes + 1)
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise Invalid(f"body is not valid gzip: {exc}") from None
+        if len(body) > max_bytes or d.unconsumed_tail:
+            raise PayloadTooLarge(f"decoded body is larger than {max_bytes} bytes")
+    elif encoding and encoding.strip().lower() not in ("identity", ""):
+        raise Invalid(f"Content-Encoding {encoding!r} is not supported (use gzip)")
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Invalid(f"body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        raise Invalid('body must be a JSON object {"results": [ProbeResult, ...]}')
+    return doc["results"]
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{loc}: {msg.removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def validate_item(item: Any) -> ProbeResult:
+    """One wire item -> ProbeResult; an unknown schema version is refused before anything
+    else (its other fields may legitimately differ)."""
+    if not isinstance(item, dict):
+        raise ValueError("item must be a JSON object")
+    version = item.get("schema_version", 1)
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        known = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+        raise ValueError(
+            f"schema_version {version!r} is not supported by this collector (known: {known})"
+        )
+    try:
+        return ProbeResult.model_validate(item)
+    except ValidationError as exc:
+        raise ValueError(_reason(exc)) from None
+
+
+def ingest(
+    store: Store, book: RuleBook, agent: dict[str, Any], items: list[Any], now: float
+) -> IngestOutcome:
+    if len(items) > store.config.limits.max_batch_items:
+        raise PayloadTooLarge(
+            f"batch has {len(items)} results, the limit is {store.config.limits.max_batch_items}"
+        )
+    out = IngestOutcome()
+    statuses: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        raw_id = item.get("id") if isinstance(item, dict) else None
+        try:
+            r = validate_item(item)
+        except ValueError as exc:
+            statuses.append({"index": index, "id": raw_id, "status": "rejected", "error": str(exc)})
+            continue
+        rid = str(r.id)
+        status = {"index": index, "id": rid, "status": "pending", "error": None}
+        statuses.append(status)
+        if rid in seen:
+            status["status"] = "duplicate"
+            continue
+        seen.add(rid)
+        rows.append(
+            {
+                "id": rid,
+                "partner_id": agent["partner_id"],
+                "site_id": agent["site_id"],
+                "agent_id": agent["id"],
+                "schema_version": r.schema_version,
+                "probe": r.probe,
+                "target": r.target,
+                "module": r.module,
+                "started_at": r.started_at.timestamp(),
+                "duration_ms": r.duration_ms,
+                "success": r.success,
+                "error": r.error.model_dump(by_alias=True) if r.error else None,
+                "measurement": r.measurement,
+                "job_id": r.job_id,
+                "tags": r.tags,
+                "received_at": now,
+            }
+        )
+    with store.write() as conn:
+        new_ids: set[str] = set()
+        if rows:
+            stmt = store.insert(results).on_conflict_do_nothing(index_elements=["id"])
+            res = conn.execute(stmt.returning(results.c.id), rows)
+            new_ids = {x[0] for x in res}
+        conn.execute(agents.update().where(agents.c.id == agent["id"]).values(last_seen_at=now))
+        fresh = [row for row in rows if row["id"] in new_ids]
+        if fresh:
+            _update_latest(conn, store, fresh)
+            ctx = load_site_context(conn, agent["site_id"])
+            stored = [
+                StoredResult(
+                    x["id"], x["probe"], x["target"], x["started_at"], x["success"],
+                    x["measurement"],
+                )
+                for x in fresh
+            ]  # fmt: skip
+            evaluate_results(conn, store.insert, book, ctx, stored, now)
+    for s in statuses:
+        if s["status"] == "pending":
+            s["status"] = "stored" if s["id"] in new_ids else "duplicate"
+        if s["status"] == "stored":
+            out.stored += 1
+        elif s["status"] == "duplicate":
+            out.duplicates += 1
+        else:
+            out.rejected += 1
+    out.items = statuses
+    return out
+
+
+def _update_latest(conn: sa.Connection, store: Store, fresh: list[dict[str, Any]]) -> None:
+    newest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for x in fresh:
+        k = (x["agent_id"], x["probe"], x["target"])
+        if k not in newest or x["started_at"] > newest[k]["started_at"]:
+            newest[k] = x
+    rows = [
+        {
+            "agent_id": x["agent_id"],
+            "probe": x["probe"],
+            "target": x["target"],
+            "site_id": x["site_id"],
+            "result_id": x["id"],
+            "started_at": x["started_at"],
+            "success": x["success"],
+            "measurement": x["measurement"],
+        }
+        for x in newest.values()
+    ]
+    stmt = store.insert(latest)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["agent_id", "probe", "target"],
+        set_={
+            k: stmt.excluded[k]
+            for k in ("site_id", "result_id", "started_at", "success", "measurement")
+        },
+        where=stmt.excluded.started_at >= latest.c.started_at,
+    )
+    conn.execute(stmt, rows)
+
+
+def list_results(
+    conn: sa.Connection, partner_id: str, site_id: str | None = None, probe: str | None = None,
+    since: float | None = None, limit: int = 100,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Stored results of the partner, newest first."""
+    from collector.tickets import iso
+
+    q = sa.select(results).where(results.c.partner_id == partner_id)
+    if site_id:
+        q = q.where(results.c.site_id == site_id)
+    if probe:
+        q = q.where(results.c.probe == probe)
+    if since is not None:
+        q = q.where(results.c.started_at >= since)
+    out = []
+    for r in conn.execute(q.order_by(results.c.started_at.desc()).limit(limit)):
+        d = dict(r._mapping)
+        d["started_at"] = iso(d["started_at"])
+        d["received_at"] = iso(d["received_at"])
+        out.append(d)
+    return out

@@ -1,0 +1,227 @@
+"""Prometheus exposition: a collector object that builds metric families at scrape time
+from the store (latest result per agent/probe/target, tickets, agents) and the process
+counters. Registered on a registry the application owns, never the global one.
+
+Cardinality: result series are one per (agent, probe, target) reported in the last
+`metrics_stale_after_s` seconds, times the fixed `stat`/`direction`/`metric` values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from collector.outbox import pending_count
+from collector.rules import field_value
+from collector.schema import agents, customers, latest, partners, sites
+from collector.stats import LATENCY_BUCKETS, Stats
+from collector.store import Store
+from collector.tickets import OPEN_STATES, worst_open_by_site
+
+RESULT_LABELS = ["partner", "customer", "site", "agent", "probe", "target"]
+SITE_LABELS = ["partner", "customer", "site"]
+RTT_STATS = ("min", "avg", "median", "p95", "max")
+SIP_TIMINGS = {  # (probe, field) -> metric label
+    ("sip_options", "rtt_ms"): "options_rtt",
+    ("sip_register", "rrd_ms"): "rrd",
+    ("sip_call", "srd_ms"): "srd",
+    ("sip_call", "sdd_ms"): "sdd",
+}
+SEVERITY_VALUE = {"warning": 1, "critical": 2}
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v)
+
+
+class StoreCollector(Collector):
+    def __init__(self, store: Store, stats: Stats, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.stats = stats
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        with self.store.read() as conn:
+            yield from self._results(conn)
+            yield from self._sites_and_agents(conn)
+            yield from self._tickets(conn)
+            pending = pending_count(conn)
+        yield from self._own(pending)
+
+    def _results(self, conn: sa.Connection) -> Iterator[Metric]:
+        g = {
+            "success": GaugeMetricFamily(
+                "qos_scout_probe_success", "1 if the latest result succeeded", labels=RESULT_LABELS
+            ),
+            "ts": GaugeMetricFamily(
+                "qos_scout_result_timestamp_seconds",
+                "When the latest result started (Unix time)",
+                labels=RESULT_LABELS,
+            ),
+            "rtt": GaugeMetricFamily(
+                "qos_scout_rtt_ms", "Round-trip time", labels=[*RESULT_LABELS, "stat"]
+            ),
+            "jitter": GaugeMetricFamily(
+                "qos_scout_jitter_ms", "Jitter", labels=[*RESULT_LABELS, "direction"]
+            ),
+            "loss": GaugeMetricFamily(
+                "qos_scout_loss_pct", "Packet loss", labels=[*RESULT_LABELS, "direction"]
+            ),
+            "mos": GaugeMetricFamily(
+                "qos_scout_mos", "E-model MOS", labels=[*RESULT_LABELS, "direction"]
+            ),
+            "r": GaugeMetricFamily(
+                "qos_scout_r_factor", "E-model R", labels=[*RESULT_LABELS, "direction"]
+            ),
+            "tput": GaugeMetricFamily(
+                "qos_scout_throughput_bps", "Throughput", labels=[*RESULT_LABELS, "direction"]
+            ),
+            "sip": GaugeMetricFamily(
+                "qos_scout_sip_timing_ms", "SIP timings (RFC 6076)",
+                labels=[*RESULT_LABELS, "metric"],
+            ),
+        }  # fmt: skip
+        q = (
+            sa.select(
+                partners.c.name, customers.c.name, sites.c.name, agents.c.hostname,
+                latest.c.probe, latest.c.target, latest.c.started_at, latest.c.success,
+                latest.c.measurement,
+            )
+            .join(agents, agents.c.id == latest.c.agent_id)
+            .join(sites, sites.c.id == agents.c.site_id)
+            .join(customers, customers.c.id == sites.c.customer_id)
+            .join(partners, partners.c.id == sites.c.partner_id)
+            .where(latest.c.started_at >= self.clock() - self.store.config.metrics_stale_after_s)
+        )  # fmt: skip
+        for pn, cn, sn, an, probe, target, started, success, m in conn.execute(q):
+            lab = [pn, cn, sn, an, probe, target]
+            g["success"].add_metric(lab, 1.0 if success else 0.0)
+            g["ts"].add_metric(lab, started)
+            m = m or {}
+            rtt = m.get("rtt_ms")
+            if isinstance(rtt, dict):
+                for s in RTT_STATS:
+                    if (v := _num(rtt.get(s))) is not None:
+                        g["rtt"].add_metric([*lab, s], v)
+            if (v := _num(m.get("jitter_ms"))) is not None:
+                g["jitter"].add_metric([*lab, "rtt"], v)
+            if (v := _num(m.get("loss_pct"))) is not None:
+                g["loss"].add_metric([*lab, "rtt"], v)
+            for d in ("out", "back"):
+                for key, fam in (("jitter_ms", "jitter"), ("loss_pct", "loss"), ("mos", "mos"),
+                                 ("r_factor", "r")):  # fmt: skip
+                    if (v := _num(field_value(m, f"{d}.{key}"))) is not None:
+                        g[fam].add_metric([*lab, d], v)
+            for d in ("up", "down"):
+                if (v := _num(field_value(m, f"{d}.throughput_bps"))) is not None:
+                    g["tput"].add_metric([*lab, d], v)
+            for (p, fld), name in SIP_TIMINGS.items():
+                if probe == p and (v := _num(m.get(fld))) is not None:
+                    g["sip"].add_metric([*lab, name], v)
+        yield from g.values()
+
+    def _sites_and_agents(self, conn: sa.Connection) -> Iterator[Metric]:
+        worst = worst_open_by_site(conn)
+        contracted = GaugeMetricFamily(
+            "qos_scout_contracted_bps", "Contracted circuit speed",
+            labels=[*SITE_LABELS, "direction"],
+        )  # fmt: skip
+        state = GaugeMetricFamily(
+            "qos_scout_site_state", "0 ok, 1 warning, 2 critical (worst open ticket)",
+            labels=SITE_LABELS,
+        )  # fmt: skip
+        q = (
+            sa.select(
+                sites.c.id, partners.c.name, customers.c.name, sites.c.name,
+                sites.c.contracted_down_bps, sites.c.contracted_up_bps,
+            )
+            .join(customers, customers.c.id == sites.c.customer_id)
+            .join(partners, partners.c.id == sites.c.partner_id)
+        )  # fmt: skip
+        for sid, pn, cn, sn, down, up in conn.execute(q):
+            lab = [pn, cn, sn]
+            if down:
+                contracted.add_metric([*lab, "down"], float(down))
+            if up:
+                contracted.add_metric([*lab, "up"], float(up))
+            state.add_metric(lab, float(SEVERITY_VALUE.get(worst.get(sid, ""), 0)))
+        yield contracted
+        yield state
+        seen = GaugeMetricFamily(
+            "qos_scout_agent_last_seen_timestamp_seconds", "Last contact from the agent",
+            labels=[*SITE_LABELS, "agent"],
+        )  # fmt: skip
+        q2 = (
+            sa.select(partners.c.name, customers.c.name, sites.c.name, agents.c.hostname,
+                      agents.c.last_seen_at)
+            .join(sites, sites.c.id == agents.c.site_id)
+            .join(customers, customers.c.id == sites.c.customer_id)
+            .join(partners, partners.c.id == sites.c.partner_id)
+        )  # fmt: skip
+        for pn, cn, sn, an, last in conn.execute(q2):
+            if last is not None:
+                seen.add_metric([pn, cn, sn, an], last)
+        yield seen
+
+    def _tickets(self, conn: sa.Connection) -> Iterator[Metric]:
+        from collector.schema import tickets
+
+        fam = GaugeMetricFamily(
+            "qos_scout_open_tickets", "Open and acknowledged tickets",
+            labels=["partner", "severity"],
+        )  # fmt: skip
+        q = (
+            sa.select(partners.c.name, tickets.c.severity, sa.func.count())
+            .join(partners, partners.c.id == tickets.c.partner_id)
+            .where(tickets.c.state.in_(OPEN_STATES))
+            .group_by(partners.c.name, tickets.c.severity)
+        )
+        counts = {(pn, sev): n for pn, sev, n in conn.execute(q)}
+        for pn in conn.execute(sa.select(partners.c.name)).scalars():
+            for sev in ("warning", "critical"):
+                fam.add_metric([pn, sev], float(counts.get((pn, sev), 0)))
+        yield fam
+
+    def _own(self, pending: int) -> Iterator[Metric]:
+        snap = self.stats.snapshot()
+        c = CounterMetricFamily("qos_scout_ingest_results", "Results received", labels=["status"])
+        res: dict[str, int] = snap["ingest_results"]  # type: ignore[assignment]
+        for s in ("stored", "duplicate", "rejected"):
+            c.add_metric([s], float(res.get(s, 0)))
+        yield c
+        e = CounterMetricFamily(
+            "qos_scout_ingest_errors", "Ingest requests refused as a whole", labels=["code"]
+        )
+        for code, n in sorted(snap["ingest_errors"].items()):  # type: ignore[attr-defined]
+            e.add_metric([code], float(n))
+        yield e
+        counts: list[int] = snap["latency_counts"]  # type: ignore[assignment]
+        buckets, acc = [], 0
+        for bound, n in zip([*LATENCY_BUCKETS, float("inf")], counts, strict=True):
+            acc += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(acc)))
+        yield HistogramMetricFamily(
+            "qos_scout_ingest_request_seconds", "Ingest request latency",
+            buckets=buckets, sum_value=float(snap["latency_sum"]),  # type: ignore[arg-type]
+        )  # fmt: skip
+        n = CounterMetricFamily(
+            "qos_scout_notifications", "Outbox deliveries", labels=["channel", "status"]
+        )
+        for (ch, st), v in sorted(snap["notifications"].items()):  # type: ignore[attr-defined]
+            n.add_metric([ch, st], float(v))
+        yield n
+        yield GaugeMetricFamily(
+            "qos_scout_outbox_pending", "Notifications waiting for delivery", value=pending
+        )

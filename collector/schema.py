@@ -1,0 +1,226 @@
+"""Database tables (SQLAlchemy Core). Times are Unix seconds (float) in every dialect.
+
+Changes to these tables need an Alembic migration in collector/migrations/versions.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+Time = sa.Float(precision=53)
+
+
+def _id() -> sa.Column[str]:
+    return sa.Column("id", sa.String(36), primary_key=True)
+
+
+partners = sa.Table(
+    "partners",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("rule_overrides", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    _id(),
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("notes", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("partner_id", "name", name="uq_customers_partner_name"),
+)
+
+sites = sa.Table(
+    "sites",
+    metadata,
+    _id(),
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), nullable=False),
+    sa.Column("customer_id", sa.String(36), sa.ForeignKey("customers.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("address", sa.Text, nullable=False, server_default=""),
+    sa.Column("contracted_down_bps", sa.BigInteger),
+    sa.Column("contracted_up_bps", sa.BigInteger),
+    sa.Column("firewall_make", sa.String(200), nullable=False, server_default=""),
+    sa.Column("firewall_model", sa.String(200), nullable=False, server_default=""),
+    sa.Column("sip_server", sa.String(500), nullable=False, server_default=""),
+    sa.Column("sip_domain", sa.String(500), nullable=False, server_default=""),
+    sa.Column("contacts", JSON, nullable=False),
+    sa.Column("call_info", JSON, nullable=False),
+    sa.Column("rule_overrides", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_sites_partner", "partner_id"),
+)
+
+enrollment_tokens = sa.Table(
+    "enrollment_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), nullable=False),
+    sa.Column("site_id", sa.String(36), sa.ForeignKey("sites.id"), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("used_at", Time),
+    sa.Column("agent_id", sa.String(36)),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    _id(),
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), nullable=False),
+    sa.Column("site_id", sa.String(36), sa.ForeignKey("sites.id"), nullable=False),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False, server_default=""),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_seen_at", Time),
+    sa.Index("ix_agents_site", "site_id"),
+)
+
+results = sa.Table(
+    "results",
+    metadata,
+    _id(),
+    sa.Column("partner_id", sa.String(36), nullable=False),
+    sa.Column("site_id", sa.String(36), nullable=False),
+    sa.Column("agent_id", sa.String(36), nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("probe", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("module", sa.String(128)),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("error", JSON),
+    sa.Column("measurement", JSON),
+    sa.Column("job_id", sa.String(64)),
+    sa.Column("tags", JSON, nullable=False),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Index("ix_results_site_time", "site_id", "started_at"),
+    sa.Index("ix_results_partner_time", "partner_id", "started_at"),
+)
+
+# Latest result per (agent, probe, target): what /metrics exposes, kept at ingest.
+latest = sa.Table(
+    "latest",
+    metadata,
+    sa.Column("agent_id", sa.String(36), primary_key=True),
+    sa.Column("probe", sa.String(64), primary_key=True),
+    sa.Column("target", sa.String(512), primary_key=True),
+    sa.Column("site_id", sa.String(36), nullable=False),
+    sa.Column("result_id", sa.String(36), nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("measurement", JSON),
+)
+
+# Hysteresis state per (site, rule, target).
+rule_state = sa.Table(
+    "rule_state",
+    metadata,
+    sa.Column("site_id", sa.String(36), primary_key=True),
+    sa.Column("rule_id", sa.String(64), primary_key=True),
+    sa.Column("target", sa.String(512), primary_key=True),
+    sa.Column("bad_count", sa.Integer, nullable=False),
+    sa.Column("good_count", sa.Integer, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("bad_results", JSON, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+tickets = sa.Table(
+    "tickets",
+    metadata,
+    _id(),
+    sa.Column("partner_id", sa.String(36), nullable=False),
+    sa.Column("customer_id", sa.String(36), nullable=False),
+    sa.Column("site_id", sa.String(36), nullable=False),
+    sa.Column("rule_id", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("opened_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("acked_at", Time),
+    sa.Column("resolved_at", Time),
+    sa.Column("reopen_count", sa.Integer, nullable=False),
+    sa.Column("evidence", JSON, nullable=False),
+    sa.Index("ix_tickets_partner_state", "partner_id", "state"),
+    sa.Index("ix_tickets_key", "site_id", "rule_id", "target"),
+    # At most one ticket that is not resolved per (site, rule, target).
+    sa.Index(
+        "uq_tickets_open_key",
+        "site_id",
+        "rule_id",
+        "target",
+        unique=True,
+        sqlite_where=sa.text("state != 'resolved'"),
+        postgresql_where=sa.text("state != 'resolved'"),
+    ),
+)
+
+ticket_events = sa.Table(
+    "ticket_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ticket_id", sa.String(36), sa.ForeignKey("tickets.id"), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Index("ix_ticket_events_ticket", "ticket_id"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    _id(),
+    sa.Column("partner_id", sa.String(36), nullable=False),
+    sa.Column("site_id", sa.String(36), sa.ForeignKey("sites.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("progress", sa.Float, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("report", JSON),
+    sa.Column("agent_id", sa.String(36)),
+    sa.Column("dispatched_at", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_jobs_site_state", "site_id", "state"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("partner_id", sa.String(36), nullable=False),
+    sa.Column("payload", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("next_attempt_at", Time, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("delivered_at", Time),
+    sa.Index("ix_outbox_due", "state", "next_attempt_at"),
+)

@@ -1,0 +1,327 @@
+"""Tickets: one not-resolved ticket per (site, rule, target), with events and evidence.
+
+open -> acknowledged -> resolved; resolved automatically when the condition clears, and
+reopened (not duplicated) when it trips again within the flap window.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from collector.config import CollectorConfig
+from collector.context import SiteContext
+from collector.errors import Conflict, NotFound
+from collector.keys import new_id
+from collector.outbox import enqueue
+from collector.rules import Rule
+from collector.schema import latest, results, rule_state, ticket_events, tickets
+
+OPEN_STATES = ("open", "acknowledged")
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _event(
+    conn: sa.Connection,
+    ticket_id: str,
+    kind: str,
+    now: float,
+    message: str = "",
+    actor: str = "collector",
+    data: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        ticket_events.insert().values(
+            ticket_id=ticket_id, at=now, kind=kind, actor=actor, message=message, data=data or {}
+        )
+    )
+
+
+def _result_dict(r: Any) -> dict[str, Any]:
+    d = dict(r._mapping)
+    d["started_at"] = iso(d["started_at"])
+    d["received_at"] = iso(d.get("received_at"))
+    return d
+
+
+def build_evidence(
+    conn: sa.Connection, ctx: SiteContext, rule: Rule, target: str, bad_ids: list[str]
+) -> dict[str, Any]:
+    """The results that tripped the rule, the latest trace and host metrics, the site info."""
+    tripped = []
+    if bad_ids:
+        q = sa.select(results).where(results.c.id.in_(bad_ids)).order_by(results.c.started_at)
+        tripped = [_result_dict(r) for r in conn.execute(q)]
+    context: dict[str, Any] = {}
+    for probe in ("trace", "host"):
+        q = (
+            sa.select(latest.c.result_id)
+            .where(latest.c.site_id == ctx.site_id, latest.c.probe == probe)
+            .order_by(latest.c.started_at.desc())
+            .limit(1)
+        )
+        rid = conn.execute(q).scalar()
+        if rid:
+            r = conn.execute(sa.select(results).where(results.c.id == rid)).first()
+            context[probe] = _result_dict(r) if r else None
+    return {
+        "rule": rule.model_dump(),
+        "target": target,
+        "results": tripped,
+        "context": context,
+        "site": ctx.site_info(),
+    }
+
+
+def _notify(
+    conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, ticket_id: str, event: str,
+    now: float,
+) -> None:  # fmt: skip
+    t = conn.execute(sa.select(tickets).where(tickets.c.id == ticket_id)).one()
+    payload = {
+        "event": event,
+        "at": iso(now),
+        "ticket": {
+            "id": t.id,
+            "partner": ctx.partner_name,
+            "customer": ctx.customer_name,
+            "site": ctx.site["name"],
+            "site_id": t.site_id,
+            "rule": t.rule_id,
+            "target": t.target,
+            "severity": t.severity,
+            "state": t.state,
+            "title": t.title,
+            "opened_at": iso(t.opened_at),
+            "resolved_at": iso(t.resolved_at),
+            "reopen_count": t.reopen_count,
+        },
+    }
+    enqueue(conn, config, ctx.partner_id, ctx.partner_name, payload, now)
+
+
+def trip(
+    conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, target: str,
+    level: str, bad_ids: list[str], now: float,
+) -> str:  # fmt: skip
+    """The condition tripped: open a ticket, or reopen the one resolved within the window."""
+    key = (
+        tickets.c.site_id == ctx.site_id,
+        tickets.c.rule_id == rule.id,
+        tickets.c.target == target,
+    )
+    evidence = build_evidence(conn, ctx, rule, target, bad_ids)
+    existing = conn.execute(
+        sa.select(tickets.c.id).where(*key, tickets.c.state.in_(OPEN_STATES))
+    ).scalar()
+    if existing:  # still open (e.g. the condition was reset by hand); refresh its evidence
+        conn.execute(
+            tickets.update()
+            .where(tickets.c.id == existing)
+            .values(evidence=evidence, severity=level, updated_at=now)
+        )
+        return str(existing)
+    recent = conn.execute(
+        sa.select(tickets.c.id)
+        .where(*key, tickets.c.state == "resolved")
+        .where(tickets.c.resolved_at >= now - config.flap_window_s)
+        .order_by(tickets.c.resolved_at.desc())
+        .limit(1)
+    ).scalar()
+    if recent:
+        conn.execute(
+            tickets.update()
+            .where(tickets.c.id == recent)
+            .values(
+                state="open",
+                severity=level,
+                updated_at=now,
+                resolved_at=None,
+                acked_at=None,
+                reopen_count=tickets.c.reopen_count + 1,
+                evidence=evidence,
+            )
+        )
+        _event(conn, recent, "reopened", now, f"{rule.description} again ({level})")
+        _notify(conn, config, ctx, recent, "reopened", now)
+        return str(recent)
+    tid = new_id()
+    conn.execute(
+        tickets.insert().values(
+            id=tid,
+            partner_id=ctx.partner_id,
+            customer_id=ctx.customer_id,
+            site_id=ctx.site_id,
+            rule_id=rule.id,
+            target=target,
+            severity=level,
+            state="open",
+            title=f"{ctx.site['name']}: {rule.description or rule.id} ({target})",
+            opened_at=now,
+            updated_at=now,
+            reopen_count=0,
+            evidence=evidence,
+        )
+    )
+    _event(conn, tid, "opened", now, f"{rule.description} ({level})")
+    _notify(conn, config, ctx, tid, "opened", now)
+    return tid
+
+
+def escalate(
+    conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, target: str,
+    level: str, now: float,
+) -> None:  # fmt: skip
+    tid = conn.execute(
+        sa.select(tickets.c.id).where(
+            tickets.c.site_id == ctx.site_id,
+            tickets.c.rule_id == rule.id,
+            tickets.c.target == target,
+            tickets.c.state.in_(OPEN_STATES),
+        )
+    ).scalar()
+    if tid is None:
+        return
+    conn.execute(tickets.update().where(tickets.c.id == tid).values(severity=level, updated_at=now))
+    _event(conn, tid, "escalated", now, f"severity now {level}")
+    _notify(conn, config, ctx, tid, "escalated", now)
+
+
+def clear(
+    conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, target: str,
+    now: float,
+) -> None:  # fmt: skip
+    """The condition cleared: resolve the ticket automatically."""
+    tid = conn.execute(
+        sa.select(tickets.c.id).where(
+            tickets.c.site_id == ctx.site_id,
+            tickets.c.rule_id == rule.id,
+            tickets.c.target == target,
+            tickets.c.state.in_(OPEN_STATES),
+        )
+    ).scalar()
+    if tid is None:
+        return
+    conn.execute(
+        tickets.update()
+        .where(tickets.c.id == tid)
+        .values(state="resolved", resolved_at=now, updated_at=now)
+    )
+    _event(conn, tid, "auto_resolved", now, f"{rule.clear_after} good evaluations in a row")
+    _notify(conn, config, ctx, tid, "resolved", now)
+
+
+# -- partner API ----------------------------------------------------------------------
+
+
+def _ticket_out(r: Any) -> dict[str, Any]:
+    d = dict(r._mapping)
+    for k in ("opened_at", "updated_at", "acked_at", "resolved_at"):
+        d[k] = iso(d[k])
+    return d
+
+
+def list_tickets(
+    conn: sa.Connection, partner_id: str, state: str | None = None, site_id: str | None = None,
+    severity: str | None = None, limit: int = 200,
+) -> list[dict[str, Any]]:  # fmt: skip
+    cols = [c for c in tickets.c if c.name != "evidence"]
+    q = sa.select(*cols).where(tickets.c.partner_id == partner_id)
+    if state == "open":  # "open" filters what still needs attention
+        q = q.where(tickets.c.state.in_(OPEN_STATES))
+    elif state:
+        q = q.where(tickets.c.state == state)
+    if site_id:
+        q = q.where(tickets.c.site_id == site_id)
+    if severity:
+        q = q.where(tickets.c.severity == severity)
+    q = q.order_by(tickets.c.updated_at.desc()).limit(limit)
+    return [_ticket_out(r) for r in conn.execute(q)]
+
+
+def get_ticket(conn: sa.Connection, partner_id: str, ticket_id: str) -> dict[str, Any]:
+    r = conn.execute(
+        sa.select(tickets).where(tickets.c.id == ticket_id, tickets.c.partner_id == partner_id)
+    ).first()
+    if r is None:
+        raise NotFound(f"ticket {ticket_id} not found")
+    out = _ticket_out(r)
+    ev = conn.execute(
+        sa.select(ticket_events)
+        .where(ticket_events.c.ticket_id == ticket_id)
+        .order_by(ticket_events.c.id)
+    )
+    out["events"] = [
+        {"at": iso(e.at), "kind": e.kind, "actor": e.actor, "message": e.message, "data": e.data}
+        for e in ev
+    ]
+    return out
+
+
+def _site_ctx_for_ticket(conn: sa.Connection, t: dict[str, Any]) -> SiteContext:
+    from collector.context import load_site_context
+
+    return load_site_context(conn, t["site_id"])
+
+
+def acknowledge(
+    conn: sa.Connection, partner_id: str, ticket_id: str, actor: str, message: str, now: float
+) -> dict[str, Any]:
+    t = get_ticket(conn, partner_id, ticket_id)
+    if t["state"] != "open":
+        raise Conflict(f"ticket {ticket_id} is {t['state']}, only an open ticket can be acked")
+    conn.execute(
+        tickets.update()
+        .where(tickets.c.id == ticket_id)
+        .values(state="acknowledged", acked_at=now, updated_at=now)
+    )
+    _event(conn, ticket_id, "acknowledged", now, message, actor)
+    return get_ticket(conn, partner_id, ticket_id)
+
+
+def resolve(
+    conn: sa.Connection, config: CollectorConfig, partner_id: str, ticket_id: str, actor: str,
+    message: str, now: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Resolve by hand; the rule's state is reset so a condition still present trips anew."""
+    t = get_ticket(conn, partner_id, ticket_id)
+    if t["state"] == "resolved":
+        raise Conflict(f"ticket {ticket_id} is already resolved")
+    conn.execute(
+        tickets.update()
+        .where(tickets.c.id == ticket_id)
+        .values(state="resolved", resolved_at=now, updated_at=now)
+    )
+    conn.execute(
+        rule_state.delete().where(
+            rule_state.c.site_id == t["site_id"],
+            rule_state.c.rule_id == t["rule_id"],
+            rule_state.c.target == t["target"],
+        )
+    )
+    _event(conn, ticket_id, "resolved", now, message, actor)
+    _notify(conn, config, _site_ctx_for_ticket(conn, t), ticket_id, "resolved", now)
+    return get_ticket(conn, partner_id, ticket_id)
+
+
+def comment(
+    conn: sa.Connection, partner_id: str, ticket_id: str, actor: str, message: str, now: float
+) -> dict[str, Any]:
+    get_ticket(conn, partner_id, ticket_id)
+    _event(conn, ticket_id, "comment", now, message, actor)
+    conn.execute(tickets.update().where(tickets.c.id == ticket_id).values(updated_at=now))
+    return get_ticket(conn, partner_id, ticket_id)
+
+
+def worst_open_by_site(conn: sa.Connection) -> dict[str, str]:
+    q = sa.select(tickets.c.site_id, tickets.c.severity).where(tickets.c.state.in_(OPEN_STATES))
+    worst: dict[str, str] = {}
+    for site_id, sev in conn.execute(q):
+        if sev == "critical" or site_id not in worst:
+            worst[site_id] = sev
+    return worst
