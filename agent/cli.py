@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "agent.cli_probe",
     "collector.cli",
     "agent.cli_agent",
+    "agent.cli_demo",
     "agent.cli_responder",
 ]
 

@@ -139,7 +139,7 @@ def default_modules(site: SiteConfig) -> dict[str, dict[str, Any]]:
             "probe": "udp",
             "targets": ["$responder"],
             "interval_s": 300,
-            "options": {"codec": "G.711", "duration_s": 30},
+            "options": {"codec": "G711_PLC", "duration_s": 30},
         }
         mods["bandwidth"] = {"probe": "bandwidth", "targets": ["$responder"], "interval_s": 28800}
         mods["trace"] = {"probe": "trace", "targets": ["$responder"], "on_loss": {}}

@@ -139,9 +139,16 @@ class _Hold:
 
 
 def loss_pct(result: ProbeResult) -> float | None:
-    """The worst top-level `loss*_pct` figure of a result's measurement, if any."""
+    """The worst `loss*_pct` figure of a result's measurement, at the top level or one level
+    down (`out.loss_pct`, `back.loss_pct` of a voice stream), if any."""
     m = result.measurement or {}
-    values = [v for k, v in m.items() if _LOSS_KEY.match(k) and isinstance(v, int | float)]
+    values: list[float] = []
+    for part in [m, *(v for v in m.values() if isinstance(v, dict))]:
+        values += [
+            float(v)
+            for k, v in part.items()
+            if _LOSS_KEY.match(k) and isinstance(v, int | float) and not isinstance(v, bool)
+        ]
     return max(values, default=None)
 
 

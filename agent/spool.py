@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ class Spool:
         self.max_age_s = max_age_s
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._owner = threading.get_ident()
         self._db = sqlite3.connect(str(path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -120,11 +122,22 @@ class Spool:
             return self._enforce(now)
 
     def stats(self, now: float) -> SpoolStats:
-        depth, rejected, size, oldest = self._db.execute(
+        """Depth, bytes, age and drop counters; callable from another thread (a scrape)."""
+        if threading.get_ident() == self._owner:
+            return self._stats(self._db, now)
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            return self._stats(db, now)
+        finally:
+            db.close()
+
+    @staticmethod
+    def _stats(db: sqlite3.Connection, now: float) -> SpoolStats:
+        depth, rejected, size, oldest = db.execute(
             "SELECT COUNT(*) - COUNT(rejected), COUNT(rejected), COALESCE(SUM(size), 0),"
             " MIN(created) FROM results"
         ).fetchone()
-        counters = dict(self._db.execute("SELECT name, value FROM counters"))
+        counters = dict(db.execute("SELECT name, value FROM counters"))
         return SpoolStats(
             depth=depth,
             rejected=rejected,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agent.config import ModuleConfig
 from agent.probes import ProbeContext, Target, register
-from agent.results import ProbeResult
+from agent.results import ProbeResult, utcnow
 from agent.scheduler import PROBE_CLASS, ConflictQueue, Plan, Scheduler, loss_pct
 
 
@@ -159,12 +159,11 @@ async def test_gateway_placeholder_without_gateway_fails_with_a_reason() -> None
 
 
 def test_loss_pct_takes_the_worst_direction() -> None:
-    r = ProbeResult(
-        probe="udp",
-        target="x",
-        started_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
-        duration_ms=1,
-        success=True,
-        measurement={"loss_out_pct": 0.5, "loss_back_pct": 3.0, "rtt_ms": {"loss_pct": 99}},
-    )
-    assert loss_pct(r) == 3.0
+    def res(m: dict[str, object]) -> ProbeResult:
+        return ProbeResult(
+            probe="udp", target="x", started_at=utcnow(), duration_ms=1, success=True, measurement=m
+        )
+
+    assert loss_pct(res({"out": {"loss_pct": 0.5}, "back": {"loss_pct": 3.0}})) == 3.0
+    assert loss_pct(res({"loss_pct": 2.0, "rtt_ms": {"avg": 9.0}})) == 2.0
+    assert loss_pct(res({"rtt_ms": {"avg": 9.0}})) is None

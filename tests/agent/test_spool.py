@@ -71,3 +71,15 @@ def test_rejected_items_are_not_resent_but_kept(tmp_path: Path) -> None:
     assert st.depth == 2 and st.rejected == 1
     sp.enforce(now=200.0)
     assert sp.stats(now=200.0).rejected == 0
+
+
+def test_stats_from_another_thread_read_the_same_spool(tmp_path: Path) -> None:
+    import threading
+
+    sp = Spool(tmp_path / "s.db", max_bytes=10**6, max_age_s=100)
+    sp.put_many([res(i) for i in range(3)], now=0.0)
+    got = []
+    t = threading.Thread(target=lambda: got.append(sp.stats(now=5.0)))
+    t.start()
+    t.join()
+    assert got[0].depth == 3 and got[0].oldest_age_s == 5.0

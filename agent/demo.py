@@ -1,0 +1,264 @@
+"""`qos-scout demo` (`make demo`): collector + responder + agent on loopback, end to end.
+
+Starts a collector on SQLite in a temp dir, a responder and an agent, enrolls the agent
+through the API, runs a short schedule (ping, the voice stream and a SIP call to the
+responder where those probes are installed, host facts), ships the results, trips a
+deliberately strict demo rule so that a ticket opens, relaxes it so the ticket resolves by
+itself, runs one on-demand job, prints a summary and stops everything. No root needed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+from agent.probes import get_probe
+from agent.stack import Stack, StackError, free_port, free_port_both, wait_for
+
+DEMO_RULE = "demo_strict_rtt"
+
+
+def available(probe: str) -> bool:
+    try:
+        get_probe(probe)
+    except ConfigError:
+        return False
+    return True
+
+
+def responder_plan() -> tuple[list[str], dict[str, int]]:
+    """Arguments for `qos-scout responder` on free loopback ports, by service."""
+    ports = {"twamp": free_port(socket.SOCK_DGRAM), "bandwidth": free_port_both()}
+    args = ["--bind", "127.0.0.1", "--twamp-port", str(ports["twamp"])]
+    args += ["--bandwidth-port", str(ports["bandwidth"])]
+    if available("sip_call"):
+        ports["sip"] = free_port_both()
+        args += ["--sip-port", str(ports["sip"])]
+    return args, ports
+
+
+def demo_modules(ports: dict[str, int]) -> dict[str, Any]:
+    """A short schedule; probe kinds that are not installed are left out."""
+    mods: dict[str, Any] = {
+        "ping": {
+            "probe": "icmp",
+            "targets": ["127.0.0.1"],
+            "interval_s": 5,
+            "options": {"count": 5, "interval_s": 0.1, "timeout_s": 1},
+        },
+        "host": {
+            "probe": "host",
+            "targets": ["local"],
+            "interval_s": 20,
+            "options": {"sample_s": 0.5},
+        },
+    }
+    if available("udp"):
+        mods["voice"] = {
+            "probe": "udp",
+            "targets": [f"127.0.0.1:{ports['twamp']}"],
+            "interval_s": 15,
+            "options": {"codec": "G711_PLC", "duration_s": 5, "dscp": 46},
+        }
+    if "sip" in ports:
+        mods["sip_call"] = {
+            "probe": "sip_call",
+            "targets": [f"sip:echo@127.0.0.1:{ports['sip']}"],
+            "interval_s": 20,
+            "options": {"duration_s": 5},
+        }
+    return mods
+
+
+def strict_rule(limit_ms: float) -> dict[str, Any]:
+    return {
+        DEMO_RULE: {
+            "description": f"demo: round trip above {limit_ms:g} ms (deliberately strict)",
+            "probes": ["icmp", "udp"],
+            "field": "rtt_ms.avg",
+            "op": "above",
+            "warning": limit_ms,
+            "severity": "warning",
+            "trip_after": 2,
+            "clear_after": 2,
+        }
+    }
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def run_demo(workdir: Path, *, keep: bool = False, timeout_s: float = 120.0) -> int:
+    stack = Stack(workdir)
+    t0 = time.monotonic()
+
+    def step(text: str) -> None:
+        say(f"[{time.monotonic() - t0:5.1f}s] {text}")
+
+    try:
+        say(f"qos-scout demo; work directory {workdir}")
+        url = stack.start_collector()
+        step(f"collector up at {url} (SQLite)")
+        token = stack.create_tenancy()
+        step("partner, customer and site created; enrollment token issued")
+        args, ports = responder_plan()
+        stack.start_responder(args, lambda: _tcp_open(ports["bandwidth"]))
+        step("responder up: " + ", ".join(f"{k} {v}" for k, v in ports.items()))
+        modules = demo_modules(ports)
+        config = stack.write_agent_config(modules)
+        stack.enroll(config, token)
+        step("agent enrolled through POST /api/v1/enroll")
+        stack.api(
+            "PUT",
+            "/api/v1/rules/overrides",
+            json={"site_id": stack.site_id, "overrides": strict_rule(0.001)},
+        )
+        stack.start_agent(config)
+        names = ", ".join(f"{n} ({m['probe']})" for n, m in modules.items())
+        step(f"agent running modules: {names}")
+
+        def opened() -> list[dict[str, Any]]:
+            stack._check_alive("agent")
+            return [t for t in stack.tickets() if t.get("rule_id", t.get("rule")) == DEMO_RULE]
+
+        tickets = wait_for("the strict demo rule to open a ticket", opened, timeout_s)
+        ticket_id = tickets[0]["id"]
+        step(f"ticket {ticket_id} opened by rule {DEMO_RULE}")
+
+        job = stack.api(
+            "POST",
+            f"/api/v1/sites/{stack.site_id}/jobs",
+            json={
+                "kind": "probe",
+                "spec": {"probe": "icmp", "targets": ["127.0.0.1"], "options": {"count": 3}},
+            },
+        )
+        job = wait_for(
+            "the on-demand job to finish",
+            lambda: (
+                (j := stack.api("GET", f"/api/v1/jobs/{job['id']}"))["state"] in ("done", "failed")
+                and j
+            ),
+            60.0,
+        )
+        step(f"on-demand job {job['id']}: {job['state']} ({job.get('message')})")
+
+        stack.api(
+            "PUT",
+            "/api/v1/rules/overrides",
+            json={"site_id": stack.site_id, "overrides": strict_rule(10_000)},
+        )
+        wait_for(
+            "the ticket to resolve by itself",
+            lambda: stack.api("GET", f"/api/v1/tickets/{ticket_id}")["state"] == "resolved",
+            timeout_s,
+        )
+        step(f"demo rule relaxed; ticket {ticket_id} resolved automatically")
+        wanted = {m["probe"] for m in modules.values()}
+        wait_for(
+            "a result of every scheduled probe",
+            lambda: wanted <= {r["probe"] for r in stack.results()},
+            timeout_s,
+        )
+        ticket = stack.api("GET", f"/api/v1/tickets/{ticket_id}")
+        agent_metrics = stack.agent_metrics()
+        rc = stack.stop("agent")
+        step(f"agent stopped with SIGTERM, exit status {rc}")
+        summary(stack, ticket, job, agent_metrics)
+        return 0 if rc == 0 else 1
+    except StackError as exc:
+        say(f"demo failed: {exc}")
+        for name in stack.procs:
+            tail = stack.log_tail(name, 8)
+            if tail:
+                say(f"--- last lines of {name}.log\n{tail}")
+        return 1
+    finally:
+        stack.close()
+        if keep:
+            say(f"logs and databases kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _tcp_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def summary(stack: Stack, ticket: dict[str, Any], job: dict[str, Any], agent_metrics: str) -> None:
+    results = stack.results()
+    say()
+    say("Results stored by the collector, per probe")
+    per = Counter((r["probe"], bool(r["success"])) for r in results)
+    say(f"  {'probe':<12} {'ok':>4} {'failed':>6}  latest")
+    for probe in sorted({p for p, _ in per}):
+        latest = max(
+            (r for r in results if r["probe"] == probe), key=lambda r: str(r["started_at"])
+        )
+        say(f"  {probe:<12} {per[(probe, True)]:>4} {per[(probe, False)]:>6}  {_headline(latest)}")
+    say()
+    say(f"Ticket {ticket['id']}: {ticket.get('title') or ticket.get('rule_id')}")
+    for key in ("rule_id", "severity", "state", "target", "opened_at", "resolved_at"):
+        if key in ticket:
+            say(f"  {key}: {ticket[key]}")
+    evidence = ticket.get("evidence") or {}
+    tripped = evidence.get("results") or []
+    context = ", ".join(sorted(evidence.get("context") or {})) or "none"
+    say(f"  evidence: {len(tripped)} results that tripped the rule; context: {context}")
+    for r in tripped[:3]:
+        say(f"    {r.get('probe')} {r.get('target')} at {r.get('started_at')}: {_headline(r)}")
+    for ev in (ticket.get("events") or [])[:6]:
+        say(f"  event {ev.get('kind')}: {ev.get('message')}")
+    say()
+    say(f"On-demand job {job['id']} ({job['kind']}): {job['state']}; report {job.get('report')}")
+    say()
+    say("Agent health (its own /metrics)")
+    for line in agent_metrics.splitlines():
+        if line.startswith(
+            (
+                "qos_scout_agent_spool_depth",
+                "qos_scout_agent_ship_failures",
+                "qos_scout_agent_last_ship",
+            )
+        ):
+            say(f"  {line}")
+    say()
+    say(f"API docs:          {stack.collector_url}/docs")
+    say(f"Collector metrics: {stack.collector_url}/metrics")
+    say(f"Agent metrics:     http://127.0.0.1:{stack.agent_metrics_port}/metrics")
+    say("(all stopped now; run `qos-scout demo --keep` to keep the logs and databases)")
+
+
+def _headline(r: dict[str, Any]) -> str:
+    if not r.get("success"):
+        err = r.get("error") or {}
+        return f"failed: {err.get('message', '?')}"
+    m = r.get("measurement") or {}
+    parts = []
+    rtt = m.get("rtt_ms")
+    if isinstance(rtt, dict) and rtt.get("avg") is not None:
+        parts.append(f"rtt avg {rtt['avg']:.3f} ms")
+    if m.get("loss_pct") is not None:
+        parts.append(f"loss {m['loss_pct']:.1f} %")
+    for k in ("mos", "jitter_ms", "cpu_pct"):
+        if isinstance(m.get(k), int | float):
+            parts.append(f"{k} {m[k]:.2f}")
+    for side in ("forward", "backward", "out", "back"):
+        d = m.get(side)
+        if isinstance(d, dict) and isinstance(d.get("mos"), int | float):
+            parts.append(f"{side} MOS {d['mos']:.2f}")
+    return ", ".join(parts) or "ok"
+
+
+def main(keep: bool = False, workdir: Path | None = None) -> int:
+    path = workdir or Path(tempfile.mkdtemp(prefix="qos-scout-demo-"))
+    return run_demo(path, keep=keep or workdir is not None)
