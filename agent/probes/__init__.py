@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # probe name -> module that registers it (imported on first use).
 PROBE_MODULES: dict[str, str] = {
     "icmp": "agent.probes.icmp",
+    "udp": "agent.probes.udp",
     "host": "agent.probes.host",
 }
 

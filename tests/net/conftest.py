@@ -32,3 +32,39 @@ def rlab(need_root: None) -> Iterator[netlab.NetLab]:
     """a <-> r <-> b, with r forwarding."""
     with netlab.NetLab("qs", router=True) as lab:
         yield lab
+
+
+PROBE_SNIPPET = (
+    "import asyncio, json, sys\n"
+    "from agent.probes import run_probe\n"
+    "r = asyncio.run(run_probe(sys.argv[1], sys.argv[2], json.loads(sys.argv[3])))\n"
+    "print(json.dumps(r.to_json_dict()))\n"
+)
+
+
+def probe_in(lab: netlab.NetLab, node: str, probe: str, target: str, options: dict) -> dict:
+    """Run a probe inside a namespace (a real process there) and return its result dict."""
+    import json
+
+    out = lab.run_in(
+        node,
+        [sys.executable, "-c", PROBE_SNIPPET, probe, target, json.dumps(options)],
+        timeout=300,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def start_responder(lab: netlab.NetLab, node: str, twamp: str = "862", bw: str = "5201") -> None:
+    """Start `qos-scout responder` in a namespace and wait until it listens."""
+    import subprocess
+
+    p = lab.popen_in(
+        node,
+        [sys.executable, "-m", "agent.cli", "responder", "--twamp-port", twamp,
+         "--bandwidth-port", bw],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    assert line.startswith("responder ready"), f"responder did not start: {line!r}"

@@ -1,0 +1,251 @@
+"""`udp` probe: a voice-like TWAMP-light stream (RFC 5357) with per-direction loss, jitter, MOS.
+
+Test packets are paced like a codec (G.711: 50 packets/s, 172-octet payload = 160 octets of
+audio + 12 of RTP header) and marked EF by default. The reply's four timestamps give RTT and
+per-direction jitter; the reflector's sequence counter gives per-direction loss; the RFC
+7750 DSCP/ECN octet says which DSCP arrived at the far end. Receive times are kernel
+timestamps (SO_TIMESTAMPNS). The maths lives in `agent.probes.udp_analysis` (pure).
+Works against our responder and any TWAMP-light reflector (see docs/probes.md for what a
+stateless reflector cannot tell).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent import quality
+from agent.errors import NetworkUnreachableError, PeerError, ResolveError
+from agent.probes import ProbeContext, Target, register
+from agent.probes.udp_analysis import Reflection, StreamParams, UdpStreamStats, analyse
+from agent.responder import sockopts
+from agent.twamp import (
+    REFLECTOR_7750_LEN,
+    ReflectorPacket,
+    SenderPacket,
+    TwampParseError,
+    ns_to_ntp,
+    ntp_to_ns,
+)
+
+RTP_HEADER = 12
+
+
+class UdpOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int = Field(
+        default=862, ge=1, le=65535, description="reflector port if the target has none"
+    )
+    codec: str = Field(default="G711_PLC", description="E-model codec (G711_PLC, G711, G729A)")
+    ptime_ms: float = Field(default=20.0, ge=5, le=200, description="audio per packet")
+    packet_rate: float | None = Field(
+        default=None, gt=0, le=20_000, description="packets/s; default 1000/ptime"
+    )
+    payload_bytes: int | None = Field(
+        default=None, ge=48, le=9000, description="UDP payload; default codec + RTP"
+    )
+    duration_s: float = Field(default=10.0, gt=0, le=3600)
+    dscp: int = Field(default=46, ge=0, le=63, description="DSCP of test packets (46 = EF)")
+    wait_s: float = Field(
+        default=2.0, ge=0.1, le=60, description="wait for late replies after the last send"
+    )
+    jitter_buffer_ms: float = Field(default=60.0, ge=0, le=1000)
+    synchronized_clocks: bool = Field(
+        default=False, description="trust one-way delays from timestamps"
+    )
+    rfc7750: Literal["auto", "on", "off"] = Field(
+        default="auto", description="read the far-end DSCP octet: auto = only from our responder"
+    )  # fmt: skip
+
+    @field_validator("codec")
+    @classmethod
+    def _codec(cls, v: str) -> str:
+        try:
+            return quality.get_codec(v).name
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+
+    def rate(self) -> float:
+        return self.packet_rate if self.packet_rate is not None else 1000.0 / self.ptime_ms
+
+    def size(self) -> int:
+        if self.payload_bytes is not None:
+            return self.payload_bytes
+        codec = quality.get_codec(self.codec)
+        return max(48, codec.payload_bytes(self.ptime_ms) + RTP_HEADER)
+
+    def count(self) -> int:
+        return max(1, round(self.duration_s * self.rate()))
+
+
+class UdpMeasurement(UdpStreamStats):
+    address: str
+    port: int
+    codec: str
+    packet_rate: float
+    payload_bytes: int
+    dscp_sent: int
+    reflector_reports_dscp: bool = Field(description="the far-end DSCP comes from RFC 7750")
+    malformed_replies: int
+
+
+def _estimate_timeout(opts: UdpOptions) -> float:
+    return opts.count() / opts.rate() + opts.wait_s + 10.0
+
+
+async def resolve(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> tuple[int, tuple]:
+    """(family, sockaddr) for host: literal addresses as they are, names via getaddrinfo."""
+    try:
+        ip = ipaddress.ip_address(host)
+        fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return fam, ((host, port, 0, 0) if ip.version == 6 else (host, port))
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=kind)
+    except socket.gaierror:
+        raise ResolveError(f"host name {host!r} does not resolve") from None
+    fam, _, _, _, sockaddr = infos[0]
+    return fam, sockaddr
+
+
+@register("udp", UdpOptions, estimate_timeout=_estimate_timeout)
+async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpMeasurement:
+    port = target.port or opts.port
+    family, sockaddr = await resolve(target.host, port)
+    n, rate, size = opts.count(), opts.rate(), opts.size()
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    received: list[tuple[bytes, sockopts.RxMeta]] = []
+    refused = 0
+    loop = asyncio.get_running_loop()
+    all_back = asyncio.Event()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sockopts.enable_rx_metadata(sock)
+        sockopts.set_tos(sock, opts.dscp << 2)
+        if ctx.source_address:
+            sock.bind((ctx.source_address, 0))
+        sock.setblocking(False)
+        try:
+            sock.connect(sockaddr)
+        except OSError as exc:
+            raise NetworkUnreachableError(
+                f"cannot reach {sockaddr[0]} port {port}: {exc.strerror}"
+            ) from None
+
+        def on_readable() -> None:
+            nonlocal refused
+            while True:
+                try:
+                    data, anc, _f, _a = sock.recvmsg(65535, sockopts.ANCBUF)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except ConnectionRefusedError:
+                    refused += 1
+                    continue
+                except OSError:
+                    continue
+                received.append((data, sockopts.parse_ancillary(anc)))
+                if len(received) >= n:
+                    all_back.set()
+
+        loop.add_reader(sock.fileno(), on_readable)
+        t1s = await _send_stream(sock, n, rate, size)
+        if len(received) < n:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(opts.wait_s):
+                    await all_back.wait()
+        loop.remove_reader(sock.fileno())
+        on_readable()
+    finally:
+        sock.close()
+
+    refl, malformed, any_signed = _decode(received, t1s, opts)
+    stats = analyse(
+        refl,
+        StreamParams(
+            sent=n, codec=opts.codec, ptime_ms=1000.0 / rate if opts.packet_rate else opts.ptime_ms,
+            jitter_buffer_ms=opts.jitter_buffer_ms, synchronized_clocks=opts.synchronized_clocks,
+            reflector_counts=any_signed,
+        ),
+    )  # fmt: skip
+    m = UdpMeasurement(
+        **stats.model_dump(),
+        address=str(sockaddr[0]),
+        port=port,
+        codec=opts.codec,
+        packet_rate=rate,
+        payload_bytes=size,
+        dscp_sent=opts.dscp,
+        reflector_reports_dscp=opts.rfc7750 == "on" or (opts.rfc7750 == "auto" and any_signed),
+        malformed_replies=malformed,
+    )
+    if not refl:
+        why = " (ICMP port unreachable: nothing listens there)" if refused else ""
+        raise PeerError(
+            f"no TWAMP-light reflection came back from {sockaddr[0]} port {port}{why}",
+            measurement=m,
+        )
+    return m
+
+
+async def _send_stream(sock: socket.socket, n: int, rate: float, size: int) -> list[int]:
+    """Send n test packets paced at `rate`; returns each packet's send time (Unix ns)."""
+    padding = bytes(size - 14)
+    err = SenderPacket(0, 0).error_estimate
+    t1s = [0] * n
+    start = time.monotonic()
+    for i in range(n):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t1 = time.time_ns()
+        t1s[i] = t1
+        try:
+            sock.send(bytes(SenderPacket(i, ns_to_ntp(t1), err, padding)))
+        except (BlockingIOError, ConnectionRefusedError):
+            pass  # counted as lost; refused shows up again on receive
+        except OSError as exc:
+            if exc.errno in (101, 113):  # ENETUNREACH, EHOSTUNREACH
+                raise NetworkUnreachableError(f"network unreachable: {exc.strerror}") from None
+    return t1s
+
+
+def _decode(
+    received: list[tuple[bytes, sockopts.RxMeta]], t1s: list[int], opts: UdpOptions
+) -> tuple[list[Reflection], int, bool]:
+    out: list[Reflection] = []
+    malformed = 0
+    any_signed = False
+    for data, meta in received:
+        try:
+            pkt = ReflectorPacket.parse(data)
+        except TwampParseError:
+            malformed += 1
+            continue
+        if pkt.sender_seq >= len(t1s) or ns_to_ntp(t1s[pkt.sender_seq]) != pkt.sender_timestamp:
+            malformed += 1  # not an answer to a packet of this stream
+            continue
+        any_signed = any_signed or pkt.signed
+        trust = opts.rfc7750 == "on" or (opts.rfc7750 == "auto" and pkt.signed)
+        out.append(
+            Reflection(
+                sender_seq=pkt.sender_seq,
+                reflector_seq=pkt.seq,
+                t1_ns=t1s[pkt.sender_seq],
+                t2_ns=ntp_to_ns(pkt.receive_timestamp),
+                t3_ns=ntp_to_ns(pkt.timestamp),
+                t4_ns=meta.time_ns,
+                far_dscpe=pkt.sender_dscpe if trust and len(data) >= REFLECTOR_7750_LEN else None,
+                near_tos=meta.tos,
+                far_ttl=pkt.sender_ttl,
+            )
+        )
+    return out, malformed, any_signed

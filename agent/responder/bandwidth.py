@@ -1,0 +1,352 @@
+"""Bandwidth server: TCP sink/source with parallel streams, and a UDP constant-rate sink.
+
+Several agents may test at once: every test has its own id and streams. Wire protocol on
+TCP (each message a 4-octet big-endian length and a JSON object):
+
+- control connection: `{"v":1,"role":"control","test":ID,"dir":"up"|"down","streams":N,
+  "seconds":T}` -> `{"ok":true}`; later `{"cmd":"result"}` -> `{"ok":true,"streams":[...]}`
+  once every stream has finished (bytes, first/last byte time, retransmits and RTT samples
+  from TCP_INFO for streams the server sent).
+- data connection: `{"v":1,"role":"data","test":ID,"stream":i}` -> `{"ok":true}`, then raw
+  bytes: "up" the client sends until it shuts its side down; "down" the server sends for T
+  seconds (sendfile from a memfd: no copy through Python) and shuts its side down.
+
+UDP (same port number): datagrams `QSBU` + type + 8-octet test id; type 1 carries a 32-bit
+sequence number and the send time (ns), type 2 asks for the test's counters, answered with
+type 3 + JSON. Data is moved by threads (the GIL is released in the socket calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.responder import sockopts
+from agent.responder.tcpinfo import tcp_info
+from agent.responder.udpsink import UDP_HDR, UDP_MAGIC, UdpSink
+
+log = logging.getLogger(__name__)
+
+MAX_SECONDS = 300
+MAX_STREAMS = 64
+MAX_TESTS = 32
+MAX_MSG = 65536
+CHUNK = 1 << 20
+
+
+async def recv_msg(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> dict[str, Any]:
+    """Read one length-prefixed JSON message from a non-blocking socket."""
+    head = await _recv_exact(loop, sock, 4)
+    (n,) = struct.unpack("!I", head)
+    if n > MAX_MSG:
+        raise ValueError(f"message of {n} octets is too long")
+    body = json.loads(await _recv_exact(loop, sock, n))
+    if not isinstance(body, dict):
+        raise ValueError("message is not a JSON object")
+    return body
+
+
+async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await loop.sock_recv(sock, n - len(buf))
+        if not chunk:
+            raise ConnectionError("peer closed the connection")
+        buf += chunk
+    return bytes(buf)
+
+
+def frame(msg: dict[str, Any]) -> bytes:
+    body = json.dumps(msg).encode()
+    return struct.pack("!I", len(body)) + body
+
+
+@dataclass
+class StreamResult:
+    stream: int
+    bytes: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    retrans: int | None = None
+    rtt_us_samples: list[int] = field(default_factory=list)
+    min_rtt_us: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "bytes": self.bytes,
+            "duration_s": ((self.last_ns - self.first_ns) / 1e9)
+            if self.first_ns is not None and self.last_ns is not None
+            else None,
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+            "retrans": self.retrans,
+            "rtt_us_samples": self.rtt_us_samples[-600:],
+            "min_rtt_us": self.min_rtt_us,
+        }
+
+
+@dataclass
+class TcpTest:
+    test_id: str
+    direction: str
+    streams: int
+    seconds: float
+    peer: str
+    results: dict[int, StreamResult] = field(default_factory=dict)
+    finished: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    started: float = field(default_factory=time.monotonic)
+
+
+def receive_until_eof(sock: socket.socket, res: StreamResult) -> None:
+    """Upload sink: count bytes until the client shuts down its side (runs in a thread)."""
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while True:
+        n = sock.recv_into(view)
+        if n == 0:
+            return
+        now = time.monotonic_ns()
+        if res.first_ns is None:
+            res.first_ns = now
+        res.last_ns = now
+        res.bytes += n
+
+
+class ZeroSource:
+    """A memfd of zeros that sendfile() can hand to TCP without copying through Python."""
+
+    def __init__(self, size: int = 8 << 20) -> None:
+        self.size = size
+        self.fd = os.memfd_create("qos-scout-zeros")
+        os.ftruncate(self.fd, size)
+        os.pwrite(self.fd, bytes(size), 0)  # real pages, not holes
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def send_for(
+    sock: socket.socket, seconds: float, res: StreamResult, src: ZeroSource | None
+) -> None:
+    """Download source: send as fast as TCP allows for `seconds`, sampling TCP_INFO."""
+    start = time.monotonic_ns()
+    end = start + int(seconds * 1e9)
+    next_sample = start + 100_000_000
+    res.first_ns = start
+    payload = memoryview(bytes(CHUNK))
+    offset = 0
+    fd = sock.fileno()
+    while True:
+        now = time.monotonic_ns()
+        if now >= end:
+            break
+        if now >= next_sample:
+            info = tcp_info(sock)
+            if info is not None:
+                res.rtt_us_samples.append(info.rtt_us)
+            next_sample = now + 100_000_000
+        if src is not None:
+            n = os.sendfile(fd, src.fd, offset, CHUNK)
+            offset = (offset + n) % (src.size - CHUNK)
+        else:
+            n = sock.send(payload)
+        res.bytes += n
+    res.last_ns = time.monotonic_ns()
+    info = tcp_info(sock)
+    if info is not None:
+        res.retrans = info.total_retrans
+        res.min_rtt_us = info.min_rtt_us
+
+
+class BandwidthServer:
+    """TCP sink/source and UDP sink on one port number."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 5201) -> None:
+        self.host, self.port = host, port
+        self.tests: dict[str, TcpTest] = {}
+        self.udp = UdpSink()
+        self.malformed = 0
+        self._lsock: socket.socket | None = None
+        self._usock: socket.socket | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pool = ThreadPoolExecutor(max_workers=MAX_TESTS * 4, thread_name_prefix="bw")
+        self._zeros: ZeroSource | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._lsock is not None
+        name = self._lsock.getsockname()
+        return name[0], name[1]
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        lsock = socket.socket(family, socket.SOCK_STREAM)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind((self.host, self.port))
+        lsock.listen(256)
+        lsock.setblocking(False)
+        self._lsock = lsock
+        port = lsock.getsockname()[1]
+        usock = socket.socket(family, socket.SOCK_DGRAM)
+        usock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sockopts.enable_rx_metadata(usock)
+        usock.bind((self.host, port))
+        usock.setblocking(False)
+        self._usock = usock
+        with contextlib.suppress(OSError, AttributeError):
+            self._zeros = ZeroSource()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(usock.fileno(), self._on_udp)
+        self._spawn(self._accept_loop())
+        log.info("bandwidth server on %s port %d (TCP and UDP)", self.host, port)
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        if self._usock is not None:
+            asyncio.get_running_loop().remove_reader(self._usock.fileno())
+            self._usock.close()
+            self._usock = None
+        if self._lsock is not None:
+            self._lsock.close()
+            self._lsock = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._zeros is not None:
+            self._zeros.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._lsock is not None
+        while True:
+            conn, addr = await loop.sock_accept(self._lsock)
+            conn.setblocking(False)
+            self._spawn(self._handle(conn, addr))
+
+    async def _handle(self, conn: socket.socket, addr: tuple[Any, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        peer = f"{addr[0]} port {addr[1]}"
+        try:
+            async with asyncio.timeout(10):
+                hello = await recv_msg(loop, conn)
+            role = hello.get("role")
+            if role == "control":
+                await self._control(conn, hello, peer)
+            elif role == "data":
+                await self._data(conn, hello)
+            else:
+                raise ValueError(f"unknown role {role!r}")
+        except (ValueError, KeyError, TypeError, TimeoutError) as exc:
+            self.malformed += 1
+            with contextlib.suppress(OSError):
+                await loop.sock_sendall(conn, frame({"ok": False, "error": str(exc)}))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    async def _control(self, conn: socket.socket, hello: dict[str, Any], peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        test_id = str(hello["test"])
+        direction = hello.get("dir")
+        streams, seconds = int(hello["streams"]), float(hello["seconds"])
+        if direction not in ("up", "down"):
+            raise ValueError("dir must be 'up' or 'down'")
+        if not 1 <= streams <= MAX_STREAMS or not 0 < seconds <= MAX_SECONDS:
+            raise ValueError(f"streams must be 1..{MAX_STREAMS} and seconds 0..{MAX_SECONDS}")
+        if len(self.tests) >= MAX_TESTS or test_id in self.tests:
+            raise ValueError("too many tests at once, or a duplicate test id")
+        test = TcpTest(test_id, direction, streams, seconds, peer)
+        self.tests[test_id] = test
+        try:
+            await loop.sock_sendall(conn, frame({"ok": True}))
+            async with asyncio.timeout(seconds + 60):
+                msg = await recv_msg(loop, conn)
+                if msg.get("cmd") != "result":
+                    raise ValueError("expected {'cmd': 'result'}")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(15):
+                        await test.done.wait()
+            results = [r.as_dict() for _, r in sorted(test.results.items())]
+            await loop.sock_sendall(conn, frame({"ok": True, "streams": results}))
+            total = sum(r.bytes for r in test.results.values())
+            log.info(
+                "bandwidth test %s from %s: tcp %s, %d streams, %.1f s, %d bytes",
+                test_id[:8], peer, direction, streams, seconds, total,
+            )  # fmt: skip
+        finally:
+            self.tests.pop(test_id, None)
+
+    async def _data(self, conn: socket.socket, hello: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        test = self.tests.get(str(hello["test"]))
+        stream = int(hello["stream"])
+        if test is None or not 0 <= stream < test.streams or stream in test.results:
+            raise ValueError("unknown test or stream")
+        res = test.results[stream] = StreamResult(stream)
+        await loop.sock_sendall(conn, frame({"ok": True}))
+        conn.setblocking(True)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 30, 0))
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 30, 0))
+        try:
+            if test.direction == "up":
+                await loop.run_in_executor(self._pool, receive_until_eof, conn, res)
+            else:
+                await loop.run_in_executor(
+                    self._pool, send_for, conn, test.seconds, res, self._zeros
+                )
+                conn.shutdown(socket.SHUT_WR)
+                await loop.run_in_executor(self._pool, _drain, conn)
+        finally:
+            test.finished += 1
+            if test.finished >= test.streams:
+                test.done.set()
+
+    def _on_udp(self) -> None:
+        sock = self._usock
+        if sock is None:
+            return
+        for _ in range(512):
+            try:
+                data, anc, _f, addr = sock.recvmsg(65535, sockopts.ANCBUF)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            if len(data) < 13 or data[:4] != UDP_MAGIC:
+                self.malformed += 1
+                continue
+            kind, test_id = data[4], data[5:13]
+            if kind == 1 and len(data) >= UDP_HDR.size:
+                _, _, _, seq, send_ns = UDP_HDR.unpack_from(data)
+                meta = sockopts.parse_ancillary(anc)
+                self.udp.add(test_id, seq, send_ns, meta.time_ns, len(data), time.monotonic())
+            elif kind == 2:
+                body = json.dumps(self.udp.report(test_id)).encode()
+                with contextlib.suppress(OSError):
+                    sock.sendto(UDP_MAGIC + b"\x03" + test_id + body, addr)
+            else:
+                self.malformed += 1
+
+
+def _drain(sock: socket.socket) -> None:
+    """Wait for the client to close after a download (bounded by SO_RCVTIMEO)."""
+    with contextlib.suppress(OSError):
+        while sock.recv(65536):
+            pass

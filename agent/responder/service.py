@@ -1,0 +1,59 @@
+"""Start the responder's services in one asyncio process and stop them together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    """What `serve` needs from a service: async start and stop."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class ResponderConfig:
+    """Where the responder listens; a port of None turns that service off."""
+
+    bind: str = "0.0.0.0"
+    twamp_port: int | None = 862
+    bandwidth_port: int | None = 5201
+
+
+async def start_services(cfg: ResponderConfig) -> list[Service]:
+    """Start every configured service; on failure stop those already started and re-raise."""
+    from agent.responder.bandwidth import BandwidthServer
+    from agent.responder.reflector import TwampReflector
+
+    services: list[Service] = []
+    try:
+        if cfg.twamp_port is not None:
+            services.append(TwampReflector(cfg.bind, cfg.twamp_port))
+            await services[-1].start()
+        if cfg.bandwidth_port is not None:
+            services.append(BandwidthServer(cfg.bind, cfg.bandwidth_port))
+            await services[-1].start()
+    except BaseException:
+        for s in reversed(services):
+            await s.stop()
+        raise
+    return services
+
+
+async def serve(cfg: ResponderConfig, ready: asyncio.Event | None = None) -> None:
+    """Run the responder until cancelled (Ctrl-C, SIGTERM)."""
+    services = await start_services(cfg)
+    if ready is not None:
+        ready.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for s in reversed(services):
+            await s.stop()

@@ -1,0 +1,76 @@
+"""The udp probe against ground truth on namespace links: loss per direction, jitter, RTT, DSCP."""
+
+from __future__ import annotations
+
+import math
+
+import netlab
+import pytest
+from conftest import probe_in, start_responder
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_one_way_loss_is_reported_in_its_direction(rlab: netlab.NetLab, direction: str) -> None:
+    start_responder(rlab, "b")
+    # forward: drop on r's way to b; backward: drop on r's way back to a
+    iface = rlab.iface("r", "b") if direction == "forward" else rlab.iface("r", "a")
+    loss = rlab.nft_loss("r", iface, 2.0, "out", match="meta l4proto udp")
+    n = 10_000
+    res = probe_in(rlab, "a", "udp", f"{rlab.addr('b')}:862",
+                   {"packet_rate": 2000, "duration_s": n / 2000, "wait_s": 2})  # fmt: skip
+    assert res["success"], res["error"]
+    m = res["measurement"]
+    seen, dropped = loss.counts()
+    assert seen >= n - 50  # (backward: only what reached the reflector comes back)
+    lossy, clean = (m["forward"], m["backward"]) if direction == "forward" else (
+        m["backward"], m["forward"])  # fmt: skip
+    assert m["direction_loss_method"].startswith("reflector sequence counter")
+    # nftables' own count of dropped packets is the ground truth, to the packet,
+    # apart from losses after the last reflection that came back (direction unknown)
+    assert abs(lossy["lost"] - dropped) <= m["lost_unknown_direction"]
+    sd = math.sqrt(lossy["packets"] * 0.02 * 0.98)
+    assert abs(lossy["lost"] - 0.02 * lossy["packets"]) <= 3 * sd
+    assert clean["lost"] == 0
+    assert m["lost"] == dropped
+
+
+def test_jitter_and_rtt_match_the_relay_schedule(rlab: netlab.NetLab) -> None:
+    start_responder(rlab, "b")
+    n, rate = 500, 100
+    opts = {"packet_rate": rate, "duration_s": n / rate, "wait_s": 2}
+    target = (rlab.addr("b"), 862)
+    idle_relay = rlab.start_relay("r", 9000, target)
+    idle = probe_in(rlab, "a", "udp", f"{rlab.addr('r')}:9000", opts)["measurement"]
+    idle_relay.stop()
+    fwd = netlab.DelaySchedule(10.0, 8.0, seed=11)
+    back = netlab.DelaySchedule(5.0, 4.0, seed=12)
+    relay = rlab.start_relay("r", 9001, target, fwd=fwd, back=back)
+    res = probe_in(rlab, "a", "udp", f"{rlab.addr('r')}:9001", opts)
+    stats = relay.stop()
+    assert res["success"], res["error"]
+    m = res["measurement"]
+    assert m["received"] == n and stats["fwd_packets"] == n
+    for name, sched in (("forward", fwd), ("backward", back)):
+        expected = netlab.expected_jitter_ms(sched.delays_ms(n))
+        got = m[name]["jitter_ms"]
+        assert abs(got - expected) <= max(0.05 * expected, 0.1), (name, got, expected)
+    delays = [f + b for f, b in zip(fwd.delays_ms(n), back.delays_ms(n), strict=True)]
+    expected_rtt = sorted(delays)[n // 2 - 1 : n // 2 + 1]
+    injected = sum(expected_rtt) / 2 + idle["rtt_ms"]["median"]
+    assert abs(m["rtt_ms"]["median"] - injected) <= 0.5
+
+
+def test_ef_survives_a_clean_path_and_a_remark_to_zero_is_detected(rlab: netlab.NetLab) -> None:
+    start_responder(rlab, "b")
+    opts = {"duration_s": 1.0, "dscp": 46}
+    clean = probe_in(rlab, "a", "udp", f"{rlab.addr('b')}:862", opts)["measurement"]
+    assert clean["reflector_reports_dscp"] is True
+    assert clean["forward"]["dscp_received"] == 46
+    assert clean["backward"]["dscp_received"] == 46
+    rule = rlab.nft_remark_dscp("r", rlab.iface("r", "b"), dscp=0, direction="out")
+    remarked = probe_in(rlab, "a", "udp", f"{rlab.addr('b')}:862", opts)["measurement"]
+    assert rule.counts()[1] >= 50
+    assert remarked["forward"]["dscp_received"] == 0
+    assert remarked["forward"]["dscp_counts"] == {"0": remarked["received"]}
