@@ -30,6 +30,9 @@ PROBE_MODULES: dict[str, str] = {
     "icmp": "agent.probes.icmp",
     "udp": "agent.probes.udp",
     "host": "agent.probes.host",
+    "sip_options": "agent.probes.sip_options",
+    "sip_register": "agent.probes.sip_register",
+    "sip_call": "agent.probes.sip_call",
 }
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)

@@ -126,6 +126,8 @@ class SipMessage:
     reason: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    # Body bytes that arrived after the headers, before Content-Length cut them (ALG checks).
+    wire_body_length: int | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -241,6 +243,7 @@ class SipMessage:
                     f"Content-Length {n} is larger than the {len(body)} body bytes received"
                 )
             body = body[:n]
+        msg.wire_body_length = len(data) - end - sep
         msg.body = body
         for required in ("Via", "CSeq", "Call-ID", "From", "To"):
             if msg.get(required) is None:

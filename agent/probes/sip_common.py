@@ -1,0 +1,66 @@
+"""What the SIP probes share: transport options, target resolution and error mapping."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import NetworkUnreachableError, PeerError, ResolveError, SipError
+from agent.probes import Target
+
+if TYPE_CHECKING:
+    from agent.sip.client import SipTarget
+    from agent.sip.endpoint import SipEndpoint
+
+
+class SipOptionsBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    tls_verify: bool = Field(default=True, description="check the server's TLS certificate")
+    user: str | None = Field(default=None, max_length=128, description="auth / From user")
+    password: str | None = Field(default=None, max_length=256)
+
+
+def target_uri(target: Target) -> str:
+    if target.uri:
+        return target.uri
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return f"sip:{host}" + (f":{target.port}" if target.port else "")
+
+
+@contextlib.asynccontextmanager
+async def sip_session(
+    target: Target, opts: SipOptionsBase
+) -> AsyncIterator[tuple[SipEndpoint, SipTarget]]:
+    """(endpoint, resolved target) with SIP failures mapped to probe errors."""
+    from agent.sip import client
+    from agent.sip.endpoint import SipTimeoutError
+    from agent.sip.message import SipParseError
+
+    try:
+        resolved = await client.resolve(target_uri(target), opts.transport)
+    except LookupError as exc:
+        raise ResolveError(str(exc)) from None
+    except SipParseError as exc:
+        raise PeerError(f"bad target: {exc}") from None
+    try:
+        endpoint = await client.open_endpoint(resolved, tls_verify=opts.tls_verify)
+    except OSError as exc:
+        where = f"{resolved.addr[0]}:{resolved.addr[1]}"
+        raise NetworkUnreachableError(
+            f"cannot open SIP over {opts.transport.upper()} to {where}: {exc}"
+        ) from None
+    try:
+        yield endpoint, resolved
+    except SipTimeoutError as exc:
+        raise SipError(str(exc)) from None
+    except SipParseError as exc:
+        raise PeerError(f"malformed SIP from the far end: {exc}") from None
+    except ConnectionError as exc:
+        raise NetworkUnreachableError(f"SIP connection lost: {exc}") from None
+    finally:
+        endpoint.close()

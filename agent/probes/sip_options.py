@@ -1,0 +1,48 @@
+"""SIP OPTIONS probe: is the server there, its response code and round-trip time."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from agent.errors import SipError
+from agent.probes import ProbeContext, Target, register
+from agent.probes.sip_common import SipOptionsBase, sip_session
+
+
+class SipOptionsOptions(SipOptionsBase):
+    pass
+
+
+class SipOptionsMeasurement(BaseModel):
+    address: str
+    transport: str
+    status_code: int
+    reason: str
+    rtt_ms: float
+    server: str | None
+    public_address: str | None
+    sip_alg_detected: bool
+    alg_evidence: list[str]
+
+
+@register("sip_options", SipOptionsOptions, timeout_s=40.0)
+async def probe(target: Target, opts: SipOptionsOptions, ctx: ProbeContext) -> BaseModel:
+    from agent.sip import alg, client
+
+    async with sip_session(target, opts) as (endpoint, resolved):
+        res = await client.send_options(endpoint, resolved, opts.user or "qos-scout")
+    detected, evidence = alg.detect(res.request, res.response)
+    m = SipOptionsMeasurement(
+        address=f"{resolved.addr[0]}:{resolved.addr[1]}",
+        transport=opts.transport,
+        status_code=res.status_code,
+        reason=res.reason,
+        rtt_ms=res.rtt_ms,
+        server=res.server,
+        public_address=res.public_address,
+        sip_alg_detected=detected,
+        alg_evidence=evidence,
+    )
+    if res.status_code >= 500:
+        raise SipError(f"OPTIONS answered {res.status_code} {res.reason}", measurement=m)
+    return m

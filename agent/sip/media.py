@@ -1,0 +1,332 @@
+"""An RTP/RTCP session for one call: paced G.711 sender, receiver statistics, RTCP SR/RR.
+
+Packets are aiortc's `RtpPacket` and RTCP classes; the audio is a tone encoded once with
+aiortc's G.711 encoder (imported lazily: this module is only loaded by the call path).
+Sending runs on the shared `Pacer` thread; receiving and RTCP run on the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.sip.pacer import Pacer
+from agent.sip.rtpstats import StreamRecord, ntp_timestamp, rtt_from_report
+
+log = logging.getLogger(__name__)
+
+Addr = tuple[str, int]
+CODEC_NAMES = {0: "pcm_mulaw", 8: "pcm_alaw"}
+
+
+@functools.lru_cache(maxsize=8)
+def g711_payloads(payload_type: int, ptime_ms: int, seconds: float = 1.0) -> list[bytes]:
+    """A 440 Hz tone at -20 dBFS encoded with aiortc's G.711 encoder, cut into ptime frames."""
+    import fractions
+
+    import numpy as np
+    from aiortc.codecs.g711 import PcmaEncoder, PcmuEncoder
+    from av import AudioFrame
+
+    enc = PcmuEncoder() if payload_type == 0 else PcmaEncoder()
+    n = int(8000 * seconds)
+    t = np.arange(n) / 8000.0
+    samples = (np.sin(2 * np.pi * 440.0 * t) * 3276).astype(np.int16)
+    frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = 8000
+    frame.pts = 0
+    frame.time_base = fractions.Fraction(1, 8000)
+    packets, _ = enc.encode(frame)
+    data = b"".join(packets)
+    size = 8 * ptime_ms
+    return [data[i : i + size] for i in range(0, len(data) - size + 1, size)]
+
+
+def bind_rtp_pair(host: str, port: int = 0) -> tuple[socket.socket, socket.socket]:
+    """Bind an even RTP port and the odd RTCP port above it (RFC 3550 §11)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    tries = [port] if port else [random.randrange(16384, 32766) & ~1 for _ in range(64)]
+    for p in tries:
+        rtp = socket.socket(family, socket.SOCK_DGRAM)
+        rtcp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((host, p))
+            rtcp.bind((host, p + 1))
+        except OSError:
+            rtp.close()
+            rtcp.close()
+            continue
+        for s in (rtp, rtcp):
+            s.setblocking(False)
+        return rtp, rtcp
+    raise OSError(f"no free RTP/RTCP port pair on {host}")
+
+
+@dataclass
+class SendState:
+    """Our outgoing stream; `send_times[i]` is when packet i left (monotonic)."""
+
+    ssrc: int = field(default_factory=lambda: secrets.randbits(32))
+    first_seq: int = field(default_factory=lambda: secrets.randbits(16))
+    first_ts: int = field(default_factory=lambda: secrets.randbits(32))
+    sent: int = 0
+    octets: int = 0
+    send_errors: int = 0
+    send_times: list[float] = field(default_factory=list)
+    deadlines: list[float] = field(default_factory=list)
+
+
+class _Proto(asyncio.DatagramProtocol):
+    def __init__(self, cb: Any) -> None:
+        self.cb = cb
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.cb(data, (str(addr[0]), int(addr[1])), time.monotonic())
+
+
+class RtpSession:
+    """One call's media. `echo=True` reflects every RTP packet back to its source."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        payload_type: int = 0,
+        ptime_ms: int = 20,
+        echo: bool = False,
+        rtcp_interval_s: float = 1.0,
+    ) -> None:
+        self.host = host
+        self.payload_type = payload_type
+        self.ptime_ms = ptime_ms
+        self.echo = echo
+        self.rtcp_interval_s = rtcp_interval_s
+        self.tx = SendState()
+        self.rx: dict[int, StreamRecord] = {}
+        self.remote_rtp: Addr | None = None
+        self.remote_rtcp: Addr | None = None
+        self.port = 0
+        self.rtcp_received = 0
+        self.rtcp_sent = 0
+        self.rtcp_errors = 0
+        self.rtp_errors = 0
+        self.echoed = 0
+        self.reports_about_us: list[dict[str, Any]] = []  # report blocks for our SSRC
+        self.rtts_ms: list[float] = []
+        self._sockets: tuple[socket.socket, socket.socket] | None = None
+        self._transports: list[asyncio.DatagramTransport] = []
+        self._pacer_handle: int | None = None
+        self._rtcp_task: asyncio.Task[None] | None = None
+        self._previous: dict[int, tuple[int, int]] = {}
+        self._payloads: list[bytes] = []
+        self._stop_at: float | None = None
+        self.done = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self, port: int = 0) -> int:
+        loop = asyncio.get_running_loop()
+        rtp, rtcp = bind_rtp_pair(self.host, port)
+        self._sockets = (rtp, rtcp)
+        self.port = rtp.getsockname()[1]
+        t1, _ = await loop.create_datagram_endpoint(lambda: _Proto(self._on_rtp), sock=rtp)
+        t2, _ = await loop.create_datagram_endpoint(lambda: _Proto(self._on_rtcp), sock=rtcp)
+        self._transports = [t1, t2]
+        return self.port
+
+    def set_remote(self, rtp: Addr, rtcp: Addr | None = None) -> None:
+        self.remote_rtp = rtp
+        self.remote_rtcp = rtcp or (rtp[0], rtp[1] + 1)
+
+    # ------------------------------------------------------------------ sending
+
+    def start(self, duration_s: float | None = None) -> None:
+        """Start the paced stream (and RTCP); stop after `duration_s` if given."""
+        if self.remote_rtp is None:
+            raise RuntimeError("remote RTP address is not set")
+        self._loop = asyncio.get_running_loop()
+        if not self._payloads:
+            self._payloads = list(g711_payloads(self.payload_type, self.ptime_ms))
+        now = time.monotonic()
+        self._t0 = now + 0.005
+        self._stop_at = None if duration_s is None else self._t0 + duration_s
+        self._pacer_handle = Pacer.shared().add(self._send_one, self._t0)
+        self.start_rtcp()
+
+    def start_rtcp(self) -> None:
+        if self._rtcp_task is None:
+            self._rtcp_task = asyncio.create_task(self._rtcp_loop())
+
+    def _send_one(self, deadline: float) -> float | None:
+        from aiortc.rtp import RtpPacket
+
+        tx = self.tx
+        if self._stop_at is not None and deadline >= self._stop_at - 1e-6:
+            self._loop_call(self.done.set)
+            return None
+        i = tx.sent
+        pkt = RtpPacket(
+            payload_type=self.payload_type,
+            sequence_number=(tx.first_seq + i) & 0xFFFF,
+            timestamp=(tx.first_ts + i * 8 * self.ptime_ms) & 0xFFFFFFFF,
+            ssrc=tx.ssrc,
+            payload=self._payloads[i % len(self._payloads)],
+        )
+        data = pkt.serialize()
+        assert self._sockets is not None and self.remote_rtp is not None
+        try:
+            self._sockets[0].sendto(data, self.remote_rtp)
+        except OSError:
+            tx.send_errors += 1
+        tx.send_times.append(time.monotonic())
+        tx.deadlines.append(deadline)
+        tx.sent += 1
+        tx.octets += len(pkt.payload)
+        return self._t0 + (i + 1) * self.ptime_ms / 1000.0
+
+    def _loop_call(self, fn: Any) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(fn)
+
+    # ------------------------------------------------------------------ receiving
+
+    def _on_rtp(self, data: bytes, addr: Addr, arrival: float) -> None:
+        from aiortc.rtp import RtpPacket
+
+        try:
+            pkt = RtpPacket.parse(data)
+        except ValueError:
+            self.rtp_errors += 1
+            return
+        rec = self.rx.get(pkt.ssrc)
+        if rec is None:
+            rec = self.rx[pkt.ssrc] = StreamRecord(pkt.ssrc)
+        rec.on_rtp(pkt.sequence_number, pkt.timestamp, pkt.payload_type, arrival)
+        if self.echo and self._transports:
+            self._transports[0].sendto(data, addr)
+            self.echoed += 1
+
+    def _on_rtcp(self, data: bytes, addr: Addr, arrival: float) -> None:
+        from aiortc.rtp import RtcpPacket, RtcpRrPacket, RtcpSrPacket
+
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            self.rtcp_errors += 1
+            return
+        self.rtcp_received += 1
+        now_ntp = ntp_timestamp(time.time())
+        for p in packets:
+            if isinstance(p, RtcpSrPacket):
+                rec = self.rx.get(p.ssrc)
+                if rec is None:
+                    rec = self.rx[p.ssrc] = StreamRecord(p.ssrc)
+                rec.on_sr(p.sender_info.ntp_timestamp, p.sender_info.packet_count, arrival)
+            if isinstance(p, RtcpSrPacket | RtcpRrPacket):
+                for r in p.reports:
+                    if r.ssrc != self.tx.ssrc:
+                        continue
+                    block = {
+                        "packets_lost": r.packets_lost,
+                        "highest_sequence": r.highest_sequence,
+                        "jitter": r.jitter,
+                        "fraction_lost": r.fraction_lost,
+                        "at": arrival,
+                    }
+                    self.reports_about_us.append(block)
+                    rtt = rtt_from_report(r.lsr, r.dlsr, now_ntp)
+                    if rtt is not None:
+                        self.rtts_ms.append(rtt)
+
+    # ------------------------------------------------------------------ RTCP
+
+    def main_remote_stream(self) -> StreamRecord | None:
+        """The far end's own stream (not our echo), the one with most packets."""
+        streams = [r for s, r in self.rx.items() if s != self.tx.ssrc and r.seqs]
+        return max(streams, key=lambda r: len(r.seqs)) if streams else None
+
+    def build_rtcp(self, *, bye: bool = False) -> bytes:
+        from aiortc.rtp import (
+            RtcpByePacket,
+            RtcpReceiverInfo,
+            RtcpRrPacket,
+            RtcpSenderInfo,
+            RtcpSrPacket,
+        )
+
+        now = time.monotonic()
+        reports = []
+        for rec in self.rx.values():
+            if not rec.seqs or rec.ssrc == self.tx.ssrc:
+                continue
+            b = rec.report_block(now, previous=self._previous.get(rec.ssrc))
+            self._previous[rec.ssrc] = (b["expected"], b["received"])
+            reports.append(
+                RtcpReceiverInfo(
+                    ssrc=rec.ssrc,
+                    fraction_lost=b["fraction_lost"],
+                    packets_lost=b["packets_lost"],
+                    highest_sequence=b["highest_sequence"],
+                    jitter=b["jitter"],
+                    lsr=b["lsr"],
+                    dlsr=b["dlsr"],
+                )
+            )
+        reports = reports[:31]
+        pkt: RtcpSrPacket | RtcpRrPacket
+        if self.tx.sent:
+            elapsed = self.tx.sent * 8 * self.ptime_ms
+            info = RtcpSenderInfo(
+                ntp_timestamp=ntp_timestamp(time.time()),
+                rtp_timestamp=(self.tx.first_ts + elapsed) & 0xFFFFFFFF,
+                packet_count=self.tx.sent,
+                octet_count=self.tx.octets & 0xFFFFFFFF,
+            )
+            pkt = RtcpSrPacket(ssrc=self.tx.ssrc, sender_info=info, reports=reports)
+        else:
+            pkt = RtcpRrPacket(ssrc=self.tx.ssrc, reports=reports)
+        data = bytes(pkt)
+        if bye:
+            data += bytes(RtcpByePacket(sources=[self.tx.ssrc]))
+        return data
+
+    def send_rtcp(self, *, bye: bool = False) -> None:
+        if self.remote_rtcp is None or len(self._transports) < 2:
+            return
+        try:
+            self._transports[1].sendto(self.build_rtcp(bye=bye), self.remote_rtcp)
+            self.rtcp_sent += 1
+        except OSError:
+            pass
+
+    async def _rtcp_loop(self) -> None:
+        while True:
+            # RFC 3550 §6.3.1: randomise the interval (0.5 .. 1.5 times) so ends don't sync.
+            await asyncio.sleep(self.rtcp_interval_s * random.uniform(0.5, 1.5))
+            self.send_rtcp()
+
+    def stop_sending(self) -> None:
+        if self._pacer_handle is not None:
+            Pacer.shared().cancel(self._pacer_handle)
+            self._pacer_handle = None
+
+    async def close(self, *, final_rtcp: bool = True) -> None:
+        self.stop_sending()
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rtcp_task
+            self._rtcp_task = None
+        if final_rtcp:
+            self.send_rtcp(bye=True)
+        for t in self._transports:
+            t.close()
+        self._transports = []

@@ -1,0 +1,97 @@
+"""Agent probes against our own SIP responder on loopback: options, register, calls on
+UDP, TCP and TLS, concurrent calls with RFC 6076 ratios, and a clean path without ALG."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from agent.probes import ProbeContext, run_probe
+from agent.sip.uas import SipUas
+
+
+@pytest.fixture
+async def uas() -> AsyncIterator[SipUas]:
+    u = SipUas("127.0.0.1", 0, tls_port=0)
+    await u.start()
+    yield u
+    await u.stop()
+
+
+async def test_options_reports_code_rtt_and_no_alg(uas: SipUas) -> None:
+    r = await run_probe("sip_options", f"sip:127.0.0.1:{uas.port}")
+    assert r.success, r.error
+    m = r.measurement or {}
+    assert m["status_code"] == 200 and 0 < m["rtt_ms"] < 1000
+    assert m["sip_alg_detected"] is False and m["alg_evidence"] == []
+    assert m["public_address"].startswith("127.0.0.1:")
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_call_completes_with_two_way_rtp(uas: SipUas, transport: str) -> None:
+    port = uas.tls_port if transport == "tls" else uas.port
+    r = await run_probe(
+        "sip_call",
+        f"sip:echo@127.0.0.1:{port}",
+        {"transport": transport, "tls_verify": False, "duration_s": 2.0},
+    )
+    assert r.success, r.error
+    m = r.measurement or {}
+    assert m["setup_ok"] and m["final_code"] == 200 and m["codec"] == "PCMU"
+    assert m["srd_ms"] > 0 and m["sdd_ms"] > 0
+    out, back = m["out"], m["back"]
+    assert out["source"] == "responder" and out["packets_sent"] == 100
+    assert out["packets_received"] == 100 and out["loss_pct"] == 0
+    assert back["packets_received"] > 80 and back["loss_pct"] == 0
+    assert out["mos"] >= 4.3 and back["mos"] >= 4.3
+    assert m["rtcp_received"] >= 1
+    assert m["sip_alg_detected"] is False
+
+
+async def test_concurrent_calls_give_rfc6076_ratios(uas: SipUas) -> None:
+    r = await run_probe(
+        "sip_call",
+        f"sip:echo@127.0.0.1:{uas.port}",
+        {"duration_s": 1.0, "calls": 4},
+        ctx=ProbeContext(timeout_s=60),
+    )
+    assert r.success, r.error
+    ratios = (r.measurement or {})["ratios"]
+    assert ratios == {
+        "attempts": 4,
+        "ser_pct": 100.0,
+        "seer_pct": 100.0,
+        "isa_pct": 0.0,
+        "scr_pct": 100.0,
+    }
+    assert uas.stats["calls_completed"] == 4
+
+
+async def test_call_limit_gives_486_and_a_clear_failure(uas: SipUas) -> None:
+    uas.max_calls = 0
+    r = await run_probe("sip_call", f"sip:echo@127.0.0.1:{uas.port}", {"duration_s": 1.0})
+    assert not r.success and r.error is not None
+    assert r.error.category == "sip" and "486" in r.error.message
+    assert (r.measurement or {})["final_code"] == 486
+
+
+async def test_no_server_is_a_sip_timeout_naming_retransmissions() -> None:
+    import socket
+
+    from agent.sip import client
+    from agent.sip.dialog import Leg
+    from agent.sip.endpoint import SipTimeoutError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))  # a port that swallows everything
+        target = await client.resolve(f"sip:127.0.0.1:{s.getsockname()[1]}", "udp")
+        ep = await client.open_endpoint(target)
+        msg = Leg("sip:a@x", target.uri, "sip:a@127.0.0.1").request(
+            "OPTIONS", ep.via_for(target.addr)
+        )
+        try:
+            with pytest.raises(SipTimeoutError, match=r"within 3\.2 s \(6 retransmissions\)"):
+                await ep.request(msg, target.addr, t1=0.05)
+        finally:
+            ep.close()
