@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 PROBE_MODULES: dict[str, str] = {
     "icmp": "agent.probes.icmp",
     "udp": "agent.probes.udp",
+    "bandwidth": "agent.probes.bandwidth",
     "host": "agent.probes.host",
     "sip_options": "agent.probes.sip_options",
     "sip_register": "agent.probes.sip_register",

@@ -1,0 +1,401 @@
+"""`bandwidth` probe: TCP throughput up/down with N streams, and a UDP constant-rate test.
+
+Against `qos-scout responder` (protocol in `agent.responder.bandwidth`). TCP: throughput is
+counted where the bytes arrive (the responder for upload, here for download) from first to
+last byte; retransmits and the RTT under load come from TCP_INFO of the sending side; the
+idle RTT is the median TCP handshake time before the test, and the buffer delay is RFC 6349
+§3.3: (RTT under load - idle RTT) / idle RTT. UDP: packets at a constant rate upstream; the
+responder counts loss, duplicates, reordering and RFC 3550 jitter.
+
+Data moves in threads with large buffers (`recv_into` a 1 MiB buffer; `sendfile` from a
+memfd upstream), so Python is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import socket
+import statistics
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import NetworkUnreachableError, PeerError
+from agent.probes import ProbeContext, Target, register
+from agent.probes.udp import resolve
+from agent.responder.bandwidth import CHUNK, ZeroSource, frame
+from agent.responder.tcpinfo import tcp_info
+from agent.responder.udpsink import UDP_HDR, UDP_MAGIC
+
+
+class BandwidthOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int = Field(default=5201, ge=1, le=65535)
+    mode: Literal["tcp", "udp"] = "tcp"
+    direction: Literal["up", "down", "both"] = Field(default="both", description="TCP only")
+    streams: int = Field(default=4, ge=1, le=64)
+    duration_s: float = Field(default=10.0, gt=0, le=300)
+    udp_rate_kbps: float = Field(
+        default=1000.0, gt=0, le=10_000_000, description="UDP payload rate, kbit/s"
+    )
+    udp_packet_bytes: int = Field(default=1200, ge=UDP_HDR.size, le=9000)
+    idle_rtt_samples: int = Field(default=5, ge=1, le=50)
+
+
+class TcpResult(BaseModel):
+    direction: str
+    streams: int
+    bytes: int
+    duration_s: float
+    throughput_bps: float
+    per_stream_bps: list[float]
+    retransmits: int | None
+    rtt_loaded_ms: float | None
+    buffer_delay_pct: float | None
+
+
+class UdpRateResult(BaseModel):
+    target_kbps: float
+    packet_bytes: int
+    sent: int
+    send_kbps: float
+    received: int
+    lost: int
+    loss_pct: float
+    duplicates: int
+    reordered: int
+    jitter_ms: float
+    receive_kbps: float | None
+
+
+class BandwidthMeasurement(BaseModel):
+    address: str
+    port: int
+    mode: str
+    idle_rtt_ms: float | None
+    upload: TcpResult | None = None
+    download: TcpResult | None = None
+    udp: UdpRateResult | None = None
+
+
+def _estimate_timeout(o: BandwidthOptions) -> float:
+    runs = 2 if (o.mode == "tcp" and o.direction == "both") else 1
+    return runs * (o.duration_s + 20.0) + 10.0
+
+
+# --------------------------------------------------------------------------- pure maths
+
+
+@dataclass(frozen=True)
+class Span:
+    bytes: int
+    first_ns: int | None
+    last_ns: int | None
+
+
+def throughput(spans: list[Span]) -> tuple[int, float, float, list[float]]:
+    """(bytes, seconds, bits/s, per-stream bits/s): bytes over first-to-last byte of all streams."""
+    total = sum(s.bytes for s in spans)
+    firsts = [s.first_ns for s in spans if s.first_ns is not None]
+    lasts = [s.last_ns for s in spans if s.last_ns is not None]
+    if not firsts or not lasts:
+        return total, 0.0, 0.0, [0.0] * len(spans)
+    seconds = (max(lasts) - min(firsts)) / 1e9
+    bps = total * 8 / seconds if seconds > 0 else 0.0
+    per = [s.bytes * 8 / seconds if seconds > 0 else 0.0 for s in spans]
+    return total, seconds, bps, per
+
+
+def buffer_delay_pct(rtt_loaded_ms: float | None, idle_rtt_ms: float | None) -> float | None:
+    """RFC 6349 §3.3 buffer delay: increase of the average RTT under load over the idle RTT."""
+    if rtt_loaded_ms is None or not idle_rtt_ms:
+        return None
+    return (rtt_loaded_ms - idle_rtt_ms) / idle_rtt_ms * 100.0
+
+
+# --------------------------------------------------------------------------- TCP
+
+
+@dataclass
+class StreamStats:
+    bytes: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    rtt_us: list[int] = field(default_factory=list)
+    retrans: int | None = None
+    error: str | None = None
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("the responder closed the connection")
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_msg(sock: socket.socket) -> dict[str, Any]:
+    (n,) = struct.unpack("!I", _recv_exact(sock, 4))
+    msg = json.loads(_recv_exact(sock, n))
+    if not isinstance(msg, dict):
+        raise ValueError("reply is not a JSON object")
+    return msg
+
+
+def _stream(
+    family: int, addr: tuple, test: str, idx: int, direction: str, seconds: float,
+    src: ZeroSource | None, out: StreamStats,
+) -> None:  # fmt: skip
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(15)
+            sock.connect(addr)
+            sock.sendall(frame({"v": 1, "role": "data", "test": test, "stream": idx}))
+            reply = _recv_msg(sock)
+            if not reply.get("ok"):
+                raise PeerError(f"responder refused the stream: {reply.get('error')}")
+            sock.settimeout(seconds + 15)
+            if direction == "up":
+                _send(sock, seconds, src, out)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):
+                    pass
+            else:
+                buf = memoryview(bytearray(CHUNK))
+                while True:
+                    n = sock.recv_into(buf)
+                    if n == 0:
+                        break
+                    now = time.monotonic_ns()
+                    if out.first_ns is None:
+                        out.first_ns = now
+                    out.last_ns = now
+                    out.bytes += n
+    except (OSError, ValueError, PeerError) as exc:
+        out.error = str(exc) or type(exc).__name__
+
+
+def _send(sock: socket.socket, seconds: float, src: ZeroSource | None, out: StreamStats) -> None:
+    start = time.monotonic_ns()
+    end = start + int(seconds * 1e9)
+    next_sample = start + 100_000_000
+    out.first_ns = start
+    payload = memoryview(bytes(CHUNK))
+    offset = 0
+    sock.setblocking(True)  # sendfile needs a blocking descriptor
+    fd = sock.fileno()
+    while (now := time.monotonic_ns()) < end:
+        if now >= next_sample:
+            info = tcp_info(sock)
+            if info is not None:
+                out.rtt_us.append(info.rtt_us)
+            next_sample = now + 100_000_000
+        if src is not None:
+            n = os.sendfile(fd, src.fd, offset, CHUNK)
+            offset = (offset + n) % (src.size - CHUNK)
+        else:
+            n = sock.send(payload)
+        out.bytes += n
+    out.last_ns = time.monotonic_ns()
+    info = tcp_info(sock)
+    if info is not None:
+        out.retrans = info.total_retrans
+    sock.settimeout(15)
+
+
+def _run_streams(
+    family: int, addr: tuple, test: str, direction: str, n: int, seconds: float
+) -> list[StreamStats]:
+    src = None
+    if direction == "up":
+        with contextlib.suppress(OSError, AttributeError):
+            src = ZeroSource()
+    stats = [StreamStats() for _ in range(n)]
+    threads = [
+        threading.Thread(
+            target=_stream, args=(family, addr, test, i, direction, seconds, src, stats[i]),
+            daemon=True,
+        )
+        for i in range(n)
+    ]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 60)
+    if src is not None:
+        src.close()
+    return stats
+
+
+def _idle_rtt_ms(family: int, addr: tuple, samples: int) -> float | None:
+    times = []
+    for _ in range(samples):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            t0 = time.perf_counter()
+            try:
+                s.connect(addr)
+            except OSError:
+                continue
+            times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times) if times else None
+
+
+async def _tcp_test(
+    family: int, addr: tuple, direction: str, opts: BandwidthOptions, idle_ms: float | None
+) -> TcpResult:
+    test = secrets.token_hex(8)
+    hello = {"v": 1, "role": "control", "test": test, "dir": direction,
+             "streams": opts.streams, "seconds": opts.duration_s}  # fmt: skip
+
+    def control_open() -> socket.socket:
+        ctl = socket.socket(family, socket.SOCK_STREAM)
+        ctl.settimeout(10)
+        ctl.connect(addr)
+        ctl.sendall(frame(hello))
+        reply = _recv_msg(ctl)
+        if not reply.get("ok"):
+            ctl.close()
+            raise PeerError(f"responder refused the test: {reply.get('error')}")
+        return ctl
+
+    try:
+        ctl = await asyncio.to_thread(control_open)
+    except ConnectionRefusedError:
+        raise NetworkUnreachableError(
+            f"nothing listens on {addr[0]} TCP port {addr[1]} (is qos-scout responder running?)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise NetworkUnreachableError(f"cannot reach the responder at {addr[0]}: {exc}") from None
+    try:
+        stats = await asyncio.to_thread(
+            _run_streams, family, addr, test, direction, opts.streams, opts.duration_s
+        )
+
+        def result() -> dict[str, Any]:
+            ctl.settimeout(30)
+            ctl.sendall(frame({"cmd": "result"}))
+            return _recv_msg(ctl)
+
+        server = await asyncio.to_thread(result)
+    finally:
+        ctl.close()
+    errors = [s.error for s in stats if s.error]
+    if len(errors) == len(stats):
+        raise PeerError(f"every {direction} stream failed: {errors[0]}")
+    far = server.get("streams") or []
+    if direction == "up":
+        spans = [Span(int(s["bytes"]), s["first_ns"], s["last_ns"]) for s in far]
+        rtts = [us for s in stats for us in s.rtt_us]
+        retrans = [s.retrans for s in stats if s.retrans is not None]
+    else:
+        spans = [Span(s.bytes, s.first_ns, s.last_ns) for s in stats]
+        rtts = [us for s in far for us in (s.get("rtt_us_samples") or [])]
+        retrans = [s["retrans"] for s in far if s.get("retrans") is not None]
+    total, seconds, bps, per = throughput(spans)
+    loaded = statistics.fmean(rtts) / 1000.0 if rtts else None
+    return TcpResult(
+        direction=direction,
+        streams=opts.streams,
+        bytes=total,
+        duration_s=seconds,
+        throughput_bps=bps,
+        per_stream_bps=per,
+        retransmits=sum(retrans) if retrans else None,
+        rtt_loaded_ms=loaded,
+        buffer_delay_pct=buffer_delay_pct(loaded, idle_ms),
+    )
+
+
+# --------------------------------------------------------------------------- UDP
+
+
+def _udp_rate(family: int, addr: tuple, opts: BandwidthOptions) -> UdpRateResult:
+    test_id = secrets.token_bytes(8)
+    size = opts.udp_packet_bytes
+    pps = opts.udp_rate_kbps * 1000.0 / 8.0 / size
+    total = max(1, round(pps * opts.duration_s))
+    pad = bytes(size - UDP_HDR.size)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.connect(addr)
+        start = time.monotonic()
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.monotonic() - start) * pps) + 1)
+            while sent < due:
+                pkt = UDP_HDR.pack(UDP_MAGIC, 1, test_id, sent, time.time_ns()) + pad
+                try:
+                    sock.send(pkt)
+                except (BlockingIOError, ConnectionRefusedError):
+                    pass
+                sent += 1
+            wait = start + sent / pps - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        elapsed = time.monotonic() - start
+        time.sleep(0.5)
+        sock.settimeout(1.0)
+        report = None
+        for _ in range(5):
+            with contextlib.suppress(ConnectionRefusedError):
+                sock.send(UDP_MAGIC + b"\x02" + test_id)
+            try:
+                data = sock.recv(65535)
+            except (TimeoutError, ConnectionRefusedError):
+                continue
+            if data[:5] == UDP_MAGIC + b"\x03" and data[5:13] == test_id:
+                report = json.loads(data[13:])
+                break
+    if report is None:
+        raise PeerError(f"the responder at {addr[0]} port {addr[1]} did not report UDP counters")
+    received = int(report["received"])
+    span = None
+    if report.get("first_rx_ns") is not None and report["last_rx_ns"] > report["first_rx_ns"]:
+        span = (report["last_rx_ns"] - report["first_rx_ns"]) / 1e9
+    return UdpRateResult(
+        target_kbps=opts.udp_rate_kbps,
+        packet_bytes=size,
+        sent=total,
+        send_kbps=total * size * 8 / 1000.0 / elapsed if elapsed > 0 else 0.0,
+        received=received,
+        lost=total - received,
+        loss_pct=100.0 * (total - received) / total,
+        duplicates=int(report["duplicates"]),
+        reordered=int(report["reordered"]),
+        jitter_ms=float(report["jitter_ms"]),
+        receive_kbps=(int(report["bytes"]) * 8 / 1000.0 / span) if span else None,
+    )
+
+
+@register("bandwidth", BandwidthOptions, estimate_timeout=_estimate_timeout)
+async def probe_bandwidth(
+    target: Target, opts: BandwidthOptions, ctx: ProbeContext
+) -> BandwidthMeasurement:
+    port = target.port or opts.port
+    family, addr = await resolve(target.host, port, socket.SOCK_STREAM)
+    if opts.mode == "udp":
+        udp = await asyncio.to_thread(_udp_rate, family, addr, opts)
+        return BandwidthMeasurement(
+            address=addr[0], port=port, mode="udp", idle_rtt_ms=None, udp=udp
+        )
+    idle = await asyncio.to_thread(_idle_rtt_ms, family, addr, opts.idle_rtt_samples)
+    if idle is None:
+        raise NetworkUnreachableError(f"cannot open a TCP connection to {addr[0]} port {port}")
+    m = BandwidthMeasurement(address=addr[0], port=port, mode="tcp", idle_rtt_ms=idle)
+    if opts.direction in ("up", "both"):
+        m.upload = await _tcp_test(family, addr, "up", opts, idle)
+    if opts.direction in ("down", "both"):
+        m.download = await _tcp_test(family, addr, "down", opts, idle)
+    return m

@@ -1,0 +1,47 @@
+"""The bandwidth probe on a veth shaped by tc tbf: throughput within 5 % of the shaped rate."""
+
+from __future__ import annotations
+
+import netlab
+import pytest
+from conftest import probe_in, start_responder
+
+pytestmark = pytest.mark.netns
+
+RATE = 100e6
+
+
+def test_tcp_throughput_matches_a_100_mbit_tbf_both_ways(lab: netlab.NetLab) -> None:
+    start_responder(lab, "b")
+    lab.tbf("a", lab.iface("a"), "100mbit")  # upload leaves a
+    lab.tbf("b", lab.iface("b"), "100mbit")  # download leaves b
+    res = probe_in(lab, "a", "bandwidth", f"{lab.addr('b')}:5201",
+                   {"direction": "both", "streams": 4, "duration_s": 4})  # fmt: skip
+    assert res["success"], res["error"]
+    m = res["measurement"]
+    for d in ("upload", "download"):
+        bps = m[d]["throughput_bps"]
+        assert abs(bps - RATE) <= 0.05 * RATE, (d, bps)
+        # a 50 ms tbf queue fills under load: RTT grows well above the idle RTT
+        assert m[d]["rtt_loaded_ms"] > m["idle_rtt_ms"]
+        assert m[d]["buffer_delay_pct"] > 100
+
+
+def test_udp_constant_rate_through_the_shaper_reports_the_excess_as_loss(
+    lab: netlab.NetLab,
+) -> None:
+    start_responder(lab, "b")
+    lab.tbf("a", lab.iface("a"), "10mbit")
+    target = f"{lab.addr('b')}:5201"
+    under = probe_in(
+        lab, "a", "bandwidth", target, {"mode": "udp", "udp_rate_kbps": 5000, "duration_s": 2}
+    )["measurement"]
+    assert under["udp"]["lost"] == 0
+    over = probe_in(
+        lab, "a", "bandwidth", target, {"mode": "udp", "udp_rate_kbps": 20000, "duration_s": 3}
+    )["measurement"]
+    u = over["udp"]
+    # tbf passes ~10 Mbit/s of frames (payload + 42 octets of headers); the rest is lost
+    wire = 10e6 * 1200 / (1200 + 42) / 1000
+    assert abs(u["receive_kbps"] - wire) <= 0.05 * wire, u
+    assert 40 <= u["loss_pct"] <= 60
