@@ -38,6 +38,7 @@ class Agent:
         )
         self.book = ResultBook()
         self.spool_errors = 0
+        self.produced = 0
         url = cfg.collector.url or creds.collector_url
         self.client = CollectorClient(
             url, creds.agent_key, timeout_s=cfg.collector.timeout_s, verify=cfg.collector.verify_tls
@@ -78,6 +79,7 @@ class Agent:
 
     def sink(self, result: ProbeResult) -> None:
         """Every result is committed to the spool before anything else sees it."""
+        self.produced += 1
         try:
             self.spool.put(result.to_json_dict(), time.time())
         except sqlite3.Error as exc:
@@ -150,8 +152,15 @@ class Agent:
                 log.warning(
                     "stopping with %d results in the spool; they ship on the next start", left
                 )
+        left = self.spool.stats(time.time()).depth
         await self.client.aclose()
         self.spool.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
-        log.warning("agent stopped")
+        log.warning(
+            "agent stopped: %d results produced, %d acknowledged by the collector, %d in the spool",
+            self.produced,
+            self.shipper.stats.by_status.get("stored", 0)
+            + self.shipper.stats.by_status.get("duplicate", 0),
+            left,
+        )

@@ -78,7 +78,14 @@ class Stack:
     # ---------------------------------------------------------------- processes
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "agent.cli", *args]
+        """`qos-scout ARGS` with this interpreter (not `-m agent.cli`, which would load
+        agent.cli twice: as __main__ and as itself)."""
+        return [
+            sys.executable,
+            "-c",
+            "import sys; from agent.cli import main; sys.exit(main())",
+            *args,
+        ]
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")
