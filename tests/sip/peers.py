@@ -80,6 +80,21 @@ def _wait_udp_answer(port: int, proc: subprocess.Popen[bytes], timeout: float = 
     raise RuntimeError(f"nothing answered on UDP port {port} within {timeout} s")
 
 
+def _wait_bound(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Wait until the peer has bound UDP 127.0.0.1:port (without sending it anything)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"peer exited early with status {proc.returncode}")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing bound UDP port {port} within {timeout} s")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -135,3 +150,41 @@ def kamailio(password: str, *, uas: str = "127.0.0.1:9", algorithm: str = "MD5")
         finally:
             stop(proc)
             log.close()
+
+
+@contextlib.contextmanager
+def sipp_uas_echo(calls: int = 1) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
+    """SIPp's built-in UAS scenario with RTP echo on loopback; yields (SIP port, process, dir)."""
+    port = free_port()
+    media = free_rtp_port()
+    with tempfile.TemporaryDirectory(prefix="sipp") as tmp:
+        argv = ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
+                "-mp", str(media), "-rtp_echo", "-m", str(calls), "-nostdin",
+                "-trace_err", "-error_file", f"{tmp}/errors.log", "-trace_stat",
+                "-stf", f"{tmp}/stat.csv"]  # fmt: skip
+        log = open(Path(tmp) / "out.log", "wb")
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=tmp)  # fmt: skip
+        try:
+            _wait_bound(port, proc)
+            yield port, proc, Path(tmp)
+        finally:
+            stop(proc)
+            log.close()
+
+
+def run_sipp_uac(target_port: int, calls: int = 1, timeout: float = 60.0) -> tuple[int, str]:
+    """SIPp's built-in UAC scenario against 127.0.0.1:target_port; (exit status, output)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="sippc") as tmp:
+        argv = ["sipp", "-sn", "uac", f"127.0.0.1:{target_port}", "-s", "echo",
+                "-i", "127.0.0.1", "-p", str(port), "-m", str(calls), "-r", "10",
+                "-d", "1000", "-nostdin", "-timeout", f"{int(timeout)}s",
+                "-trace_err", "-error_file", f"{tmp}/errors.log"]  # fmt: skip
+        res = subprocess.run(argv, capture_output=True, timeout=timeout + 15, cwd=tmp,
+                             stdin=subprocess.DEVNULL)  # fmt: skip
+        errors = Path(tmp, "errors.log")
+        text = res.stdout.decode(errors="replace")[-1500:]
+        if errors.exists():
+            text += "\n" + errors.read_text()[-3000:]
+        return res.returncode, text
