@@ -30,6 +30,7 @@ PROBE_MODULES: dict[str, str] = {
     "icmp": "agent.probes.icmp",
     "udp": "agent.probes.udp",
     "bandwidth": "agent.probes.bandwidth",
+    "dns": "agent.probes.dns",
     "host": "agent.probes.host",
     "sip_options": "agent.probes.sip_options",
     "sip_register": "agent.probes.sip_register",
