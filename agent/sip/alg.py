@@ -23,7 +23,8 @@ def describe_request(req: SipMessage, source: tuple[str, int]) -> dict[str, Any]
     """What the responder saw of a request (sent back in `X-Scout-Seen`)."""
     seen: dict[str, Any] = {"source": f"{source[0]}:{source[1]}"}
     vias = req.get_all("Via")
-    seen["via"] = vias[0] if vias else None
+    seen["via"] = vias[-1] if vias else None  # the originator's Via: proxies add theirs on top
+    seen["proxies"] = max(0, len(vias) - 1)
     contacts = req.get_all("Contact")
     seen["contact"] = contacts[0] if contacts else None
     seen["content_length"] = req.get("Content-Length")

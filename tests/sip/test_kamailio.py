@@ -55,3 +55,48 @@ async def test_options_reports_status_and_rtt() -> None:
             ep.close()
     assert res.status_code == 200 and 0 < res.rtt_ms < 1000
     assert res.server is not None and "kamailio" in res.server
+
+
+async def test_register_probe_reports_rrd_and_a_wrong_password_clearly() -> None:
+    from agent.probes import run_probe
+
+    with peers.kamailio("s3cret") as port:
+        good = await run_probe(
+            "sip_register", f"sip:carol@127.0.0.1:{port}", {"user": "carol", "password": "s3cret"}
+        )
+        bad = await run_probe(
+            "sip_register", f"sip:carol@127.0.0.1:{port}", {"user": "carol", "password": "nope"}
+        )
+    assert good.success, good.error
+    g = good.measurement or {}
+    assert g["status_code"] == 200 and g["auth_ok"] is True and g["expires_s"] == 300
+    assert g["rrd_ms"] > 0
+    assert not bad.success and bad.error is not None
+    assert bad.error.category == "sip"
+    assert "authentication failed (credentials rejected): 401" in bad.error.message
+    assert (bad.measurement or {})["auth_ok"] is False
+    assert bad.duration_ms < 5000
+
+
+async def test_call_through_kamailio_to_the_responder_completes() -> None:
+    from agent.probes import run_probe
+    from agent.sip.uas import SipUas
+
+    uas = SipUas("127.0.0.1", peers.free_port())
+    await uas.start()
+    try:
+        with peers.kamailio("s3cret", uas=f"127.0.0.1:{uas.port}") as port:
+            r = await run_probe(
+                "sip_call",
+                f"sip:echo@127.0.0.1:{port}",
+                {"user": "dave", "password": "s3cret", "duration_s": 2.0},
+            )
+    finally:
+        await uas.stop()
+    assert r.success, r.error
+    m = r.measurement or {}
+    assert 407 in m["response_codes"] and m["final_code"] == 200  # proxy auth answered
+    assert m["out"]["loss_pct"] == 0 and m["back"]["loss_pct"] == 0
+    assert m["out"]["mos"] >= 4.3
+    assert uas.stats["calls_completed"] == 1  # the BYE went through Kamailio's route set
+    assert m["sip_alg_detected"] is False, m["alg_evidence"]  # a proxy is not an ALG
