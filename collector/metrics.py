@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from prometheus_client.core import (
@@ -219,8 +219,14 @@ class StoreCollector(Collector):
         n = CounterMetricFamily(
             "qos_scout_notifications", "Outbox deliveries", labels=["channel", "status"]
         )
-        for (ch, st), v in sorted(snap["notifications"].items()):  # type: ignore[attr-defined]
-            n.add_metric([ch, st], float(v))
+        sent: dict[tuple[str, str], int] = {
+            (ch.name, status): 0
+            for ch in self.store.config.notifications
+            for status in ("sent", "failed")
+        }
+        sent.update(cast(dict[tuple[str, str], int], snap["notifications"]))
+        for (ch_name, status), v in sorted(sent.items()):
+            n.add_metric([ch_name, status], float(v))
         yield n
         yield GaugeMetricFamily(
             "qos_scout_outbox_pending", "Notifications waiting for delivery", value=pending

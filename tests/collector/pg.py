@@ -1,0 +1,77 @@
+"""A private PostgreSQL cluster in a temp dir (initdb + pg_ctl), for the collector tests."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+
+def pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PgCluster:
+    """initdb, start on a loopback port with a private socket dir, stop and remove."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="qs-pg-"))
+        self.port = free_port()
+        self.user: str | None = None
+        if os.geteuid() == 0:  # postgres refuses to run as root
+            self.user = "postgres"
+            try:
+                pw = pwd.getpwnam(self.user)
+            except KeyError:
+                self.user, pw = "nobody", pwd.getpwnam("nobody")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self.data = self.dir / "data"
+
+    def _run(self, *cmd: str) -> None:
+        full = [str(self.bindir / cmd[0]), *cmd[1:]]
+        if self.user:
+            full = ["runuser", "-u", self.user, "--", *full]
+        subprocess.run(full, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def url(self, db: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,229 @@
+"""Rules and tickets over the HTTP API (real uvicorn), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+
+from collector.worker import check_silent
+from tests.collector.conftest import icmp, new_tenant, result
+
+
+def _tickets(t, **params):
+    r = t.partner.get("/api/v1/tickets", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_rule_trips_after_n_and_clears_after_m(make_store, serve):
+    srv = serve(make_store(rules={"rtt": {"trip_after": 3, "clear_after": 2}}))
+    t = new_tenant(srv, "acme")
+    t.post(icmp(200))
+    t.post(icmp(210))
+    assert _tickets(t) == []  # two bad evaluations: not yet
+    t.post(icmp(220))
+    [tk] = _tickets(t)
+    assert (tk["rule_id"], tk["target"], tk["severity"], tk["state"]) == (
+        "rtt",
+        "192.0.2.1",
+        "warning",
+        "open",
+    )
+    t.post(icmp(400))  # worse: the same ticket escalates, no second ticket
+    [tk] = _tickets(t)
+    assert tk["severity"] == "critical"
+    t.post(icmp(20))
+    assert _tickets(t)[0]["state"] == "open"  # one good evaluation: not yet
+    t.post(icmp(20))
+    [tk] = _tickets(t)
+    assert tk["state"] == "resolved" and tk["resolved_at"]
+    detail = t.partner.get(f"/api/v1/tickets/{tk['id']}").json()
+    assert [e["kind"] for e in detail["events"]] == ["opened", "escalated", "auto_resolved"]
+
+
+def test_one_ticket_per_site_rule_target(make_store, serve):
+    srv = serve(make_store(rules={"rtt": {"trip_after": 1}, "loss": {"trip_after": 1}}))
+    t = new_tenant(srv, "acme")
+    t.post(*[icmp(300, target="192.0.2.1") for _ in range(5)])
+    t.post(*[icmp(300, target="192.0.2.2") for _ in range(5)])
+    t.post(icmp(300, target="192.0.2.1", loss=50))
+    tickets = _tickets(t, state="open")
+    keys = sorted((x["rule_id"], x["target"]) for x in tickets)
+    assert keys == [("loss", "192.0.2.1"), ("rtt", "192.0.2.1"), ("rtt", "192.0.2.2")]
+
+
+def test_evidence_holds_tripping_results_context_and_site_info(make_store, serve):
+    srv = serve(make_store())
+    site = {
+        "address": "1 Main St",
+        "firewall_make": "pfSense",
+        "sip_server": "sip.example.net",
+        "contacts": [{"name": "Ann", "phone": "+1555"}],
+    }
+    t = new_tenant(srv, "acme", site=site)
+    trace = result("trace", measurement={"hops": [{"ttl": 1, "address": "10.0.0.1"}]})
+    host = result("host", measurement={"cpu_pct": 12.5, "memory_pct": 40.0})
+    bad = [icmp(250) for _ in range(3)]
+    t.post(trace, host, *bad)
+    [tk] = _tickets(t)
+    ev = t.partner.get(f"/api/v1/tickets/{tk['id']}").json()["evidence"]
+    assert [r["id"] for r in ev["results"]] == [r["id"] for r in bad]
+    assert ev["context"]["trace"]["id"] == trace["id"]
+    assert ev["context"]["host"]["measurement"]["cpu_pct"] == 12.5
+    assert ev["site"]["address"] == "1 Main St" and ev["site"]["firewall_make"] == "pfSense"
+    assert ev["site"]["contacts"][0]["name"] == "Ann"
+    assert ev["rule"]["id"] == "rtt" and ev["rule"]["warning"] == 150
+
+
+def test_reopen_within_flap_window_else_new_ticket(make_store, serve):
+    rules = {"loss": {"trip_after": 1, "clear_after": 1}}
+    srv = serve(make_store(rules=rules, flap_window_s=3600))
+    t = new_tenant(srv, "acme")
+    t.post(icmp(10, loss=20))
+    t.post(icmp(10, loss=0))
+    t.post(icmp(10, loss=20))
+    [tk] = _tickets(t)
+    assert tk["state"] == "open" and tk["reopen_count"] == 1
+    kinds = [e["kind"] for e in t.partner.get(f"/api/v1/tickets/{tk['id']}").json()["events"]]
+    assert kinds == ["opened", "auto_resolved", "reopened"]
+
+    srv2 = serve(make_store(rules=rules, flap_window_s=0))
+    u = new_tenant(srv2, "bravo")
+    u.post(icmp(10, loss=20))
+    u.post(icmp(10, loss=0))
+    time.sleep(0.01)
+    u.post(icmp(10, loss=20))
+    states = sorted(x["state"] for x in _tickets(u))
+    assert states == ["open", "resolved"]
+
+
+def test_ack_comment_resolve_workflow(make_store, serve):
+    srv = serve(make_store(rules={"rtt": {"trip_after": 1}}))
+    t = new_tenant(srv, "acme")
+    t.post(icmp(300))
+    [tk] = _tickets(t)
+    tid = tk["id"]
+    r = t.partner.post(f"/api/v1/tickets/{tid}/ack", json={"actor": "bob", "message": "on it"})
+    assert r.status_code == 200 and r.json()["state"] == "acknowledged"
+    assert t.partner.post(f"/api/v1/tickets/{tid}/ack").status_code == 409
+    r = t.partner.post(f"/api/v1/tickets/{tid}/comments", json={"message": "ISP called"})
+    assert r.status_code == 201
+    assert _tickets(t, state="open")[0]["id"] == tid  # acknowledged still counts as open
+    assert _tickets(t, state="acknowledged")[0]["id"] == tid
+    r = t.partner.post(f"/api/v1/tickets/{tid}/resolve", json={"message": "fixed"})
+    assert r.json()["state"] == "resolved"
+    events = r.json()["events"]
+    assert [e["kind"] for e in events] == ["opened", "acknowledged", "comment", "resolved"]
+    assert events[1]["actor"] == "bob" and events[2]["message"] == "ISP called"
+    assert t.partner.post(f"/api/v1/tickets/{tid}/resolve").status_code == 409
+    # The condition is still there: resolving by hand resets the rule, so it trips again
+    # and, within the flap window, reopens the same ticket.
+    t.post(icmp(300))
+    [again] = _tickets(t)
+    assert again["id"] == tid and again["state"] == "open" and again["reopen_count"] == 1
+
+
+def test_filters_by_severity_and_site(make_store, serve):
+    srv = serve(make_store(rules={"rtt": {"trip_after": 1}, "loss": {"trip_after": 1}}))
+    t = new_tenant(srv, "acme")
+    t.post(icmp(200, loss=10))  # rtt warning, loss critical
+    assert [x["rule_id"] for x in _tickets(t, severity="critical")] == ["loss"]
+    assert [x["rule_id"] for x in _tickets(t, severity="warning")] == ["rtt"]
+    assert len(_tickets(t, site_id=t.site_id)) == 2
+    assert _tickets(t, state="resolved") == []
+
+
+def test_voice_sip_and_bandwidth_rules(make_store, serve):
+    srv = serve(make_store())
+    t = new_tenant(
+        srv, "acme", site={"contracted_down_bps": 100_000_000, "contracted_up_bps": 20_000_000}
+    )
+    udp = {
+        "rtt_ms": {"avg": 40},
+        "loss_pct": 0,
+        "out": {"loss_pct": 0, "jitter_ms": 2, "mos": 4.3, "r_factor": 92},
+        "back": {"loss_pct": 3, "jitter_ms": 45, "mos": 3.4, "r_factor": 60},
+    }
+    bw = {"down": {"throughput_bps": 60_000_000}, "up": {"throughput_bps": 19_000_000}}
+    for _ in range(3):
+        t.post(
+            result("udp", "198.51.100.7:862", udp),
+            result("bandwidth", "198.51.100.7", bw),
+            result("sip_register", "sip:100@pbx.example.net", None, success=False),
+            result(
+                "sip_call",
+                "sip:echo@pbx.example.net",
+                {"setup_ok": True, "srd_ms": 80, "out": {"mos": 4.4}, "back": {"mos": 4.4}},
+            ),
+        )
+    got = {(x["rule_id"], x["severity"]) for x in _tickets(t)}
+    assert got == {
+        ("loss_back", "warning"),
+        ("jitter_back", "warning"),
+        ("mos_back", "critical"),
+        ("bandwidth_down", "warning"),
+        ("sip_registration", "critical"),
+    }
+
+
+def test_partner_and_site_overrides(make_store, serve):
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    r = t.partner.put(
+        "/api/v1/rules/overrides", json={"overrides": {"rtt": {"warning": 50, "trip_after": 1}}}
+    )
+    assert r.status_code == 200
+    r = t.partner.put(
+        "/api/v1/rules/overrides",
+        json={"site_id": t.site_id, "overrides": {"rtt": {"warning": 80}}},
+    )
+    assert r.status_code == 200
+    rules = {x["id"]: x for x in t.partner.get("/api/v1/rules").json()["rules"]}
+    assert rules["rtt"]["warning"] == 50
+    site_rules = t.partner.get("/api/v1/rules", params={"site_id": t.site_id}).json()
+    assert {x["id"]: x for x in site_rules["rules"]}["rtt"]["warning"] == 80
+    t.post(icmp(70))
+    assert _tickets(t) == []  # 70 < 80 for this site
+    t.post(icmp(90))
+    assert [x["rule_id"] for x in _tickets(t)] == ["rtt"]
+    bad = t.partner.put("/api/v1/rules/overrides", json={"overrides": {"rtt": {"trip": 1}}})
+    assert bad.status_code == 422 and bad.json()["detail"] == "rule 'rtt': trip: unknown key"
+    bad = t.partner.put("/api/v1/rules/overrides", json={"overrides": {"custom": {"op": "above"}}})
+    assert bad.status_code == 422 and "op 'above' needs a field" in bad.json()["detail"]
+
+
+def test_custom_rule_on_any_dotted_field(make_store, serve):
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    custom = {
+        "dns_slow": {
+            "probes": ["dns"],
+            "field": "timing.resolve_ms",
+            "op": "above",
+            "warning": 100,
+            "trip_after": 2,
+            "description": "DNS slow",
+        }
+    }
+    assert t.partner.put("/api/v1/rules/overrides", json={"overrides": custom}).status_code == 200
+    t.post(result("dns", "example.net", {"timing": {"resolve_ms": 300}}))
+    t.post(result("dns", "example.net", {"timing": {}}))  # absent field: no evaluation
+    assert _tickets(t) == []
+    t.post(result("dns", "example.net", {"timing": {"resolve_ms": 250}}))
+    [tk] = _tickets(t)
+    assert tk["rule_id"] == "dns_slow" and "DNS slow" in tk["title"]
+
+
+def test_silent_agent_trips_and_clears(make_store, serve):
+    now = [time.time()]
+    store = make_store(silent_agent_timeout_s=300)
+    srv = serve(store, clock=lambda: now[0], background=False)
+    t = new_tenant(srv, "acme")
+    check_silent(srv.state)
+    assert _tickets(t) == []
+    now[0] += 301
+    check_silent(srv.state)
+    [tk] = _tickets(t)
+    assert (tk["rule_id"], tk["target"], tk["severity"]) == ("agent_silent", t.agent_id, "critical")
+    t.post(icmp(10))  # the agent is back
+    check_silent(srv.state)
+    assert _tickets(t)[0]["state"] == "resolved"
