@@ -327,10 +327,8 @@ class NetLab:
             raise ValueError(f"loss {pct} % is outside 0..100")
         hook, sel = self._dir(direction, iface)
         threshold = round(pct * 10_000)
-        rule = (
-            f'{sel} {match} counter name "seen" '
-            f'numgen random mod 1000000 < {threshold} counter name "hit" drop'
-        )
+        chance = f"numgen random mod 1000000 < {threshold} " if threshold < 1_000_000 else ""
+        rule = f'{sel} {match} counter name "seen" {chance}counter name "hit" drop'
         return self._nft(node, hook, rule)
 
     def nft_remark_dscp(

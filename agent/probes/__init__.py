@@ -31,6 +31,7 @@ PROBE_MODULES: dict[str, str] = {
     "udp": "agent.probes.udp",
     "bandwidth": "agent.probes.bandwidth",
     "dns": "agent.probes.dns",
+    "mtu": "agent.probes.mtu",
     "host": "agent.probes.host",
     "sip_options": "agent.probes.sip_options",
     "sip_register": "agent.probes.sip_register",
