@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "agent.cli_agent",
     "agent.cli_demo",
     "agent.cli_responder",
+    "agent.cli_readiness",
     "agent.sip.cli",
 ]
 

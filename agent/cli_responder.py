@@ -34,6 +34,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=5201,
         help="TCP+UDP port of the bandwidth server, or 'off' (5201)",
     )
+    p.add_argument(
+        "--natprobe-port",
+        type=_port,
+        default=8620,
+        help="UDP port of the NAT binding test service, or 'off' (8620)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -47,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = ResponderConfig(args.bind, args.twamp_port, args.bandwidth_port)
+    cfg.natprobe_port = args.natprobe_port
 
     async def main() -> None:
         ready = asyncio.Event()

@@ -33,6 +33,7 @@ PROBE_MODULES: dict[str, str] = {
     "dns": "agent.probes.dns",
     "mtu": "agent.probes.mtu",
     "host": "agent.probes.host",
+    "nat_binding": "agent.readiness.natprobe",
     "sip_options": "agent.probes.sip_options",
     "sip_register": "agent.probes.sip_register",
     "sip_call": "agent.probes.sip_call",

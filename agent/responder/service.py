@@ -25,6 +25,7 @@ class ResponderConfig:
     bind: str = "0.0.0.0"
     twamp_port: int | None = 862
     bandwidth_port: int | None = 5201
+    natprobe_port: int | None = None  # NAT binding test (agent.readiness.natprobe_server)
 
 
 async def start_services(cfg: ResponderConfig) -> list[Service]:
@@ -39,6 +40,11 @@ async def start_services(cfg: ResponderConfig) -> list[Service]:
             await services[-1].start()
         if cfg.bandwidth_port is not None:
             services.append(BandwidthServer(cfg.bind, cfg.bandwidth_port))
+            await services[-1].start()
+        if cfg.natprobe_port is not None:
+            from agent.readiness.natprobe_server import NatProbeServer
+
+            services.append(NatProbeServer(cfg.bind, cfg.natprobe_port))
             await services[-1].start()
     except BaseException:
         for s in reversed(services):

@@ -1,0 +1,128 @@
+"""Concurrent-call capacity: ramp simultaneous G.711 streams until quality fails.
+
+The search is exponential then binary: 1, 2, 4, 8 ... calls until a step fails (or the
+ceiling passes), then bisect between the last good and the first bad count. A step runs N
+`udp` probe streams at once (G.711 pacing, EF, each with its own socket, start times
+spread over one packet interval so they do not arrive in lock-step) and fails when, in
+either direction, the loss over all streams exceeds the loss limit, any stream's jitter
+exceeds the jitter limit, or the median stream MOS falls below the MOS warn limit.
+`next_calls` and `grade_step` are pure; `run_ramp` does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agent.readiness.model import RampStep
+from agent.readiness.thresholds import get
+from agent.results import ProbeResult
+
+StreamRunner = Callable[[dict[str, Any]], Awaitable[ProbeResult]]
+
+
+def next_calls(steps: dict[int, bool], ceiling: int) -> int | None:
+    """The next number of calls to try, or None when the capacity is known."""
+    if not steps:
+        return 1
+    good = [n for n, ok in steps.items() if ok]
+    bad = [n for n, ok in steps.items() if not ok]
+    lo = max(good, default=0)
+    hi = min(bad, default=None)
+    if hi is None:
+        return None if lo >= ceiling else min(ceiling, max(1, lo * 2))
+    if hi - lo <= 1:
+        return None
+    return (lo + hi) // 2
+
+
+def capacity_of(steps: dict[int, bool]) -> int:
+    """Largest good count below the first bad one (0 if even one call fails)."""
+    bad = min((n for n, ok in steps.items() if not ok), default=None)
+    return max((n for n, ok in steps.items() if ok and (bad is None or n < bad)), default=0)
+
+
+def grade_step(
+    calls: int, measurements: list[dict[str, Any] | None], errors: list[str]
+) -> RampStep:
+    """Aggregate N streams' measurements into one step verdict."""
+    loss_lim, jit_lim, mos_lim = get("loss_pct").fail, get("jitter_ms").fail, get("mos").warn
+    assert loss_lim is not None and jit_lim is not None and mos_lim is not None
+    ms = [m for m in measurements if m]
+    reasons: list[str] = []
+    if errors:
+        reasons.append(f"{len(errors)} of {calls} streams failed ({errors[0]})")
+    worst_loss = worst_jitter = worst_mos = None
+    for direction, label in (("forward", "upstream"), ("backward", "downstream")):
+        ds = [m.get(direction) or {} for m in ms]
+        packets = sum(d.get("packets") or 0 for d in ds)
+        lost = sum(d.get("lost") or 0 for d in ds)
+        if packets == 0:  # direction unknown (stateless reflector): use round-trip loss
+            packets = sum(m.get("sent") or 0 for m in ms)
+            lost = sum(m.get("lost") or 0 for m in ms)
+        loss = 100.0 * lost / packets if packets else None
+        jitters = [d["jitter_ms"] for d in ds if d.get("jitter_ms") is not None]
+        moses = [d["mos"] for d in ds if d.get("mos") is not None]
+        jitter = max(jitters) if jitters else None
+        mos = statistics.median(moses) if moses else None
+        if loss is not None and loss > loss_lim:
+            reasons.append(f"{label} loss {loss:.2f} % > {loss_lim:g} %")
+        if jitter is not None and jitter > jit_lim:
+            reasons.append(f"{label} jitter {jitter:.1f} ms > {jit_lim:g} ms")
+        if mos is not None and mos < mos_lim:
+            reasons.append(f"{label} MOS {mos:.2f} < {mos_lim:g}")
+        worst_loss = _worst(worst_loss, loss, max)
+        worst_jitter = _worst(worst_jitter, jitter, max)
+        worst_mos = _worst(worst_mos, mos, min)
+    p95s = [(m.get("rtt_ms") or {}).get("p95") for m in ms]
+    p95 = max((x for x in p95s if x is not None), default=None)
+    if not ms:
+        reasons.append("no stream measured anything")
+    return RampStep(
+        calls=calls, ok=not reasons, worst_loss_pct=worst_loss, worst_jitter_ms=worst_jitter,
+        worst_mos=worst_mos, rtt_p95_ms=p95, reason="; ".join(reasons),
+    )  # fmt: skip
+
+
+def _worst(a: float | None, b: float | None, pick: Callable[[float, float], float]) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return pick(a, b)
+
+
+async def run_step(calls: int, run_stream: StreamRunner, step_s: float) -> RampStep:
+    rng = random.Random()
+
+    async def one() -> ProbeResult:
+        await asyncio.sleep(rng.uniform(0.0, 0.02))
+        return await run_stream({"duration_s": step_s, "wait_s": 1.0})
+
+    results = await asyncio.gather(*(one() for _ in range(calls)))
+    errors = [r.error.message for r in results if r.error is not None]
+    return grade_step(calls, [r.measurement for r in results], errors)
+
+
+async def run_ramp(
+    run_stream: StreamRunner,
+    *,
+    ceiling: int,
+    step_s: float,
+    progress: Callable[[RampStep], Awaitable[None]] | None = None,
+) -> tuple[int, list[RampStep]]:
+    """Search the capacity; returns (calls carried, steps in the order run)."""
+    if ceiling < 1:
+        raise ValueError("the call ceiling must be at least 1")
+    steps: dict[int, bool] = {}
+    ran: list[RampStep] = []
+    while (n := next_calls(steps, ceiling)) is not None:
+        step = await run_step(n, run_stream, step_s)
+        steps[n] = step.ok
+        ran.append(step)
+        if progress is not None:
+            await progress(step)
+    return capacity_of(steps), ran

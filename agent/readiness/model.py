@@ -1,0 +1,122 @@
+"""The readiness report as data: one `Check` per figure, the verdict, and the series to plot.
+
+The JSON form of `ReadinessReport` is versioned (`report_version`); readers accept the
+versions in SUPPORTED_REPORT_VERSIONS and reject others with a clear reason.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.readiness.thresholds import Status
+
+REPORT_VERSION = 1
+SUPPORTED_REPORT_VERSIONS = frozenset({1})
+STATUS_ORDER: dict[str, int] = {"skipped": 0, "info": 1, "pass": 2, "warn": 3, "fail": 4}
+
+
+class Check(BaseModel):
+    """One graded figure: what was measured, against which limit, and what to do about it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    group: str
+    name: str
+    status: Status
+    value: float | None = None
+    unit: str = ""
+    display: str = Field(default="", description="the measured value as shown to people")
+    threshold: str = ""
+    source: str = ""
+    explanation: str = ""
+    fix: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class RampStep(BaseModel):
+    """One step of the concurrent-call ramp: N simultaneous G.711 streams."""
+
+    calls: int
+    ok: bool
+    worst_loss_pct: float | None
+    worst_jitter_ms: float | None
+    worst_mos: float | None
+    rtt_p95_ms: float | None
+    reason: str = ""
+
+
+class Series(BaseModel):
+    """Points for a plot (x, y) with axis labels; drawn as inline SVG in the HTML report."""
+
+    title: str
+    x_label: str
+    y_label: str
+    points: list[tuple[float, float]]
+    limit: float | None = None
+
+
+class CallInfo(BaseModel):
+    """The "gather call info" fields tier-1 collects about a bad call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(default=None, max_length=200)
+    caller_number: str | None = Field(default=None, max_length=64)
+    callee_number: str | None = Field(default=None, max_length=64)
+    call_time: str | None = Field(default=None, max_length=64)
+    firewall: str | None = Field(default=None, max_length=200)
+    circuit_speed: str | None = Field(default=None, max_length=64)
+    notes: str | None = Field(default=None, max_length=4000)
+
+    def filled(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v}
+
+
+class ReadinessReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    report_version: int = REPORT_VERSION
+    verdict: Status
+    started_at: datetime
+    duration_s: float
+    responder: str
+    sip_server: str | None = None
+    agent_host: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    checks: list[Check]
+    ramp: list[RampStep] = Field(default_factory=list)
+    capacity_calls: int | None = None
+    series: list[Series] = Field(default_factory=list)
+    call_info: CallInfo = Field(default_factory=CallInfo)
+
+    @field_validator("report_version")
+    @classmethod
+    def _known(cls, v: int) -> int:
+        if v not in SUPPORTED_REPORT_VERSIONS:
+            known = ", ".join(str(x) for x in sorted(SUPPORTED_REPORT_VERSIONS))
+            raise ValueError(f"report_version {v} is not supported (known: {known})")
+        return v
+
+    def check(self, check_id: str) -> Check:
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        raise KeyError(f"the report has no check {check_id!r}")
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUS_ORDER}
+        for c in self.checks:
+            out[c.status] += 1
+        return out
+
+
+def verdict(checks: list[Check]) -> Status:
+    """The worst status among graded checks: fail > warn > pass; info/skipped do not count."""
+    graded = [c.status for c in checks if c.status in ("pass", "warn", "fail")]
+    if not graded:
+        return "skipped"
+    return max(graded, key=lambda s: STATUS_ORDER[s])

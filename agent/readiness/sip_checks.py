@@ -1,0 +1,135 @@
+"""Readiness checks that wrap other probes: SIP server, SIP ALG, DNS/SRV, MTU, trace, bandwidth.
+
+Each function runs its probe through the suite's `call_probe` and grades the result. A
+probe missing from this build (PROBE_MODULES) gives a `skipped` check that says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agent.probes import PROBE_MODULES
+from agent.readiness import checks
+from agent.readiness.checks import FIXES
+from agent.readiness.model import Check
+from agent.readiness.options import ReadinessOptions
+from agent.readiness.thresholds import get
+from agent.results import ProbeResult
+
+ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]
+
+
+def _missing(probe: str, cid: str, group: str, name: str) -> Check | None:
+    if probe in PROBE_MODULES:
+        return None
+    return checks.skipped(cid, group, name, f"the {probe} probe is not part of this build")
+
+
+def _err(res: ProbeResult) -> str:
+    return res.error.message if res.error is not None else "unknown error"
+
+
+def _sip_opts(opts: ReadinessOptions) -> dict[str, Any]:
+    o: dict[str, Any] = {"transport": opts.sip_transport}
+    if opts.sip_user:
+        o["user"] = opts.sip_user
+    if opts.sip_password:
+        o["password"] = opts.sip_password
+    return o
+
+
+def _alg_check(evidence: list[str], detected: bool, seen_in: str) -> Check:
+    explanation, fix = FIXES["sip_alg"] if detected else ("", "")
+    if detected and evidence:
+        explanation = f"{explanation} Evidence: {'; '.join(evidence[:3])}."
+    return checks.Check(
+        id="sip.alg", group="sip", name="SIP ALG", status="fail" if detected else "pass",
+        display="detected" if detected else "not detected", threshold="fail if detected",
+        source="RFC 3261 (Via/Contact must arrive as sent); seen in " + seen_in,
+        explanation=explanation, fix=fix, details={"evidence": evidence},
+    )  # fmt: skip
+
+
+async def sip_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Check]:
+    """OPTIONS (reachability, response time, ALG), REGISTER with credentials, a test call."""
+    assert opts.sip_server
+    out: list[Check] = []
+    server = opts.sip_server
+    if (miss := _missing("sip_options", "sip.options", "sip", "SIP OPTIONS")) is not None:
+        return [miss]
+    res = await call_probe("sip_options", server, _sip_opts(opts))
+    m = res.measurement
+    if m and "status_code" in m:
+        ok = res.success and 200 <= m["status_code"] < 300
+        t = get("sip_response_ms")
+        c = checks.graded("sip.options", "sip", "SIP OPTIONS response time", t, m.get("rtt_ms"),
+                          "sip", display=f"{m['status_code']} {m.get('reason', '')} in "
+                          f"{m.get('rtt_ms', 0):.0f} ms", details=m)  # fmt: skip
+        if not ok and m["status_code"] not in (401, 403, 405, 407):
+            c = c.model_copy(update={"status": "fail", "explanation": FIXES["sip"][0],
+                                     "fix": FIXES["sip"][1]})  # fmt: skip
+        out.append(c)
+        out.append(_alg_check(m.get("alg_evidence") or [], bool(m.get("sip_alg_detected")),
+                              "the OPTIONS response"))  # fmt: skip
+    else:
+        out.append(checks.probe_failed("sip.options", "sip", "SIP OPTIONS", _err(res), "sip"))
+    if opts.sip_user and "sip_register" in PROBE_MODULES:
+        res = await call_probe("sip_register", server, _sip_opts(opts))
+        m = res.measurement
+        if res.success and m:
+            out.append(checks.Check(
+                id="sip.register", group="sip", name="SIP REGISTER", status="pass",
+                value=m.get("rrd_ms"), unit="ms",
+                display=f"{m['status_code']} {m.get('reason', '')}, RRD {m['rrd_ms']:.0f} ms",
+                threshold="fail unless 2xx", source="RFC 3261 §10, RFC 6076 RRD", details=m,
+            ))  # fmt: skip
+        else:
+            out.append(checks.probe_failed("sip.register", "sip", "SIP REGISTER", _err(res), "sip"))
+    if opts.sip_call_uri and "sip_call" in PROBE_MODULES:
+        call_opts = {**_sip_opts(opts), "duration_s": min(opts.voice_s, 10.0)}
+        res = await call_probe("sip_call", opts.sip_call_uri, call_opts)
+        m = res.measurement
+        if res.success and m:
+            mos = [x for x in ((m.get("out") or {}).get("mos"), (m.get("back") or {}).get("mos"))
+                   if x is not None]  # fmt: skip
+            worst = min(mos) if mos else None
+            c = checks.graded("sip.call", "sip", "SIP test call (MOS, worst direction)",
+                              get("mos"), worst, "mos", details=m,
+                              display=f"answered ({m.get('codec')}), SRD "
+                              f"{m.get('srd_ms') or 0:.0f} ms, MOS "
+                              + (f"{worst:.2f}" if worst is not None else "n/a"))  # fmt: skip
+            if worst is None:
+                c = c.model_copy(update={"status": "pass", "explanation": ""})
+            out.append(c)
+            if m.get("sip_alg_detected"):
+                out = [x for x in out if x.id != "sip.alg"]
+                out.append(_alg_check(m.get("alg_evidence") or [], True, "the test call"))
+        else:
+            out.append(checks.probe_failed("sip.call", "sip", "SIP test call", _err(res), "sip"))
+    return out
+
+
+async def dns_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Check]:
+    miss = _missing("dns", "dns.sip", "dns", "DNS for the SIP domain")
+    if miss is not None:
+        return [miss]
+    return [checks.skipped("dns.sip", "dns", "DNS for the SIP domain", "not graded yet")]
+
+
+async def mtu_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Check]:
+    miss = _missing("mtu", "mtu.path", "network", "Path MTU")
+    if miss is not None:
+        return [miss]
+    return [checks.skipped("mtu.path", "network", "Path MTU", "not graded yet")]
+
+
+async def trace_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Check]:
+    miss = _missing("trace", "trace.path", "network", "Trace to the responder")
+    if miss is not None:
+        return [miss]
+    return [checks.skipped("trace.path", "network", "Trace to the responder", "not graded yet")]
+
+
+async def bandwidth_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Check]:
+    return [checks.skipped("bandwidth", "bandwidth", "Bandwidth", "not graded yet")]
