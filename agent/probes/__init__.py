@@ -32,6 +32,7 @@ PROBE_MODULES: dict[str, str] = {
     "bandwidth": "agent.probes.bandwidth",
     "dns": "agent.probes.dns",
     "mtu": "agent.probes.mtu",
+    "trace": "agent.probes.trace",
     "host": "agent.probes.host",
     "nat_binding": "agent.readiness.natprobe",
     "sip_options": "agent.probes.sip_options",

@@ -1,0 +1,71 @@
+"""The trace probe through a router namespace: hops, per-hop loss, and where loss starts."""
+
+from __future__ import annotations
+
+import struct
+
+import netlab
+import pytest
+from conftest import probe_in
+
+from agent.probes.trace import loss_origin, match_icmp
+
+pytestmark = pytest.mark.netns
+
+
+def _no_icmp_ratelimit(lab: netlab.NetLab) -> None:
+    for node in ("r", "b"):
+        lab.run_in(node, ["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"])
+
+
+def test_loss_on_the_second_link_is_located_at_hop_two(rlab: netlab.NetLab) -> None:
+    _no_icmp_ratelimit(rlab)
+    rlab.nft_loss("r", rlab.iface("r", "b"), 30.0, "out", match="meta l4proto icmp")
+    res = probe_in(rlab, "a", "trace", rlab.addr("b"),
+                   {"rounds": 40, "interval_s": 0.02, "timeout_s": 0.15})  # fmt: skip
+    assert res["success"], res["error"]
+    m = res["measurement"]
+    assert m["reached"] is True
+    assert [h["address"] for h in m["hops"]] == ["10.77.1.254", "10.77.2.1"]
+    assert m["hops"][0]["loss_pct"] == 0.0
+    assert 10.0 <= m["hops"][1]["loss_pct"] <= 55.0
+    assert m["loss_starts_at_hop"] == 2
+    assert m["hops"][1]["is_destination"] and m["hops"][0]["rtt_ms"]["median"] > 0
+
+
+@pytest.mark.parametrize("mode", ["udp", "tcp"])
+def test_udp_and_tcp_modes_find_the_same_hops(rlab: netlab.NetLab, mode: str) -> None:
+    _no_icmp_ratelimit(rlab)
+    res = probe_in(rlab, "a", "trace", rlab.addr("b"),
+                   {"mode": mode, "rounds": 3, "interval_s": 0.05, "timeout_s": 0.5})  # fmt: skip
+    assert res["success"], res["error"]
+    m = res["measurement"]
+    assert m["reached"] is True
+    assert [h["address"] for h in m["hops"]] == ["10.77.1.254", "10.77.2.1"]
+    assert all(h["loss_pct"] == 0.0 for h in m["hops"])
+    assert m["loss_starts_at_hop"] is None
+
+
+def test_loss_origin_ignores_hops_that_only_rate_limit_icmp() -> None:
+    assert loss_origin([0, 0, 0]) is None
+    assert loss_origin([0, 60, 0, 0]) is None  # hop 2 rate-limits, the path is clean
+    assert loss_origin([0, 0, 10, 12, 11]) == 3
+    assert loss_origin([0, 50, 0, 10, 10]) == 4
+    assert loss_origin([0, 0, 0.5], threshold_pct=1.0) is None
+    assert loss_origin([]) is None
+
+
+def test_icmp_answers_are_matched_by_the_quoted_probe_header() -> None:
+    def ip(src: str, proto: int) -> bytes:
+        return bytes([0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0]) + bytes(
+            map(int, src.split("."))) + bytes(4)  # fmt: skip
+
+    udp_probe = ip("10.0.0.1", 17) + struct.pack("!HHHH", 40000, 33435, 8, 0)
+    exceeded = ip("192.0.2.1", 1) + bytes([11, 0, 0, 0, 0, 0, 0, 0]) + udp_probe
+    assert match_icmp(exceeded) == ("exceeded", 17, 40000, 33435, "192.0.2.1")
+    echo_probe = ip("10.0.0.1", 1) + bytes([8, 0, 0, 0]) + struct.pack("!HH", 7, 9)
+    unreach = ip("192.0.2.9", 1) + bytes([3, 1, 0, 0, 0, 0, 0, 0]) + echo_probe
+    assert match_icmp(unreach) == ("unreach", 1, 7, 9, "192.0.2.9")
+    reply = ip("192.0.2.9", 1) + bytes([0, 0, 0, 0]) + struct.pack("!HH", 7, 10)
+    assert match_icmp(reply) == ("reply", 1, 7, 10, "192.0.2.9")
+    assert match_icmp(b"\x45" * 10) is None
