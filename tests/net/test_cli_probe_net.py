@@ -1,0 +1,80 @@
+"""`qos-scout responder` and the network probe subcommands, end to end on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import netlab
+import pytest
+
+from agent.cli_probe_net import add_probe_commands
+
+
+@pytest.fixture(scope="module")
+def responder() -> Iterator[tuple[int, int]]:
+    twamp, bw = netlab.free_udp_port(), netlab.free_tcp_port()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "responder", "--bind", "127.0.0.1",
+         "--twamp-port", str(twamp), "--bandwidth-port", str(bw)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    assert line.startswith("responder ready"), line
+    yield twamp, bw
+    p.terminate()
+    _, err = p.communicate(timeout=10)
+    # one log line per client test
+    assert "twamp client 127.0.0.1" in err
+    assert "bandwidth test" in err
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    add_probe_commands(parser.add_subparsers(dest="kind"))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_probe_udp_json_is_one_probe_result_per_line(
+    responder: tuple[int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = run(["udp", f"127.0.0.1:{responder[0]}", "-t", "1", "--json"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and len(lines) == 1
+    res = json.loads(lines[0])
+    assert res["probe"] == "udp" and res["success"]
+    assert res["measurement"]["sent"] == 50 and res["measurement"]["payload_bytes"] == 172
+
+
+def test_probe_bandwidth_table_shows_both_directions(
+    responder: tuple[int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = run(["bandwidth", f"127.0.0.1:{responder[1]}", "-t", "0.5", "-P", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "tcp upload x2" in out and "tcp download x2" in out
+
+
+def test_probe_udp_to_a_closed_port_fails_with_a_readable_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = netlab.free_udp_port()
+    rc = run(["udp", f"127.0.0.1:{port}", "-t", "0.2"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"no TWAMP-light reflection came back from 127.0.0.1 port {port}" in err
+    assert "port unreachable" in err
+
+
+def test_responder_rejects_a_bad_port_with_a_clear_message() -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "responder", "--twamp-port", "http"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert p.returncode == 2
+    assert "port 'http' is not a number from 0 to 65535 or 'off'" in p.stderr
