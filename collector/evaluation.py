@@ -6,6 +6,8 @@ updated in memory, and written back with one executemany.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +35,32 @@ class StoredResult:
 class RuleBook:
     """Effective rules: defaults and config overrides computed once, then partner and site."""
 
+    CONTEXT_TTL_S = 5.0
+
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config
         self.base = apply_overrides(default_rules(config.silent_agent_timeout_s), config.rules)
+        self._contexts: dict[str, tuple[float, SiteContext]] = {}
+        self._lock = threading.Lock()
+
+    def site_context(self, conn: sa.Connection, site_id: str) -> SiteContext:
+        """The site's context, cached a few seconds (changes made through this process
+        invalidate it at once; other replicas see them within CONTEXT_TTL_S)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._contexts.get(site_id)
+        if hit and hit[0] > now:
+            return hit[1]
+        ctx = load_site_context(conn, site_id)
+        with self._lock:
+            if len(self._contexts) > 50_000:
+                self._contexts.clear()
+            self._contexts[site_id] = (now + self.CONTEXT_TTL_S, ctx)
+        return ctx
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._contexts.clear()
 
     def for_site(self, ctx: SiteContext) -> dict[str, Rule]:
         rules = self.base

@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from agent.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult
-from collector.context import load_site_context
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
 from collector.schema import agents, latest, results
@@ -143,7 +142,7 @@ def ingest(
         fresh = [row for row in rows if row["id"] in new_ids]
         if fresh:
             _update_latest(conn, store, fresh)
-            ctx = load_site_context(conn, agent["site_id"])
+            ctx = book.site_context(conn, agent["site_id"])
             stored = [
                 StoredResult(
                     x["id"], x["probe"], x["target"], x["started_at"], x["success"],

@@ -125,9 +125,9 @@ async def patch_site(
     p: PartnerDep, site_id: str, body: SitePatch, request: Request
 ) -> dict[str, Any]:
     values = body.model_dump(exclude_unset=True)
-    row = await _write(
-        app_state(request), lambda c: tenants.update_site(c, p["id"], site_id, values)
-    )
+    st = app_state(request)
+    row = await _write(st, lambda c: tenants.update_site(c, p["id"], site_id, values))
+    st.book.invalidate()
     return _times(row)
 
 
@@ -249,4 +249,6 @@ async def put_overrides(p: PartnerDep, body: OverridesIn, request: Request) -> d
             )
         return {"site_id": body.site_id, "overrides": body.overrides}
 
-    return await _write(st, run)
+    out = await _write(st, run)
+    st.book.invalidate()
+    return out

@@ -39,13 +39,14 @@ class AppState:
         if ev is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(ev.set)
 
+    def cached_agent(self, key: str) -> dict[str, Any] | None:
+        with self._cache_lock:
+            hit = self._agent_cache.get(hash_secret(key))
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
     def agent_for_key(self, key: str) -> dict[str, Any]:
         h = hash_secret(key)
         now = time.monotonic()
-        with self._cache_lock:
-            hit = self._agent_cache.get(h)
-            if hit and hit[0] > now:
-                return hit[1]
         with self.store.read() as conn:
             agent = tenants.agent_by_key(conn, key)
         with self._cache_lock:
@@ -81,4 +82,9 @@ async def current_partner(request: Request) -> dict[str, Any]:
 
 async def current_agent(request: Request) -> dict[str, Any]:
     key = bearer(request)
-    return await run_in_threadpool(app_state(request).agent_for_key, key)
+    st = app_state(request)
+    # Keys are looked up at most every AUTH_CACHE_S per agent; a hit needs no thread hop.
+    agent = st.cached_agent(key)
+    if agent is None:
+        agent = await run_in_threadpool(st.agent_for_key, key)
+    return agent
