@@ -220,7 +220,7 @@ def _media_stats(
             sent=None,
             first_seq=None,
             send_times=None,
-            one_way_ms=one_way if one_way is not None else 0.0,
+            one_way_ms=one_way,
             **common,  # type: ignore[arg-type]
         )
     elif echo is not None and echo.seqs:
@@ -230,11 +230,12 @@ def _media_stats(
         res.out = reported_direction(
             sent=tx.sent,
             received=int(seen["rx_packets"]),
-            lost=int(seen["rx_lost"]),
+            lost=None,  # sent - received: loss at the end of the stream counts too
             jitter_ms=float(seen["rx_jitter_ms"]),
             late=int(seen["rx_late"]),
-            one_way_ms=one_way if one_way is not None else 0.0,
+            one_way_ms=one_way,
             source="responder",
+            burst_ratio=float(seen.get("rx_burst_ratio", 1.0)),
             **common,  # type: ignore[arg-type]
         )
     elif media.reports_about_us:
@@ -246,7 +247,7 @@ def _media_stats(
             lost=max(0, last["packets_lost"]),
             jitter_ms=last["jitter"] / 8.0,
             late=None,
-            one_way_ms=one_way if one_way is not None else 0.0,
+            one_way_ms=one_way,
             source="rtcp",
             **common,  # type: ignore[arg-type]
         )

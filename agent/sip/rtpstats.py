@@ -231,6 +231,7 @@ def reported_direction(
     ptime_ms: float,
     jitter_buffer_ms: float,
     source: str,
+    burst_ratio: float = 1.0,
 ) -> DirectionStats:
     """Our stream as the far end saw it (from its RTCP receiver report or its BYE answer)."""
     if lost is None and received is not None:
@@ -239,16 +240,16 @@ def reported_direction(
         received = sent - lost
     loss_pct = 100.0 * lost / sent if (lost is not None and sent) else None
     r_f = mos = None
-    if loss_pct is not None and one_way_ms is not None:
+    if loss_pct is not None:  # an unknown network delay scores as 0 (reported as None)
         eff = loss_pct + (100.0 * (late or 0) / sent if sent else 0.0)
         r_f, mos = score(
             codec=codec,
             loss_pct=eff,
-            burst_ratio=1.0,
-            one_way_ms=one_way_ms,
+            burst_ratio=burst_ratio,
+            one_way_ms=one_way_ms or 0.0,
             ptime_ms=ptime_ms,
             jitter_buffer_ms=jitter_buffer_ms,
         )
     return DirectionStats(
-        sent, received, loss_pct, late, jitter_ms, one_way_ms, r_f, mos, 1.0, source
+        sent, received, loss_pct, late, jitter_ms, one_way_ms, r_f, mos, burst_ratio, source
     )

@@ -188,3 +188,48 @@ def run_sipp_uac(target_port: int, calls: int = 1, timeout: float = 60.0) -> tup
         if errors.exists():
             text += "\n" + errors.read_text()[-3000:]
         return res.returncode, text
+
+
+BARESIP_CONFIG = """poll_method epoll
+sip_listen 127.0.0.1:{port}
+audio_player aubridge,nil
+audio_source ausine,440
+audio_alert aubridge,nil
+ausrc_srate 48000
+ausrc_channels 2
+rtp_ports {rtp}-{rtp_end}
+module_path /usr/lib/baresip/modules
+module g711.so
+module ausine.so
+module aubridge.so
+module_app account.so
+module_app menu.so
+"""
+
+
+@contextlib.contextmanager
+def baresip(user: str = "bob") -> Iterator[tuple[int, Path]]:
+    """baresip auto-answering on loopback (a 440 Hz tone as its microphone); yields
+    (SIP port, log file)."""
+    port = free_port()
+    rtp = free_rtp_port()
+    with tempfile.TemporaryDirectory(prefix="baresip") as tmp:
+        Path(tmp, "config").write_text(BARESIP_CONFIG.format(port=port, rtp=rtp, rtp_end=rtp + 9))
+        Path(tmp, "accounts").write_text(
+            f"<sip:{user}@127.0.0.1:{port}>;regint=0;answermode=auto\n"
+        )
+        logpath = Path(tmp, "out.log")
+        log = open(logpath, "wb")
+        proc = subprocess.Popen(["baresip", "-f", tmp], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        try:
+            _wait_bound(port, proc)
+            deadline = time.monotonic() + 10
+            while b"baresip is ready" not in logpath.read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"baresip did not start:\n{logpath.read_text()[-2000:]}")
+                time.sleep(0.05)
+            yield port, logpath
+        finally:
+            stop(proc)
+            log.close()
