@@ -132,6 +132,7 @@ def summary(rep: Any) -> str:
     for c in rep.checks:
         lines.append(f"  {c.status.upper():8} {c.name}: {c.display}"
                      + (f"  [{c.threshold}]" if c.threshold else ""))  # fmt: skip
-        if c.status in ("fail", "warn") and c.fix:
+        if c.status in ("fail", "warn"):
+            lines.append(f"           why: {c.explanation}")
             lines.append(f"           fix: {c.fix}")
     return "\n".join(lines)

@@ -32,7 +32,7 @@ from agent.shipper import backoff_delay
 log = logging.getLogger(__name__)
 
 # suite name -> module that registers it (imported on first use).
-SUITE_MODULES: dict[str, str] = {}
+SUITE_MODULES: dict[str, str] = {"readiness": "agent.readiness.job"}
 
 
 class JobError(Exception):

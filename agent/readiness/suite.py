@@ -20,14 +20,11 @@ from agent.probes import PROBE_MODULES, run_probe
 from agent.readiness import capacity, checks, sip_checks
 from agent.readiness.model import Check, RampStep, ReadinessReport, Series, verdict
 from agent.readiness.options import ReadinessOptions
+from agent.readiness.sip_checks import hostport
 from agent.results import ProbeResult, utcnow
 
 ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]
 Progress = Callable[[float, str], Awaitable[None]]
-
-
-def hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _no_progress(fraction: float, message: str) -> None:

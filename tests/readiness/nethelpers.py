@@ -34,3 +34,15 @@ def check(report: dict[str, Any], check_id: str) -> dict[str, Any]:
         if c["id"] == check_id:
             return c
     raise AssertionError(f"no check {check_id} in {[c['id'] for c in report['checks']]}")
+
+
+def masquerade(lab: netlab.NetLab, node: str, iface: str) -> None:
+    """Source-NAT everything `node` forwards out of `iface` to its own address."""
+    script = (
+        "table ip qsnat {\n  chain post { type nat hook postrouting priority 100;\n"
+        f'    oifname "{iface}" masquerade\n  }}\n}}\n'
+    )
+    argv = ["ip", "netns", "exec", lab.ns(node), "nft", "-f", "-"]
+    res = subprocess.run(argv, input=script, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"nft rejected the NAT table: {res.stderr.strip()}")

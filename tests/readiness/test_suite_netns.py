@@ -10,7 +10,7 @@ import netlab
 import pytest
 
 from agent.readiness.thresholds import G711_ETHERNET_BPS
-from tests.readiness.nethelpers import check, readiness_in, start_responder
+from tests.readiness.nethelpers import check, masquerade, readiness_in, start_responder
 
 pytestmark = pytest.mark.netns
 
@@ -97,3 +97,22 @@ def test_capacity_ramp_on_a_tbf_cap_is_within_one_call_of_the_g711_wire_rate(
     bad = next(s for s in rep["ramp"] if s["calls"] == first_bad)
     assert "upstream loss" in bad["reason"] and bad["worst_loss_pct"] > 1.0
     assert "capacity" in rep["series"][-1]["title"].lower()
+
+
+def test_a_nat_that_forgets_udp_mappings_after_5_s_fails_the_binding_check(
+    rlab: netlab.NetLab,
+) -> None:
+    start_responder(rlab, "b")
+    # r masquerades a behind its own address and keeps idle UDP mappings for 5 s
+    rlab.run_in("r", ["sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=5",
+                      "net.netfilter.nf_conntrack_udp_timeout_stream=5"], check=False)  # fmt: skip
+    masquerade(rlab, "r", rlab.iface("r", "b"))
+    timeout = rlab.run_in("r", ["sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout"])
+    assert timeout.stdout.strip() == "5"
+    rep = readiness_in(rlab, "a", "--responder", rlab.addr("b"), "--checks", "nat",
+                       "--nat-intervals", "2,10")  # fmt: skip
+    c = check(rep, "nat.binding")
+    assert c["status"] == "fail", c
+    assert c["value"] == 10.0 and c["details"]["survived_s"] == 2.0
+    assert c["details"]["behind_nat"] is True
+    assert c["details"]["mapped_address"].split()[0] == "10.77.2.254"  # r, toward b

@@ -1,0 +1,44 @@
+"""The agent's "readiness" suite job: the readiness test run on demand from the collector.
+
+Options are `ReadinessOptions` (JSON); `responder` and `sip_server` default to the site's
+config. Probe results go through the agent's scheduler and spool (tagged with the job id);
+the job's report carries the full readiness report under "readiness".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from agent.jobs import JobError, SuiteContext, register_suite
+from agent.probes import Target, format_validation_error
+from agent.readiness.options import ReadinessOptions
+from agent.readiness.suite import run_readiness
+from agent.results import ProbeResult
+
+
+def job_options(options: dict[str, Any], ctx: SuiteContext) -> ReadinessOptions:
+    """Validate the job's options, filling responder and SIP server from the site."""
+    opts = dict(options)
+    if not opts.get("responder") and ctx.site.responder:
+        opts["responder"] = Target.parse(ctx.site.responder).host
+    if not opts.get("responder"):
+        raise JobError("readiness: no responder given and the site config names none")
+    if "sip_server" not in opts and ctx.site.sip_server:
+        opts["sip_server"] = ctx.site.sip_server
+    try:
+        return ReadinessOptions.model_validate(opts)
+    except ValidationError as exc:
+        raise JobError(f"readiness options: {format_validation_error(exc)}") from None
+
+
+@register_suite("readiness")
+async def readiness_suite(options: dict[str, Any], ctx: SuiteContext) -> dict[str, Any]:
+    opts = job_options(options, ctx)
+
+    async def call_probe(name: str, target: str, probe_opts: dict[str, Any]) -> ProbeResult:
+        return (await ctx.run_probe(name, [target], probe_opts))[0]
+
+    report = await run_readiness(opts, call_probe, ctx.progress)
+    return {"readiness": report.model_dump(mode="json")}

@@ -1,0 +1,123 @@
+"""Readiness grading without a network: thresholds, the ramp search, check figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.readiness import capacity, checks
+from agent.readiness.model import Check, verdict
+from agent.readiness.natprobe import IntervalResult, summarize
+from agent.readiness.options import ReadinessOptions
+from agent.readiness.thresholds import G711_ETHERNET_BPS, G711_IP_BPS, THRESHOLDS
+
+
+def test_g711_wire_rates_are_the_documented_figures() -> None:
+    assert G711_IP_BPS == 80_000  # 200 B x 50 packets/s
+    assert G711_ETHERNET_BPS == 87_200  # (200 + 18) B x 50 packets/s
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "status"),
+    [
+        ("rtt_ms", 150.0, "pass"), ("rtt_ms", 150.1, "fail"),
+        ("jitter_ms", 30.0, "pass"), ("jitter_ms", 31.0, "fail"),
+        ("loss_pct", 1.0, "pass"), ("loss_pct", 1.01, "fail"),
+        ("mos", 4.0, "pass"), ("mos", 3.99, "warn"), ("mos", 3.59, "fail"),
+        ("bandwidth_pct_of_contracted", 79.9, "fail"), ("bandwidth_pct_of_contracted", 80, "pass"),
+        ("nat_binding_s", 29, "fail"), ("path_mtu_bytes", 1400, "warn"),
+        ("path_mtu_bytes", 1200, "fail"), ("rtt_ms", None, "skipped"),
+    ],
+)  # fmt: skip
+def test_thresholds_grade_at_their_limits(key: str, value: float | None, status: str) -> None:
+    assert THRESHOLDS[key].grade(value) == status
+
+
+def test_threshold_descriptions_name_the_limits() -> None:
+    assert THRESHOLDS["mos"].describe() == "warn < 4, fail < 3.6"
+    assert THRESHOLDS["rtt_ms"].describe() == "fail > 150 ms"
+
+
+def _run_search(true_capacity: int, ceiling: int) -> tuple[int, list[int]]:
+    steps: dict[int, bool] = {}
+    tried = []
+    while (n := capacity.next_calls(steps, ceiling)) is not None:
+        tried.append(n)
+        steps[n] = n <= true_capacity
+    return capacity.capacity_of(steps), tried
+
+
+@pytest.mark.parametrize("true_capacity", [0, 1, 2, 5, 7, 11, 16, 40])
+def test_ramp_search_finds_the_exact_capacity(true_capacity: int) -> None:
+    found, tried = _run_search(true_capacity, ceiling=24)
+    assert found == min(true_capacity, 24)
+    assert len(tried) <= 10
+
+
+def test_ramp_step_fails_on_aggregate_loss_and_names_the_direction() -> None:
+    def stream(lost_up: int) -> dict:
+        d = {"packets": 150, "jitter_ms": 1.0, "mos": 4.3}
+        return {"forward": {**d, "lost": lost_up}, "backward": {**d, "lost": 0},
+                "rtt_ms": {"p95": 5.0}}  # fmt: skip
+
+    # one stream losing 2 of 150 is 1.3 % alone, but 0.44 % over three streams: still good
+    ok = capacity.grade_step(3, [stream(2), stream(0), stream(0)], [])
+    assert ok.ok and ok.worst_loss_pct == pytest.approx(100 * 2 / 450)
+    bad = capacity.grade_step(3, [stream(6), stream(2), stream(0)], [])
+    assert not bad.ok and bad.reason == "upstream loss 1.78 % > 1 %"
+
+
+def test_voice_checks_carry_the_direction_figures() -> None:
+    m = {
+        "rtt_ms": {"median": 42.0}, "direction_loss_method": "reflector sequence counter",
+        "forward": {"packets": 500, "lost": 15, "loss_pct": 3.0, "jitter_ms": 2.0, "mos": 3.7,
+                    "r_factor": 75.0},
+        "backward": {"packets": 485, "lost": 0, "loss_pct": 0.0, "jitter_ms": 45.0, "mos": 4.3,
+                     "r_factor": 90.0},
+    }  # fmt: skip
+    got = {c.id: c for c in checks.voice_checks(m)}
+    assert got["voice.rtt"].status == "pass" and got["voice.rtt"].value == 42.0
+    assert got["voice.loss.up"].status == "fail"
+    assert got["voice.loss.up"].display == "3.00 % (15 of 500)"
+    assert "lost" in got["voice.loss.up"].explanation and got["voice.loss.up"].fix
+    assert got["voice.jitter.down"].status == "fail" and got["voice.jitter.down"].value == 45.0
+    assert got["voice.mos.up"].status == "warn"
+    assert got["voice.loss.down"].status == "pass" and got["voice.loss.down"].fix == ""
+
+
+def test_nat_binding_lost_before_30_s_fails_with_its_bounds() -> None:
+    res = [
+        IntervalResult(interval_s=2, survived=True),
+        IntervalResult(interval_s=8, survived=False),
+        IntervalResult(interval_s=30, survived=False),
+    ]
+    survived, lost = summarize(res)
+    assert (survived, lost) == (2, 8)
+    c = checks.nat_check({"survived_s": survived, "lost_s": lost, "intervals_s": [2, 8, 30]})
+    assert c.status == "fail" and c.value == 8 and "2–8 s" in c.display
+    assert "UDP session timeout" in c.fix
+
+
+def test_bandwidth_below_80_percent_of_the_contract_fails() -> None:
+    c = checks.bandwidth_check("down", 70e6, 100e6)
+    assert c.status == "fail" and c.value == pytest.approx(70.0)
+    assert checks.bandwidth_check("up", 90e6, 100e6).status == "pass"
+    assert checks.bandwidth_check("up", 90e6, None).status == "info"
+
+
+def test_verdict_is_the_worst_graded_status() -> None:
+    def c(s: str) -> Check:
+        return Check(id=s, group="g", name=s, status=s)  # type: ignore[arg-type]
+
+    assert verdict([c("pass"), c("info"), c("skipped")]) == "pass"
+    assert verdict([c("pass"), c("warn")]) == "warn"
+    assert verdict([c("warn"), c("fail"), c("pass")]) == "fail"
+    assert verdict([c("info")]) == "skipped"
+
+
+def test_options_reject_unknown_groups_and_keys_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown check group 'voip'"):
+        ReadinessOptions(responder="r", checks=["voip"])
+    with pytest.raises(ValueError, match="max_calls"):
+        ReadinessOptions(responder="r", calls=10, max_calls=5)
+    with pytest.raises(ValueError, match="colour"):
+        ReadinessOptions.model_validate({"responder": "r", "colour": 1})
