@@ -40,6 +40,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=8620,
         help="UDP port of the NAT binding test service, or 'off' (8620)",
     )
+    p.add_argument(
+        "--sip-port",
+        type=_port,
+        default=-1,
+        help="UDP+TCP port of the SIP test-call endpoint, or 'off' (5060)",
+    )
+    p.add_argument(
+        "--sip-tls-port", type=_port, default=-1, help="SIP over TLS port, or 'off' (5061)"
+    )
+    p.add_argument("--sip-cert", help="TLS certificate (PEM); default: self-signed at startup")
+    p.add_argument("--sip-key", help="TLS private key (PEM) for --sip-cert")
     p.set_defaults(func=_run)
 
 
@@ -54,6 +65,12 @@ def _run(args: argparse.Namespace) -> int:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = ResponderConfig(args.bind, args.twamp_port, args.bandwidth_port)
     cfg.natprobe_port = args.natprobe_port
+    # SIP on by default; a busy default port only warns, an explicit one must work.
+    cfg.sip_optional = args.sip_port == -1 and args.sip_tls_port == -1
+    cfg.sip_port = 5060 if args.sip_port == -1 else args.sip_port
+    cfg.sip_tls_port = 5061 if args.sip_tls_port == -1 else args.sip_tls_port
+    cfg.sip_cert, cfg.sip_key = args.sip_cert, args.sip_key
+    logging.getLogger("agent.sip").setLevel(logging.INFO)
 
     async def main() -> None:
         ready = asyncio.Event()

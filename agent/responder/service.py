@@ -26,6 +26,11 @@ class ResponderConfig:
     twamp_port: int | None = 862
     bandwidth_port: int | None = 5201
     natprobe_port: int | None = None  # NAT binding test (agent.readiness.natprobe_server)
+    sip_port: int | None = None  # SIP UAS on UDP+TCP (agent.sip.uas)
+    sip_tls_port: int | None = None  # SIP over TLS; self-signed unless sip_cert is given
+    sip_cert: str | None = None
+    sip_key: str | None = None
+    sip_optional: bool = False  # a busy SIP port logs a warning instead of failing
 
 
 async def start_services(cfg: ResponderConfig) -> list[Service]:
@@ -46,6 +51,12 @@ async def start_services(cfg: ResponderConfig) -> list[Service]:
 
             services.append(NatProbeServer(cfg.bind, cfg.natprobe_port))
             await services[-1].start()
+        if cfg.sip_port is not None:
+            from agent.sip.uas import start_sip_service
+
+            sip = await start_sip_service(cfg)
+            if sip is not None:
+                services.append(sip)
     except BaseException:
         for s in reversed(services):
             await s.stop()

@@ -71,20 +71,32 @@ class SipUas:
         self.stats = {"options": 0, "invites": 0, "calls_completed": 0, "rejected": 0}
 
     async def start(self) -> None:
-        udp = await UdpTransport.bind(lambda *a: None, self.host, self.port)
-        self.port = udp.local[1]
-        tcp = StreamTransport(lambda *a: None)
-        await tcp.listen(self.host, self.port)
-        transports: list[UdpTransport | StreamTransport] = [udp, tcp]
-        if self.tls_port is not None:
-            if self.tls_context is None:
-                from agent.sip.tlsutil import server_context
+        from agent.sip.media import g711_payloads
 
-                self.tls_context = server_context()
-            tls = StreamTransport(lambda *a: None, server_ssl=self.tls_context, tls=True)
-            await tls.listen(self.host, self.tls_port)
-            self.tls_port = tls.local[1]
-            transports.append(tls)
+        # Encode the test tone now, so the first call's answer is not delayed by it.
+        for pt in (0, 8):
+            await asyncio.to_thread(g711_payloads, pt, 20)
+        transports: list[UdpTransport | StreamTransport] = []
+        try:
+            udp = await UdpTransport.bind(lambda *a: None, self.host, self.port)
+            transports.append(udp)
+            self.port = udp.local[1]
+            tcp = StreamTransport(lambda *a: None)
+            transports.append(tcp)
+            await tcp.listen(self.host, self.port)
+            if self.tls_port is not None:
+                if self.tls_context is None:
+                    from agent.sip.tlsutil import server_context
+
+                    self.tls_context = server_context()
+                tls = StreamTransport(lambda *a: None, server_ssl=self.tls_context, tls=True)
+                transports.append(tls)
+                await tls.listen(self.host, self.tls_port)
+                self.tls_port = tls.local[1]
+        except OSError:
+            for t in transports:
+                t.close()
+            raise
         for t in transports:
             ep = SipEndpoint(t)
             ep.on_request = self._handler(ep)
@@ -101,6 +113,8 @@ class SipUas:
         for ep in self.endpoints:
             ep.close()
         self.endpoints = []
+        for t in list(self._tasks):
+            t.cancel()
 
     def _handler(self, ep: SipEndpoint) -> Callable[[SipMessage, Addr], Awaitable[None]]:
         async def on_request(req: SipMessage, peer: Addr) -> None:
@@ -306,3 +320,23 @@ async def serve(host: str, port: int, tls_port: int | None) -> None:
 def contact_of(msg: SipMessage) -> str | None:
     contacts = msg.get_all("Contact")
     return NameAddr.parse(contacts[0]).uri if contacts else None
+
+
+async def start_sip_service(cfg: Any) -> SipUas | None:
+    """Start the UAS for the responder (`ResponderConfig.sip_*`); None when the port is busy
+    and the SIP service was not asked for explicitly."""
+    ctx = None
+    if cfg.sip_tls_port is not None:
+        from agent.sip.tlsutil import server_context
+
+        ctx = server_context(cfg.sip_cert, cfg.sip_key)
+    uas = SipUas(cfg.bind, cfg.sip_port, tls_port=cfg.sip_tls_port, tls_context=ctx)
+    try:
+        await uas.start()
+    except OSError as exc:
+        await uas.stop()
+        if not cfg.sip_optional:
+            raise
+        log.warning("SIP responder not started: port %s is busy (%s)", cfg.sip_port, exc)
+        return None
+    return uas
