@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from agent import __version__
+from agent.http import HttpError, Response, request
 
 
 class CollectorError(Exception):
@@ -68,25 +67,23 @@ class Credentials:
         os.replace(tmp, path)
 
 
-def _detail(resp: httpx.Response) -> str:
+def _detail(resp: Response) -> str:
     try:
         body = resp.json()
     except ValueError:
-        return resp.text.strip()[:200] or resp.reason_phrase
+        return resp.text.strip()[:200] or resp.reason
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])
     return json.dumps(body)[:200]
 
 
-def _check(resp: httpx.Response, what: str) -> Any:
-    if resp.status_code in (401, 403):
-        raise AuthError(
-            f"{what}: {resp.status_code} {_detail(resp)}", status=resp.status_code, retry=False
-        )
-    if resp.status_code >= 400:
-        retry = resp.status_code >= 500 or resp.status_code in (408, 429)
+def _check(resp: Response, what: str) -> Any:
+    if resp.status in (401, 403):
+        raise AuthError(f"{what}: {resp.status} {_detail(resp)}", status=resp.status, retry=False)
+    if resp.status >= 400:
+        retry = resp.status >= 500 or resp.status in (408, 429)
         raise CollectorError(
-            f"{what}: {resp.status_code} {_detail(resp)}", status=resp.status_code, retry=retry
+            f"{what}: {resp.status} {_detail(resp)}", status=resp.status, retry=retry
         )
     try:
         return resp.json()
@@ -101,10 +98,16 @@ async def enroll(
     url = url.rstrip("/")
     body = {"token": token, "hostname": socket.gethostname(), "version": __version__}
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, verify=verify) as http:
-            resp = await http.post(f"{url}/api/v1/enroll", json=body)
-    except httpx.HTTPError as exc:
-        raise CollectorError(f"enroll at {url}: {exc!r}") from None
+        resp = await request(
+            "POST",
+            f"{url}/api/v1/enroll",
+            headers={"Content-Type": "application/json"},
+            body=json.dumps(body).encode(),
+            timeout_s=timeout_s,
+            verify=verify,
+        )
+    except HttpError as exc:
+        raise CollectorError(f"enroll: {exc}") from None
     data = _check(resp, f"enroll at {url}")
     try:
         return Credentials(url, str(data["agent_id"]), str(data["agent_key"]), str(data["site_id"]))
@@ -118,21 +121,39 @@ class CollectorClient:
     def __init__(self, url: str, key: str, *, timeout_s: float = 15.0, verify: bool = True) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
-        self._http = httpx.AsyncClient(
-            base_url=self.url,
-            timeout=timeout_s,
-            verify=verify,
-            headers={"Authorization": f"Bearer {key}", "User-Agent": f"qos-scout/{__version__}"},
-        )
+        self.verify = verify
+        self._headers = {
+            "Authorization": f"Bearer {key}",
+            "User-Agent": f"qos-scout/{__version__}",
+            "Accept": "application/json",
+        }
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Nothing to release: every request has its own connection."""
 
-    async def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
         try:
-            resp = await self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise CollectorError(f"{what}: {type(exc).__name__}: {exc}") from None
+            resp = await request(
+                method,
+                self.url + path,
+                params=params,
+                headers={**self._headers, **(headers or {})},
+                body=body,
+                timeout_s=timeout_s or self.timeout_s,
+                verify=self.verify,
+            )
+        except HttpError as exc:
+            raise CollectorError(f"{what}: {exc}") from None
         return _check(resp, what)
 
     async def post_results(self, results_json: list[bytes]) -> dict[str, Any]:
@@ -142,7 +163,7 @@ class CollectorClient:
             "POST",
             "/api/v1/results",
             "ship results",
-            content=gzip.compress(body, compresslevel=6),
+            body=gzip.compress(body, compresslevel=6),
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
         )
         if not isinstance(data, dict) or not isinstance(data.get("items"), list):
@@ -155,7 +176,7 @@ class CollectorClient:
             "/api/v1/agent/jobs",
             "poll jobs",
             params={"wait": int(wait_s)},
-            timeout=wait_s + self.timeout_s,
+            timeout_s=wait_s + self.timeout_s,
         )
         jobs = data.get("jobs") if isinstance(data, dict) else None
         if not isinstance(jobs, list):
@@ -163,7 +184,11 @@ class CollectorClient:
         return [j for j in jobs if isinstance(j, dict)]
 
     async def job_status(self, job_id: str, state: str, **fields: Any) -> None:
-        body = {"state": state, **{k: v for k, v in fields.items() if v is not None}}
+        data = {"state": state, **{k: v for k, v in fields.items() if v is not None}}
         await self._call(
-            "POST", f"/api/v1/agent/jobs/{job_id}/status", f"job {job_id} status", json=body
+            "POST",
+            f"/api/v1/agent/jobs/{job_id}/status",
+            f"job {job_id} status",
+            body=json.dumps(data).encode(),
+            headers={"Content-Type": "application/json"},
         )

@@ -32,14 +32,33 @@ def available(probe: str) -> bool:
     return True
 
 
+def responder_flags() -> set[str]:
+    """The options `qos-scout responder` takes in this installation."""
+    import argparse
+
+    from agent.cli import build_parser
+
+    for action in build_parser()._subparsers._group_actions:  # type: ignore[union-attr]
+        if isinstance(action, argparse._SubParsersAction) and "responder" in action.choices:
+            return {o for a in action.choices["responder"]._actions for o in a.option_strings}
+    raise StackError("this installation has no `qos-scout responder` command")
+
+
 def responder_plan() -> tuple[list[str], dict[str, int]]:
-    """Arguments for `qos-scout responder` on free loopback ports, by service."""
+    """Arguments for `qos-scout responder` on free loopback ports, by service; services the
+    responder offers but the demo does not use are turned off."""
+    flags = responder_flags()
     ports = {"twamp": free_port(socket.SOCK_DGRAM), "bandwidth": free_port_both()}
-    args = ["--bind", "127.0.0.1", "--twamp-port", str(ports["twamp"])]
-    args += ["--bandwidth-port", str(ports["bandwidth"])]
-    if available("sip_call"):
+    if "--sip-port" in flags and available("sip_call"):
         ports["sip"] = free_port_both()
-        args += ["--sip-port", str(ports["sip"])]
+    if "--natprobe-port" in flags:
+        ports["natprobe"] = free_port(socket.SOCK_DGRAM)
+    args = ["--bind", "127.0.0.1"]
+    for name, port in ports.items():
+        args += [f"--{name}-port", str(port)]
+    for flag in sorted(flags):
+        if flag.endswith("-port") and flag[2:-5] not in ports:
+            args += [flag, "off"]
     return args, ports
 
 

@@ -2,7 +2,8 @@
 the latest result of each module and target, for sites that run their own Prometheus.
 
 Families are built at scrape time by a collector object registered in an injected registry;
-nothing here touches prometheus_client's global registry.
+nothing here touches prometheus_client's global registry. prometheus_client is imported
+only when metrics are served (an agent without a metrics port never loads it).
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from typing import TYPE_CHECKING, Any
 
 from agent.results import ProbeResult
 from agent.shipper import ShipStats
 from agent.spool import SpoolStats
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import CollectorRegistry
 
 P = "qos_scout_agent_"
 
@@ -49,7 +51,9 @@ def flatten(measurement: dict[str, Any] | None) -> Iterator[tuple[str, float]]:
                     yield f"{k}.{k2}", float(v2)
 
 
-class AgentCollector(Collector):
+class AgentCollector:
+    """A prometheus_client collector (anything with `collect()`) over the agent's state."""
+
     def __init__(
         self,
         book: ResultBook,
@@ -61,6 +65,8 @@ class AgentCollector(Collector):
         self.ship_stats = ship_stats
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         sp = self.spool_stats()
         yield GaugeMetricFamily(P + "spool_depth", "Results waiting to be shipped", value=sp.depth)
         yield GaugeMetricFamily(P + "spool_bytes", "Bytes of results in the spool", value=sp.bytes)

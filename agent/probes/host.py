@@ -8,17 +8,22 @@ the customer's router is; both belong in a ticket's evidence. The /proc parsers 
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
 import ipaddress
 import os
+import re
 import socket
 import struct
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.errors import NetworkUnreachableError, PeerError
+from agent.errors import NetworkUnreachableError, PeerError, ResolveError
 from agent.probes import ProbeContext, Target, register
 
 PROC_ROUTE = Path("/proc/net/route")
@@ -78,20 +83,49 @@ def default_gateway() -> str | None:
     return route.gateway if route else None
 
 
+_MAC = re.compile(r"^([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})(?:[:-][0-9a-f]{2}){3}$", re.I)
+
+
+def _registry_files() -> tuple[Path, Path] | None:
+    """netaddr's copy of the IEEE OUI registry (found without importing netaddr)."""
+    spec = importlib.util.find_spec("netaddr")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    base = Path(next(iter(spec.submodule_search_locations))) / "eui"
+    return base / "oui.idx", base / "oui.txt"
+
+
+def oui_org(oui: int, index_lines: Iterable[str], registry: BinaryIO) -> str | None:
+    """The organisation of `oui` from netaddr's index (`oui,offset,size` lines) and registry
+    text. Streams the index instead of loading it: a lookup is rare, memory is not."""
+    key = f"{oui},"
+    for line in index_lines:
+        if line.startswith(key):
+            _, offset, size = line.strip().split(",")
+            registry.seek(int(offset))
+            first = registry.read(int(size)).decode("utf-8", "replace").split("\n", 1)[0]
+            org = first.split("(hex)", 1)[-1].strip()
+            return org or None
+    return None
+
+
+@functools.lru_cache(maxsize=64)
 def mac_vendor(mac: str) -> str | None:
     """The organisation registered for the MAC's OUI in the IEEE registry shipped by netaddr;
     None for a locally administered (random, virtual) address or an unregistered OUI."""
-    from netaddr import EUI, AddrFormatError, NotRegisteredError
-
-    try:
-        eui = EUI(mac)
-    except AddrFormatError:
+    m = _MAC.match(mac.strip())
+    if m is None:
         return None
-    if eui.words[0] & 0x02:  # locally administered: no vendor behind it
+    octets = [int(g, 16) for g in m.groups()]
+    if octets[0] & 0x02:  # locally administered: no vendor behind it
+        return None
+    files = _registry_files()
+    if files is None:
         return None
     try:
-        return str(eui.oui.registration().org)
-    except NotRegisteredError:
+        with files[0].open() as idx, files[1].open("rb") as txt:
+            return oui_org((octets[0] << 16) | (octets[1] << 8) | octets[2], idx, txt)
+    except OSError:
         return None
 
 
@@ -104,7 +138,7 @@ class HostOptions(BaseModel):
     )
     public_address_from: str | None = Field(
         default=None,
-        description="host:port of a responder's whoami service (UDP); None: not asked",
+        description="host:port of a responder's NAT-binding service (UDP); None: not asked",
     )
 
 
@@ -145,33 +179,50 @@ class HostMeasurement(BaseModel):
     public_address: str | None
 
 
-async def whoami(target: str, timeout_s: float) -> str:
-    """Ask a responder's whoami service which address our UDP datagram came from."""
+async def public_address(target: str, timeout_s: float) -> str:
+    """Our address as the responder sees it: one BIND to its NAT-binding service, which
+    answers BOUND with the source address it saw ("ip port")."""
+    import secrets
+
+    from agent.readiness.natwire import BIND, BOUND, NatMessage, NatWireError
+
     tgt = Target.parse(target)
     if tgt.port is None:
         raise PeerError(f"public_address_from {target!r} needs a port")
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(tgt.host, tgt.port, type=socket.SOCK_DGRAM)
+    try:
+        infos = await loop.getaddrinfo(tgt.host, tgt.port, type=socket.SOCK_DGRAM)
+    except socket.gaierror:
+        raise ResolveError(f"host name {tgt.host!r} does not resolve") from None
     family, _, _, _, addr = infos[0]
+    token = secrets.token_bytes(16)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
     try:
         await loop.sock_connect(sock, addr)
         for _ in range(3):
-            await loop.sock_sendall(sock, b"WHOAMI\n")
+            await loop.sock_sendall(sock, bytes(NatMessage(BIND, token)))
             try:
-                data = await asyncio.wait_for(loop.sock_recv(sock, 512), timeout_s / 3)
+                async with asyncio.timeout(timeout_s / 3):
+                    while True:
+                        try:
+                            msg = NatMessage.parse(await loop.sock_recv(sock, 2048))
+                        except NatWireError:
+                            continue
+                        if msg.kind == BOUND and msg.token == token:
+                            break
             except TimeoutError:
                 continue
-            text = data.decode("ascii", "replace").strip().split()[-1] if data.strip() else ""
-            host = (
-                text.rsplit(":", 1)[0].strip("[]") if text.count(":") == 1 or "]" in text else text
-            )
+            seen = msg.body.decode("utf-8", "replace").split()
             try:
-                return str(ipaddress.ip_address(host))
-            except ValueError:
-                raise PeerError(f"whoami at {target} answered {data[:60]!r}") from None
-        raise PeerError(f"whoami at {target}: no answer")
+                return str(ipaddress.ip_address(seen[0]))
+            except (ValueError, IndexError):
+                raise PeerError(
+                    f"{target} answered an unreadable address {msg.body[:60]!r}"
+                ) from None
+        raise PeerError(f"no answer from the NAT-binding service at {target}")
+    except ConnectionRefusedError:
+        raise PeerError(f"nothing listens at {target} (connection refused)") from None
     finally:
         sock.close()
 
@@ -223,7 +274,8 @@ async def probe_host(target: Target, opts: HostOptions, ctx: ProbeContext) -> Ho
         )
     public = None
     if opts.public_address_from:
-        public = await whoami(opts.public_address_from, max(1.0, ctx.timeout_s - opts.sample_s - 1))
+        wait = max(1.0, ctx.timeout_s - opts.sample_s - 1.0)
+        public = await public_address(opts.public_address_from, wait)
     mem, swap = psutil.virtual_memory(), psutil.swap_memory()
     load = os.getloadavg()
     return HostMeasurement(

@@ -1,0 +1,167 @@
+"""A small asyncio HTTP/1.1 client for the agent's few calls to the collector.
+
+One request per connection (`Connection: close`), bodies by Content-Length, chunked
+encoding or end of stream, TLS through the standard library. It exists to keep the agent
+process light (an HTTP client library costs several MB of resident memory at idle).
+`parse_head` is pure and fails only with `HttpError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+MAX_HEAD = 64 * 1024
+MAX_BODY = 32 * 1024 * 1024
+
+
+class HttpError(Exception):
+    """The exchange failed: no connection, a timeout, or an answer that is not HTTP/1.x."""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    reason: str
+    headers: dict[str, str]  # names in lower case; repeated headers joined with ", "
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def parse_head(data: bytes) -> tuple[int, str, dict[str, str]]:
+    """Status line and headers of a response head (without the blank line)."""
+    try:
+        text = data.decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        raise HttpError("response head is not text") from None
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+        raise HttpError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+    if not (len(parts[1]) == 3 and parts[1].isdigit()):
+        raise HttpError(f"bad status code {parts[1][:10]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise HttpError(f"malformed header line {line[:80]!r}")
+        key = name.lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = bytearray()
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        size_text = line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise HttpError(f"bad chunk size {size_text[:20]!r}") from None
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                pass
+            return bytes(body)
+        if len(body) + size > MAX_BODY:
+            raise HttpError("response body is too large")
+        body += await reader.readexactly(size)
+        if await reader.readexactly(2) != b"\r\n":
+            raise HttpError("chunk is not followed by CRLF")
+
+
+async def _read_body(
+    reader: asyncio.StreamReader, method: str, status: int, headers: dict[str, str]
+) -> bytes:
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return b""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return await _read_chunked(reader)
+    if "content-length" in headers:
+        try:
+            n = int(headers["content-length"])
+        except ValueError:
+            raise HttpError(f"bad Content-Length {headers['content-length'][:20]!r}") from None
+        if not 0 <= n <= MAX_BODY:
+            raise HttpError(f"Content-Length {n} is out of range")
+        return await reader.readexactly(n)
+    body = await reader.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        raise HttpError("response body is too large")
+    return body
+
+
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+async def request(
+    method: str,
+    url: str,
+    *,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    timeout_s: float = 15.0,
+    verify: bool = True,
+) -> Response:
+    """One HTTP exchange; raises HttpError for anything but a complete HTTP response."""
+    u = urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise HttpError(f"not an http(s) URL: {url!r}")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    target = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    if params:
+        target += ("&" if "?" in target else "?") + urlencode(params)
+    host = u.hostname if ":" not in u.hostname else f"[{u.hostname}]"
+    hdrs = {"Host": host if u.port is None else f"{host}:{u.port}", "Connection": "close"}
+    hdrs.update(headers or {})
+    if body or method in ("POST", "PUT", "PATCH"):
+        hdrs["Content-Length"] = str(len(body))
+    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(
+                u.hostname,
+                port,
+                ssl=_ssl_context(verify) if u.scheme == "https" else None,
+                limit=MAX_HEAD,
+            )
+            writer.write(head.encode("latin-1") + b"\r\n" + body)
+            await writer.drain()
+            raw = await reader.readuntil(b"\r\n\r\n")
+            status, reason, rh = parse_head(raw[:-4])
+            while status == 100:  # an interim answer: the real one follows
+                raw = await reader.readuntil(b"\r\n\r\n")
+                status, reason, rh = parse_head(raw[:-4])
+            data = await _read_body(reader, method, status, rh)
+    except TimeoutError:
+        raise HttpError(f"{method} {url}: no complete answer within {timeout_s:g} s") from None
+    except asyncio.IncompleteReadError:
+        raise HttpError(f"{method} {url}: the connection closed mid-answer") from None
+    except asyncio.LimitOverrunError:
+        raise HttpError(f"{method} {url}: response head is too large") from None
+    except OSError as exc:  # refused, unreachable, reset, TLS failures
+        raise HttpError(f"{method} {url}: {exc.strerror or exc}") from None
+    finally:
+        if writer is not None:
+            writer.close()
+    return Response(status, reason, rh, data)
