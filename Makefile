@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/qos-scout probe icmp 127.0.0.1 --count 5 --interval 0.05
+	$(BIN)/qos-scout demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent collector tests bench dashboards
