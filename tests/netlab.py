@@ -308,6 +308,12 @@ class NetLab:
             raise RuntimeError(f"nft rejected {script!r}: {res.stderr.strip()}")
         return NftRule(self, node, table)
 
+    def nft_script(self, node: str, script: str) -> None:
+        """Load an nftables script (e.g. a NAT table) in the node's namespace."""
+        res = _sh(self._argv(node, ["nft", "-f", "-"]), input=script, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"nft rejected {script!r}: {res.stderr.strip()}")
+
     @staticmethod
     def _dir(direction: str, iface: str) -> tuple[str, str]:
         if direction == "out":
