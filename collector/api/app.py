@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from agent import __version__
-from collector.api import routes_agent, routes_partner, routes_tickets
+from collector.api import routes_agent, routes_partner, routes_readiness, routes_tickets
 from collector.api.state import AppState
 from collector.db import current_revision, head_revision
 from collector.errors import CollectorError
@@ -22,6 +22,7 @@ from collector.evaluation import RuleBook
 from collector.logs import AccessLog
 from collector.metrics import StoreCollector
 from collector.store import Store
+from collector.web import routes as web_routes
 from collector.worker import outbox_loop, silent_loop
 
 
@@ -64,6 +65,8 @@ def create_app(
     app.include_router(routes_agent.router)
     app.include_router(routes_partner.router)
     app.include_router(routes_tickets.router)
+    app.include_router(routes_readiness.router)
+    app.include_router(web_routes.router)
 
     @app.exception_handler(CollectorError)
     async def _collector_error(_req: Request, exc: CollectorError) -> JSONResponse:

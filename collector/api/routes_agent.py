@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from collector import jobs, tenants
+from collector import jobs, readiness, tenants
 from collector.api.models import EnrollIn, JobStatusIn
 from collector.api.state import app_state, current_agent
 from collector.errors import CollectorError, PayloadTooLarge
@@ -103,6 +103,8 @@ async def job_status(
 
     def run() -> dict[str, Any]:
         with st.store.write() as conn:
-            return jobs.update_status(conn, agent, job_id, body.model_dump(), st.clock())
+            job = jobs.update_status(conn, agent, job_id, body.model_dump(), st.clock())
+            readiness.on_job_update(conn, st.store.config, job, st.clock())
+            return job
 
     return await run_in_threadpool(run)

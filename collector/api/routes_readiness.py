@@ -1,0 +1,105 @@
+"""Readiness routes: queue a site's readiness test, follow it, fetch its report, open a
+ticket from it, and attach gathered call info to a ticket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.readiness.model import CallInfo
+from collector import readiness
+from collector.api.routes_partner import PartnerDep, _read, _write
+from collector.api.state import app_state
+from collector.errors import NotFound
+
+router = APIRouter(prefix="/api/v1", tags=["readiness"])
+
+
+class ReadinessIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    options: dict[str, Any] = Field(default_factory=dict, description="ReadinessOptions")
+    call_info: CallInfo | None = None
+    open_ticket: bool = Field(default=True, description="a failed test opens a ticket")
+
+
+class CallInfoIn(CallInfo):
+    actor: str = Field(default="partner", max_length=200)
+
+
+@router.post("/sites/{site_id}/readiness", status_code=201)
+async def queue_readiness(
+    p: PartnerDep, site_id: str, request: Request, body: ReadinessIn | None = None
+) -> dict[str, Any]:
+    """Queue the readiness suite for the site's agent; answers the test (state "queued")."""
+    st, b = app_state(request), body or ReadinessIn()
+    ci = b.call_info.filled() if b.call_info else None
+
+    def run(c: Any) -> dict[str, Any]:
+        job = readiness.queue(c, p["id"], site_id, b.options, ci, b.open_ticket, st.clock())
+        return readiness.view(c, p["id"], job["id"])
+
+    out = await _write(st, run)
+    st.signal_jobs(site_id)
+    return out
+
+
+@router.get("/sites/{site_id}/readiness")
+async def list_readiness(p: PartnerDep, site_id: str, request: Request) -> list[Any]:
+    return await _read(app_state(request), lambda c: readiness.list_for_site(c, p["id"], site_id))
+
+
+@router.get("/readiness/{job_id}")
+async def get_readiness(p: PartnerDep, job_id: str, request: Request) -> dict[str, Any]:
+    """Progress while it runs; the verdict, report and ticket once done."""
+    return await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
+
+
+@router.get("/readiness/{job_id}/report.html", response_class=HTMLResponse)
+async def report_html(p: PartnerDep, job_id: str, request: Request) -> HTMLResponse:
+    from agent.readiness.report import to_html
+
+    v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
+    rep = _report(v, job_id)
+    return HTMLResponse(to_html(rep))
+
+
+@router.get("/readiness/{job_id}/report.json")
+async def report_json(p: PartnerDep, job_id: str, request: Request) -> JSONResponse:
+    v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
+    return JSONResponse(_report(v, job_id).model_dump(mode="json"))
+
+
+def _report(v: dict[str, Any], job_id: str) -> Any:
+    from agent.readiness.report import load_json
+
+    if v["report"] is None:
+        raise NotFound(f"readiness test {job_id} has no report yet ({v['state']})")
+    return load_json(v["report"])
+
+
+@router.post("/readiness/{job_id}/ticket", status_code=201)
+async def ticket_from_readiness(p: PartnerDep, job_id: str, request: Request) -> dict[str, Any]:
+    """Open (or return) the ticket for a failed or warned test, with the report attached."""
+    st = app_state(request)
+    cfg = st.store.config
+    tid = await _write(st, lambda c: readiness.open_ticket(c, cfg, p["id"], job_id, st.clock()))
+    return {"ticket_id": tid}
+
+
+@router.put("/tickets/{ticket_id}/call_info")
+async def ticket_call_info(
+    p: PartnerDep, ticket_id: str, body: CallInfoIn, request: Request
+) -> dict[str, Any]:
+    """Gathered call info (user, numbers, time, firewall, circuit) for a ticket."""
+    st = app_state(request)
+    info = CallInfo.model_validate(body.model_dump(exclude={"actor"}))
+    return await _write(
+        st,
+        lambda c: readiness.add_ticket_call_info(
+            c, p["id"], ticket_id, info, body.actor, st.clock()
+        ),
+    )

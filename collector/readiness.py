@@ -1,0 +1,215 @@
+"""Readiness tests on the collector: queue the agent's "readiness" suite for a site, read
+its progress and report, and open a ticket with the report attached when it fails.
+
+Storage is the jobs table (kind "suite", spec.suite "readiness"); the report is the
+agent's job report under "readiness" (agent.readiness.model.ReadinessReport, versioned).
+A failed test opens one ticket (rule "readiness", target "readiness:<job id>") when the
+job asked for it (spec.open_ticket, default true); any failed or warned test can open one
+by hand. Call info gathered for a ticket is stored in its evidence and as an event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from agent.readiness.model import CallInfo, ReadinessReport
+from agent.readiness.options import ReadinessOptions
+from collector import jobs, tickets
+from collector.config import CollectorConfig
+from collector.context import load_site_context
+from collector.errors import Conflict, Invalid, NotFound
+from collector.keys import new_id
+from collector.schema import jobs as jobs_table
+from collector.schema import tickets as tickets_table
+from collector.tenants import get_site
+
+RULE_ID = "readiness"
+SITE_CALL_INFO_KEYS = tuple(CallInfo.model_fields)
+
+
+def _validate_options(options: dict[str, Any]) -> None:
+    probe = {"responder": "placeholder.invalid", **options}
+    try:
+        ReadinessOptions.model_validate(probe)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise Invalid(f"readiness options: {loc}: {msg}") from None
+
+
+def site_call_info(site: dict[str, Any]) -> dict[str, Any]:
+    """The site's gathered call info, plus firewall and circuit speed from its fields."""
+    info = {k: v for k, v in (site.get("call_info") or {}).items() if k in SITE_CALL_INFO_KEYS}
+    fw = " ".join(x for x in (site.get("firewall_make"), site.get("firewall_model")) if x)
+    if fw and not info.get("firewall"):
+        info["firewall"] = fw
+    down, up = site.get("contracted_down_bps"), site.get("contracted_up_bps")
+    if (down or up) and not info.get("circuit_speed"):
+        info["circuit_speed"] = f"{(down or 0) / 1e6:g}/{(up or 0) / 1e6:g} Mbit/s down/up"
+    return {k: v for k, v in info.items() if v}
+
+
+def queue(
+    conn: sa.Connection, partner_id: str, site_id: str, options: dict[str, Any],
+    call_info: dict[str, Any] | None, open_ticket: bool, now: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Queue a readiness job; the site's contract, SIP server and call info fill the gaps."""
+    site = get_site(conn, partner_id, site_id)
+    opts = dict(options)
+    if site.get("contracted_down_bps") and "contracted_down_mbps" not in opts:
+        opts["contracted_down_mbps"] = site["contracted_down_bps"] / 1e6
+    if site.get("contracted_up_bps") and "contracted_up_mbps" not in opts:
+        opts["contracted_up_mbps"] = site["contracted_up_bps"] / 1e6
+    if site.get("sip_server") and "sip_server" not in opts:
+        opts["sip_server"] = site["sip_server"]
+    opts["call_info"] = {**site_call_info(site), **(call_info or {})}
+    _validate_options(opts)
+    spec = {"suite": "readiness", "options": opts, "open_ticket": open_ticket}
+    return jobs.create_job(conn, partner_id, site_id, "suite", spec, now)
+
+
+def _is_readiness(job: dict[str, Any]) -> bool:
+    return job["kind"] == "suite" and (job["spec"] or {}).get("suite") == "readiness"
+
+
+def report_of(job: dict[str, Any]) -> ReadinessReport | None:
+    rep = (job.get("report") or {}).get("readiness")
+    if not rep:
+        return None
+    try:
+        return ReadinessReport.model_validate(rep)
+    except ValidationError:
+        return None
+
+
+def _ticket_for(conn: sa.Connection, job: dict[str, Any]) -> str | None:
+    return conn.execute(
+        sa.select(tickets_table.c.id).where(
+            tickets_table.c.site_id == job["site_id"],
+            tickets_table.c.rule_id == RULE_ID,
+            tickets_table.c.target == f"readiness:{job['id']}",
+        )
+    ).scalar()
+
+
+def view(conn: sa.Connection, partner_id: str, job_id: str) -> dict[str, Any]:
+    """The job (progress), its report and verdict when done, and its ticket if any."""
+    job = jobs.get_job(conn, partner_id, job_id)
+    if not _is_readiness(job):
+        raise NotFound(f"readiness test {job_id} not found")
+    rep = report_of(job)
+    return {
+        "id": job["id"], "site_id": job["site_id"], "state": job["state"],
+        "progress": job["progress"], "message": job["message"],
+        "created_at": job["created_at"], "updated_at": job["updated_at"],
+        "options": {k: v for k, v in (job["spec"].get("options") or {}).items()
+                    if k != "sip_password"},
+        "verdict": rep.verdict if rep else None,
+        "report": rep.model_dump(mode="json") if rep else None,
+        "ticket_id": _ticket_for(conn, job),
+    }  # fmt: skip
+
+
+def list_for_site(
+    conn: sa.Connection, partner_id: str, site_id: str, limit: int = 20
+) -> list[dict[str, Any]]:
+    get_site(conn, partner_id, site_id)
+    q = (
+        sa.select(jobs_table.c.id)
+        .where(jobs_table.c.site_id == site_id, jobs_table.c.kind == "suite")
+        .order_by(jobs_table.c.created_at.desc())
+        .limit(limit * 5)
+    )
+    out = []
+    for (jid,) in conn.execute(q):
+        job = jobs.get_job(conn, partner_id, jid)
+        if _is_readiness(job):
+            v = view(conn, partner_id, jid)
+            v.pop("report")
+            out.append(v)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def open_ticket(
+    conn: sa.Connection, config: CollectorConfig, partner_id: str, job_id: str, now: float,
+    actor: str = "collector",
+) -> str:  # fmt: skip
+    """Open (or return) the ticket for a finished readiness test that failed or warned."""
+    job = jobs.get_job(conn, partner_id, job_id)
+    if not _is_readiness(job):
+        raise NotFound(f"readiness test {job_id} not found")
+    existing = _ticket_for(conn, job)
+    if existing:
+        return str(existing)
+    rep = report_of(job)
+    if job["state"] != "done" or rep is None:
+        raise Conflict(f"readiness test {job_id} has no report yet ({job['state']})")
+    if rep.verdict not in ("fail", "warn"):
+        raise Conflict(f"readiness test {job_id} passed: nothing to open a ticket for")
+    ctx = load_site_context(conn, job["site_id"])
+    bad = [c for c in rep.checks if c.status == rep.verdict]
+    names = ", ".join(c.name for c in bad[:3]) + (" ..." if len(bad) > 3 else "")
+    tid = new_id()
+    conn.execute(
+        tickets_table.insert().values(
+            id=tid, partner_id=ctx.partner_id, customer_id=ctx.customer_id, site_id=ctx.site_id,
+            rule_id=RULE_ID, target=f"readiness:{job_id}",
+            severity="critical" if rep.verdict == "fail" else "warning", state="open",
+            title=f"{ctx.site['name']}: VoIP readiness test {rep.verdict}ed ({names})",
+            opened_at=now, updated_at=now, reopen_count=0,
+            evidence={
+                "readiness_job_id": job_id, "readiness": rep.model_dump(mode="json"),
+                "failed_checks": [c.model_dump(mode="json") for c in bad],
+                "call_info": rep.call_info.filled(), "site": ctx.site_info(),
+            },
+        )
+    )  # fmt: skip
+    tickets._event(conn, tid, "opened", now, f"readiness test {job_id} {rep.verdict}ed", actor)
+    tickets._notify(conn, config, ctx, tid, "opened", now)
+    return tid
+
+
+def on_job_update(
+    conn: sa.Connection, config: CollectorConfig, job: dict[str, Any], now: float
+) -> None:
+    """After an agent reports a job: a failed readiness test that asked for it opens a ticket."""
+    if not _is_readiness(job) or job["state"] != "done" or not job["spec"].get("open_ticket"):
+        return
+    rep = report_of(job)
+    if rep is not None and rep.verdict == "fail":
+        partner_id = conn.execute(
+            sa.select(jobs_table.c.partner_id).where(jobs_table.c.id == job["id"])
+        ).scalar_one()
+        open_ticket(conn, config, partner_id, job["id"], now)
+
+
+def add_ticket_call_info(
+    conn: sa.Connection, partner_id: str, ticket_id: str, info: CallInfo, actor: str, now: float
+) -> dict[str, Any]:
+    """Attach gathered call info to a ticket (evidence.call_info, plus an event)."""
+    t = conn.execute(
+        sa.select(tickets_table).where(
+            tickets_table.c.id == ticket_id, tickets_table.c.partner_id == partner_id
+        )
+    ).first()
+    if t is None:
+        raise NotFound(f"ticket {ticket_id} not found")
+    evidence = dict(t.evidence or {})
+    merged = {**(evidence.get("call_info") or {}), **info.filled()}
+    evidence["call_info"] = merged
+    conn.execute(
+        tickets_table.update()
+        .where(tickets_table.c.id == ticket_id)
+        .values(evidence=evidence, updated_at=now)
+    )
+    text = "; ".join(f"{k}: {v}" for k, v in info.filled().items())
+    tickets._event(conn, ticket_id, "call_info", now, text, actor, info.filled())
+    out = tickets.get_ticket(conn, partner_id, ticket_id)
+    out["evidence"] = evidence
+    return out

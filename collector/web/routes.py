@@ -1,0 +1,336 @@
+"""The support web pages (/ui): log in with a partner key, sites, readiness tests, tickets.
+
+Authentication: the login form checks a partner key and keeps it in an HttpOnly,
+SameSite=Strict cookie (every request re-checks it, like the API's bearer key). POSTs must
+come from the same origin (Origin/Referer checked when the browser sends them). Every
+query is scoped to the logged-in partner through the same store functions as the API.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import ValidationError
+
+from agent.readiness.model import CallInfo
+from collector import readiness, tenants, tickets
+from collector.api.routes_partner import _read, _write
+from collector.api.state import AppState, app_state
+from collector.errors import CollectorError, Unauthorized
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+COOKIE = "qs_partner_key"
+ENV = Environment(
+    loader=PackageLoader("collector.web", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+CALLINFO_FIELDS = [
+    ("user", "User"), ("caller_number", "Caller number"), ("callee_number", "Callee number"),
+    ("call_time", "Time of the bad call"), ("firewall", "Firewall make/model"),
+    ("circuit_speed", "Circuit speed"), ("notes", "Notes"),
+]  # fmt: skip
+
+
+def render(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    ctx.setdefault("callinfo_fields", CALLINFO_FIELDS)
+    return HTMLResponse(ENV.get_template(name).render(**ctx), status_code=status)
+
+
+async def _partner(request: Request) -> dict[str, Any] | None:
+    key = request.cookies.get(COOKIE)
+    if not key:
+        return None
+    st = app_state(request)
+    try:
+        return await _read(st, lambda c: tenants.partner_by_key(c, key))
+    except Unauthorized:
+        return None
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", status_code=303)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The urlencoded form body; refuses a cross-origin POST."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if origin and urlsplit(origin).netloc != request.url.netloc:
+        raise Unauthorized("cross-origin form submission refused")
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+
+
+def _ts(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, int | float):
+        return tickets.iso(v)
+    return str(v)
+
+
+# --------------------------------------------------------------------------- login
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(next: str = "/ui/") -> HTMLResponse:
+    return render("login.html", next=next if next.startswith("/ui") else "/ui/", partner=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    key = form.get("key", "").strip()
+    nxt = form.get("next", "/ui/")
+    if not nxt.startswith("/ui"):
+        nxt = "/ui/"
+    st = app_state(request)
+    try:
+        await _read(st, lambda c: tenants.partner_by_key(c, key))
+    except Unauthorized:
+        return render("login.html", 401, next=nxt, partner=None, error="Unknown partner key.")
+    resp = RedirectResponse(nxt, status_code=303)
+    resp.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/ui",
+                    secure=request.url.scheme == "https", max_age=12 * 3600)  # fmt: skip
+    return resp
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    resp = RedirectResponse("/ui/login", status_code=303)
+    resp.delete_cookie(COOKIE, path="/ui")
+    return resp
+
+
+# --------------------------------------------------------------------------- sites
+
+
+def _sites_overview(st: AppState, c: Any, pid: str) -> list[dict[str, Any]]:
+    worst = tickets.worst_open_by_site(c)
+    customers = {x["id"]: x["name"] for x in tenants.list_customers(c, pid)}
+    seen: dict[str, Any] = {}
+    for a in tenants.list_agents(c, pid):
+        last = a.get("last_seen_at")
+        if last is not None and (a["site_id"] not in seen or last > seen[a["site_id"]]):
+            seen[a["site_id"]] = last
+    out = []
+    for s in tenants.list_sites(c, pid):
+        state = worst.get(s["id"], "ok")
+        tests = readiness.list_for_site(c, pid, s["id"], limit=1)
+        out.append({
+            "id": s["id"], "name": s["name"], "customer": customers.get(s["customer_id"], ""),
+            "state": state, "state_label": {"ok": "OK"}.get(state, f"{state} ticket"),
+            "last_seen": (_ts(seen.get(s["id"])) or "")[:19].replace("T", " ") or None,
+            "readiness": tests[0] if tests else None,
+        })  # fmt: skip
+    return out
+
+
+@router.get("/", response_class=HTMLResponse)
+async def sites_page(request: Request) -> Response:
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    st = app_state(request)
+    rows = await _read(st, lambda c: _sites_overview(st, c, p["id"]))
+    return render("sites.html", partner=p, sites=rows)
+
+
+def _site_page_data(c: Any, pid: str, site_id: str) -> dict[str, Any]:
+    site = tenants.get_site(c, pid, site_id)
+    agents = [
+        {"hostname": a["hostname"], "last_seen": (_ts(a.get("last_seen_at")) or "")[:19]}
+        for a in tenants.list_agents(c, pid, site_id)
+    ]
+    return {
+        "site": site, "agents": agents, "facts": readiness.site_call_info(site),
+        "callinfo": site.get("call_info") or {},
+        "tests": readiness.list_for_site(c, pid, site_id),
+        "tickets": tickets.list_tickets(c, pid, "open", site_id),
+    }  # fmt: skip
+
+
+@router.get("/sites/{site_id}", response_class=HTMLResponse)
+async def site_page(request: Request, site_id: str) -> Response:
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    data = await _read(app_state(request), lambda c: _site_page_data(c, p["id"], site_id))
+    defaults = {"calls": 10, "responder": "", "options": ""}
+    return render("site.html", partner=p, defaults=defaults,
+                  callinfo_action=f"/ui/sites/{site_id}/call_info", **data)  # fmt: skip
+
+
+@router.post("/sites/{site_id}/readiness")
+async def run_readiness(request: Request, site_id: str) -> Response:
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    form = await _form(request)
+    st = app_state(request)
+    try:
+        options: dict[str, Any] = json.loads(form["options"]) if form.get("options") else {}
+        if not isinstance(options, dict):
+            raise ValueError("advanced options must be a JSON object")
+        if form.get("calls"):
+            options["calls"] = int(form["calls"])
+        if form.get("responder", "").strip():
+            options["responder"] = form["responder"].strip()
+        job = await _write(st, lambda c: readiness.queue(c, p["id"], site_id, options, None,
+                                                         True, st.clock()))  # fmt: skip
+    except (ValueError, CollectorError) as exc:
+        msg = exc.message if isinstance(exc, CollectorError) else str(exc)
+        data = await _read(st, lambda c: _site_page_data(c, p["id"], site_id))
+        return render("site.html", 400, partner=p, error=msg,
+                      defaults={"calls": form.get("calls", 10),
+                                "responder": form.get("responder", ""),
+                                "options": form.get("options", "")},
+                      callinfo_action=f"/ui/sites/{site_id}/call_info", **data)  # fmt: skip
+    st.signal_jobs(site_id)
+    return RedirectResponse(f"/ui/readiness/{job['id']}", status_code=303)
+
+
+@router.post("/sites/{site_id}/call_info")
+async def site_call_info(request: Request, site_id: str) -> Response:
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    form = await _form(request)
+    info = {k: form.get(k, "").strip() for k, _ in CALLINFO_FIELDS}
+    info = {k: v for k, v in info.items() if v}
+    st = app_state(request)
+    await _write(st, lambda c: tenants.update_site(c, p["id"], site_id, {"call_info": info}))
+    return RedirectResponse(f"/ui/sites/{site_id}", status_code=303)
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+@router.get("/readiness/{job_id}", response_class=HTMLResponse)
+async def readiness_page(request: Request, job_id: str) -> Response:
+    from agent.readiness.report import STYLE, load_json, render_body
+
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    st = app_state(request)
+
+    def run(c: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        v = readiness.view(c, p["id"], job_id)
+        return v, tenants.get_site(c, p["id"], v["site_id"])
+
+    test, site = await _read(st, run)
+    html = render_body(load_json(test["report"])) if test["report"] else ""
+    return render("readiness.html", partner=p, test=test, site=site, report_html=html,
+                  report_style=STYLE)  # fmt: skip
+
+
+@router.get("/readiness/{job_id}/status")
+async def readiness_status(request: Request, job_id: str) -> Response:
+    p = await _partner(request)
+    if p is None:
+        return JSONResponse({"detail": "not logged in"}, status_code=401)
+    v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
+    keep = ("id", "state", "progress", "message", "verdict", "ticket_id")
+    return JSONResponse({k: v[k] for k in keep})
+
+
+@router.get("/readiness/{job_id}/report.{fmt}")
+async def readiness_report(request: Request, job_id: str, fmt: str) -> Response:
+    from agent.readiness.report import load_json, to_html, to_json
+
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
+    if v["report"] is None or fmt not in ("html", "json"):
+        return HTMLResponse("no such report", status_code=404)
+    rep = load_json(v["report"])
+    name = f"readiness-{job_id[:8]}.{fmt}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if fmt == "html":
+        return HTMLResponse(to_html(rep), headers=headers)
+    return Response(to_json(rep), media_type="application/json", headers=headers)
+
+
+@router.post("/readiness/{job_id}/ticket")
+async def readiness_ticket(request: Request, job_id: str) -> Response:
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    await _form(request)
+    st = app_state(request)
+    cfg = st.store.config
+    tid = await _write(st, lambda c: readiness.open_ticket(c, cfg, p["id"], job_id, st.clock(),
+                                                          p["name"]))  # fmt: skip
+    return RedirectResponse(f"/ui/tickets/{tid}", status_code=303)
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+@router.get("/tickets", response_class=HTMLResponse)
+async def tickets_page(request: Request, state: str = "open") -> Response:
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    st_filter = state if state in ("open", "acknowledged", "resolved") else "open"
+    rows = await _read(app_state(request),
+                       lambda c: tickets.list_tickets(c, p["id"], st_filter))  # fmt: skip
+    return render("tickets.html", partner=p, tickets=rows)
+
+
+@router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
+async def ticket_page(request: Request, ticket_id: str, notice: str = "") -> Response:
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    t = await _read(app_state(request), lambda c: tickets.get_ticket(c, p["id"], ticket_id))
+    ev = t.get("evidence") or {}
+    return render(
+        "ticket.html", partner=p, ticket=t, notice=notice,
+        readiness_job=ev.get("readiness_job_id"), failed_checks=ev.get("failed_checks") or [],
+        results=ev.get("results") or [], rule=ev.get("rule"),
+        callinfo={**((ev.get("site") or {}).get("call_info") or {}), **(ev.get("call_info") or {})},
+        callinfo_action=f"/ui/tickets/{ticket_id}/call_info",
+    )  # fmt: skip
+
+
+@router.post("/tickets/{ticket_id}/{action}")
+async def ticket_action(request: Request, ticket_id: str, action: str) -> Response:
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    form = await _form(request)
+    st = app_state(request)
+    actor, msg, now = p["name"], form.get("message", "").strip(), st.clock()
+    cfg = st.store.config
+    try:
+        if action == "ack":
+            await _write(st, lambda c: tickets.acknowledge(c, p["id"], ticket_id, actor, msg, now))
+        elif action == "resolve":
+            await _write(st, lambda c: tickets.resolve(c, cfg, p["id"], ticket_id, actor, msg,
+                                                       now))  # fmt: skip
+        elif action == "comments":
+            if not msg:
+                raise ValueError("a comment cannot be empty")
+            await _write(st, lambda c: tickets.comment(c, p["id"], ticket_id, actor, msg, now))
+        elif action == "call_info":
+            info = CallInfo.model_validate({k: form.get(k, "").strip() or None
+                                            for k, _ in CALLINFO_FIELDS})  # fmt: skip
+            await _write(
+                st,
+                lambda c: readiness.add_ticket_call_info(c, p["id"], ticket_id, info, actor, now),
+            )
+        else:
+            return HTMLResponse("unknown action", status_code=404)
+    except (CollectorError, ValueError, ValidationError) as exc:
+        msg = exc.message if isinstance(exc, CollectorError) else str(exc)
+        return RedirectResponse(f"/ui/tickets/{ticket_id}?notice={quote(msg)}", status_code=303)
+    return RedirectResponse(f"/ui/tickets/{ticket_id}", status_code=303)
