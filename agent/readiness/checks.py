@@ -191,20 +191,21 @@ def dscp_checks(m: dict[str, Any]) -> list[Check]:
     # upstream marking survived.
     out.append(_dscp_check("dscp.down", "DSCP downstream (reply as received here)",
                            fwd if fwd is not None else sent, back,
-                           m.get("backward", {}).get("dscp_counts", {})))  # fmt: skip
+                           m.get("backward", {}).get("dscp_counts", {}), "reflected"))  # fmt: skip
     return out
 
 
 def _dscp_check(
-    cid: str, name: str, sent: int | None, got: int | None, counts: dict[str, int]
-) -> Check:
+    cid: str, name: str, sent: int | None, got: int | None, counts: dict[str, int],
+    verb: str = "sent",
+) -> Check:  # fmt: skip
     if got is None or sent is None:
         return skipped(cid, "dscp", name, "no marked packet came back")
     ok = got == sent
     explanation, fix = ("", "") if ok else FIXES["dscp"]
     return Check(
         id=cid, group="dscp", name=name, status="pass" if ok else "warn", value=float(got),
-        display=f"sent {sent}, received {got}", threshold="warn if the DSCP changes",
+        display=f"{verb} {sent}, received {got}", threshold="warn if the DSCP changes",
         source="RFC 4594 (EF for telephony), RFC 7750 (reflected DSCP)",
         explanation=explanation, fix=fix, details={"counts": counts},
     )  # fmt: skip
