@@ -150,66 +150,107 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
+class RawPool:
+    """A minimal HTTP/1.1 keep-alive client (a fixed pool of connections), so the load
+    generator spends little CPU per request and measures the collector, not itself."""
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        self.host, self.port, self.size = host, port, size
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+        self.conns: list[asyncio.StreamWriter] = []
+
+    async def open(self) -> RawPool:
+        for _ in range(self.size):
+            r, w = await asyncio.open_connection(self.host, self.port)
+            self.conns.append(w)
+            self.idle.put_nowait((r, w))
+        return self
+
+    async def post(self, path: str, body: bytes, key: str) -> tuple[int, bytes]:
+        r, w = await self.idle.get()
+        try:
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            w.write(head.encode() + body)
+            status = int((await r.readline()).split()[1])
+            length = 0
+            while (line := await r.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            return status, await r.readexactly(length)
+        finally:
+            self.idle.put_nowait((r, w))
+
+    def close(self) -> None:
+        for w in self.conns:
+            w.close()
+
+
 async def throughput(url: str, keys: list[str], batch: int, conc: int, duration: float):
     lat: list[float] = []
     stored = 0
     errors = 0
     rnd = random.Random(1)
-    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        end = time.monotonic() + duration
+    host, port = url.removeprefix("http://").split(":")
+    pool = await RawPool(host, int(port), conc).open()
+    end = time.monotonic() + duration
 
-        async def worker(i: int) -> None:
-            nonlocal stored, errors
-            h = {
-                "Authorization": f"Bearer {keys[i % len(keys)]}",
-                "Content-Type": "application/json",
-            }
-            while time.monotonic() < end:
-                body = batch_body(batch, rnd)
-                t0 = time.perf_counter()
-                r = await client.post("/api/v1/results", content=body, headers=h)
-                lat.append(time.perf_counter() - t0)
-                if r.status_code == 200:
-                    stored += r.json()["stored"]
-                else:
-                    errors += 1
+    async def worker(i: int) -> None:
+        nonlocal stored, errors
+        key = keys[i % len(keys)]
+        while time.monotonic() < end:
+            body = batch_body(batch, rnd)
+            t0 = time.perf_counter()
+            status, data = await pool.post("/api/v1/results", body, key)
+            lat.append(time.perf_counter() - t0)
+            if status == 200:
+                stored += json.loads(data)["stored"]
+            else:
+                errors += 1
 
-        t0 = time.monotonic()
-        await asyncio.gather(*(worker(i) for i in range(conc)))
-        elapsed = time.monotonic() - t0
+    t0 = time.monotonic()
+    await asyncio.gather(*(worker(i) for i in range(conc)))
+    elapsed = time.monotonic() - t0
+    pool.close()
     return stored / elapsed, lat, errors
 
 
 async def fleet(url: str, keys: list[str], batch: int, period: float):
-    """Each agent posts once at a random phase within `period` (open loop)."""
+    """Each agent posts once at a random phase within `period` (open loop). Latency runs
+    from the scheduled send until the answer is read (waiting for a free connection
+    included); `lag` is how late the generator itself was at each send."""
     lat: list[float] = []
     lag: list[float] = []
     errors = 0
     rnd = random.Random(2)
     plan = sorted((rnd.uniform(0, period), k) for k in keys)
-    limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        start = time.monotonic()
+    host, port = url.removeprefix("http://").split(":")
+    pool = await RawPool(host, int(port), 256).open()
+    start = time.monotonic()
 
-        async def one(at: float, key: str) -> None:
-            nonlocal errors
-            body = batch_body(batch, rnd)
-            h = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-            t0 = time.perf_counter()
-            r = await client.post("/api/v1/results", content=body, headers=h)
-            lat.append(time.perf_counter() - t0)
-            if r.status_code != 200:
-                errors += 1
+    async def one(key: str) -> None:
+        nonlocal errors
+        body = batch_body(batch, rnd)
+        t0 = time.perf_counter()
+        status, _ = await pool.post("/api/v1/results", body, key)
+        lat.append(time.perf_counter() - t0)
+        if status != 200:
+            errors += 1
 
-        tasks = []
-        for at, key in plan:
-            delay = start + at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            lag.append(max(0.0, time.monotonic() - (start + at)))
-            tasks.append(asyncio.create_task(one(at, key)))
-        await asyncio.gather(*tasks)
+    tasks = []
+    for at, key in plan:
+        delay = start + at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag.append(max(0.0, time.monotonic() - (start + at)))
+        tasks.append(asyncio.create_task(one(key)))
+    await asyncio.gather(*tasks)
+    pool.close()
     return lat, lag, errors
 
 

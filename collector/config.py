@@ -90,6 +90,7 @@ class CollectorConfig(_Model):
     silent_check_interval_s: float = Field(default=30.0, gt=0)
     token_ttl_s: float = Field(default=86400.0, gt=0)
     metrics_stale_after_s: float = Field(default=86400.0, gt=0)
+    alertmanager_refresh_s: float = Field(default=60.0, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 

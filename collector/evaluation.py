@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +30,9 @@ class StoredResult:
     started_at: float
     success: bool
     measurement: dict[str, Any] | None
+
+
+QUIET = RuleState()
 
 
 class RuleBook:
@@ -152,14 +155,15 @@ def evaluate_results(
     if not evals:
         return 0
     states = _load_states(conn, ctx.site_id, {e[0].id for e in evals})
-    touched: dict[tuple[str, str], RuleState] = {}
+    before = {k: replace(v, bad_results=list(v.bad_results)) for k, v in states.items()}
     for rule, target, level, rid in evals:
         st = states.setdefault((rule.id, target), RuleState())
-        touched[(rule.id, target)] = st
         action = step(st, rule, level, rid)
         if action:
             _apply(conn, book.config, ctx, rule, target, st, action, now)
-    _save_states(conn, store_insert, ctx.site_id, touched, now)
+    # Write only what changed (a quiet key that stays good is never written).
+    changed = {k: v for k, v in states.items() if v != before.get(k, QUIET)}
+    _save_states(conn, store_insert, ctx.site_id, changed, now)
     return len(evals)
 
 

@@ -23,16 +23,21 @@ class RuleState:
 def step(state: RuleState, rule: Rule, level: Level, result_id: str | None) -> Action | None:
     """Feed one evaluation; returns what the ticketing must do, if anything."""
     if level == "ok":
-        state.good_count += 1
         state.bad_count = 0
-        if state.active and state.good_count >= rule.clear_after:
+        if not state.active:
+            # Good evaluations only count towards clearing an active condition; a quiet
+            # state stays all zero, so steady good results change (and write) nothing.
+            state.good_count = 0
+            state.level = "ok"
+            state.bad_results = []
+            return None
+        state.good_count += 1
+        if state.good_count >= rule.clear_after:
             state.active = False
+            state.good_count = 0
             state.level = "ok"
             state.bad_results = []
             return "clear"
-        if not state.active:
-            state.level = "ok"
-            state.bad_results = []
         return None
     state.bad_count += 1
     state.good_count = 0

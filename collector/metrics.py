@@ -124,8 +124,8 @@ class StoreCollector(Collector):
                                  ("r_factor", "r")):  # fmt: skip
                     if (v := _num(field_value(m, f"{d}.{key}"))) is not None:
                         g[fam].add_metric([*lab, d], v)
-            for d in ("up", "down"):
-                if (v := _num(field_value(m, f"{d}.throughput_bps"))) is not None:
+            for d, key in (("up", "upload"), ("down", "download")):
+                if (v := _num(field_value(m, f"{key}.throughput_bps"))) is not None:
                     g["tput"].add_metric([*lab, d], v)
             for (p, fld), name in SIP_TIMINGS.items():
                 if probe == p and (v := _num(m.get(fld))) is not None:
@@ -204,8 +204,9 @@ class StoreCollector(Collector):
         e = CounterMetricFamily(
             "qos_scout_ingest_errors", "Ingest requests refused as a whole", labels=["code"]
         )
-        for code, n in sorted(snap["ingest_errors"].items()):  # type: ignore[attr-defined]
-            e.add_metric([code], float(n))
+        errors = {"413": 0, "422": 0, **cast(dict[str, int], snap["ingest_errors"])}
+        for code, count in sorted(errors.items()):
+            e.add_metric([code], float(count))
         yield e
         counts: list[int] = snap["latency_counts"]  # type: ignore[assignment]
         buckets, acc = [], 0
@@ -216,7 +217,7 @@ class StoreCollector(Collector):
             "qos_scout_ingest_request_seconds", "Ingest request latency",
             buckets=buckets, sum_value=float(snap["latency_sum"]),  # type: ignore[arg-type]
         )  # fmt: skip
-        n = CounterMetricFamily(
+        notif = CounterMetricFamily(
             "qos_scout_notifications", "Outbox deliveries", labels=["channel", "status"]
         )
         sent: dict[tuple[str, str], int] = {
@@ -226,8 +227,8 @@ class StoreCollector(Collector):
         }
         sent.update(cast(dict[tuple[str, str], int], snap["notifications"]))
         for (ch_name, status), v in sorted(sent.items()):
-            n.add_metric([ch_name, status], float(v))
-        yield n
+            notif.add_metric([ch_name, status], float(v))
+        yield notif
         yield GaugeMetricFamily(
             "qos_scout_outbox_pending", "Notifications waiting for delivery", value=pending
         )

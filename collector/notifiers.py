@@ -103,9 +103,13 @@ def alert_for(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def send_alertmanager(ch: AlertmanagerChannel, payload: dict[str, Any], _id: int) -> None:
+    send_alertmanager_batch(ch, [payload])
+
+
+def send_alertmanager_batch(ch: AlertmanagerChannel, payloads: list[dict[str, Any]]) -> None:
     url = ch.url.rstrip("/") + "/api/v2/alerts"
     try:
-        resp = httpx.post(url, json=[alert_for(payload)], timeout=ch.timeout_s)
+        resp = httpx.post(url, json=[alert_for(p) for p in payloads], timeout=ch.timeout_s)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"alertmanager {url}: {exc!r}") from None
     _check(resp, f"alertmanager {url}")

@@ -1,17 +1,23 @@
-"""Background loops of a running collector: outbox delivery and the silent-agent check."""
+"""Background loops of a running collector: outbox delivery, the silent-agent check and
+the periodic re-send of open tickets to Alertmanager."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+from typing import Any
 
+import sqlalchemy as sa
 from fastapi.concurrency import run_in_threadpool
 
 from collector import outbox
 from collector.api.state import AppState
+from collector.config import AlertmanagerChannel
 from collector.evaluation import check_silent_agents
-from collector.notifiers import DeliveryError, deliver
+from collector.notifiers import DeliveryError, deliver, send_alertmanager_batch
+from collector.schema import customers, partners, sites, tickets
+from collector.tickets import OPEN_STATES, iso
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +78,65 @@ async def silent_loop(st: AppState) -> None:
         except Exception:
             log.exception("silent-agent check failed; retrying")
         await asyncio.sleep(interval)
+
+
+def open_ticket_payloads(st: AppState) -> list[dict[str, Any]]:
+    q = (
+        sa.select(tickets, partners.c.name.label("pn"), customers.c.name.label("cn"),
+                  sites.c.name.label("sn"))
+        .join(partners, partners.c.id == tickets.c.partner_id)
+        .join(customers, customers.c.id == tickets.c.customer_id)
+        .join(sites, sites.c.id == tickets.c.site_id)
+        .where(tickets.c.state.in_(OPEN_STATES))
+    )  # fmt: skip
+    with st.store.read() as conn:
+        rows = conn.execute(q).all()
+    return [
+        {
+            "event": "refresh",
+            "ticket": {
+                "id": r.id,
+                "partner": r.pn,
+                "customer": r.cn,
+                "site": r.sn,
+                "rule": r.rule_id,
+                "target": r.target,
+                "severity": r.severity,
+                "state": r.state,
+                "title": r.title,
+                "opened_at": iso(r.opened_at),
+            },
+        }
+        for r in rows
+    ]
+
+
+def refresh_alertmanager(st: AppState) -> int:
+    """Re-send every open ticket as a firing alert, so Alertmanager keeps it active past
+    its resolve_timeout. Idempotent; returns the number of alerts sent."""
+    chans = [c for c in st.store.config.notifications if isinstance(c, AlertmanagerChannel)]
+    if not chans:
+        return 0
+    payloads = open_ticket_payloads(st)
+    sent = 0
+    for ch in chans:
+        allowed = ch.partners
+        mine = [p for p in payloads if allowed is None or p["ticket"]["partner"] in allowed]
+        if not mine:
+            continue
+        try:
+            send_alertmanager_batch(ch, mine)
+            sent += len(mine)
+        except DeliveryError as exc:
+            log.warning("alertmanager refresh via %s failed: %s", ch.name, exc)
+    return sent
+
+
+async def alertmanager_loop(st: AppState) -> None:
+    interval = st.store.config.alertmanager_refresh_s
+    while True:
+        await asyncio.sleep(interval * random.uniform(0.9, 1.1))
+        try:
+            await run_in_threadpool(refresh_alertmanager, st)
+        except Exception:
+            log.exception("alertmanager refresh failed; retrying")

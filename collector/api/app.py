@@ -23,7 +23,7 @@ from collector.logs import AccessLog
 from collector.metrics import StoreCollector
 from collector.store import Store
 from collector.web import routes as web_routes
-from collector.worker import outbox_loop, silent_loop
+from collector.worker import alertmanager_loop, outbox_loop, silent_loop
 
 
 def create_app(
@@ -44,7 +44,11 @@ def create_app(
         st.loop = asyncio.get_running_loop()
         tasks = []
         if background:
-            tasks = [asyncio.create_task(outbox_loop(st)), asyncio.create_task(silent_loop(st))]
+            tasks = [
+                asyncio.create_task(outbox_loop(st)),
+                asyncio.create_task(silent_loop(st)),
+                asyncio.create_task(alertmanager_loop(st)),
+            ]
         try:
             yield
         finally:

@@ -19,7 +19,7 @@ from collector.keys import hash_secret
 from collector.stats import Stats
 from collector.store import Store
 
-AUTH_CACHE_S = 30.0
+AUTH_CACHE_S = 300.0
 
 
 @dataclass

@@ -89,7 +89,7 @@ def test_evaluate_reads_dotted_paths_and_skips_absent_fields():
     assert evaluate(r["rtt"], False, None) == (None, None)
     assert evaluate(r["sip_call_setup"], False, None) == ("critical", None)
     assert evaluate(r["sip_call_setup"], True, None) == ("ok", None)
-    bw = {"down": {"throughput_bps": 70e6}}
+    bw = {"download": {"throughput_bps": 70e6}}
     assert evaluate(r["bandwidth_down"], True, bw, {"down": 100_000_000}) == ("warning", 70.0)
     assert evaluate(r["bandwidth_down"], True, bw, {"down": None}) == (None, None)
     assert evaluate(r["loss"], True, {"loss_pct": True}) == (None, None)  # not a number

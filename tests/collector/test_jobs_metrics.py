@@ -89,7 +89,7 @@ def test_metrics_expose_every_documented_name(make_store, serve):
         result(
             "bandwidth",
             "198.51.100.7",
-            {"up": {"throughput_bps": 1e7}, "down": {"throughput_bps": 9e7}},
+            {"upload": {"throughput_bps": 1e7}, "download": {"throughput_bps": 9e7}},
         ),
         result("sip_options", "sip:pbx.example.net", {"rtt_ms": 12.0, "status_code": 200}),
         result("sip_register", "sip:100@pbx.example.net", {"rrd_ms": 40.0}),

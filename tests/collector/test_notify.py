@@ -19,6 +19,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
+from collector.worker import refresh_alertmanager
 from tests.collector.conftest import icmp, new_tenant
 from tests.collector.peers import Alertmanager, WebhookReceiver, wait_for
 from tests.collector.pg import free_port
@@ -107,6 +108,9 @@ def test_alertmanager_receives_and_resolves_the_alert(make_store, serve):
         assert a["labels"]["alertname"] == "qos_scout_rtt"
         assert a["labels"]["ticket"] == tid and a["labels"]["severity"] == "warning"
         assert a["labels"]["site"] == "acme-hq" and a["status"]["state"] == "active"
+        # The periodic refresh re-sends open tickets (the same alert, still one).
+        assert refresh_alertmanager(srv.state) == 1
+        assert [x["labels"]["ticket"] for x in am.alerts()] == [tid]
         t.post(icmp(10))
         wait_for(lambda: not am.alerts(), what="the alert to resolve")
     finally:

@@ -143,7 +143,7 @@ def test_voice_sip_and_bandwidth_rules(make_store, serve):
         "out": {"loss_pct": 0, "jitter_ms": 2, "mos": 4.3, "r_factor": 92},
         "back": {"loss_pct": 3, "jitter_ms": 45, "mos": 3.4, "r_factor": 60},
     }
-    bw = {"down": {"throughput_bps": 60_000_000}, "up": {"throughput_bps": 19_000_000}}
+    bw = {"download": {"throughput_bps": 60_000_000}, "upload": {"throughput_bps": 19_000_000}}
     for _ in range(3):
         t.post(
             result("udp", "198.51.100.7:862", udp),
