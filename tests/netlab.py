@@ -447,7 +447,10 @@ def _kernel_time_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
 def _udp(bind: tuple[str, int] | None = None) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    try:  # SO_RCVBUFFORCE passes net.core.rmem_max (root)
+        s.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.setblocking(False)
     if bind is not None:
         s.bind(bind)
@@ -483,6 +486,10 @@ def relay_main(argv: Sequence[str] | None = None) -> int:
     }
     with contextlib.suppress(OSError):  # 1 ns timer slack: wake-ups on time (PR_SET_TIMERSLACK)
         ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        # Real-time priority (root): the relay sleeps in select() and never spins, so this
+        # only makes its wake-ups punctual while other processes load the CPUs.
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
     listen = _udp((lhost, int(lport)))
     clients: dict[tuple[str, int], socket.socket] = {}
     owner: dict[socket.socket, tuple[str, int]] = {}

@@ -127,7 +127,7 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
     loop = asyncio.get_running_loop()
     all_back = asyncio.Event()
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sockopts.big_rcvbuf(sock)
         sockopts.enable_rx_metadata(sock)
         sockopts.set_tos(sock, opts.dscp << 2)
         if ctx.source_address:

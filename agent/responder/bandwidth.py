@@ -200,7 +200,7 @@ class BandwidthServer:
         self._lsock = lsock
         port = lsock.getsockname()[1]
         usock = socket.socket(family, socket.SOCK_DGRAM)
-        usock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sockopts.big_rcvbuf(usock)
         sockopts.enable_rx_metadata(usock)
         usock.bind((self.host, port))
         usock.setblocking(False)

@@ -71,7 +71,7 @@ class TwampReflector:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sockopts.big_rcvbuf(sock)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -145,7 +145,9 @@ class TwampReflector:
         buf = out[:4] + t3 + out[12:]
         assert self.sock is not None
         try:
-            self.sock.sendmsg([buf], sockopts.tos_cmsg(self.sock.family, tos & 0xFC), 0, addr)
+            self.sock.sendmsg(
+                [buf], sockopts.tos_cmsg(self.sock.family, tos & 0xFC, addr[0]), 0, addr
+            )
             self.reflected += 1
         except OSError:
             self.send_errors += 1

@@ -19,6 +19,21 @@ IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 ANCBUF = socket.CMSG_SPACE(16) + 2 * socket.CMSG_SPACE(4) + 64
 
 
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+def big_rcvbuf(sock: socket.socket, size: int = 8 << 20) -> None:
+    """A large receive buffer so a busy moment does not drop datagrams in the kernel.
+
+    SO_RCVBUFFORCE (root / CAP_NET_ADMIN) passes net.core.rmem_max; otherwise SO_RCVBUF,
+    which the kernel caps at rmem_max.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 def enable_rx_metadata(sock: socket.socket) -> None:
     """Ask the kernel for receive timestamps, the TOS/traffic class and the TTL/hop limit."""
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -48,9 +63,13 @@ def set_tos(sock: socket.socket, tos: int) -> None:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
 
 
-def tos_cmsg(family: int, tos: int) -> list[tuple[int, int, bytes]]:
-    """Ancillary data that marks one sendmsg() datagram with `tos`."""
-    if family == socket.AF_INET6:
+def tos_cmsg(family: int, tos: int, dest: str = "") -> list[tuple[int, int, bytes]]:
+    """Ancillary data that marks one sendmsg() datagram to `dest` with `tos`.
+
+    A dual-stack IPv6 socket sends to IPv4-mapped addresses through the IPv4 path, which
+    reads IP_TOS, not IPV6_TCLASS.
+    """
+    if family == socket.AF_INET6 and not dest.startswith("::ffff:"):
         return [(socket.IPPROTO_IPV6, IPV6_TCLASS, struct.pack("i", tos))]
     return [(socket.IPPROTO_IP, socket.IP_TOS, struct.pack("B", tos))]
 

@@ -106,3 +106,16 @@ def test_server_stays_usable_after_a_garbage_control_message() -> None:
             await server.stop()
 
     assert asyncio.run(main())
+
+
+async def test_several_agents_can_test_at_once() -> None:
+    server = BandwidthServer("127.0.0.1", 0)
+    await server.start()
+    try:
+        target = f"127.0.0.1:{server.address[1]}"
+        opts = {"duration_s": 1, "streams": 2, "direction": "down"}
+        results = await asyncio.gather(*(run_probe("bandwidth", target, opts) for _ in range(3)))
+    finally:
+        await server.stop()
+    assert all(r.success for r in results), [r.error for r in results]
+    assert all((r.measurement or {})["download"]["bytes"] > 0 for r in results)
