@@ -338,7 +338,14 @@ class BandwidthServer:
                 meta = sockopts.parse_ancillary(anc)
                 self.udp.add(test_id, seq, send_ns, meta.time_ns, len(data), time.monotonic())
             elif kind == 2:
-                body = json.dumps(self.udp.report(test_id)).encode()
+                report = self.udp.report(test_id)
+                body = json.dumps(report).encode()
+                log.info(
+                    "bandwidth test %s from %s port %s: udp, %d packets received, "
+                    "%d duplicates, jitter %.3f ms",
+                    test_id.hex()[:8], addr[0], addr[1], report["received"],
+                    report["duplicates"], report["jitter_ms"],
+                )  # fmt: skip
                 with contextlib.suppress(OSError):
                     sock.sendto(UDP_MAGIC + b"\x03" + test_id + body, addr)
             else:
