@@ -5,7 +5,10 @@ ceiling passes), then bisect between the last good and the first bad count. A st
 `udp` probe streams at once (G.711 pacing, EF, each with its own socket, start times
 spread over one packet interval so they do not arrive in lock-step) and fails when, in
 either direction, the loss over all streams exceeds the loss limit, any stream's jitter
-exceeds the jitter limit, or the median stream MOS falls below the MOS warn limit.
+exceeds the jitter limit, the median stream MOS falls below the MOS warn limit, or the RTT
+p95 rises more than QUEUE_LIMIT_MS above the one-call step's median RTT: a queue is
+building, so the offered load exceeds the link (on a deep buffer that shows long before
+loss does).
 `next_calls` and `grade_step` are pure; `run_ramp` does the I/O.
 """
 
@@ -21,6 +24,7 @@ from agent.readiness.model import RampStep
 from agent.readiness.thresholds import get
 from agent.results import ProbeResult
 
+QUEUE_LIMIT_MS = 50.0
 StreamRunner = Callable[[dict[str, Any]], Awaitable[ProbeResult]]
 
 
@@ -46,8 +50,9 @@ def capacity_of(steps: dict[int, bool]) -> int:
 
 
 def grade_step(
-    calls: int, measurements: list[dict[str, Any] | None], errors: list[str]
-) -> RampStep:
+    calls: int, measurements: list[dict[str, Any] | None], errors: list[str],
+    baseline_rtt_ms: float | None = None,
+) -> RampStep:  # fmt: skip
     """Aggregate N streams' measurements into one step verdict."""
     loss_lim, jit_lim, mos_lim = get("loss_pct").fail, get("jitter_ms").fail, get("mos").warn
     assert loss_lim is not None and jit_lim is not None and mos_lim is not None
@@ -79,11 +84,19 @@ def grade_step(
         worst_mos = _worst(worst_mos, mos, min)
     p95s = [(m.get("rtt_ms") or {}).get("p95") for m in ms]
     p95 = max((x for x in p95s if x is not None), default=None)
+    if p95 is not None and baseline_rtt_ms is not None and p95 - baseline_rtt_ms > QUEUE_LIMIT_MS:
+        reasons.append(
+            f"RTT p95 {p95:.0f} ms is {p95 - baseline_rtt_ms:.0f} ms above one call's "
+            f"(> {QUEUE_LIMIT_MS:g} ms: a queue is building)"
+        )
+    medians = [(m.get("rtt_ms") or {}).get("median") for m in ms]
+    med = [x for x in medians if x is not None]
     if not ms:
         reasons.append("no stream measured anything")
     return RampStep(
         calls=calls, ok=not reasons, worst_loss_pct=worst_loss, worst_jitter_ms=worst_jitter,
         worst_mos=worst_mos, rtt_p95_ms=p95, reason="; ".join(reasons),
+        rtt_median_ms=statistics.median(med) if med else None,
     )  # fmt: skip
 
 
@@ -95,7 +108,9 @@ def _worst(a: float | None, b: float | None, pick: Callable[[float, float], floa
     return pick(a, b)
 
 
-async def run_step(calls: int, run_stream: StreamRunner, step_s: float) -> RampStep:
+async def run_step(
+    calls: int, run_stream: StreamRunner, step_s: float, baseline_rtt_ms: float | None = None
+) -> RampStep:
     rng = random.Random()
 
     async def one() -> ProbeResult:
@@ -104,7 +119,7 @@ async def run_step(calls: int, run_stream: StreamRunner, step_s: float) -> RampS
 
     results = await asyncio.gather(*(one() for _ in range(calls)))
     errors = [r.error.message for r in results if r.error is not None]
-    return grade_step(calls, [r.measurement for r in results], errors)
+    return grade_step(calls, [r.measurement for r in results], errors, baseline_rtt_ms)
 
 
 async def run_ramp(
@@ -119,8 +134,11 @@ async def run_ramp(
         raise ValueError("the call ceiling must be at least 1")
     steps: dict[int, bool] = {}
     ran: list[RampStep] = []
+    baseline: float | None = None
     while (n := next_calls(steps, ceiling)) is not None:
-        step = await run_step(n, run_stream, step_s)
+        step = await run_step(n, run_stream, step_s, baseline)
+        if n == 1 and step.ok:
+            baseline = step.rtt_median_ms
         steps[n] = step.ok
         ran.append(step)
         if progress is not None:

@@ -47,6 +47,7 @@ class RampStep(BaseModel):
     worst_mos: float | None
     rtt_p95_ms: float | None
     reason: str = ""
+    rtt_median_ms: float | None = None
 
 
 class Series(BaseModel):

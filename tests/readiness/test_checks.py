@@ -121,3 +121,12 @@ def test_options_reject_unknown_groups_and_keys_by_name() -> None:
         ReadinessOptions(responder="r", calls=10, max_calls=5)
     with pytest.raises(ValueError, match="colour"):
         ReadinessOptions.model_validate({"responder": "r", "colour": 1})
+
+
+def test_ramp_step_fails_when_a_queue_builds_before_any_loss() -> None:
+    clean = {"packets": 150, "lost": 0, "jitter_ms": 1.0, "mos": 4.3}
+    m = {"forward": clean, "backward": clean, "rtt_ms": {"p95": 75.0, "median": 40.0}}
+    assert capacity.grade_step(4, [m], [], baseline_rtt_ms=30.0).ok
+    full = {**m, "rtt_ms": {"p95": 95.0, "median": 70.0}}
+    step = capacity.grade_step(5, [full], [], baseline_rtt_ms=30.0)
+    assert not step.ok and "65 ms above one call's" in step.reason
