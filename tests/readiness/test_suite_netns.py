@@ -116,3 +116,18 @@ def test_a_nat_that_forgets_udp_mappings_after_5_s_fails_the_binding_check(
     assert c["value"] == 10.0 and c["details"]["survived_s"] == 2.0
     assert c["details"]["behind_nat"] is True
     assert c["details"]["mapped_address"].split()[0] == "10.77.2.254"  # r, toward b
+
+
+def test_a_rate_cap_fails_the_bandwidth_check_in_its_direction_with_the_capped_figure(
+    rlab: netlab.NetLab,
+) -> None:
+    start_responder(rlab, "b")
+    rlab.tbf("a", rlab.iface("a", "r"), "4mbit")  # upload capped; download left alone
+    rep = readiness_in(rlab, "a", "--responder", rlab.addr("b"), "--checks", "bandwidth",
+                       "--up-mbps", "10", "--down-mbps", "10", "--bandwidth-s", "3")  # fmt: skip
+    up, down = check(rep, "bandwidth.up"), check(rep, "bandwidth.down")
+    assert up["status"] == "fail" and down["status"] == "pass", (up, down)
+    # TCP goodput under a 4 Mbit/s tbf: headers and the token bucket leave 85-100 %
+    assert 0.85 * 4e6 <= up["details"]["throughput_bps"] <= 1.02 * 4e6, up["display"]
+    assert up["value"] == pytest.approx(100 * up["details"]["throughput_bps"] / 10e6)
+    assert "contracted" in up["explanation"]
