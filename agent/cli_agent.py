@@ -75,6 +75,9 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  module {name}: {m.probe} -> {', '.join(m.targets)}, {when}{state}")
     if cfg.metrics.port:
         print(f"  metrics: http://{cfg.metrics.address}:{cfg.metrics.port}/metrics")
+    from agent.probes import probe_names
+
+    print(f"  probe kinds installed: {', '.join(probe_names())}")
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from agent.errors import ConfigError
 from agent.probes import get_probe
-from agent.stack import Stack, StackError, free_port, free_port_both, wait_for
+from agent.stack import Stack, StackError, free_port, free_port_both, tcp_open, wait_for
 
 DEMO_RULE = "demo_strict_rtt"
 
@@ -128,7 +128,7 @@ def run_demo(workdir: Path, *, keep: bool = False, timeout_s: float = 120.0) -> 
         token = stack.create_tenancy()
         step("partner, customer and site created; enrollment token issued")
         args, ports = responder_plan()
-        stack.start_responder(args, lambda: _tcp_open(ports["bandwidth"]))
+        stack.start_responder(args, lambda: tcp_open(ports["bandwidth"]))
         step("responder up: " + ", ".join(f"{k} {v}" for k, v in ports.items()))
         modules = demo_modules(ports)
         config = stack.write_agent_config(modules)
@@ -205,12 +205,6 @@ def run_demo(workdir: Path, *, keep: bool = False, timeout_s: float = 120.0) -> 
             say(f"logs and databases kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _tcp_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def summary(stack: Stack, ticket: dict[str, Any], job: dict[str, Any], agent_metrics: str) -> None:

@@ -46,6 +46,13 @@ def free_port_both() -> int:
     raise StackError("no port free for both TCP and UDP")
 
 
+def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 0.2) -> Any:
     """Poll `check` until it returns something truthy; StackError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s

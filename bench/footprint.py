@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.config import SiteConfig, default_modules
 from agent.demo import available, responder_plan
-from agent.stack import Stack, free_port, wait_for
+from agent.stack import Stack, free_port, tcp_open, wait_for
 
 GATEWAY_STANDIN = "127.0.0.2"  # test traffic stays on loopback
 
@@ -98,6 +97,8 @@ def bench_modules(ports: dict[str, int]) -> dict[str, Any]:
         mods["voice"]["targets"] = [f"127.0.0.1:{ports['twamp']}"]
     if "trace" in mods:
         mods["trace"]["targets"] = ["127.0.0.1"]
+    if "sip" in mods:
+        mods["sip"]["targets"] = [site.sip_server]
     return {k: m for k, m in mods.items() if available(m["probe"])}
 
 
@@ -176,10 +177,7 @@ def main() -> int:
         stack.start_collector()
         token = stack.create_tenancy()
         rargs, ports = responder_plan()
-        stack.start_responder(
-            rargs,
-            lambda: socket.create_connection(("127.0.0.1", ports["bandwidth"]), 1).close() is None,
-        )
+        stack.start_responder(rargs, lambda: tcp_open(ports["bandwidth"]))
         modules = bench_modules(ports)
         config = stack.write_agent_config(
             modules,

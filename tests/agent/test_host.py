@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
+from pathlib import Path
 
 from agent.probes import run_probe
 from agent.probes.host import default_route, mac_vendor, parse_proc_arp, parse_proc_route
@@ -56,3 +59,35 @@ async def test_unknown_interface_is_a_clear_failure() -> None:
     r = await run_probe("host", "local", {"sample_s": 0.1, "interfaces": ["nosuch0"]})
     assert not r.success and r.error is not None
     assert r.error.message == "no such interface: nosuch0"
+
+
+def test_public_address_as_the_responder_sees_it(tmp_path: Path) -> None:
+    from agent.stack import Stack, free_port
+
+    stack = Stack(tmp_path)
+    port = free_port(socket.SOCK_DGRAM)
+    args = ["--bind", "127.0.0.1", "--natprobe-port", str(port)]
+    args += [
+        a
+        for f in ("--twamp-port", "--bandwidth-port", "--sip-port", "--sip-tls-port")
+        for a in (f, "off")
+    ]
+    try:
+        stack.start_responder(args, lambda: "responder ready" in stack.log_tail("responder"))
+        ok = asyncio.run(
+            run_probe(
+                "host", "local", {"sample_s": 0.1, "public_address_from": f"127.0.0.1:{port}"}
+            )
+        )
+        assert ok.success, ok.error
+        assert ok.measurement is not None and ok.measurement["public_address"] == "127.0.0.1"
+    finally:
+        stack.close()
+    gone = asyncio.run(
+        run_probe("host", "local", {"sample_s": 0.1, "public_address_from": f"127.0.0.1:{port}"})
+    )
+    assert not gone.success and gone.error is not None
+    assert gone.error.message in (
+        f"nothing listens at 127.0.0.1:{port} (connection refused)",
+        f"no answer from the NAT-binding service at 127.0.0.1:{port}",
+    )

@@ -18,13 +18,26 @@ from agent.client import Credentials
 from agent.config import parse_config
 from agent.probes import PROBE_MODULES
 from agent.runtime import Agent
-mods = {
-    "ping": {"probe": "icmp", "targets": ["127.0.0.1"], "interval_s": 1, "options": {"count": 2}},
-    "host": {"probe": "host", "targets": ["local"], "interval_s": 1, "options": {"sample_s": 0.1}},
-}
-if "udp" in PROBE_MODULES:
-    mods["voice"] = {"probe": "udp", "targets": ["127.0.0.1:9"], "interval_s": 1,
-                     "options": {"duration_s": 0.2, "wait_s": 0.2}}
+from agent.config import SiteConfig, default_modules
+# The default schedule of a site (every probe kind it uses is imported by validation),
+# sped up, with loopback stand-ins for the gateway and the far end.
+mods = default_modules(SiteConfig(responder="127.0.0.1", sip_server="sip:127.0.0.1:9"))
+mods = {k: m for k, m in mods.items() if m["probe"] in PROBE_MODULES}
+for m in mods.values():
+    m["targets"] = ["127.0.0.2" if t == "$gateway" else t for t in m["targets"]]
+    m["targets"] = [t.replace("$responder", "127.0.0.1").replace("$sip_server", "sip:127.0.0.1:9")
+                    for t in m["targets"]]
+    if m.get("interval_s"):
+        m["interval_s"] = 1
+mods["ping"]["options"] = {"count": 2, "interval_s": 0.05, "timeout_s": 0.5}
+mods["host"]["options"] = {"sample_s": 0.1}
+if "voice" in mods:
+    mods["voice"]["targets"] = ["127.0.0.1:9"]
+    mods["voice"]["options"] = {"duration_s": 0.2, "wait_s": 0.2}
+if "bandwidth" in mods:
+    mods["bandwidth"]["enabled"] = False  # validated (imported), not run
+if "sip" in mods:
+    mods["sip"]["timeout_s"] = 1
 cfg = parse_config({
     "collector": {"url": "http://127.0.0.1:9", "timeout_s": 1},
     "spool": {"path": sys.argv[1]},
