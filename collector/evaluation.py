@@ -44,6 +44,7 @@ class RuleBook:
         self.config = config
         self.base = apply_overrides(default_rules(config.silent_agent_timeout_s), config.rules)
         self._contexts: dict[str, tuple[float, SiteContext]] = {}
+        self._by_probe: dict[int, tuple[SiteContext, dict[str, list[Rule]]]] = {}
         self._lock = threading.Lock()
 
     def site_context(self, conn: sa.Connection, site_id: str) -> SiteContext:
@@ -64,6 +65,24 @@ class RuleBook:
     def invalidate(self) -> None:
         with self._lock:
             self._contexts.clear()
+            self._by_probe.clear()
+
+    def by_probe(self, ctx: SiteContext) -> dict[str, list[Rule]]:
+        """Enabled result rules of the site by probe name (memoised per context object)."""
+        with self._lock:
+            hit = self._by_probe.get(id(ctx))
+        if hit is not None and hit[0] is ctx:
+            return hit[1]
+        out: dict[str, list[Rule]] = {}
+        for rule in self.for_site(ctx).values():
+            if rule.enabled and rule.op != "silent":
+                for p in rule.probes:
+                    out.setdefault(p, []).append(rule)
+        with self._lock:
+            if len(self._by_probe) > 50_000:
+                self._by_probe.clear()
+            self._by_probe[id(ctx)] = (ctx, out)
+        return out
 
     def for_site(self, ctx: SiteContext) -> dict[str, Rule]:
         rules = self.base
@@ -140,16 +159,12 @@ def evaluate_results(
     stored: list[StoredResult], now: float,
 ) -> int:  # fmt: skip
     """Feed newly stored results to the site's rules; returns the number of evaluations."""
-    rules = book.for_site(ctx)
-    by_probe: dict[str, list[Rule]] = {}
-    for rule in rules.values():
-        if rule.enabled and rule.op != "silent":
-            for p in rule.probes:
-                by_probe.setdefault(p, []).append(rule)
+    by_probe = book.by_probe(ctx)
+    contracted = ctx.contracted
     evals: list[tuple[Rule, str, Level, str]] = []
     for r in sorted(stored, key=lambda x: x.started_at):
         for rule in by_probe.get(r.probe, ()):
-            level, _value = evaluate(rule, r.success, r.measurement, ctx.contracted)
+            level, _value = evaluate(rule, r.success, r.measurement, contracted)
             if level is not None:
                 evals.append((rule, r.target, level, r.id))
     if not evals:

@@ -135,9 +135,7 @@ def ingest(
     with store.write() as conn:
         new_ids: set[str] = set()
         if rows:
-            stmt = store.insert(results).on_conflict_do_nothing(index_elements=["id"])
-            res = conn.execute(stmt.returning(results.c.id), rows)
-            new_ids = {x[0] for x in res}
+            new_ids = insert_new_results(conn, store.is_sqlite, rows)
         conn.execute(agents.update().where(agents.c.id == agent["id"]).values(last_seen_at=now))
         fresh = [row for row in rows if row["id"] in new_ids]
         if fresh:
@@ -216,3 +214,35 @@ def list_results(
         d["received_at"] = iso(d["received_at"])
         out.append(d)
     return out
+
+
+RESULT_COLUMNS = [c.name for c in results.c]
+JSON_COLUMNS = {"error", "measurement", "tags"}
+
+
+def insert_new_results(
+    conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]]
+) -> set[str]:
+    """One multi-row `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id` through the
+    driver (the hot path of ingest: no per-row SQL expression processing); returns the ids
+    actually inserted, so the others are duplicates."""
+    mark = "?" if is_sqlite else "%s"
+    one = (
+        "("
+        + ",".join(
+            f"{mark}::jsonb" if (c in JSON_COLUMNS and not is_sqlite) else mark
+            for c in RESULT_COLUMNS
+        )
+        + ")"
+    )
+    sql = (
+        f"INSERT INTO results ({','.join(RESULT_COLUMNS)}) VALUES "
+        + ",".join([one] * len(rows))
+        + " ON CONFLICT (id) DO NOTHING RETURNING id"
+    )
+    params: list[Any] = []
+    for row in rows:
+        for c in RESULT_COLUMNS:
+            v = row[c]
+            params.append(json.dumps(v) if c in JSON_COLUMNS and v is not None else v)
+    return {r[0] for r in conn.exec_driver_sql(sql, tuple(params))}
