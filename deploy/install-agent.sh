@@ -2,7 +2,7 @@
 # Install the qos-scout agent (and responder) on a Debian / Raspberry Pi OS box:
 # a virtualenv under PREFIX, a system user, the config directory and the systemd units.
 #
-#   sudo deploy/install-agent.sh [--prefix /opt/qos-scout] [--no-systemd] [--source DIR]
+#   sudo deploy/install-agent.sh [--prefix /opt/qos-scout] [--user qos-scout] [--no-systemd]
 #
 # Then enroll once and start:
 #   sudo -u qos-scout /opt/qos-scout/venv/bin/qos-scout agent enroll \
@@ -15,6 +15,7 @@ CONFDIR=/etc/qos-scout
 STATEDIR=/var/lib/qos-scout
 UNITDIR=/etc/systemd/system
 SYSTEMD=1
+RUNAS=qos-scout
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
         --statedir) STATEDIR=$2; shift 2 ;;
         --unitdir) UNITDIR=$2; shift 2 ;;
         --source) SOURCE=$2; shift 2 ;;
+        --user) RUNAS=$2; shift 2 ;;
         --no-systemd) SYSTEMD=0; shift ;;
         -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "install-agent.sh: unknown argument: $1" >&2; exit 2 ;;
@@ -42,8 +44,8 @@ mkdir -p "$PREFIX/share"
 "$PREFIX/venv/bin/python" -m pip install --quiet "$SOURCE"
 rm -rf "$PREFIX/share/docs" && cp -r "$SOURCE/docs" "$PREFIX/share/docs"
 
-if [ "$(id -u)" = 0 ] && ! id qos-scout >/dev/null 2>&1; then
-    useradd --system --home-dir "$STATEDIR" --shell /usr/sbin/nologin qos-scout
+if [ "$(id -u)" = 0 ] && ! id "$RUNAS" >/dev/null 2>&1; then
+    useradd --system --home-dir "$STATEDIR" --shell /usr/sbin/nologin "$RUNAS"
 fi
 mkdir -p "$CONFDIR" "$STATEDIR"
 if [ ! -f "$CONFDIR/agent.yml" ]; then
@@ -52,8 +54,9 @@ if [ ! -f "$CONFDIR/agent.yml" ]; then
     echo "wrote $CONFDIR/agent.yml: set the collector URL and targets, then enroll"
 fi
 if [ "$(id -u)" = 0 ]; then
-    chown -R qos-scout:qos-scout "$STATEDIR"
-    chown root:qos-scout "$CONFDIR" && chmod 0770 "$CONFDIR"
+    group=$(id -gn "$RUNAS")
+    chown -R "$RUNAS:$group" "$STATEDIR"
+    chown "root:$group" "$CONFDIR" && chmod 0770 "$CONFDIR"
 fi
 
 if [ "$SYSTEMD" = 1 ]; then
@@ -61,6 +64,7 @@ if [ "$SYSTEMD" = 1 ]; then
     for unit in qos-scout-agent.service qos-scout-responder.service; do
         sed -e "s#/opt/qos-scout#$PREFIX#g" -e "s#/etc/qos-scout#$CONFDIR#g" \
             -e "s#/var/lib/qos-scout#$STATEDIR#g" \
+            -e "s#^User=qos-scout#User=$RUNAS#" -e "s#^Group=qos-scout#Group=$(id -gn "$RUNAS" 2>/dev/null || echo "$RUNAS")#" \
             "$SOURCE/deploy/systemd/$unit" > "$UNITDIR/$unit"
     done
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
