@@ -35,6 +35,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--twamp-port", type=int, default=862)
     p.add_argument("--bandwidth-port", type=int, default=5201)
     p.add_argument("--natprobe-port", type=int, default=8620)
+    p.add_argument("--responder-sip", help="the responder's SIP URI (default sip:HOST:5060)")
     p.add_argument("--info", action="append", default=[], metavar="KEY=VALUE",
                    help="call info: user, caller_number, callee_number, call_time, firewall, "
                    "circuit_speed, notes (repeatable)")  # fmt: skip
@@ -67,6 +68,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {
         "responder": args.responder, "twamp_port": args.twamp_port,
         "bandwidth_port": args.bandwidth_port, "natprobe_port": args.natprobe_port,
+        "responder_sip": args.responder_sip,
         "sip_server": args.sip_server, "sip_transport": args.sip_transport,
         "sip_user": args.sip_user,
         "sip_password": args.sip_password or os.environ.get("QOS_SCOUT_SIP_PASSWORD"),

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from agent.readiness.model import CallInfo
 
 GROUPS = (
-    "gateway", "dns", "voice", "dscp", "bandwidth", "capacity", "mtu", "nat", "sip", "trace",
+    "gateway", "dns", "voice", "dscp", "bandwidth", "capacity", "mtu", "nat", "sip_alg", "sip",
+    "trace",
 )  # fmt: skip
 
 
@@ -20,6 +21,9 @@ class ReadinessOptions(BaseModel):
     twamp_port: int = Field(default=862, ge=1, le=65535)
     bandwidth_port: int = Field(default=5201, ge=1, le=65535)
     natprobe_port: int = Field(default=8620, ge=1, le=65535)
+    responder_sip: str | None = Field(
+        default=None, max_length=512, description="responder's SIP URI; default sip:HOST:5060"
+    )
     sip_server: str | None = Field(default=None, max_length=512, description="SIP URI or host")
     sip_transport: Literal["udp", "tcp", "tls"] = "udp"
     sip_user: str | None = Field(default=None, max_length=128)

@@ -39,12 +39,12 @@ def _sip_opts(opts: ReadinessOptions) -> dict[str, Any]:
     return o
 
 
-def _alg_check(evidence: list[str], detected: bool, seen_in: str) -> Check:
+def _alg_check(evidence: list[str], detected: bool, seen_in: str, cid: str = "sip.alg") -> Check:
     explanation, fix = FIXES["sip_alg"] if detected else ("", "")
     if detected and evidence:
-        explanation = f"{explanation} Evidence: {'; '.join(evidence[:3])}."
+        explanation = f"{'; '.join(evidence[:3])}. {explanation}"
     return checks.Check(
-        id="sip.alg", group="sip", name="SIP ALG", status="fail" if detected else "pass",
+        id=cid, group="sip", name="SIP ALG", status="fail" if detected else "pass",
         display="detected" if detected else "not detected", threshold="fail if detected",
         source="RFC 3261 (Via/Contact must arrive as sent); seen in " + seen_in,
         explanation=explanation, fix=fix, details={"evidence": evidence},
@@ -70,8 +70,9 @@ async def sip_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
             c = c.model_copy(update={"status": "fail", "explanation": FIXES["sip"][0],
                                      "fix": FIXES["sip"][1]})  # fmt: skip
         out.append(c)
-        out.append(_alg_check(m.get("alg_evidence") or [], bool(m.get("sip_alg_detected")),
-                              "the OPTIONS response"))  # fmt: skip
+        if m.get("sip_alg_detected"):
+            out.append(_alg_check(m.get("alg_evidence") or [], True, "the SIP server's answer",
+                                  "sip.alg.server"))  # fmt: skip
     else:
         out.append(checks.probe_failed("sip.options", "sip", "SIP OPTIONS", _err(res), "sip"))
     if opts.sip_user and "sip_register" in PROBE_MODULES:
@@ -102,12 +103,36 @@ async def sip_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
             if worst is None:
                 c = c.model_copy(update={"status": "pass", "explanation": ""})
             out.append(c)
-            if m.get("sip_alg_detected"):
-                out = [x for x in out if x.id != "sip.alg"]
-                out.append(_alg_check(m.get("alg_evidence") or [], True, "the test call"))
+            if m.get("sip_alg_detected") and not any(x.id == "sip.alg.server" for x in out):
+                out.append(_alg_check(m.get("alg_evidence") or [], True, "the test call",
+                                      "sip.alg.server"))  # fmt: skip
         else:
             out.append(checks.probe_failed("sip.call", "sip", "SIP test call", _err(res), "sip"))
     return out
+
+
+async def alg_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Check]:
+    """SIP ALG on the path to the responder: an OPTIONS and a 1 s test call to its SIP
+    endpoint, which reports what it received (Via, Contact, SDP) for comparison."""
+    if (miss := _missing("sip_options", "sip.alg", "sip", "SIP ALG")) is not None:
+        return [miss]
+    uri = opts.responder_sip or f"sip:{hostport(opts.responder, 5060)}"
+    res = await call_probe("sip_options", uri, {"transport": "udp"})
+    m = res.measurement
+    if not m or "sip_alg_detected" not in m:
+        return [checks.probe_failed("sip.alg", "sip", "SIP ALG", _err(res), "sip")]
+    evidence = list(m.get("alg_evidence") or [])
+    detected = bool(m.get("sip_alg_detected"))
+    seen_in = "an OPTIONS to the responder"
+    if "sip_call" in PROBE_MODULES:
+        call_uri = uri.replace("sip:", "sip:echo@", 1) if "@" not in uri else uri
+        cres = await call_probe("sip_call", call_uri, {"duration_s": 1.0})
+        cm = cres.measurement
+        if cm:
+            seen_in += " and a test call"
+            detected = detected or bool(cm.get("sip_alg_detected"))
+            evidence += [e for e in cm.get("alg_evidence") or [] if e not in evidence]
+    return [_alg_check(evidence, detected, seen_in)]
 
 
 def _sip_domain(server: str) -> str | None:

@@ -120,6 +120,9 @@ async def run_readiness(
         if opts.wants("mtu"):
             await progress(0.8, "path MTU")
             out += await sip_checks.mtu_checks(opts, call_probe)
+        if opts.wants("sip_alg"):
+            await progress(0.83, "SIP ALG check against the responder")
+            out += await sip_checks.alg_checks(opts, call_probe)
         if opts.wants("sip") and opts.sip_server:
             await progress(0.85, "SIP server")
             out += await sip_checks.sip_checks(opts, call_probe)

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.netns
 def test_clean_link_passes_every_graded_check(rlab: netlab.NetLab) -> None:
     start_responder(rlab, "b")
     rep = readiness_in(
-        rlab, "a", "--responder", rlab.addr("b"), "--checks", "voice,dscp,capacity,nat,gateway",
-        "--voice-s", "3", "--ramp-step-s", "2", "--calls", "2", "--max-calls", "4",
-        "--nat-intervals", "2,30",
+        rlab, "a", "--responder", rlab.addr("b"), "--voice-s", "3", "--ramp-step-s", "2",
+        "--calls", "2", "--max-calls", "4", "--nat-intervals", "2,30", "--bandwidth-s", "1",
+        "--down-mbps", "100", "--up-mbps", "100",
     )  # fmt: skip
     bad = [(c["id"], c["display"]) for c in rep["checks"] if c["status"] in ("warn", "fail")]
     assert rep["verdict"] == "pass", bad
@@ -32,6 +32,10 @@ def test_clean_link_passes_every_graded_check(rlab: netlab.NetLab) -> None:
     assert nat["status"] == "pass" and nat["value"] == 30.0
     assert nat["details"]["behind_nat"] is False
     assert any(s["title"].startswith("RTT over the test") for s in rep["series"])
+    assert check(rep, "sip.alg")["status"] == "pass"
+    assert check(rep, "mtu.path")["value"] == 1500.0
+    assert check(rep, "bandwidth.up")["status"] == "pass"
+    assert check(rep, "trace.path")["display"].startswith("2 hops, reached")
 
 
 def test_upstream_loss_fails_the_upstream_loss_check_with_the_dropped_share(
@@ -131,3 +135,21 @@ def test_a_rate_cap_fails_the_bandwidth_check_in_its_direction_with_the_capped_f
     assert 0.85 * 4e6 <= up["details"]["throughput_bps"] <= 1.02 * 4e6, up["display"]
     assert up["value"] == pytest.approx(100 * up["details"]["throughput_bps"] / 10e6)
     assert "contracted" in up["explanation"]
+
+
+def test_a_sip_alg_that_rewrites_contact_fails_the_sip_alg_check_naming_it(
+    rlab: netlab.NetLab,
+) -> None:
+    start_responder(rlab, "b")
+    inside, outside = rlab.addr("a").encode(), b"10.77.2.254"
+    relay = rlab.start_relay("r", 5060, (rlab.addr("b"), 5060), replace_fwd=[(inside, outside)],
+                             replace_back=[(outside, inside)])  # fmt: skip
+    rep = readiness_in(rlab, "a", "--responder", rlab.addr("b"), "--checks", "sip_alg",
+                       "--responder-sip", "sip:10.77.1.254")  # fmt: skip
+    relay.stop()
+    alg = check(rep, "sip.alg")
+    assert alg["status"] == "fail", alg
+    assert "Contact rewritten" in alg["explanation"]
+    assert alg["fix"] == "Disable SIP ALG (SIP helper, SIP transformations) on this firewall."
+    clean = readiness_in(rlab, "a", "--responder", rlab.addr("b"), "--checks", "sip_alg")
+    assert check(clean, "sip.alg")["status"] == "pass", check(clean, "sip.alg")
