@@ -203,3 +203,20 @@ def test_bad_config_and_missing_credentials_exit_with_meaningful_status(tmp_path
     t0 = time.monotonic()
     assert s.run_cli("agent", "check-config", str(good)).stdout.startswith(f"{good}: ok")
     assert time.monotonic() - t0 < 30
+
+
+def test_enroll_stores_a_private_key_once_and_a_token_works_once(stack: Stack) -> None:
+    stack.start_collector()
+    token = stack.create_tenancy()
+    config = stack.write_agent_config({})
+    stack.enroll(config, token)
+    creds = stack.workdir / "agent.json"
+    assert creds.stat().st_mode & 0o777 == 0o600
+    again = stack.run_cli("agent", "enroll", "--collector", stack.collector_url, "--token", token,
+                          "--config", str(config), check=False)  # fmt: skip
+    assert again.returncode == 2 and "already enrolled" in again.stderr
+    reused = stack.run_cli("agent", "enroll", "--collector", stack.collector_url, "--token", token,
+                           "--config", str(config), "--force", check=False)  # fmt: skip
+    assert reused.returncode == 2
+    assert re.search(r"enroll at \S+: 401 .*token", reused.stderr), reused.stderr
+    assert creds.stat().st_mode & 0o777 == 0o600  # the first key is still there
