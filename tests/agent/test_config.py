@@ -132,5 +132,22 @@ def test_missing_file_says_so(tmp_path: Path) -> None:
 
 def test_example_config_in_deploy_is_valid() -> None:
     example = Path(__file__).resolve().parents[2] / "deploy" / "agent.example.yml"
-    cfg = load_config(example, check_probes=False)
+    cfg = load_config(example)  # every module's options against its probe's model
     assert cfg.modules
+
+
+def test_default_modules_validate_against_the_installed_probes() -> None:
+    from agent.probes import PROBE_MODULES
+
+    cfg = parse_config({"site": {"responder": "192.0.2.10", "sip_server": "sip:pbx.example"}})
+    assert cfg.modules is not None
+    wanted = {"ping", "host", "voice", "bandwidth", "trace", "sip"}
+    installed = {n for n, m in default_modules_probe_map().items() if m in PROBE_MODULES}
+    assert set(cfg.modules) == wanted & installed
+
+
+def default_modules_probe_map() -> dict[str, str]:
+    from agent.config import SiteConfig, default_modules
+
+    mods = default_modules(SiteConfig(responder="r", sip_server="sip:s"))
+    return {n: m["probe"] for n, m in mods.items()}
