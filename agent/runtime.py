@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 SPOOL_ENFORCE_EVERY_S = 60.0
 
 
+def release_memory() -> None:
+    """Return free heap pages to the OS (glibc `malloc_trim`); a no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Agent:
     def __init__(
         self, cfg: AgentConfig, creds: Credentials, *, rng: random.Random | None = None
@@ -111,22 +121,26 @@ class Agent:
         self.metrics_server = serve(registry, m.address, m.port)
         log.info("metrics on http://%s:%d/metrics", m.address, m.port)
 
-    async def _enforce_bounds(self) -> None:
+    async def _housekeeping(self) -> None:
+        """Every minute: apply the spool bounds, and hand freed heap back to the OS (a voice
+        stream or a call allocates and frees several MB; an idle agent should not keep it)."""
         while True:
             await asyncio.sleep(SPOOL_ENFORCE_EVERY_S)
             dropped = self.spool.enforce(time.time())
             if dropped:
                 log.warning("spool bounds dropped %d old results", dropped)
+            release_memory()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then stop probes, flush the spool and close."""
         self.start_metrics()
+        release_memory()  # what loading and validating the config left behind
         mods = ", ".join(f"{n}({m.probe})" for n, m in self.cfg.enabled_modules().items())
         log.warning("agent %s started; modules: %s", self.creds.agent_id, mods or "none")
         tasks = [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.shipper.run(), name="shipper"),
-            asyncio.create_task(self._enforce_bounds(), name="spool-bounds"),
+            asyncio.create_task(self._housekeeping(), name="housekeeping"),
         ]
         if self.jobs is not None:
             tasks.append(asyncio.create_task(self.jobs.run(), name="jobs"))

@@ -203,15 +203,20 @@ class Stack:
 
     # ---------------------------------------------------------------- agent
 
-    def write_agent_config(self, modules: dict[str, Any], **sections: Any) -> Path:
+    def write_agent_config(
+        self, modules: dict[str, Any], *, name: str = "agent", **sections: Any
+    ) -> Path:
+        """`<name>.yml` with `<name>.json` credentials and a `<name>` spool; sections given
+        are merged over the defaults (a section set to None is removed)."""
         self.agent_metrics_port = free_port()
+        spool = "spool.db" if name == "agent" else f"{name}-spool.db"
         cfg: dict[str, Any] = {
             "collector": {
                 "url": self.collector_url,
-                "credentials_file": "agent.json",
+                "credentials_file": f"{name}.json",
                 "timeout_s": 5,
             },
-            "spool": {"path": "spool.db"},
+            "spool": {"path": spool},
             "shipping": {"interval_s": 1, "backoff_initial_s": 0.5, "backoff_max_s": 2},
             "jobs": {"wait_s": 5},
             "metrics": {"port": self.agent_metrics_port},
@@ -219,8 +224,11 @@ class Stack:
             "modules": modules,
         }
         for key, value in sections.items():
-            cfg[key] = {**cfg.get(key, {}), **value}
-        path = self.workdir / "agent.yml"
+            if value is None:
+                cfg.pop(key, None)
+            else:
+                cfg[key] = {**cfg.get(key, {}), **value}
+        path = self.workdir / f"{name}.yml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         return path
 

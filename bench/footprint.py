@@ -179,14 +179,23 @@ def main() -> int:
         rargs, ports = responder_plan()
         stack.start_responder(rargs, lambda: tcp_open(ports["bandwidth"]))
         modules = bench_modules(ports)
-        config = stack.write_agent_config(
-            modules,
-            shipping={"interval_s": 5, "backoff_initial_s": 1, "backoff_max_s": 300},
-            jobs={"wait_s": 30},
-            scheduler={"first_run_within_s": min(args.warmup, 60.0)},
-        )
+        common: dict[str, Any] = {
+            "shipping": {"interval_s": 5, "backoff_initial_s": 1, "backoff_max_s": 300},
+            "jobs": {"wait_s": 30},
+            "scheduler": {"first_run_within_s": min(args.warmup, 60.0)},
+        }
+        # The default config (no local /metrics), and a second agent at a second site with
+        # /metrics on, measured side by side.
+        config = stack.write_agent_config(modules, metrics=None, **common)
         stack.enroll(config, token)
         agent = stack.start_agent(config)
+        site2 = stack.api(
+            "POST", "/api/v1/sites", json={"customer_id": stack.customer_id, "name": "site-2"}
+        )["id"]
+        token2 = stack.api("POST", f"/api/v1/sites/{site2}/tokens", json={})["token"]
+        config2 = stack.write_agent_config(modules, name="agent-metrics", **common)
+        stack.enroll(config2, token2)
+        agent2 = stack.start_agent(config2, name="agent-metrics")
         blackbox = start_blackbox(workdir)
         stop = threading.Event()
         if blackbox is not None:
@@ -200,7 +209,10 @@ def main() -> int:
         print(f"agent modules: {names}", flush=True)
         print(f"warming up {args.warmup:g} s, then measuring {args.duration:g} s ...", flush=True)
         time.sleep(args.warmup)
-        samplers = {"agent (idle, default schedule)": Sampler(agent.pid)}
+        samplers = {
+            "agent, idle, default schedule": Sampler(agent.pid),
+            "agent, idle, default schedule + local /metrics": Sampler(agent2.pid),
+        }
         if blackbox is not None:
             samplers["blackbox_exporter (ICMP, 2 targets / 60 s)"] = Sampler(blackbox[0].pid)
         for s in samplers.values():
@@ -211,7 +223,7 @@ def main() -> int:
             rows.append(s.row(name))
         stop.set()
         runs = len(stack.results())
-        notes.append(f"results stored by the collector from the agent while measuring: {runs}")
+        notes.append(f"results stored by the collector from the first agent so far: {runs}")
         if "sip" in ports:
             with Sampler(agent.pid, every_s=0.2) as s:
                 job = sip_load(stack, ports["sip"], args.calls)
