@@ -136,7 +136,7 @@ class Shipper:
             async with asyncio.timeout(timeout_s):
                 while time.monotonic() < deadline:
                     if await self.ship_once() == 0:
-                        return True
+                        break  # empty, or the collector acknowledged nothing more
         except (CollectorError, TimeoutError) as exc:
             if isinstance(exc, CollectorError):
                 self._failed(exc)
