@@ -101,6 +101,7 @@ async def probe(target: Target, opts: SipCallOptions, ctx: ProbeContext) -> Base
         ptime_ms=opts.ptime_ms,
         jitter_buffer_ms=opts.jitter_buffer_ms,
         answer_timeout_s=opts.answer_timeout_s,
+        defer_stats=opts.calls > 1,
     )
     async with sip_session(target, opts) as (endpoint, resolved):
 
@@ -114,7 +115,8 @@ async def probe(target: Target, opts: SipCallOptions, ctx: ProbeContext) -> Base
                     raise
                 return CallResult(failure=f"{type(exc).__name__}: {exc}")
 
-        results = list(await asyncio.gather(*(one(i) for i in range(opts.calls))))
+        calls = await asyncio.gather(*(one(i) for i in range(opts.calls)))
+    results = [c.finish() for c in calls]  # statistics once every stream has stopped
     address = f"{resolved.addr[0]}:{resolved.addr[1]}"
     worst = min(results, key=_call_score)
     m = _measurement(worst, address, opts.transport)

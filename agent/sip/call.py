@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,11 @@ class CallSettings:
     ptime_ms: int = 20
     jitter_buffer_ms: float = 60.0
     answer_timeout_s: float = 20.0
+    # What our responder sends back (X-Scout-Media): both, stream, echo, or sink (RTCP only).
+    media_mode: str | None = None
+    # Leave the statistics to `CallResult.finish()`: with many concurrent calls the caller
+    # computes them once every stream has stopped, so the work never delays a live stream.
+    defer_stats: bool = False
 
 
 @dataclass
@@ -60,6 +66,14 @@ class CallResult:
     alg_evidence: list[str] = field(default_factory=list)
     public_address: str | None = None
     failure: str | None = None
+    pending: Callable[[], None] | None = field(default=None, repr=False)
+
+    def finish(self) -> CallResult:
+        """Compute the media statistics left pending (`CallSettings.defer_stats`)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending()
+        return self
 
 
 async def place_call(endpoint: SipEndpoint, target: SipTarget, s: CallSettings) -> CallResult:
@@ -105,6 +119,8 @@ async def _signal_and_stream(
         invite = leg.request("INVITE", endpoint.via_for(target.addr))
         invite.add("Content-Type", "application/sdp")
         invite.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")
+        if s.media_mode:
+            invite.add("X-Scout-Media", s.media_mode)
         invite.body = body
         if auth.challenge:
             invite.add(auth.header_name, auth.authorization("INVITE", target.uri))
@@ -154,7 +170,9 @@ async def _signal_and_stream(
     media.send_rtcp()
     await asyncio.sleep(0.3)  # let the last echoed packets and a final RTCP arrive
     bye_resp = await _bye(endpoint, target, dialog, res)
-    _media_stats(media, res, s, bye_resp)
+    res.pending = lambda: _media_stats(media, res, s, bye_resp)
+    if not s.defer_stats:
+        res.finish()
 
 
 async def _invite(

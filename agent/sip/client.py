@@ -136,7 +136,7 @@ async def register(
     expires: int = 300,
 ) -> RegisterResult:
     """REGISTER (answering up to two challenges); RRD from the first REGISTER to the final
-    response of the last one (RFC 6076 §4.1)."""
+    response of the last one (RFC 6076 RRD)."""
     aor = f"sip:{user}@{target.host}"
     contact = contact_uri(endpoint, target, user)
     leg = Leg(aor, aor, contact)

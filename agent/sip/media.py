@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,12 +85,34 @@ class SendState:
     deadlines: list[float] = field(default_factory=list)
 
 
-class _Proto(asyncio.DatagramProtocol):
-    def __init__(self, cb: Any) -> None:
-        self.cb = cb
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.cb(data, (str(addr[0]), int(addr[1])), time.monotonic())
+
+def _kernel_arrival(ancdata: list[tuple[int, int, bytes]], offset: float) -> float:
+    """Kernel receive time (SO_TIMESTAMPNS, wall clock) moved to the monotonic clock."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return sec + nsec * 1e-9 - offset
+    return time.monotonic()
+
+
+def _reader(sock: socket.socket, cb: Any) -> Any:
+    """A read callback draining `sock`, stamping each datagram with its kernel arrival time,
+    so a busy process does not count its own lateness as network jitter."""
+
+    def on_readable() -> None:
+        offset = time.time() - time.monotonic()
+        for _ in range(64):
+            try:
+                data, anc, _, addr = sock.recvmsg(2048, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # ICMP errors (port unreachable) surface here; nothing to read
+            cb(data, (str(addr[0]), int(addr[1])), _kernel_arrival(anc, offset))
+
+    return on_readable
 
 
 class RtpSession:
@@ -122,7 +145,7 @@ class RtpSession:
         self.reports_about_us: list[dict[str, Any]] = []  # report blocks for our SSRC
         self.rtts_ms: list[float] = []
         self._sockets: tuple[socket.socket, socket.socket] | None = None
-        self._transports: list[asyncio.DatagramTransport] = []
+        self._readers: list[socket.socket] = []
         self._pacer_handle: int | None = None
         self._rtcp_task: asyncio.Task[None] | None = None
         self._previous: dict[int, tuple[int, int]] = {}
@@ -132,13 +155,18 @@ class RtpSession:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self, port: int = 0) -> int:
+        # Import aiortc here, on the loop thread before any stream starts: a first import
+        # inside the pacer thread would stall every stream already running.
+        import aiortc.rtp  # noqa: F401
+
         loop = asyncio.get_running_loop()
         rtp, rtcp = bind_rtp_pair(self.host, port)
         self._sockets = (rtp, rtcp)
         self.port = rtp.getsockname()[1]
-        t1, _ = await loop.create_datagram_endpoint(lambda: _Proto(self._on_rtp), sock=rtp)
-        t2, _ = await loop.create_datagram_endpoint(lambda: _Proto(self._on_rtcp), sock=rtcp)
-        self._transports = [t1, t2]
+        for sock, cb in ((rtp, self._on_rtp), (rtcp, self._on_rtcp)):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            loop.add_reader(sock, _reader(sock, cb))
+            self._readers.append(sock)
         return self.port
 
     def set_remote(self, rtp: Addr, rtcp: Addr | None = None) -> None:
@@ -180,9 +208,11 @@ class RtpSession:
             payload=self._payloads[i % len(self._payloads)],
         )
         data = pkt.serialize()
-        assert self._sockets is not None and self.remote_rtp is not None
+        socks = self._sockets
+        if socks is None or self.remote_rtp is None:
+            return None  # closed under us
         try:
-            self._sockets[0].sendto(data, self.remote_rtp)
+            socks[0].sendto(data, self.remote_rtp)
         except OSError:
             tx.send_errors += 1
         tx.send_times.append(time.monotonic())
@@ -210,9 +240,10 @@ class RtpSession:
         if rec is None:
             rec = self.rx[pkt.ssrc] = StreamRecord(pkt.ssrc)
         rec.on_rtp(pkt.sequence_number, pkt.timestamp, pkt.payload_type, arrival)
-        if self.echo and self._transports:
-            self._transports[0].sendto(data, addr)
-            self.echoed += 1
+        if self.echo and self._sockets is not None:
+            with contextlib.suppress(OSError):
+                self._sockets[0].sendto(data, addr)
+                self.echoed += 1
 
     def _on_rtcp(self, data: bytes, addr: Addr, arrival: float) -> None:
         from aiortc.rtp import RtcpPacket, RtcpRrPacket, RtcpSrPacket
@@ -299,10 +330,10 @@ class RtpSession:
         return data
 
     def send_rtcp(self, *, bye: bool = False) -> None:
-        if self.remote_rtcp is None or len(self._transports) < 2:
+        if self.remote_rtcp is None or not self._readers or self._sockets is None:
             return
         try:
-            self._transports[1].sendto(self.build_rtcp(bye=bye), self.remote_rtcp)
+            self._sockets[1].sendto(self.build_rtcp(bye=bye), self.remote_rtcp)
             self.rtcp_sent += 1
         except OSError:
             pass
@@ -327,6 +358,11 @@ class RtpSession:
             self._rtcp_task = None
         if final_rtcp:
             self.send_rtcp(bye=True)
-        for t in self._transports:
-            t.close()
-        self._transports = []
+        loop = asyncio.get_running_loop()
+        for sock in self._readers:
+            loop.remove_reader(sock)
+        self._readers = []
+        if self._sockets is not None:
+            socks, self._sockets = self._sockets, None
+            for sock in socks:
+                sock.close()

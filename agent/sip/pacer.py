@@ -10,12 +10,30 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 
 SendFn = Callable[[float], float | None]
+log = logging.getLogger(__name__)
+
+# The pacer thread asks for this SCHED_FIFO priority when the system allows it (root,
+# CAP_SYS_NICE or RLIMIT_RTPRIO); it sleeps almost all the time, so a busy CPU shared with
+# other programs no longer delays its wake-ups. QOS_SCOUT_PACER_RT=0 turns this off.
+RT_PRIORITY = 10
+
+
+def _raise_priority() -> bool:
+    if os.environ.get("QOS_SCOUT_PACER_RT", "1") == "0" or not hasattr(os, "SCHED_FIFO"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))  # this thread
+    except (PermissionError, OSError):
+        return False
+    return True
 
 
 class Pacer:
@@ -31,6 +49,7 @@ class Pacer:
         self._cancelled: set[int] = set()
         self._thread: threading.Thread | None = None
         self.max_late_s = 0.0
+        self.realtime = False
 
     @classmethod
     def shared(cls) -> Pacer:
@@ -58,6 +77,8 @@ class Pacer:
             self._cv.notify()
 
     def _run(self) -> None:
+        self.realtime = _raise_priority()
+        log.debug("RTP pacer started (real-time priority: %s)", self.realtime)
         while True:
             with self._cv:
                 while True:

@@ -1,4 +1,4 @@
-"""RFC 6076 §4.5–4.8 ratios over many call attempts: SER, SEER, ISA, SCR (pure)."""
+"""RFC 6076 ratios over many call attempts: SER, SEER, ISA, SCR (pure)."""
 
 from __future__ import annotations
 

@@ -196,12 +196,12 @@ def received_direction(
     eff_loss = 100.0 * effective / expected if expected else 0.0
     burst = quality.burst_stats(mask).burst_ratio if mask else 1.0
     r_f = mos = None
-    if expected and one_way_ms is not None:
+    if expected:  # an unknown network delay scores as 0 (and is reported as None)
         r_f, mos = score(
             codec=codec,
             loss_pct=eff_loss,
             burst_ratio=burst,
-            one_way_ms=one_way_ms,
+            one_way_ms=one_way_ms or 0.0,
             ptime_ms=ptime_ms,
             jitter_buffer_ms=jitter_buffer_ms,
         )

@@ -182,7 +182,11 @@ class SipUas:
         await ep.respond(req, peer, 100, "Trying")
         try:
             offer = parse_sdp(req.body)
-            host = self.media_host or local_address_towards((offer.address, offer.port))
+            host = self.media_host or (
+                self.host
+                if self.host not in ("0.0.0.0", "::")
+                else local_address_towards((offer.address, offer.port))
+            )
             ans = sdp_answer(offer, host, 0)
         except (SipParseError, OSError) as exc:
             del self.calls[call_id]
