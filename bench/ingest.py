@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +151,27 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
+SERVER_PIDS: list[int] = []  # the collector and, for PostgreSQL, the postmaster
+
+
+def cpu_now() -> float:
+    """CPU seconds used so far by the server side (collector + database processes)."""
+    total = 0.0
+    for pid in SERVER_PIDS:
+        try:
+            p = psutil.Process(pid)
+            procs = [p, *p.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for q in procs:
+            try:
+                t = q.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
 class RawPool:
     """A minimal HTTP/1.1 keep-alive client (a fixed pool of connections), so the load
     generator spends little CPU per request and measures the collector, not itself."""
@@ -213,14 +235,14 @@ async def throughput(url: str, keys: list[str], batch: int, conc: int, duration:
             else:
                 errors += 1
 
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), cpu_now()
     await asyncio.gather(*(worker(i) for i in range(conc)))
-    elapsed = time.monotonic() - t0
+    elapsed, cpu_s = time.monotonic() - t0, cpu_now() - c0
     pool.close()
-    return stored / elapsed, lat, errors
+    return stored / elapsed, lat, errors, stored / cpu_s if cpu_s else float("nan")
 
 
-async def fleet(url: str, keys: list[str], batch: int, period: float):
+async def fleet(url: str, keys: list[str], batch: int, period: float, periods: int):
     """Each agent posts once at a random phase within `period` (open loop). Latency runs
     from the scheduled send until the answer is read (waiting for a free connection
     included); `lag` is how late the generator itself was at each send."""
@@ -228,30 +250,41 @@ async def fleet(url: str, keys: list[str], batch: int, period: float):
     lag: list[float] = []
     errors = 0
     rnd = random.Random(2)
-    plan = sorted((rnd.uniform(0, period), k) for k in keys)
+    phases = {k: rnd.uniform(0, period) for k in keys}
+    # Every agent reports once per period; only the last period is measured (the first
+    # ones are agents' first contact, when keys and sites are not cached yet).
+    plan = sorted(
+        (n * period + phases[k], k, n == periods - 1) for n in range(periods) for k in keys
+    )
     host, port = url.removeprefix("http://").split(":")
     pool = await RawPool(host, int(port), 256).open()
     start = time.monotonic()
 
-    async def one(key: str) -> None:
+    async def one(key: str, measured: bool) -> None:
         nonlocal errors
         body = batch_body(batch, rnd)
         t0 = time.perf_counter()
         status, _ = await pool.post("/api/v1/results", body, key)
-        lat.append(time.perf_counter() - t0)
+        if measured:
+            lat.append(time.perf_counter() - t0)
         if status != 200:
             errors += 1
 
     tasks = []
-    for at, key in plan:
+    cpu0 = None
+    for at, key, measured in plan:
         delay = start + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        lag.append(max(0.0, time.monotonic() - (start + at)))
-        tasks.append(asyncio.create_task(one(key)))
+        if measured and cpu0 is None:
+            cpu0 = cpu_now()
+        if measured:
+            lag.append(max(0.0, time.monotonic() - (start + at)))
+        tasks.append(asyncio.create_task(one(key, measured)))
     await asyncio.gather(*tasks)
+    cpu_s = cpu_now() - (cpu0 or 0.0)
     pool.close()
-    return lat, lag, errors
+    return lat, lag, errors, cpu_s
 
 
 def raw_ceiling(store: Store, batch: int, duration: float) -> float:
@@ -268,7 +301,7 @@ def raw_ceiling(store: Store, batch: int, duration: float) -> float:
     rnd = random.Random(3)
     n = 0
     end = time.monotonic() + duration
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time() + cpu_now()
     while time.monotonic() < end:
         doc = json.loads(batch_body(batch, rnd))["results"]
         now = time.time()
@@ -296,7 +329,8 @@ def raw_ceiling(store: Store, batch: int, duration: float) -> float:
         with store.write() as c:
             c.exec_driver_sql(sql, rows)
         n += len(rows)
-    return n / (time.monotonic() - t0)
+    cpu_s = time.process_time() + cpu_now() - c0
+    return n / (time.monotonic() - t0), n / cpu_s
 
 
 def run_db(kind: str, args: argparse.Namespace) -> dict[str, object]:
@@ -321,10 +355,13 @@ def run_db(kind: str, args: argparse.Namespace) -> dict[str, object]:
         fl = setup_tenants(store, args.agents)
         port = free_port()
         proc = start_collector(url, port, work)
+        SERVER_PIDS[:] = [proc.pid]
+        if cluster:
+            SERVER_PIDS.append(int((cluster.data / "postmaster.pid").read_text().split()[0]))
         base = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(throughput(base, fl.keys[:50], args.batch, args.concurrency, 2.0))  # warm
-            rate, lat, err = asyncio.run(
+            rate, lat, err, per_cpu = asyncio.run(
                 throughput(
                     base,
                     fl.keys[: args.concurrency * 4],
@@ -333,22 +370,28 @@ def run_db(kind: str, args: argparse.Namespace) -> dict[str, object]:
                     args.duration,
                 )
             )
-            flat, flag, ferr = [], [], 0
+            flat, flag, ferr, fcpu = [], [], 0, 0.0
             if not args.skip_fleet:
-                flat, flag, ferr = asyncio.run(fleet(base, fl.keys, args.fleet_batch, args.period))
+                flat, flag, ferr, fcpu = asyncio.run(
+                    fleet(base, fl.keys, args.fleet_batch, args.period, args.fleet_periods)
+                )
         finally:
             proc.terminate()
             proc.wait(30)
-        ceiling = raw_ceiling(store, args.batch, min(args.duration, 10.0))
+        SERVER_PIDS[:] = SERVER_PIDS[1:]  # the collector is gone; keep the postmaster
+        ceiling, ceiling_cpu = raw_ceiling(store, args.batch, min(args.duration, 10.0))
         store.dispose()
         return {
             "db": kind,
             "rate": rate,
+            "per_cpu": per_cpu,
+            "fleet_cpu_ms": fcpu / len(flat) * 1e3 if flat else float("nan"),
             "p50": pct(lat, 50),
             "p99": pct(lat, 99),
             "requests": len(lat),
             "errors": err,
             "ceiling": ceiling,
+            "ceiling_cpu": ceiling_cpu,
             "fleet_requests": len(flat),
             "fleet_p50": pct(flat, 50),
             "fleet_p99": pct(flat, 99),
@@ -371,6 +414,7 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=10_000)
     ap.add_argument("--period", type=float, default=60.0)
     ap.add_argument("--fleet-batch", type=int, default=10, help="results per fleet batch")
+    ap.add_argument("--fleet-periods", type=int, default=2, help="the last one is measured")
     ap.add_argument("--skip-fleet", action="store_true")
     args = ap.parse_args()
     pinned = "collector pinned to CPU 0" if shutil.which("taskset") else "collector not pinned"
@@ -381,20 +425,41 @@ def main() -> None:
     )
     rows = [run_db(k.strip(), args) for k in args.db.split(",") if k.strip()]
     print()
+    print("Throughput (closed loop) beside the raw insert ceiling; `per CPU-s` divides by the")
+    print("CPU time the server side used (collector, plus the PostgreSQL processes), which")
+    print("holds even when other work shares the machine.")
+    print()
     print(
-        "| db | results/s (HTTP) | p50 ms | p99 ms | raw insert ceiling rows/s | "
-        "fleet req/s | fleet p50 ms | fleet p99 ms | generator lag p99 ms | errors |"
+        "| db | results/s | results per CPU-s | p50 ms | p99 ms | raw insert rows/s | "
+        "raw rows per CPU-s | errors |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "skipped" in r:
             print(f"| {r['db']} | skipped: {r['skipped']} |")
             continue
         print(
-            f"| {r['db']} | {r['rate']:,.0f} | {r['p50'] * 1e3:.1f} | {r['p99'] * 1e3:.1f} | "
-            f"{r['ceiling']:,.0f} | {r['fleet_rps']:.0f} | {r['fleet_p50'] * 1e3:.1f} | "
-            f"{r['fleet_p99'] * 1e3:.1f} | {r['fleet_lag_p99'] * 1e3:.1f} | "
-            f"{r['errors']}+{r['fleet_errors']} |"
+            f"| {r['db']} | {r['rate']:,.0f} | {r['per_cpu']:,.0f} | {r['p50'] * 1e3:.1f} | "
+            f"{r['p99'] * 1e3:.1f} | {r['ceiling']:,.0f} | {r['ceiling_cpu']:,.0f} | "
+            f"{r['errors']} |"
+        )
+    if args.skip_fleet:
+        return
+    print()
+    print("Fleet (open loop, last period measured): latency from send to answer.")
+    print()
+    print(
+        "| db | requests/s | p50 ms | p99 ms | server CPU ms per request | "
+        "generator lag p99 ms | errors |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "skipped" in r:
+            continue
+        print(
+            f"| {r['db']} | {r['fleet_rps']:.0f} | {r['fleet_p50'] * 1e3:.1f} | "
+            f"{r['fleet_p99'] * 1e3:.1f} | {r['fleet_cpu_ms']:.2f} | "
+            f"{r['fleet_lag_p99'] * 1e3:.1f} | {r['fleet_errors']} |"
         )
 
 
