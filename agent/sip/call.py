@@ -140,7 +140,8 @@ async def _signal_and_stream(
         res.srd_ms = (arrived - t0) * 1000.0
     res.sip_alg_detected, res.alg_evidence = alg.detect(invite, resp)
     if not 200 <= code < 300:
-        res.failure = f"INVITE answered {code} {resp.reason}"
+        answered = f"INVITE answered {code} {resp.reason}"
+        res.failure = f"{res.failure}; {answered}" if res.failure else answered
         return
     res.answer_ms = (arrived - t0) * 1000.0
     dialog = Dialog.from_response(leg, invite, resp)

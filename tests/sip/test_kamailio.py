@@ -100,3 +100,20 @@ async def test_call_through_kamailio_to_the_responder_completes() -> None:
     assert m["out"]["mos"] >= 4.3
     assert uas.stats["calls_completed"] == 1  # the BYE went through Kamailio's route set
     assert m["sip_alg_detected"] is False, m["alg_evidence"]  # a proxy is not an ALG
+
+
+async def test_unanswered_call_is_cancelled_and_ends_with_487() -> None:
+    from agent.probes import run_probe
+
+    silent = peers.free_port()  # Kamailio relays the INVITE to a port where nobody answers
+    with peers.kamailio("s3cret", uas=f"127.0.0.1:{silent}") as port:
+        r = await run_probe(
+            "sip_call",
+            f"sip:echo@127.0.0.1:{port}",
+            {"user": "erin", "password": "s3cret", "duration_s": 1.0, "answer_timeout_s": 2.0},
+        )
+    assert not r.success and r.error is not None
+    m = r.measurement or {}
+    assert m["final_code"] == 487 and not m["setup_ok"]
+    assert "no answer within 2 s: CANCEL sent" in (m["failure"] or "")
+    assert r.duration_ms < 10_000
