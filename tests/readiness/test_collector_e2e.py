@@ -57,7 +57,9 @@ def test_a_failed_readiness_test_reports_progress_opens_a_ticket_with_the_report
     assert t["state"] == "open" and t["severity"] == "critical" and t["rule_id"] == "readiness"
     assert "Jitter upstream" in t["title"]
     assert t["evidence"]["readiness"]["verdict"] == "fail"
-    assert [c["id"] for c in t["evidence"]["failed_checks"]] == ["voice.jitter.up"]
+    failed = [c["id"] for c in t["evidence"]["failed_checks"]]
+    # the upstream MOS may fail too: the jitter buffer drops late packets (random schedule)
+    assert failed[0] == "voice.jitter.up" and set(failed) <= {"voice.jitter.up", "voice.mos.up"}
     # opening it again answers the same ticket
     again = rs.api("POST", f"/api/v1/readiness/{test['id']}/ticket")
     assert again.status_code == 201 and again.json()["ticket_id"] == v["ticket_id"]
@@ -83,12 +85,8 @@ def test_a_failed_readiness_test_reports_progress_opens_a_ticket_with_the_report
         raise AssertionError("the voice stream result never reached the collector")
     listed = rs.api("GET", f"/api/v1/sites/{site}/readiness").json()
     assert [x["id"] for x in listed] == [test["id"]]
-
-
-def test_bad_options_are_refused_with_the_key_named(rs: ReadinessStack) -> None:
-    site = rs.stack.site_id
-    r = rs.api("POST", f"/api/v1/sites/{site}/readiness", json={"options": {"voice_sec": 3}})
-    assert r.status_code == 422 or r.status_code == 400, r.text
-    assert "voice_sec" in r.text
+    # bad options are refused with the key named; unknown tests are 404
+    bad = rs.api("POST", f"/api/v1/sites/{site}/readiness", json={"options": {"voice_sec": 3}})
+    assert bad.status_code in (400, 422) and "voice_sec" in bad.text, bad.text
     other = rs.api("GET", "/api/v1/readiness/00000000-0000-0000-0000-000000000000")
     assert other.status_code == 404

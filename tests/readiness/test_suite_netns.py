@@ -114,10 +114,10 @@ def test_a_nat_that_forgets_udp_mappings_after_5_s_fails_the_binding_check(
     timeout = rlab.run_in("r", ["sysctl", "-n", "net.netfilter.nf_conntrack_udp_timeout"])
     assert timeout.stdout.strip() == "5"
     rep = readiness_in(rlab, "a", "--responder", rlab.addr("b"), "--checks", "nat",
-                       "--nat-intervals", "2,10")  # fmt: skip
+                       "--nat-intervals", "1,8")  # fmt: skip
     c = check(rep, "nat.binding")
     assert c["status"] == "fail", c
-    assert c["value"] == 10.0 and c["details"]["survived_s"] == 2.0
+    assert c["value"] == 8.0 and c["details"]["survived_s"] == 1.0
     assert c["details"]["behind_nat"] is True
     assert c["details"]["mapped_address"].split()[0] == "10.77.2.254"  # r, toward b
 
