@@ -166,14 +166,16 @@ def test_sigkill_keeps_the_spool_and_acknowledged_results_are_not_resent(stack: 
     assert stack.stop("agent", sig=signal.SIGKILL) == -signal.SIGKILL
     pending = spool_ids(stack)
     before_kill = set(stored_ids_offline(stack))
-    assert pending and not pending & before_kill
+    # What the spool holds was not acknowledged (an item the collector stored just as it
+    # stopped, whose answer was lost, may be in both: it will come back as a duplicate).
+    assert pending
     stack.start_collector(port=int(stack.collector_url.rsplit(":", 1)[1]), name="collector2")
     stack.start_agent(config, name="agent2")
     wait_for("the old backlog to arrive", lambda: pending <= set(stored_ids(stack)), 60)
     assert stack.stop("agent2") == 0
     ids = stored_ids(stack)
     assert len(ids) == len(set(ids))
-    assert len(ids) == len(before_kill) + len(pending) + produced(stack, "agent2")
+    assert len(ids) == len(before_kill | pending) + produced(stack, "agent2")
     # Only what was in flight at the kill could be sent twice; nothing acknowledged was.
     assert collector_counter(stack, "duplicate") <= len(pending)
 
