@@ -91,6 +91,8 @@ def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
         return "not measured"
     if unit == "MOS":
         return f"{value:.2f}"
+    if abs(value) < 1 and value != 0:
+        digits = max(digits, 2)
     return f"{value:.{digits}f} {unit}".strip()
 
 

@@ -191,9 +191,15 @@ async def _capacity(opts: ReadinessOptions, progress: Progress) -> tuple[int, li
     async def stream(extra: dict[str, Any]) -> ProbeResult:
         return await run_probe("udp", target, {"codec": opts.codec, "dscp": 46, **extra})
 
+    expected_steps = 2 * max(1, opts.ceiling().bit_length())
+    done = 0
+
     async def step_done(step: RampStep) -> None:
+        nonlocal done
+        done += 1
         verdict = "ok" if step.ok else step.reason
-        await progress(0.5, f"ramp: {step.calls} simultaneous calls: {verdict}")
+        fraction = 0.45 + 0.33 * min(1.0, done / expected_steps)
+        await progress(fraction, f"ramp: {step.calls} simultaneous calls: {verdict}")
 
     return await capacity.run_ramp(
         stream, ceiling=opts.ceiling(), step_s=opts.ramp_step_s, progress=step_done
