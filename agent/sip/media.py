@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
 import secrets
 import socket
@@ -25,6 +26,9 @@ from agent.sip.rtpstats import StreamRecord, ntp_timestamp, rtt_from_report
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
+# Where RTP is paced: "process" (agent.sip.sender, own interpreter; the default) or
+# "thread" (agent.sip.pacer, inside this process).
+PACER = os.environ.get("QOS_SCOUT_PACER", "process")
 CODEC_NAMES = {0: "pcm_mulaw", 8: "pcm_alaw"}
 
 
@@ -147,6 +151,9 @@ class RtpSession:
         self._sockets: tuple[socket.socket, socket.socket] | None = None
         self._readers: list[socket.socket] = []
         self._pacer_handle: int | None = None
+        self._sender: Any = None  # agent.sip.sender.SenderProcess, imported on first use
+        self._sender_handle: int | None = None
+        self._in_process = False
         self._rtcp_task: asyncio.Task[None] | None = None
         self._previous: dict[int, tuple[int, int]] = {}
         self._payloads: list[bytes] = []
@@ -159,6 +166,13 @@ class RtpSession:
         # inside the pacer thread would stall every stream already running.
         import aiortc.rtp  # noqa: F401
 
+        if PACER == "process":
+            from agent.sip.sender import SenderProcess
+
+            try:  # start (or reuse) the sender process now, not when the stream starts
+                await asyncio.to_thread(SenderProcess.shared)
+            except OSError as exc:
+                log.warning("%s: RTP will be paced in a thread", exc)
         loop = asyncio.get_running_loop()
         rtp, rtcp = bind_rtp_pair(self.host, port)
         self._sockets = (rtp, rtcp)
@@ -185,8 +199,48 @@ class RtpSession:
         now = time.monotonic()
         self._t0 = now + 0.005
         self._stop_at = None if duration_s is None else self._t0 + duration_s
-        self._pacer_handle = Pacer.shared().add(self._send_one, self._t0)
+        if PACER == "process" and self._sockets is not None:
+            try:
+                self._start_in_process(duration_s)
+            except OSError as exc:
+                log.warning("RTP sender process unavailable (%s): pacing in a thread", exc)
+                self._pacer_handle = Pacer.shared().add(self._send_one, self._t0)
+        else:
+            self._pacer_handle = Pacer.shared().add(self._send_one, self._t0)
         self.start_rtcp()
+
+    def _start_in_process(self, duration_s: float | None) -> None:
+        from agent.sip.sender import SenderProcess, StreamPlan
+
+        assert self._sockets is not None and self.remote_rtp is not None
+        tx = self.tx
+        count = None if duration_s is None else max(1, round(duration_s * 1000 / self.ptime_ms))
+        plan = StreamPlan(
+            self.remote_rtp, self.payload_type, tx.ssrc, tx.first_seq, tx.first_ts,
+            self.ptime_ms, self._t0, count, self._payloads,
+        )  # fmt: skip
+        self._sender = SenderProcess.running()
+        if self._sender is None:
+            raise OSError("the RTP sender process is not running")
+        self._sender_handle = self._sender.add(self._sockets[0], plan, self._sender_done)
+        self._in_process = True
+
+    def _sender_done(self, times: list[float], errors: int) -> None:
+        """From the sender process (on its reader thread): the stream has ended."""
+        tx = self.tx
+        tx.send_times = times
+        tx.deadlines = [self._t0 + i * self.ptime_ms / 1000.0 for i in range(len(times))]
+        tx.sent = len(times)
+        tx.octets = sum(len(self._payloads[i % len(self._payloads)]) for i in range(len(times)))
+        tx.send_errors = errors
+        self._in_process = False
+        self._loop_call(self.done.set)
+
+    def packets_sent(self, now: float) -> int:
+        """Packets sent so far (from the schedule while the sender process runs the stream)."""
+        if not self._in_process:
+            return self.tx.sent
+        return max(0, int((now - self._t0) * 1000 / self.ptime_ms) + 1)
 
     def start_rtcp(self) -> None:
         if self._rtcp_task is None:
@@ -313,13 +367,14 @@ class RtpSession:
             )
         reports = reports[:31]
         pkt: RtcpSrPacket | RtcpRrPacket
-        if self.tx.sent:
-            elapsed = self.tx.sent * 8 * self.ptime_ms
+        sent = self.packets_sent(time.monotonic())
+        if sent:
+            elapsed = sent * 8 * self.ptime_ms
             info = RtcpSenderInfo(
                 ntp_timestamp=ntp_timestamp(time.time()),
                 rtp_timestamp=(self.tx.first_ts + elapsed) & 0xFFFFFFFF,
-                packet_count=self.tx.sent,
-                octet_count=self.tx.octets & 0xFFFFFFFF,
+                packet_count=sent,
+                octet_count=(sent * 8 * self.ptime_ms) & 0xFFFFFFFF,
             )
             pkt = RtcpSrPacket(ssrc=self.tx.ssrc, sender_info=info, reports=reports)
         else:
@@ -348,6 +403,8 @@ class RtpSession:
         if self._pacer_handle is not None:
             Pacer.shared().cancel(self._pacer_handle)
             self._pacer_handle = None
+        if self._in_process and self._sender is not None and self._sender_handle is not None:
+            self._sender.cancel(self._sender_handle)
 
     async def close(self, *, final_rtcp: bool = True) -> None:
         self.stop_sending()
