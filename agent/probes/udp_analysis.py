@@ -164,14 +164,15 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
     copied = bool(uniq) and all(x.reflector_seq == x.sender_seq for x in uniq)
     # A per-session counter from 0 never runs ahead of the sender by more than the forward
     # duplicates (plus a little forward reordering); anything else is a shared counter.
-    counter_ok = bool(uniq) and (
+    plausible = (
+        bool(uniq)
+        and max(x.reflector_seq for x in uniq)
+        <= max(x.sender_seq for x in uniq) + _fwd_dups(uniq) + 16
+    )
+    counter_ok = plausible and (
         p.reflector_counts
-        or (copied and seq.lost == 0)  # nothing lost: either reading gives 0 and 0
-        or (
-            not copied
-            and max(x.reflector_seq for x in uniq)
-            <= max(x.sender_seq for x in uniq) + _fwd_dups(uniq) + 16
-        )
+        or not copied
+        or seq.lost == 0  # nothing lost: a copy and a counter both give 0 and 0
     )
     fwd_lost = back_lost = None
     fwd_packets = back_packets = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import quality
 from agent.probes.udp_analysis import Reflection, StreamParams, analyse
@@ -101,3 +103,28 @@ def test_duplicates_and_reordering_are_counted_without_hiding_loss() -> None:
 def test_nothing_back_is_all_loss_and_no_statistics() -> None:
     m = analyse([], StreamParams(10))
     assert m.lost == 10 and m.rtt_ms.median is None and m.forward.jitter_ms is None
+
+
+refl_st = st.builds(
+    Reflection,
+    sender_seq=st.integers(0, 60),
+    reflector_seq=st.integers(0, 2**32 - 1) | st.integers(0, 80),
+    t1_ns=st.integers(0, 10**12),
+    t2_ns=st.integers(0, 10**12),
+    t3_ns=st.integers(0, 10**12),
+    t4_ns=st.integers(0, 10**12),
+    far_dscpe=st.none() | st.integers(0, 255),
+    near_tos=st.none() | st.integers(0, 255),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(refl_st, max_size=80), st.integers(0, 60), st.booleans())
+def test_analysis_never_fails_on_odd_reflections(
+    refl: list[Reflection], sent: int, counts: bool
+) -> None:
+    m = analyse(refl, StreamParams(sent=sent, reflector_counts=counts))
+    assert 0 <= m.lost <= sent
+    for d in (m.forward, m.backward):
+        assert d.lost is None or d.lost >= 0
+        assert d.loss_pct is None or 0.0 <= d.loss_pct <= 100.0
