@@ -78,6 +78,8 @@ def demo_modules(ports: dict[str, int]) -> dict[str, Any]:
             "options": {"sample_s": 0.5},
         },
     }
+    if "natprobe" in ports:  # the agent's address as the responder sees it
+        mods["host"]["options"]["public_address_from"] = f"127.0.0.1:{ports['natprobe']}"
     if available("udp"):
         mods["voice"] = {
             "probe": "udp",
@@ -265,6 +267,11 @@ def _headline(r: dict[str, Any]) -> str:
     for k in ("mos", "jitter_ms", "cpu_pct"):
         if isinstance(m.get(k), int | float):
             parts.append(f"{k} {m[k]:.2f}")
+    if isinstance(m.get("public_address"), str):
+        parts.append(f"public address {m['public_address']}")
+    gw = m.get("gateway")
+    if isinstance(gw, dict):
+        parts.append(f"gateway {gw.get('address')} ({gw.get('vendor') or 'vendor unknown'})")
     for side in ("forward", "backward", "out", "back"):
         d = m.get(side)
         if isinstance(d, dict) and isinstance(d.get("mos"), int | float):
