@@ -14,6 +14,7 @@ UDP_MAGIC = b"QSBU"
 UDP_HDR = struct.Struct("!4sB8sIQ")  # magic, type (1 data), test id, seq, send time ns
 EXPIRE_S = 120.0
 MAX_TESTS = 256
+MAX_TRACKED = 2_000_000  # sequence numbers remembered per test for duplicate detection
 
 
 @dataclass
@@ -34,7 +35,8 @@ class UdpTestCounters:
         if seq in self._seen:
             self.duplicates += 1
             return
-        self._seen.add(seq)
+        if len(self._seen) < MAX_TRACKED:  # bounded memory; later duplicates go uncounted
+            self._seen.add(seq)
         self.received += 1
         self.bytes += nbytes
         if seq < self.max_seq:
