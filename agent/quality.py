@@ -157,6 +157,10 @@ def unwrap_sequence(seqs: Iterable[int], bits: int = 16) -> list[int]:
     return out
 
 
+# A stream longer than this is not a probe's stream: an hour of 1000 packets/s is 3.6 M.
+MAX_SEQUENCE_SPAN = 20_000_000
+
+
 @dataclass(frozen=True)
 class SequenceStats:
     """Loss, duplicates and reordering of one stream (RFC 3550 A.3 / RFC 4737 style).
@@ -207,6 +211,11 @@ def sequence_stats(
         base = min(ext) if ext else 0
     if expected is None:
         expected = (max(ext) - base + 1) if ext else 0
+    if expected > MAX_SEQUENCE_SPAN:
+        raise ValueError(
+            f"sequence numbers span {expected} packets, more than {MAX_SEQUENCE_SPAN}: "
+            "not one stream (or a peer sending garbage)"
+        )
     seen: set[int] = set()
     duplicates = 0
     reordered = 0

@@ -208,6 +208,12 @@ def test_sequence_stats_with_known_first_and_count_sees_edge_loss() -> None:
     assert st_.received_mask[0] is False and st_.received_mask[-2:] == (False, False)
 
 
+def test_sequence_stats_refuses_an_absurd_span() -> None:
+    # Crafted 32-bit numbers must not make us allocate a mask of billions of entries.
+    with pytest.raises(ValueError, match="not one stream"):
+        q.sequence_stats([0, 2**31 - 1], bits=32)
+
+
 def test_sequence_stats_empty() -> None:
     st_ = q.sequence_stats([], bits=16)
     assert (st_.expected, st_.lost, st_.loss_pct) == (0, 0, 0.0)
