@@ -7,8 +7,8 @@ idle RTT is the median TCP handshake time before the test, and the buffer delay 
 §3.3: (RTT under load - idle RTT) / idle RTT. UDP: packets at a constant rate upstream; the
 responder counts loss, duplicates, reordering and RFC 3550 jitter.
 
-Data moves in threads with large buffers (`recv_into` a 1 MiB buffer; `sendfile` from a
-memfd upstream), so Python is not the bottleneck.
+Data moves in threads with large buffers (`recv_into` with MSG_TRUNC, which discards
+without copying; `sendfile` from a memfd upstream), so Python is not the bottleneck.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.udp import resolve
-from agent.responder.bandwidth import CHUNK, ZeroSource, frame
+from agent.responder.bandwidth import CHUNK, Discard, ZeroSource, frame
 from agent.responder.tcpinfo import tcp_info
 from agent.responder.udpsink import UDP_HDR, UDP_MAGIC
 
@@ -172,9 +172,9 @@ def _stream(
                 while sock.recv(65536):
                     pass
             else:
-                buf = memoryview(bytearray(CHUNK))
+                recv = Discard()
                 while True:
-                    n = sock.recv_into(buf)
+                    n = recv(sock)
                     if n == 0:
                         break
                     now = time.monotonic_ns()

@@ -119,3 +119,28 @@ async def test_several_agents_can_test_at_once() -> None:
         await server.stop()
     assert all(r.success for r in results), [r.error for r in results]
     assert all((r.measurement or {})["download"]["bytes"] > 0 for r in results)
+
+
+def test_discarding_receive_counts_every_byte_sent() -> None:
+    import socket
+    import threading
+
+    from agent.responder.bandwidth import Discard
+
+    server = socket.create_server(("127.0.0.1", 0))
+    total = 10 * 1024 * 1024 + 7
+
+    def send() -> None:
+        with socket.create_connection(server.getsockname()) as c:
+            c.sendall(bytes(total))
+
+    t = threading.Thread(target=send)
+    t.start()
+    conn, _ = server.accept()
+    recv, got = Discard(), 0
+    with conn:
+        while n := recv(conn):
+            got += n
+    t.join()
+    server.close()
+    assert got == total
