@@ -10,7 +10,7 @@ from agent.cli_output import fmt, run_and_emit
 from agent.results import ProbeResult
 
 # Modules adding `probe` subcommands: each defines `add_probe_commands(probe_subparsers)`.
-PROBE_COMMAND_MODULES: list[str] = []
+PROBE_COMMAND_MODULES: list[str] = ["agent.cli_probe_net"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

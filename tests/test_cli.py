@@ -18,6 +18,13 @@ def test_help_lists_probe_command() -> None:
     assert "probe" in out.stdout
 
 
+def test_probe_command_offers_every_network_probe() -> None:
+    out = _cli("probe", "--help")
+    assert out.returncode == 0
+    for kind in ("icmp", "udp", "bandwidth", "trace", "dns", "mtu"):
+        assert f"    {kind}" in out.stdout, kind
+
+
 def test_bad_option_value_is_one_line_exit_2() -> None:
     out = _cli("probe", "icmp", "127.0.0.1", "--count", "0")
     assert out.returncode == 2
