@@ -222,3 +222,37 @@ def test_enroll_stores_a_private_key_once_and_a_token_works_once(stack: Stack) -
     assert reused.returncode == 2
     assert re.search(r"enroll at \S+: 401 .*token", reused.stderr), reused.stderr
     assert creds.stat().st_mode & 0o777 == 0o600  # the first key is still there
+
+
+def test_spool_full_during_an_outage_drops_oldest_and_counts_them(stack: Stack) -> None:
+    stack.start_collector()
+    token = stack.create_tenancy()
+    config = stack.write_agent_config(FAST, spool={"max_mb": 0.004})  # room for a few results
+    stack.enroll(config, token)
+    port = int(stack.collector_url.rsplit(":", 1)[1])
+    stack.start_agent(config)
+    wait_for("first results", lambda: len(stored_ids(stack)) >= 2, 30)
+    stack.stop("collector")
+
+    def dropped() -> int:
+        m = re.search(
+            r'^qos_scout_agent_spool_dropped_total\{reason="size"\} (\S+)$',
+            stack.agent_metrics(),
+            re.M,
+        )
+        return int(float(m.group(1))) if m else 0
+
+    wait_for("the spool to overflow", lambda: dropped() >= 3, 40)
+    assert len(spool_ids(stack)) < 10  # bounded
+    stack.start_collector(port=port, name="collector2")
+    wait_for("the spool to drain", lambda: not spool_ids(stack), 60)
+    assert stack.stop("agent") == 0
+    db = sqlite3.connect(stack.workdir / "spool.db")
+    counted = db.execute("SELECT value FROM counters WHERE name = 'dropped_size'").fetchone()[0]
+    db.close()
+    ids = stored_ids(stack)
+    assert len(ids) == len(set(ids))
+    # Every result arrived or was counted as dropped (one dropped while its batch was on the
+    # wire may have arrived too).
+    assert produced(stack) - counted <= len(ids) <= produced(stack)
+    assert counted >= 3
