@@ -256,3 +256,35 @@ def test_spool_full_during_an_outage_drops_oldest_and_counts_them(stack: Stack) 
     # wire may have arrived too).
     assert produced(stack) - counted <= len(ids) <= produced(stack)
     assert counted >= 3
+
+
+async def test_shipper_against_the_collector_acks_stored_and_keeps_rejected(stack: Stack) -> None:
+    import asyncio
+    import uuid
+
+    from agent.client import CollectorClient, enroll
+    from agent.results import ProbeResult, utcnow
+    from agent.shipper import Shipper
+    from agent.spool import Spool
+
+    await asyncio.to_thread(stack.start_collector)
+    token = await asyncio.to_thread(stack.create_tenancy)
+    creds = await enroll(stack.collector_url, token)
+    spool = Spool(stack.workdir / "s.db", max_bytes=10**6, max_age_s=3600)
+    good = [
+        ProbeResult(
+            probe="icmp", target="192.0.2.1", started_at=utcnow(), duration_ms=1.0, success=True
+        )
+        for _ in range(3)
+    ]
+    bad = {**good[0].to_json_dict(), "id": str(uuid.uuid4()), "schema_version": 99}
+    spool.put_many([g.to_json_dict() for g in good] + [bad], now=0.0)
+    shipper = Shipper(spool, CollectorClient(creds.collector_url, creds.agent_key), batch_size=10)
+    assert await shipper.ship_once() == 4
+    assert shipper.stats.stored == 3 and shipper.stats.rejected == 1
+    st = spool.stats(now=1.0)
+    assert st.depth == 0 and st.rejected == 1  # kept for inspection, never re-sent
+    spool.put(good[0].to_json_dict(), now=2.0)  # re-sent after a lost answer: harmless
+    assert await shipper.ship_once() == 1 and shipper.stats.duplicates == 1
+    stored = await asyncio.to_thread(stored_ids, stack)
+    assert sorted(stored) == sorted(str(g.id) for g in good)
