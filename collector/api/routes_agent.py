@@ -53,7 +53,8 @@ async def post_results(agent: AgentDep, request: Request) -> dict[str, Any]:
             items = decode_body(bytes(body), encoding, limits.max_body_bytes)
             return ingest(st.store, st.book, agent, items, st.clock()).as_dict()
 
-        out = await run_in_threadpool(run)
+        async with st.ingest_slots:  # bounded: more threads would only contend for locks
+            out = await run_in_threadpool(run)
     except CollectorError as exc:
         st.stats.ingest_error(exc.status)
         raise

@@ -30,6 +30,7 @@ class AppState:
     clock: Callable[[], float] = time.time
     job_events: dict[str, asyncio.Event] = field(default_factory=dict)
     loop: asyncio.AbstractEventLoop | None = None
+    ingest_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     _agent_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
