@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.client import CollectorClient, Credentials
 from agent.config import AgentConfig
+from agent.errors import ConfigError
 from agent.jobs import JobRunner
 from agent.metrics import AgentCollector, ResultBook, serve
 from agent.results import ProbeResult
@@ -118,7 +119,13 @@ class Agent:
                 self.book, lambda: self.spool.stats(time.time()), lambda: self.shipper.stats
             )
         )
-        self.metrics_server = serve(registry, m.address, m.port)
+        try:
+            self.metrics_server = serve(registry, m.address, m.port)
+        except OSError as exc:
+            self.spool.close()
+            raise ConfigError(
+                f"metrics: cannot listen on {m.address}:{m.port}: {exc.strerror or exc}"
+            ) from None
         log.info("metrics on http://%s:%d/metrics", m.address, m.port)
 
     async def _housekeeping(self) -> None:

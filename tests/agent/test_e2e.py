@@ -288,3 +288,23 @@ async def test_shipper_against_the_collector_acks_stored_and_keeps_rejected(stac
     assert await shipper.ship_once() == 1 and shipper.stats.duplicates == 1
     stored = await asyncio.to_thread(stored_ids, stack)
     assert sorted(stored) == sorted(str(g.id) for g in good)
+
+
+def test_metrics_port_in_use_is_a_config_error(stack: Stack) -> None:
+    import socket as so
+
+    from agent.client import Credentials
+
+    with so.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        Credentials("http://127.0.0.1:9", "a", "k", "s").save(stack.workdir / "agent.json")
+        cfg = stack.workdir / "m.yml"
+        cfg.write_text(
+            "collector: {credentials_file: agent.json}\nspool: {path: s.db}\n"
+            f"metrics: {{port: {port}}}\nmodules: {{}}\n"
+        )
+        out = stack.run_cli("agent", "run", "--config", str(cfg), check=False, timeout_s=30)
+    assert out.returncode == 2
+    assert f"metrics: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
