@@ -202,6 +202,13 @@ def test_bad_config_and_missing_credentials_exit_with_meaningful_status(tmp_path
     out = s.run_cli("agent", "run", "--config", str(good), check=False)
     assert out.returncode == 3
     assert "not enrolled" in out.stderr and "qos-scout agent enroll" in out.stderr
+    (tmp_path / "nokey.json").write_text(
+        '{"collector_url": "http://127.0.0.1:9", "agent_id": "a", "agent_key": "k", "site_id": "s"}'
+    )
+    blocked = tmp_path / "blocked.yml"
+    blocked.write_text("collector: {credentials_file: nokey.json}\nspool: {path: good.yml/s.db}\n")
+    out = s.run_cli("agent", "run", "--config", str(blocked), check=False)
+    assert out.returncode == 4 and "cannot open the spool" in out.stderr
     t0 = time.monotonic()
     assert s.run_cli("agent", "check-config", str(good)).stdout.startswith(f"{good}: ok")
     assert time.monotonic() - t0 < 30
