@@ -232,12 +232,15 @@ def serve(ctl: socket.socket) -> None:
     streams: dict[int, _Stream] = {}
     heap: list[tuple[float, int]] = []
 
+    out = bytearray()  # frames for the agent: never block a stream on a slow reader
+
     def finish(s: _Stream) -> None:
         streams.pop(s.id, None)
         s.sock.close()
         blob = struct.pack(f"!{len(s.times)}d", *s.times)
-        ctl.sendall(_frame({"op": "done", "id": s.id, "errors": s.errors}, blob))
+        out.extend(_frame({"op": "done", "id": s.id, "errors": s.errors}, blob))
 
+    ctl.setblocking(False)
     while True:
         timeout = None
         if heap:
@@ -245,9 +248,15 @@ def serve(ctl: socket.socket) -> None:
             if timeout < 0.002:
                 time.sleep(timeout)  # nanosleep: precise for the last stretch
                 timeout = 0.0
-        readable, _, _ = select.select([ctl], [], [], timeout)
+        readable, writable, _ = select.select([ctl], [ctl] if out else [], [], timeout)
+        if writable:
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                del out[: ctl.send(out)]
         if readable:
-            frames = reader.read()
+            try:
+                frames = reader.read()
+            except (BlockingIOError, InterruptedError):
+                frames = []
             if frames is None:
                 return
             for header, blob, fds in frames:
