@@ -27,6 +27,7 @@ from agent.errors import NetworkUnreachableError, PeerError, ResolveError
 from agent.probes import ProbeContext, Target, register
 
 PROC_ROUTE = Path("/proc/net/route")
+PROC_ROUTE6 = Path("/proc/net/ipv6_route")
 PROC_ARP = Path("/proc/net/arp")
 
 
@@ -70,15 +71,37 @@ def gateway_mac(address: str) -> str | None:
         return None
 
 
+def parse_proc_ipv6_route(text: str) -> DefaultRoute | None:
+    """The IPv6 default route (::/0 via a next hop) with the lowest metric from
+    /proc/net/ipv6_route text."""
+    best: DefaultRoute | None = None
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 10 or f[0] != "0" * 32 or f[1] != "00" or f[4] == "0" * 32:
+            continue
+        if not int(f[8], 16) & 0x1:  # RTF_UP
+            continue
+        gw = str(ipaddress.IPv6Address(bytes.fromhex(f[4])))
+        route = DefaultRoute(f[9], gw, int(f[5], 16))
+        if best is None or route.metric < best.metric:
+            best = route
+    return best
+
+
 def default_route() -> DefaultRoute | None:
-    try:
-        return parse_proc_route(PROC_ROUTE.read_text())
-    except OSError:
-        return None
+    """The IPv4 default route, else the IPv6 one, else None."""
+    for path, parse in ((PROC_ROUTE, parse_proc_route), (PROC_ROUTE6, parse_proc_ipv6_route)):
+        try:
+            route = parse(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if route is not None:
+            return route
+    return None
 
 
 def default_gateway() -> str | None:
-    """The IPv4 default gateway of this host, or None (used for `$gateway` targets)."""
+    """The default gateway of this host (IPv4 first), or None (for `$gateway` targets)."""
     route = default_route()
     return route.gateway if route else None
 

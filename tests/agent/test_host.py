@@ -8,7 +8,13 @@ import socket
 from pathlib import Path
 
 from agent.probes import run_probe
-from agent.probes.host import default_route, mac_vendor, parse_proc_arp, parse_proc_route
+from agent.probes.host import (
+    default_route,
+    mac_vendor,
+    parse_proc_arp,
+    parse_proc_ipv6_route,
+    parse_proc_route,
+)
 
 ROUTE = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
 wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0
@@ -26,6 +32,22 @@ def test_default_route_with_lowest_metric() -> None:
     r = parse_proc_route(ROUTE)
     assert r is not None and (r.interface, r.gateway, r.metric) == ("eth0", "192.0.2.1", 100)
     assert parse_proc_route(ROUTE.splitlines()[0] + "\n") is None
+
+
+ROUTE6 = (
+    "fd000000000000000000000000000000 40 " + "0" * 32 + " 00 " + "0" * 32
+    + " 00000100 00000001 00000000 00000001     eth0\n"
+    + "0" * 32 + " 00 " + "0" * 32 + " 00 fd000000000000000000000000000001"
+    + " 00000400 00000003 00000000 00000003     eth0\n"
+    + "0" * 32 + " 00 " + "0" * 32 + " 00 fe800000000000000000000000000001"
+    + " 00000064 00000003 00000000 00000003     wlan0\n"
+)  # fmt: skip
+
+
+def test_ipv6_default_route_with_lowest_metric() -> None:
+    r = parse_proc_ipv6_route(ROUTE6)
+    assert r is not None and (r.interface, r.gateway, r.metric) == ("wlan0", "fe80::1", 100)
+    assert parse_proc_ipv6_route(ROUTE6.splitlines()[0]) is None
 
 
 def test_arp_entry_and_incomplete_entry() -> None:
