@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.errors import ProbeError
+from agent.errors import CliError, ProbeError
+
+__all__ = ["CliError", "build_parser", "main"]
 
 # Modules that add subcommands; each defines `add_commands(subparsers)` and keeps its
 # top-level imports light (heavy modules load inside the command's handler).
@@ -22,10 +24,6 @@ COMMAND_MODULES: list[str] = [
     "agent.cli_readiness",
     "agent.sip.cli",
 ]
-
-
-class CliError(Exception):
-    """A user error: printed as one line on stderr, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):

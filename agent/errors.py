@@ -5,6 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 
+class CliError(Exception):
+    """A user error on the command line: printed as one line on stderr, exit status 2."""
+
+
 class ProbeError(Exception):
     """Base class: a probe could not measure. `category` groups errors for tickets."""
 
