@@ -44,6 +44,7 @@ class CallSettings:
     # Leave the statistics to `CallResult.finish()`: with many concurrent calls the caller
     # computes them once every stream has stopped, so the work never delays a live stream.
     defer_stats: bool = False
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -121,6 +122,8 @@ async def _signal_and_stream(
         invite.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")
         if s.media_mode:
             invite.add("X-Scout-Media", s.media_mode)
+        for name, value in s.extra_headers:
+            invite.add(name, value)
         invite.body = body
         if auth.challenge:
             invite.add(auth.header_name, auth.authorization("INVITE", target.uri))

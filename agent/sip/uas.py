@@ -214,24 +214,30 @@ class SipUas:
         contact_host = ep.contact_hostport(peer)
         scheme = "sips" if ep.transport.name == "TLS" else "sip"
         tparam = "" if ep.transport.name == "UDP" else f";transport={ep.transport.name.lower()}"
-        resp = make_response(
-            req,
-            200,
-            "OK",
-            peer,
-            to_tag=tag,
-            body=build_sdp(ans),
-            extra=[
-                ("Contact", f"<{scheme}:responder@{contact_host}{tparam}>"),
-                ("Allow", ALLOW),
-                ("Server", "qos-scout"),
-                (alg.SEEN_HEADER, alg.encode_seen(seen)),
-            ],
-        )
+        extra = [
+            ("Contact", f"<{scheme}:responder@{contact_host}{tparam}>"),
+            ("Allow", ALLOW),
+            ("Server", "qos-scout"),
+            (alg.SEEN_HEADER, alg.encode_seen(seen)),
+        ]
+        resp = make_response(req, 200, "OK", peer, to_tag=tag, body=build_sdp(ans), extra=extra)
+        delay_ms = _answer_delay_ms(req)
+        if delay_ms:
+            # Early media: 183 with the same SDP, our stream starts, the 2xx follows later.
+            early = make_response(req, 183, "Session Progress", peer, to_tag=tag,
+                                  body=resp.body, extra=extra)  # fmt: skip
+            await ep.send_response(req, early, peer)
+            if mode in ("stream", "both"):
+                media.start(self.max_call_s)
+            await asyncio.sleep(delay_ms / 1000.0)
+            if self.calls.get(call_id) is not call:  # CANCELled while ringing
+                await media.close(final_rtcp=False)
+                return
         call.final = resp
         await ep.send_response(req, resp, peer)
         if mode in ("stream", "both"):
-            media.start(self.max_call_s)
+            if not delay_ms:
+                media.start(self.max_call_s)
         else:
             media.start_rtcp()
         if not ep.transport.reliable:
@@ -283,6 +289,12 @@ class SipUas:
         if call is not None and not call.acked.is_set() and call.final is None:
             self.calls.pop(req.call_id, None)
             await ep.respond(call.invite, call.peer, 487, "Request Terminated", to_tag=call.to_tag)
+
+
+def _answer_delay_ms(req: SipMessage) -> int:
+    """`X-Scout-Answer-After-Ms: N` asks for 183 with early media, then the 2xx N ms later."""
+    value = (req.get("X-Scout-Answer-After-Ms") or "").strip()
+    return min(int(value), 30_000) if value.isdigit() else 0
 
 
 def _rx_report(media: RtpSession) -> dict[str, float | int]:

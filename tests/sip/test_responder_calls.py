@@ -95,3 +95,40 @@ async def test_no_server_is_a_sip_timeout_naming_retransmissions() -> None:
                 await ep.request(msg, target.addr, t1=0.05)
         finally:
             ep.close()
+
+
+async def test_183_early_media_then_answer(uas: SipUas) -> None:
+    from agent.sip import client
+    from agent.sip.call import CallSettings, place_call
+
+    target = await client.resolve(f"sip:echo@127.0.0.1:{uas.port}", "udp")
+    ep = await client.open_endpoint(target)
+    try:
+        res = await place_call(ep, target, CallSettings(
+            duration_s=1.0, extra_headers=[("X-Scout-Answer-After-Ms", "600")],
+        ))  # fmt: skip
+    finally:
+        ep.close()
+    assert res.setup_ok and res.early_media and res.response_codes[:2] == [100, 183]
+    assert res.srd_ms is not None and res.answer_ms is not None
+    assert res.answer_ms - res.srd_ms >= 500  # post-dial delay ends at the 183, not the 200
+    # The early stream counts: more packets arrived than one second of answered call holds.
+    assert res.back is not None and (res.back.packets_received or 0) > 70
+
+
+async def test_cancel_while_ringing_ends_with_487(uas: SipUas) -> None:
+    from agent.sip import client
+    from agent.sip.call import CallSettings, place_call
+
+    target = await client.resolve(f"sip:echo@127.0.0.1:{uas.port}", "udp")
+    ep = await client.open_endpoint(target)
+    try:
+        res = await place_call(ep, target, CallSettings(
+            duration_s=1.0, answer_timeout_s=0.5,
+            extra_headers=[("X-Scout-Answer-After-Ms", "5000")],
+        ))  # fmt: skip
+    finally:
+        ep.close()
+    assert not res.setup_ok and res.final_code == 487
+    assert "CANCEL sent" in (res.failure or "")
+    assert uas.calls == {}
