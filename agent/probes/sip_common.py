@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
@@ -49,6 +50,11 @@ async def sip_session(
         raise PeerError(f"bad target: {exc}") from None
     try:
         endpoint = await client.open_endpoint(resolved, tls_verify=opts.tls_verify)
+    except ssl.SSLCertVerificationError as exc:
+        raise PeerError(
+            f"TLS certificate of {resolved.host} not accepted: {exc.verify_message} "
+            "(tls_verify: false / --insecure accepts it, e.g. a responder's self-signed one)"
+        ) from None
     except OSError as exc:
         where = f"{resolved.addr[0]}:{resolved.addr[1]}"
         raise NetworkUnreachableError(

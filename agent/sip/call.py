@@ -88,7 +88,7 @@ async def place_call(endpoint: SipEndpoint, target: SipTarget, s: CallSettings) 
         await media.close()
     if endpoint.public_address is not None:
         host, port = endpoint.public_address
-        res.public_address = f"{host}:{port}"
+        res.public_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return res
 
 

@@ -132,3 +132,26 @@ async def test_cancel_while_ringing_ends_with_487(uas: SipUas) -> None:
     assert not res.setup_ok and res.final_code == 487
     assert "CANCEL sent" in (res.failure or "")
     assert uas.calls == {}
+
+
+async def test_ipv6_call_and_a_clear_tls_certificate_error() -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    u = SipUas("::1", 0, tls_port=0)
+    await u.start()
+    try:
+        call = await run_probe("sip_call", f"sip:echo@[::1]:{u.port}", {"duration_s": 1.0})
+        strict = await run_probe("sip_options", f"sip:[::1]:{u.tls_port}", {"transport": "tls"})
+    finally:
+        await u.stop()
+    assert call.success, call.error
+    m = call.measurement or {}
+    assert m["out"]["loss_pct"] == 0 and m["public_address"].startswith("[::1]:")
+    assert not strict.success and strict.error is not None
+    assert strict.error.category == "peer"
+    assert "TLS certificate of ::1 not accepted: self-signed certificate" in strict.error.message
