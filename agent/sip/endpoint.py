@@ -40,7 +40,6 @@ class SipEndpoint:
         self.public_address: Addr | None = None
         self.parse_errors = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.sent: list[tuple[float, SipMessage]] = []  # what we sent, for ALG comparison
 
     # ------------------------------------------------------------------ addresses
 
@@ -128,7 +127,7 @@ class SipEndpoint:
             self._answered[key] = resp
             if len(self._answered) > 4096:
                 self._answered.pop(next(iter(self._answered)))
-        await self.transport.send(bytes(resp), _response_peer(request, peer))
+        await self.transport.send(bytes(resp), peer)  # to the source: rport (RFC 3581)
 
     # ------------------------------------------------------------------ client side
 
@@ -148,7 +147,6 @@ class SipEndpoint:
         now = time.monotonic()
         tx = ClientTransaction(msg, reliable=self.transport.reliable, now=now, t1=t1)
         try:
-            self.sent.append((now, msg))
             await self.transport.send(bytes(msg), peer)
             while True:
                 deadline = tx.next_deadline()
@@ -208,18 +206,12 @@ class SipEndpoint:
 
     async def send_request(self, msg: SipMessage, peer: Addr) -> None:
         """Send a request outside any transaction (the ACK for a 2xx)."""
-        self.sent.append((time.monotonic(), msg))
         await self.transport.send(bytes(msg), peer)
 
     def close(self) -> None:
         for t in list(self._tasks):
             t.cancel()
         self.transport.close()
-
-
-def _response_peer(request: SipMessage, peer: Addr) -> Addr:
-    """Where a response goes: the source address and port when the Via asks for rport."""
-    return peer
 
 
 def make_response(

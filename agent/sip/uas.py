@@ -21,7 +21,6 @@ from typing import Any
 
 from agent.sip import alg
 from agent.sip.endpoint import SipEndpoint, make_response
-from agent.sip.headers import NameAddr
 from agent.sip.media import RtpSession
 from agent.sip.message import SipMessage, SipParseError
 from agent.sip.rtpstats import received_direction
@@ -321,38 +320,3 @@ def _rx_report(media: RtpSession) -> dict[str, float | int]:
         "rx_ssrc": rec.ssrc,
         "at": round(time.time(), 3),
     }
-
-
-async def serve(host: str, port: int, tls_port: int | None) -> None:
-    """Run the SIP responder alone until cancelled."""
-    uas = SipUas(host, port, tls_port=tls_port)
-    await uas.start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await uas.stop()
-
-
-def contact_of(msg: SipMessage) -> str | None:
-    contacts = msg.get_all("Contact")
-    return NameAddr.parse(contacts[0]).uri if contacts else None
-
-
-async def start_sip_service(cfg: Any) -> SipUas | None:
-    """Start the UAS for the responder (`ResponderConfig.sip_*`); None when the port is busy
-    and the SIP service was not asked for explicitly."""
-    ctx = None
-    if cfg.sip_tls_port is not None:
-        from agent.sip.tlsutil import server_context
-
-        ctx = server_context(cfg.sip_cert, cfg.sip_key)
-    uas = SipUas(cfg.bind, cfg.sip_port, tls_port=cfg.sip_tls_port, tls_context=ctx)
-    try:
-        await uas.start()
-    except OSError as exc:
-        await uas.stop()
-        if not cfg.sip_optional:
-            raise
-        log.warning("SIP responder not started: port %s is busy (%s)", cfg.sip_port, exc)
-        return None
-    return uas
