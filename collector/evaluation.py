@@ -38,7 +38,7 @@ QUIET = RuleState()
 class RuleBook:
     """Effective rules: defaults and config overrides computed once, then partner and site."""
 
-    CONTEXT_TTL_S = 5.0
+    CONTEXT_TTL_S = 300.0
 
     def __init__(self, config: CollectorConfig) -> None:
         self.config = config

@@ -88,8 +88,11 @@ def validate_item(item: Any) -> ProbeResult:
 
 
 def ingest(
-    store: Store, book: RuleBook, agent: dict[str, Any], items: list[Any], now: float
-) -> IngestOutcome:
+    store: Store, book: RuleBook, agent: dict[str, Any], items: list[Any], now: float,
+    touch_agent: bool = True,
+) -> IngestOutcome:  # fmt: skip
+    """Store a batch for `agent`. With `touch_agent=False` the caller records the agent's
+    last contact itself (the HTTP app batches those updates)."""
     if len(items) > store.config.limits.max_batch_items:
         raise PayloadTooLarge(
             f"batch has {len(items)} results, the limit is {store.config.limits.max_batch_items}"
@@ -136,7 +139,8 @@ def ingest(
         new_ids: set[str] = set()
         if rows:
             new_ids = insert_new_results(conn, store.is_sqlite, rows)
-        conn.execute(agents.update().where(agents.c.id == agent["id"]).values(last_seen_at=now))
+        if touch_agent:
+            conn.execute(agents.update().where(agents.c.id == agent["id"]).values(last_seen_at=now))
         fresh = [row for row in rows if row["id"] in new_ids]
         if fresh:
             _update_latest(conn, store, fresh)

@@ -47,12 +47,18 @@ def _num(v: Any) -> float | None:
 
 
 class StoreCollector(Collector):
-    def __init__(self, store: Store, stats: Stats, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, store: Store, stats: Stats, clock: Callable[[], float] = time.time,
+        before: Callable[[], object] | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.stats = stats
         self.clock = clock
+        self.before = before  # e.g. write pending agent contacts first
 
     def collect(self) -> Iterator[Metric]:
+        if self.before is not None:
+            self.before()
         with self.store.read() as conn:
             yield from self._results(conn)
             yield from self._sites_and_agents(conn)

@@ -65,6 +65,7 @@ async def outbox_loop(st: AppState) -> None:
 
 
 def check_silent(st: AppState) -> int:
+    st.flush_seen()
     with st.store.write() as conn:
         return check_silent_agents(conn, st.store.insert, st.book, st.clock())
 
@@ -140,3 +141,16 @@ async def alertmanager_loop(st: AppState) -> None:
             await run_in_threadpool(refresh_alertmanager, st)
         except Exception:
             log.exception("alertmanager refresh failed; retrying")
+
+
+async def seen_loop(st: AppState, interval: float = 2.0) -> None:
+    """Write the agents' last contact in one statement every `interval` seconds."""
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await run_in_threadpool(st.flush_seen)
+            except Exception:
+                log.exception("writing agents' last contact failed; retrying")
+    finally:
+        st.flush_seen()  # on shutdown, keep what was seen

@@ -23,7 +23,7 @@ from collector.logs import AccessLog
 from collector.metrics import StoreCollector
 from collector.store import Store
 from collector.web import routes as web_routes
-from collector.worker import alertmanager_loop, outbox_loop, silent_loop
+from collector.worker import alertmanager_loop, outbox_loop, seen_loop, silent_loop
 
 
 def create_app(
@@ -37,7 +37,7 @@ def create_app(
     silent-agent loops to the caller (tests drive them by hand)."""
     st = AppState(store=store, book=RuleBook(store.config), clock=clock)
     reg = registry or CollectorRegistry(auto_describe=False)
-    reg.register(StoreCollector(store, st.stats, clock))
+    reg.register(StoreCollector(store, st.stats, clock, before=st.flush_seen))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +49,7 @@ def create_app(
                 asyncio.create_task(silent_loop(st)),
                 asyncio.create_task(alertmanager_loop(st)),
             ]
+        tasks.append(asyncio.create_task(seen_loop(st)))
         try:
             yield
         finally:

@@ -51,7 +51,10 @@ async def post_results(agent: AgentDep, request: Request) -> dict[str, Any]:
 
         def run() -> dict[str, Any]:
             items = decode_body(bytes(body), encoding, limits.max_body_bytes)
-            return ingest(st.store, st.book, agent, items, st.clock()).as_dict()
+            now = st.clock()
+            out = ingest(st.store, st.book, agent, items, now, touch_agent=False)
+            st.note_seen(agent["id"], now)
+            return out.as_dict()
 
         async with st.ingest_slots:  # bounded: more threads would only contend for locks
             out = await run_in_threadpool(run)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
@@ -16,6 +17,7 @@ from collector import tenants
 from collector.errors import Unauthorized
 from collector.evaluation import RuleBook
 from collector.keys import hash_secret
+from collector.schema import agents
 from collector.stats import Stats
 from collector.store import Store
 
@@ -32,7 +34,32 @@ class AppState:
     loop: asyncio.AbstractEventLoop | None = None
     ingest_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     _agent_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    _seen: dict[str, float] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note_seen(self, agent_id: str, now: float) -> None:
+        """Record an agent's contact; written to the database by `flush_seen` (every
+        couple of seconds, before silence checks and scrapes) rather than per request."""
+        with self._cache_lock:
+            self._seen[agent_id] = max(now, self._seen.get(agent_id, 0.0))
+
+    def flush_seen(self) -> int:
+        with self._cache_lock:
+            seen, self._seen = self._seen, {}
+        if not seen:
+            return 0
+        rows = [{"aid": a, "ts": ts} for a, ts in seen.items()]
+        stmt = (
+            agents.update()
+            .where(agents.c.id == sa.bindparam("aid"))
+            .where(
+                sa.or_(agents.c.last_seen_at.is_(None), agents.c.last_seen_at < sa.bindparam("ts"))
+            )
+            .values(last_seen_at=sa.bindparam("ts"))
+        )
+        with self.store.write() as conn:
+            conn.execute(stmt, rows)
+        return len(rows)
 
     def signal_jobs(self, site_id: str) -> None:
         """Wake this process's long polls for the site (other replicas poll the table)."""
