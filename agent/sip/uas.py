@@ -320,3 +320,23 @@ def _rx_report(media: RtpSession) -> dict[str, float | int]:
         "rx_ssrc": rec.ssrc,
         "at": round(time.time(), 3),
     }
+
+
+async def start_sip_service(cfg: Any) -> SipUas | None:
+    """Start the UAS for the responder (`ResponderConfig.sip_*`); None when the port is busy
+    and the SIP service was not asked for explicitly."""
+    ctx = None
+    if cfg.sip_tls_port is not None:
+        from agent.sip.tlsutil import server_context
+
+        ctx = server_context(cfg.sip_cert, cfg.sip_key)
+    uas = SipUas(cfg.bind, cfg.sip_port, tls_port=cfg.sip_tls_port, tls_context=ctx)
+    try:
+        await uas.start()
+    except OSError as exc:
+        await uas.stop()
+        if not cfg.sip_optional:
+            raise
+        log.warning("SIP responder not started: port %s is busy (%s)", cfg.sip_port, exc)
+        return None
+    return uas
