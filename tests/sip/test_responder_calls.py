@@ -3,9 +3,16 @@ UDP, TCP and TLS, concurrent calls with RFC 6076 ratios, and a clean path withou
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import peers
 
 from agent.probes import ProbeContext, run_probe
 from agent.sip.uas import SipUas
@@ -155,3 +162,27 @@ async def test_ipv6_call_and_a_clear_tls_certificate_error() -> None:
     assert not strict.success and strict.error is not None
     assert strict.error.category == "peer"
     assert "TLS certificate of ::1 not accepted: self-signed certificate" in strict.error.message
+
+
+def test_qos_scout_responder_serves_sip_on_the_given_ports() -> None:
+    port, tls = peers.free_port(), peers.free_port()
+    argv = [sys.executable, "-m", "agent.cli", "responder", "--bind", "127.0.0.1",
+            "--twamp-port", "off", "--bandwidth-port", "off", "--natprobe-port", "off",
+            "--sip-port", str(port), "--sip-tls-port", str(tls)]  # fmt: skip
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        assert line.startswith("responder ready"), line
+        udp = asyncio.run(run_probe("sip_options", f"sip:127.0.0.1:{port}"))
+        tls_r = asyncio.run(
+            run_probe(
+                "sip_options", f"sip:127.0.0.1:{tls}", {"transport": "tls", "tls_verify": False}
+            )
+        )
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=10)
+    assert udp.success and (udp.measurement or {})["server"] == "qos-scout", udp.error
+    assert tls_r.success, tls_r.error
+    assert f"SIP responder on 127.0.0.1 port {port} (UDP/TCP), TLS {tls}" in err
