@@ -44,7 +44,7 @@ def add_probe_commands(kinds: argparse._SubParsersAction) -> None:
     bw.add_argument("--streams", "-P", type=int, default=4, help="parallel TCP streams (4)")
     bw.add_argument("--duration", "-t", type=float, default=10.0, help="seconds per direction")
     bw.add_argument("--udp", type=float, default=None, metavar="KBPS",
-                    help="UDP mode: send this many kbit/s upstream")  # fmt: skip
+                    help="UDP mode at this many kbit/s (--direction applies)")  # fmt: skip
     bw.add_argument("--udp-size", type=int, default=1200, help="UDP payload bytes (1200)")
     _common(bw)
     bw.set_defaults(func=_bandwidth)
@@ -144,11 +144,12 @@ def bandwidth_table(results: Sequence[ProbeResult]) -> tuple[list[str], list[lis
                     fmt(x.get("retransmits")), fmt(m.get("idle_rtt_ms"), 3),
                     fmt(x.get("rtt_loaded_ms"), 3), fmt(x.get("buffer_delay_pct"), 0), "", "",
                 ])  # fmt: skip
-        u = m.get("udp")
-        if u:
+        for u in (m.get("udp_up"), m.get("udp_down")):
+            if not u:
+                continue
             recv = u.get("receive_kbps")
             rows.append([
-                r.target, f"udp {u['target_kbps']:g} kbit/s",
+                r.target, f"udp {u['direction']} {u['target_kbps']:g} kbit/s",
                 fmt(recv / 1000 if recv is not None else None, 2), "", "", "", "",
                 fmt(u["loss_pct"], 2), fmt(u["jitter_ms"], 3),
             ])  # fmt: skip

@@ -29,6 +29,7 @@ SNIPPET = (
     "print(json.dumps(r.to_json_dict()))\n"
 )
 Row = tuple[str, str, str, str, str]
+ONLY_OURS = ["--sip-port", "off", "--sip-tls-port", "off", "--natprobe-port", "off"]
 
 
 def probe(lab: netlab.NetLab | None, node: str, kind: str, target: str, opts: dict) -> dict:
@@ -44,7 +45,19 @@ def probe(lab: netlab.NetLab | None, node: str, kind: str, target: str, opts: di
 
 
 def responder(lab: netlab.NetLab | None, node: str, args: list[str]) -> subprocess.Popen:
-    argv = [PY, "-m", "agent.cli", "responder", *args]
+    argv = [
+        PY,
+        "-m",
+        "agent.cli",
+        "responder",
+        "--sip-port",
+        "off",
+        "--sip-tls-port",
+        "off",
+        "--natprobe-port",
+        "off",
+        *args,
+    ]
     if lab is None:
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                              cwd=ROOT)  # fmt: skip
@@ -187,8 +200,8 @@ def shaped_rows(seconds: float) -> list[Row]:
                      f(up["buffer_delay_pct"], 0), "—", "—"))  # fmt: skip
         ip = iperf3(lab, "a", ["-c", lab.addr("b"), "-p", "5301", "-u", "-b", "50M",
                                "-l", "1200", "-t", str(seconds)])  # fmt: skip
-        uopts = {"mode": "udp", "udp_rate_kbps": 50000, "duration_s": seconds}
-        u = probe(lab, "a", "bandwidth", f"{lab.addr('b')}:5201", uopts)["udp"]
+        uopts = {"mode": "udp", "udp_rate_kbps": 50000, "duration_s": seconds, "direction": "up"}
+        u = probe(lab, "a", "bandwidth", f"{lab.addr('b')}:5201", uopts)["udp_up"]
         ipj = ip["end"]["sum"]["jitter_ms"]
         rows.append(("UDP 50 Mbit/s jitter ms under tbf", "—", f(u["jitter_ms"]), f(ipj),
                      ratio(u["jitter_ms"], ipj)))  # fmt: skip

@@ -30,10 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
+from agent.probes.bandwidth_udp import UdpRateResult, udp_down, udp_up
 from agent.probes.udp import resolve
 from agent.responder.bandwidth import CHUNK, Discard, ZeroSource, frame
 from agent.responder.tcpinfo import tcp_info
-from agent.responder.udpsink import UDP_HDR, UDP_MAGIC
+from agent.responder.udpsink import UDP_HDR
 
 
 class BandwidthOptions(BaseModel):
@@ -41,11 +42,13 @@ class BandwidthOptions(BaseModel):
 
     port: int = Field(default=5201, ge=1, le=65535)
     mode: Literal["tcp", "udp"] = "tcp"
-    direction: Literal["up", "down", "both"] = Field(default="both", description="TCP only")
+    direction: Literal["up", "down", "both"] = Field(
+        default="both", description="up: agent -> responder; both: up, then down"
+    )
     streams: int = Field(default=4, ge=1, le=64)
     duration_s: float = Field(default=10.0, gt=0, le=300)
     udp_rate_kbps: float = Field(
-        default=1000.0, gt=0, le=10_000_000, description="UDP payload rate, kbit/s"
+        default=1000.0, gt=0, le=1_000_000, description="UDP payload rate, kbit/s"
     )
     udp_packet_bytes: int = Field(default=1200, ge=UDP_HDR.size, le=9000)
     idle_rtt_samples: int = Field(default=5, ge=1, le=50)
@@ -63,20 +66,6 @@ class TcpResult(BaseModel):
     buffer_delay_pct: float | None
 
 
-class UdpRateResult(BaseModel):
-    target_kbps: float
-    packet_bytes: int
-    sent: int
-    send_kbps: float
-    received: int
-    lost: int
-    loss_pct: float
-    duplicates: int
-    reordered: int
-    jitter_ms: float
-    receive_kbps: float | None
-
-
 class BandwidthMeasurement(BaseModel):
     address: str
     port: int
@@ -84,7 +73,8 @@ class BandwidthMeasurement(BaseModel):
     idle_rtt_ms: float | None
     upload: TcpResult | None = None
     download: TcpResult | None = None
-    udp: UdpRateResult | None = None
+    udp_up: UdpRateResult | None = None
+    udp_down: UdpRateResult | None = None
 
 
 def _estimate_timeout(o: BandwidthOptions) -> float:
@@ -318,67 +308,6 @@ async def _tcp_test(
     )
 
 
-# --------------------------------------------------------------------------- UDP
-
-
-def _udp_rate(family: int, addr: tuple, opts: BandwidthOptions) -> UdpRateResult:
-    test_id = secrets.token_bytes(8)
-    size = opts.udp_packet_bytes
-    pps = opts.udp_rate_kbps * 1000.0 / 8.0 / size
-    total = max(1, round(pps * opts.duration_s))
-    pad = bytes(size - UDP_HDR.size)
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        sock.connect(addr)
-        start = time.monotonic()
-        sent = 0
-        while sent < total:
-            due = min(total, int((time.monotonic() - start) * pps) + 1)
-            while sent < due:
-                pkt = UDP_HDR.pack(UDP_MAGIC, 1, test_id, sent, time.time_ns()) + pad
-                try:
-                    sock.send(pkt)
-                except (BlockingIOError, ConnectionRefusedError):
-                    pass
-                sent += 1
-            wait = start + sent / pps - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        elapsed = time.monotonic() - start
-        time.sleep(0.5)
-        sock.settimeout(1.0)
-        report = None
-        for _ in range(5):
-            with contextlib.suppress(ConnectionRefusedError):
-                sock.send(UDP_MAGIC + b"\x02" + test_id)
-            try:
-                data = sock.recv(65535)
-            except (TimeoutError, ConnectionRefusedError):
-                continue
-            if data[:5] == UDP_MAGIC + b"\x03" and data[5:13] == test_id:
-                report = json.loads(data[13:])
-                break
-    if report is None:
-        raise PeerError(f"the responder at {addr[0]} port {addr[1]} did not report UDP counters")
-    received = int(report["received"])
-    span = None
-    if report.get("first_rx_ns") is not None and report["last_rx_ns"] > report["first_rx_ns"]:
-        span = (report["last_rx_ns"] - report["first_rx_ns"]) / 1e9
-    return UdpRateResult(
-        target_kbps=opts.udp_rate_kbps,
-        packet_bytes=size,
-        sent=total,
-        send_kbps=total * size * 8 / 1000.0 / elapsed if elapsed > 0 else 0.0,
-        received=received,
-        lost=total - received,
-        loss_pct=100.0 * (total - received) / total,
-        duplicates=int(report["duplicates"]),
-        reordered=int(report["reordered"]),
-        jitter_ms=float(report["jitter_ms"]),
-        receive_kbps=(int(report["bytes"]) * 8 / 1000.0 / span) if span else None,
-    )
-
-
 @register("bandwidth", BandwidthOptions, estimate_timeout=_estimate_timeout)
 async def probe_bandwidth(
     target: Target, opts: BandwidthOptions, ctx: ProbeContext
@@ -386,10 +315,13 @@ async def probe_bandwidth(
     port = target.port or opts.port
     family, addr = await resolve(target.host, port, socket.SOCK_STREAM)
     if opts.mode == "udp":
-        udp = await asyncio.to_thread(_udp_rate, family, addr, opts)
-        return BandwidthMeasurement(
-            address=addr[0], port=port, mode="udp", idle_rtt_ms=None, udp=udp
-        )
+        m = BandwidthMeasurement(address=addr[0], port=port, mode="udp", idle_rtt_ms=None)
+        args = (family, addr, opts.udp_rate_kbps, opts.udp_packet_bytes, opts.duration_s)
+        if opts.direction in ("up", "both"):
+            m.udp_up = await asyncio.to_thread(udp_up, *args)
+        if opts.direction in ("down", "both"):
+            m.udp_down = await asyncio.to_thread(udp_down, *args)
+        return m
     idle = await asyncio.to_thread(_idle_rtt_ms, family, addr, opts.idle_rtt_samples)
     if idle is None:
         raise NetworkUnreachableError(f"cannot open a TCP connection to {addr[0]} port {port}")

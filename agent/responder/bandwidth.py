@@ -13,7 +13,10 @@ TCP (each message a 4-octet big-endian length and a JSON object):
 
 UDP (same port number): datagrams `QSBU` + type + 8-octet test id; type 1 carries a 32-bit
 sequence number and the send time (ns), type 2 asks for the test's counters, answered with
-type 3 + JSON. Data is moved by threads (the GIL is released in the socket calls).
+type 3 + JSON. Downstream UDP (`agent.responder.udpsource`): a control connection with
+`"dir":"udp-down"` and `rate_kbps`, `size`, `seconds`; the agent's type 5 "hello" from the
+control connection's IP says where to send; `{"cmd":"result"}` -> `{"sent":N,...}`.
+Data is moved by threads (the GIL is released in the socket calls).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 from agent.responder import sockopts
 from agent.responder.tcpinfo import tcp_info
 from agent.responder.udpsink import UDP_HDR, UDP_MAGIC, UdpSink
+from agent.responder.udpsource import HELLO, DownTest, run_down_test
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +199,7 @@ class BandwidthServer:
     def __init__(self, host: str = "0.0.0.0", port: int = 5201) -> None:
         self.host, self.port = host, port
         self.tests: dict[str, TcpTest] = {}
+        self.down_tests: dict[bytes, DownTest] = {}
         self.udp = UdpSink()
         self.malformed = 0
         self._lsock: socket.socket | None = None
@@ -265,7 +270,9 @@ class BandwidthServer:
             async with asyncio.timeout(10):
                 hello = await recv_msg(loop, conn)
             role = hello.get("role")
-            if role == "control":
+            if role == "control" and hello.get("dir") == "udp-down":
+                await self._udp_down(conn, hello, str(addr[0]), peer)
+            elif role == "control":
                 await self._control(conn, hello, peer)
             elif role == "data":
                 await self._data(conn, hello)
@@ -312,6 +319,32 @@ class BandwidthServer:
         finally:
             self.tests.pop(test_id, None)
 
+    async def _udp_down(
+        self, conn: socket.socket, hello: dict[str, Any], peer_ip: str, peer: str
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        test = DownTest.from_hello(hello, peer_ip)
+        if len(self.down_tests) >= MAX_TESTS or test.test_id in self.down_tests:
+            raise ValueError("too many tests at once, or a duplicate test id")
+        assert self._usock is not None
+        self.down_tests[test.test_id] = test
+        try:
+            await loop.sock_sendall(conn, frame({"ok": True}))
+            await run_down_test(test, self._usock)
+            async with asyncio.timeout(30):
+                msg = await recv_msg(loop, conn)
+            if msg.get("cmd") != "result":
+                raise ValueError("expected {'cmd': 'result'}")
+            reply = {"ok": True, "sent": test.sent, "seconds": test.elapsed,
+                     "hello": test.addr.done()}  # fmt: skip
+            await loop.sock_sendall(conn, frame(reply))
+            log.info(
+                "bandwidth test %s from %s: udp down %.0f kbit/s, %d packets sent in %.1f s",
+                test.test_id.hex()[:8], peer, test.rate_kbps, test.sent, test.elapsed,
+            )  # fmt: skip
+        finally:
+            self.down_tests.pop(test.test_id, None)
+
     async def _data(self, conn: socket.socket, hello: dict[str, Any]) -> None:
         loop = asyncio.get_running_loop()
         test = self.tests.get(str(hello["test"]))
@@ -356,6 +389,10 @@ class BandwidthServer:
                 _, _, _, seq, send_ns = UDP_HDR.unpack_from(data)
                 meta = sockopts.parse_ancillary(anc)
                 self.udp.add(test_id, seq, send_ns, meta.time_ns, len(data), time.monotonic())
+            elif kind == HELLO:
+                down = self.down_tests.get(test_id)
+                if down is not None:
+                    down.hello_from(addr)
             elif kind == 2:
                 report = self.udp.report(test_id)
                 body = json.dumps(report).encode()

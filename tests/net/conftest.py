@@ -34,6 +34,9 @@ def rlab(need_root: None) -> Iterator[netlab.NetLab]:
         yield lab
 
 
+# Our services only: the SIP and NAT-probe services have their own tests.
+ONLY_OURS = ["--sip-port", "off", "--sip-tls-port", "off", "--natprobe-port", "off"]
+
 PROBE_SNIPPET = (
     "import asyncio, json, sys\n"
     "from agent.probes import run_probe\n"
@@ -61,7 +64,7 @@ def start_responder(lab: netlab.NetLab, node: str, twamp: str = "862", bw: str =
     p = lab.popen_in(
         node,
         [sys.executable, "-m", "agent.cli", "responder", "--twamp-port", twamp,
-         "--bandwidth-port", bw],
+         "--bandwidth-port", bw, *ONLY_OURS],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip

@@ -34,14 +34,37 @@ def test_udp_constant_rate_through_the_shaper_reports_the_excess_as_loss(
     lab.tbf("a", lab.iface("a"), "10mbit")
     target = f"{lab.addr('b')}:5201"
     under = probe_in(
-        lab, "a", "bandwidth", target, {"mode": "udp", "udp_rate_kbps": 5000, "duration_s": 2}
+        lab,
+        "a",
+        "bandwidth",
+        target,
+        {"mode": "udp", "udp_rate_kbps": 5000, "duration_s": 2, "direction": "up"},
     )["measurement"]
-    assert under["udp"]["lost"] == 0
+    assert under["udp_up"]["lost"] == 0
     over = probe_in(
-        lab, "a", "bandwidth", target, {"mode": "udp", "udp_rate_kbps": 20000, "duration_s": 3}
+        lab,
+        "a",
+        "bandwidth",
+        target,
+        {"mode": "udp", "udp_rate_kbps": 20000, "duration_s": 3, "direction": "up"},
     )["measurement"]
-    u = over["udp"]
+    u = over["udp_up"]
     # tbf passes ~10 Mbit/s of frames (payload + 42 octets of headers); the rest is lost
     wire = 10e6 * 1200 / (1200 + 42) / 1000
     assert abs(u["receive_kbps"] - wire) <= 0.05 * wire, u
     assert 40 <= u["loss_pct"] <= 60
+
+
+def test_udp_downstream_through_the_shaper_reports_the_excess_as_loss(
+    lab: netlab.NetLab,
+) -> None:
+    start_responder(lab, "b")
+    lab.tbf("b", lab.iface("b"), "10mbit")  # the responder's way back to the agent
+    opts = {"mode": "udp", "udp_rate_kbps": 20000, "duration_s": 3, "direction": "down"}
+    m = probe_in(lab, "a", "bandwidth", f"{lab.addr('b')}:5201", opts)["measurement"]
+    d = m["udp_down"]
+    assert m["udp_up"] is None
+    wire = 10e6 * 1200 / (1200 + 42) / 1000
+    assert abs(d["receive_kbps"] - wire) <= 0.05 * wire, d
+    assert 40 <= d["loss_pct"] <= 60
+    assert d["sent"] == round(20000 * 1000 / 8 / 1200 * 3)

@@ -77,9 +77,10 @@ async def test_tcp_and_udp_modes_run_against_the_server_on_loopback() -> None:
     assert m["upload"]["throughput_bps"] > 100e6 and m["download"]["throughput_bps"] > 100e6
     assert len(m["upload"]["per_stream_bps"]) == 2
     assert udp.success, udp.error
-    u = (udp.measurement or {})["udp"]
-    assert u["sent"] == pytest.approx(2000 * 1000 / 8 / 1200, abs=1)
-    assert u["lost"] == 0
+    for d in ("udp_up", "udp_down"):
+        u = (udp.measurement or {})[d]
+        assert u["sent"] == pytest.approx(2000 * 1000 / 8 / 1200, abs=1)
+        assert u["lost"] == 0 and u["received"] == u["sent"]
 
 
 async def test_a_missing_responder_is_a_clear_network_error() -> None:

@@ -13,13 +13,16 @@ import pytest
 
 from agent.cli_probe_net import add_probe_commands
 
+ONLY_OURS = ["--sip-port", "off", "--sip-tls-port", "off", "--natprobe-port", "off"]
+
 
 @pytest.fixture(scope="module")
 def responder() -> Iterator[tuple[int, int]]:
     twamp, bw = netlab.free_udp_port(), netlab.free_tcp_port()
     p = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "responder", "--bind", "127.0.0.1",
-         "--twamp-port", str(twamp), "--bandwidth-port", str(bw)],
+         "--twamp-port", str(twamp), "--bandwidth-port", str(bw),
+         *ONLY_OURS],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert p.stdout is not None
