@@ -26,7 +26,14 @@ API (node names are "a", "b" and, with a router, "r")::
         relay = lab.start_relay("r", 9000, (lab.addr("b"), 862),
                                 fwd=DelaySchedule(10, 10, seed=1), back=DelaySchedule(5, 0))
         relay.stop()                    # dict of counters written by the relay on exit
+        lab.nft_script("r", "table ip t { ... }")   # any other nftables ruleset (NAT, ...)
 
+    start_relay_local(port, ("127.0.0.1", 5060), fwd=...)  # the relay on loopback, no root
+    free_udp_port(), free_tcp_port()                        # loopback ports for services
+
+`nft_loss`/`nft_remark_dscp` take `direction` "out" (postrouting, oifname) or "in"
+(prerouting, iifname) and an nft `match` expression such as "meta l4proto udp",
+"udp dport 5060" or "icmp type destination-unreachable"; 100 % drops everything matched.
 `python -m agent...` inside a namespace: `lab.popen_in("b", [sys.executable, "-m", ...])`
 (the virtualenv's interpreter, so the package is importable); run it with `cwd` set to the
 repository when you need `tests/` modules.
