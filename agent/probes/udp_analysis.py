@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from agent import quality
 
 NS = 1e-9
+MAX_SAMPLES = 20_000
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class UdpStreamStats(BaseModel):
     duplicates: int
     reordered: int
     rtt_ms: RttStats
+    rtt_samples_ms: list[float | None]  # per sender packet (None: no reply), first MAX_SAMPLES
     reflector_dwell_ms_median: float | None
     direction_loss_method: str
     lost_unknown_direction: int
@@ -246,6 +248,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
         duplicates=seq.duplicates,
         reordered=seq.reordered,
         rtt_ms=rtt,
+        rtt_samples_ms=_samples(uniq, p.sent),
         reflector_dwell_ms_median=float(np.median(dwell)) if dwell else None,
         direction_loss_method=method,
         lost_unknown_direction=unknown,
@@ -265,6 +268,16 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             back_counts,
         ),
     )
+
+
+def _samples(uniq: list[Reflection], sent: int) -> list[float | None]:
+    """RTT of each of the first MAX_SAMPLES packets sent, in send order (µs precision)."""
+    out: list[float | None] = [None] * min(sent, MAX_SAMPLES)
+    for x in uniq:
+        if x.sender_seq < len(out) and out[x.sender_seq] is None:
+            rtt = ((x.t4_ns - x.t1_ns) - (x.t3_ns - x.t2_ns)) / 1e6
+            out[x.sender_seq] = round(rtt, 3)
+    return out
 
 
 def _fwd_dups(uniq: list[Reflection]) -> int:

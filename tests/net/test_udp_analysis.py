@@ -49,6 +49,9 @@ def test_forward_and_backward_losses_are_told_apart_by_the_reflector_counter() -
     assert m.forward.loss_pct == pytest.approx(3.0)
     assert m.backward.loss_pct == pytest.approx(200 / 97)
     assert m.lost == 5 and m.lost_unknown_direction == 0
+    assert len(m.rtt_samples_ms) == 100
+    assert [i for i, r in enumerate(m.rtt_samples_ms) if r is None] == [3, 6, 40, 41, 70]
+    assert m.rtt_samples_ms[0] == pytest.approx(10.0)
     assert m.forward.max_burst == 2
 
 
