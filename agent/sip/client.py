@@ -14,7 +14,7 @@ from agent.sip.auth import DigestClient
 from agent.sip.dialog import Leg
 from agent.sip.endpoint import SipEndpoint
 from agent.sip.headers import NameAddr, SipUri
-from agent.sip.message import SipMessage, SipParseError
+from agent.sip.message import SipMessage, SipParseError, is_number
 from agent.sip.transport import Addr, StreamTransport, UdpTransport
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
@@ -187,10 +187,10 @@ def _granted_expiry(resp: SipMessage, contact: str) -> int | None:
     for c in resp.get_all("Contact"):
         na = NameAddr.parse(c)
         exp = na.params.get("expires")
-        if exp and exp.isdigit() and _same_contact(na.uri, contact):
+        if exp and is_number(exp) and _same_contact(na.uri, contact):
             return int(exp)
     value = resp.get("Expires")
-    return int(value) if value and value.strip().isdigit() else None
+    return int(value) if value and is_number(value.strip()) else None
 
 
 def _same_contact(a: str, b: str) -> bool:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from agent.sip.headers import Via, format_hostport, new_branch
-from agent.sip.message import SipMessage, SipParseError
+from agent.sip.message import SipMessage, SipParseError, is_number
 from agent.sip.transaction import T1, ClientTransaction
 from agent.sip.transport import Addr, Transport, local_address_towards
 
@@ -83,7 +83,7 @@ class SipEndpoint:
         rport = via.params.get("rport")
         if received or rport:
             host = received or via.host
-            port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+            port = int(rport) if rport and is_number(rport) else (via.port or 5060)
             if (host, port) != self.public_address:
                 self.public_address = (host, port)
                 if (host, port) != (via.host, via.port):

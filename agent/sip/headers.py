@@ -6,7 +6,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
-from agent.sip.message import SipParseError
+from agent.sip.message import SipParseError, is_number
 
 BRANCH_MAGIC = "z9hG4bK"
 
@@ -55,7 +55,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
     if not rest:
         return host, None
     port = rest[1:]
-    if not rest.startswith(":") or not port.isdigit() or not 0 < int(port) < 65536:
+    if not rest.startswith(":") or not is_number(port) or not 0 < int(port) < 65536:
         raise SipParseError(f"port in {text!r} is not 1..65535")
     return host, int(port)
 

@@ -75,6 +75,11 @@ _VERSION = "SIP/2.0"
 MAX_MESSAGE = 65535
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only (str.isdigit also accepts characters int() refuses, like '²')."""
+    return text.isascii() and text.isdigit()
+
+
 def canonical_name(name: str) -> str:
     """`v` -> `Via`, `call-id` -> `Call-ID`, `content-length` -> `Content-Length`."""
     low = name.lower()
@@ -186,7 +191,7 @@ class SipMessage:
         if value is None:
             raise SipParseError("CSeq header is missing")
         parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2 or not is_number(parts[0]):
             raise SipParseError(f"CSeq {value!r} is not 'number METHOD'")
         return int(parts[0]), parts[1]
 
@@ -257,7 +262,7 @@ class SipMessage:
 
 def _content_length(value: str) -> int:
     v = value.strip()
-    if not v.isdigit() or len(v) > 6:
+    if not is_number(v) or len(v) > 6:
         raise SipParseError(f"Content-Length {value!r} is not a number")
     return int(v)
 
@@ -266,7 +271,7 @@ def _parse_start_line(line: str) -> SipMessage:
     if line.startswith(_VERSION + " "):
         parts = line.split(" ", 2)
         code = parts[1] if len(parts) > 1 else ""
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        if len(code) != 3 or not is_number(code) or not 100 <= int(code) <= 699:
             raise SipParseError(f"status line {line[:80]!r}: status code is not 100..699")
         return SipMessage.response(int(code), parts[2].strip() if len(parts) > 2 else "")
     parts = line.split(" ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from agent.sip.message import SipParseError
+from agent.sip.message import SipParseError, is_number
 
 # Static payload types we speak, and the dynamic one we offer for DTMF events (RFC 4733).
 STATIC_CODECS = {0: "PCMU", 8: "PCMA"}
@@ -102,9 +102,9 @@ def parse_sdp(body: bytes) -> MediaDescription:
             in_audio = len(parts) >= 4 and parts[0] == "audio"
             if in_audio:
                 port = parts[1].split("/")[0]
-                if not port.isdigit() or int(port) > 65535:
+                if not is_number(port) or int(port) > 65535:
                     raise SipParseError(f"SDP m= port {parts[1]!r} is not a port number")
-                pts = [int(p) for p in parts[3:] if p.isdigit()]
+                pts = [int(p) for p in parts[3:] if is_number(p)]
                 media = MediaDescription("", int(port), pts)
         elif kind == "c":
             parts = value.split()
@@ -119,14 +119,16 @@ def parse_sdp(body: bytes) -> MediaDescription:
             name, _, arg = value.partition(":")
             if name == "rtpmap":
                 pt, _, enc = arg.partition(" ")
-                if pt.isdigit():
+                if is_number(pt):
                     media.rtpmap[int(pt)] = enc.strip()
-            elif name == "ptime" and arg.strip().isdigit():
-                media.ptime_ms = int(arg.strip())
+            elif name == "ptime" and is_number(arg.strip()) and len(arg.strip()) < 4:
+                if 10 <= int(arg.strip()) <= 120:  # other values are ignored (default 20)
+                    media.ptime_ms = int(arg.strip())
             elif name in ("sendrecv", "sendonly", "recvonly", "inactive"):
                 media.direction = name
-            elif name == "rtcp" and arg.split()[0].isdigit():
-                media.rtcp_port = int(arg.split()[0])
+            elif name == "rtcp" and arg.split() and is_number(arg.split()[0]):
+                rtcp = int(arg.split()[0])
+                media.rtcp_port = rtcp if 0 < rtcp < 65536 else None
     if media is None:
         raise SipParseError("SDP has no audio m= line")
     address = media_c or session_c

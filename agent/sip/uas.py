@@ -22,7 +22,7 @@ from typing import Any
 from agent.sip import alg
 from agent.sip.endpoint import SipEndpoint, make_response
 from agent.sip.media import RtpSession
-from agent.sip.message import SipMessage, SipParseError
+from agent.sip.message import SipMessage, SipParseError, is_number
 from agent.sip.rtpstats import received_direction
 from agent.sip.sdp import answer as sdp_answer
 from agent.sip.sdp import build_sdp, parse_sdp
@@ -293,7 +293,7 @@ class SipUas:
 def _answer_delay_ms(req: SipMessage) -> int:
     """`X-Scout-Answer-After-Ms: N` asks for 183 with early media, then the 2xx N ms later."""
     value = (req.get("X-Scout-Answer-After-Ms") or "").strip()
-    return min(int(value), 30_000) if value.isdigit() else 0
+    return min(int(value), 30_000) if is_number(value) else 0
 
 
 def _rx_report(media: RtpSession) -> dict[str, float | int]:
