@@ -161,7 +161,7 @@ def _search(address: str, opts: MtuOptions) -> MtuMeasurement:
                     return "frag-needed"
             return "no reply"
 
-        hi = min(opts.max_size or local, local)
+        hi = min(opts.max_size or local, local, 65535)  # IPv4 total length is 16 bits
         lo_ok: int | None = None
         lo = min(opts.min_size, hi)
         first = try_size(lo)
