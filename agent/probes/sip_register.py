@@ -40,7 +40,9 @@ async def probe(target: Target, opts: SipRegisterOptions, ctx: ProbeContext) -> 
             expires=opts.expires_s,
         )
         if opts.unregister and 200 <= res.status_code < 300 and opts.expires_s:
-            await client.register(endpoint, resolved, user=user, password=opts.password, expires=0)
+            await client.register(
+                endpoint, resolved, user=user, password=opts.password, expires=0, previous=res
+            )
     m = SipRegisterMeasurement(
         address=f"{resolved.addr[0]}:{resolved.addr[1]}",
         transport=opts.transport,

@@ -125,6 +125,8 @@ class RegisterResult:
     expires_s: int | None
     public_address: str | None
     challenges: int
+    leg: Leg = field(repr=False)
+    digest: DigestClient = field(repr=False)
 
 
 async def register(
@@ -134,13 +136,20 @@ async def register(
     user: str,
     password: str | None,
     expires: int = 300,
+    previous: RegisterResult | None = None,
 ) -> RegisterResult:
     """REGISTER (answering up to two challenges); RRD from the first REGISTER to the final
-    response of the last one (RFC 6076 RRD)."""
+    response of the last one (RFC 6076 RRD).
+
+    With `previous` (an earlier registration of the same binding) the Call-ID and CSeq
+    sequence go on, and its nonce is reused at once with the next `nc` (RFC 7616 §3.4);
+    a server that no longer accepts the nonce challenges again.
+    """
     aor = f"sip:{user}@{target.host}"
     contact = contact_uri(endpoint, target, user)
-    leg = Leg(aor, aor, contact)
-    auth = DigestClient(user, password or "")
+    leg = previous.leg if previous is not None else Leg(aor, aor, contact)
+    auth = previous.digest if previous is not None else DigestClient(user, password or "")
+    preemptive = bool(auth.challenge)
     start = asyncio.get_running_loop().time()
     challenges = 0
     while True:
@@ -160,7 +169,7 @@ async def register(
         break
     granted = _granted_expiry(resp, contact) if 200 <= status < 300 else None
     auth_ok: bool | None
-    if challenges:
+    if challenges or preemptive:
         auth_ok = 200 <= status < 300
     else:
         auth_ok = None if status not in (401, 407) else False
@@ -168,11 +177,13 @@ async def register(
         status,
         resp.reason,
         (arrived - start) * 1000.0,
-        challenges > 0,
+        challenges > 0 or preemptive,
         auth_ok,
         granted,
         _fmt_addr(endpoint.public_address),
         challenges,
+        leg,
+        auth,
     )
 
 

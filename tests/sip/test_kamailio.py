@@ -23,11 +23,16 @@ async def test_register_with_the_right_password_succeeds(algorithm: str, transpo
         ep = await client.open_endpoint(target)
         try:
             res = await client.register(ep, target, user="alice", password="s3cret", expires=300)
-            again = await client.register(ep, target, user="alice", password="s3cret", expires=60)
+            again = await client.register(
+                ep, target, user="alice", password="s3cret", expires=60, previous=res
+            )
         finally:
             ep.close()
     assert (res.status_code, res.auth_ok, res.challenges) == (200, True, 1)
     assert res.expires_s == 300 and again.expires_s == 60
+    # The refresh reused the nonce with nc=2: no second challenge, same Call-ID.
+    assert again.challenges == 0 and again.auth_ok is True and res.digest.nc == 2
+    assert again.leg.call_id == res.leg.call_id
     assert 0 < res.rrd_ms < 2000
     assert res.public_address is not None and res.public_address.startswith("127.0.0.1:")
 
