@@ -1,11 +1,12 @@
-"""`bandwidth` probe: TCP throughput up/down with N streams, and a UDP constant-rate test.
+"""`bandwidth` probe: TCP throughput up/down with N streams, and UDP at a constant rate.
 
 Against `qos-scout responder` (protocol in `agent.responder.bandwidth`). TCP: throughput is
 counted where the bytes arrive (the responder for upload, here for download) from first to
 last byte; retransmits and the RTT under load come from TCP_INFO of the sending side; the
-idle RTT is the median TCP handshake time before the test, and the buffer delay is RFC 6349
-§3.3: (RTT under load - idle RTT) / idle RTT. UDP: packets at a constant rate upstream; the
-responder counts loss, duplicates, reordering and RFC 3550 jitter.
+idle RTT is the kernel's RTT of TCP handshakes before the test; the buffer delay is
+RFC 6349 §3.3: (RTT under load - idle RTT) / idle RTT. UDP (`agent.probes.bandwidth_udp`):
+datagrams at a constant rate, up and/or down; the receiving end counts loss, duplicates,
+reordering and RFC 3550 jitter.
 
 Data moves in threads with large buffers (`recv_into` with MSG_TRUNC, which discards
 without copying; `sendfile` from a memfd upstream), so Python is not the bottleneck.
@@ -229,7 +230,13 @@ def _run_streams(
 
 
 def _idle_rtt_ms(family: int, addr: tuple, samples: int) -> float | None:
-    times = []
+    """Median RTT of TCP handshakes on the idle path.
+
+    Read from the kernel's own RTT estimate right after connect (TCP_INFO, set from the
+    SYN/SYN-ACK exchange): the same instrument as the RTT under load, free of the
+    process's scheduling delays. Timed connect() where TCP_INFO is not available.
+    """
+    rtts = []
     for _ in range(samples):
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.settimeout(5)
@@ -238,8 +245,10 @@ def _idle_rtt_ms(family: int, addr: tuple, samples: int) -> float | None:
                 s.connect(addr)
             except OSError:
                 continue
-            times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times) if times else None
+            elapsed_ms = (time.perf_counter() - t0) * 1000.0
+            info = tcp_info(s)
+            rtts.append(info.rtt_us / 1000.0 if info is not None and info.rtt_us else elapsed_ms)
+    return statistics.median(rtts) if rtts else None
 
 
 async def _tcp_test(
