@@ -17,53 +17,27 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
-from agent.probes import get_probe
 from agent.stack import Stack, StackError, free_port, free_port_both, tcp_open, wait_for
 
 DEMO_RULE = "demo_strict_rtt"
 
 
-def available(probe: str) -> bool:
-    try:
-        get_probe(probe)
-    except ConfigError:
-        return False
-    return True
-
-
-def responder_flags() -> set[str]:
-    """The options `qos-scout responder` takes in this installation."""
-    import argparse
-
-    from agent.cli import build_parser
-
-    for action in build_parser()._subparsers._group_actions:  # type: ignore[union-attr]
-        if isinstance(action, argparse._SubParsersAction) and "responder" in action.choices:
-            return {o for a in action.choices["responder"]._actions for o in a.option_strings}
-    raise StackError("this installation has no `qos-scout responder` command")
-
-
 def responder_plan() -> tuple[list[str], dict[str, int]]:
-    """Arguments for `qos-scout responder` on free loopback ports, by service; services the
-    responder offers but the demo does not use are turned off."""
-    flags = responder_flags()
-    ports = {"twamp": free_port(socket.SOCK_DGRAM), "bandwidth": free_port_both()}
-    if "--sip-port" in flags and available("sip_call"):
-        ports["sip"] = free_port_both()
-    if "--natprobe-port" in flags:
-        ports["natprobe"] = free_port(socket.SOCK_DGRAM)
-    args = ["--bind", "127.0.0.1"]
+    """Arguments for `qos-scout responder` on free loopback ports, and the ports by service."""
+    ports = {
+        "twamp": free_port(socket.SOCK_DGRAM),
+        "bandwidth": free_port_both(),
+        "sip": free_port_both(),
+        "natprobe": free_port(socket.SOCK_DGRAM),
+    }
+    args = ["--bind", "127.0.0.1", "--sip-tls-port", "off"]
     for name, port in ports.items():
         args += [f"--{name}-port", str(port)]
-    for flag in sorted(flags):
-        if flag.endswith("-port") and flag[2:-5] not in ports:
-            args += [flag, "off"]
     return args, ports
 
 
 def demo_modules(ports: dict[str, int]) -> dict[str, Any]:
-    """A short schedule; probe kinds that are not installed are left out."""
+    """A short schedule: ping, host facts, a G.711 voice stream and a SIP call."""
     mods: dict[str, Any] = {
         "ping": {
             "probe": "icmp",
@@ -78,22 +52,20 @@ def demo_modules(ports: dict[str, int]) -> dict[str, Any]:
             "options": {"sample_s": 0.5},
         },
     }
-    if "natprobe" in ports:  # the agent's address as the responder sees it
-        mods["host"]["options"]["public_address_from"] = f"127.0.0.1:{ports['natprobe']}"
-    if available("udp"):
-        mods["voice"] = {
-            "probe": "udp",
-            "targets": [f"127.0.0.1:{ports['twamp']}"],
-            "interval_s": 15,
-            "options": {"codec": "G711_PLC", "duration_s": 5, "dscp": 46},
-        }
-    if "sip" in ports:
-        mods["sip_call"] = {
-            "probe": "sip_call",
-            "targets": [f"sip:echo@127.0.0.1:{ports['sip']}"],
-            "interval_s": 20,
-            "options": {"duration_s": 5},
-        }
+    # the agent's address as the responder sees it
+    mods["host"]["options"]["public_address_from"] = f"127.0.0.1:{ports['natprobe']}"
+    mods["voice"] = {
+        "probe": "udp",
+        "targets": [f"127.0.0.1:{ports['twamp']}"],
+        "interval_s": 15,
+        "options": {"codec": "G711_PLC", "duration_s": 5, "dscp": 46},
+    }
+    mods["sip_call"] = {
+        "probe": "sip_call",
+        "targets": [f"sip:echo@127.0.0.1:{ports['sip']}"],
+        "interval_s": 20,
+        "options": {"duration_s": 5},
+    }
     return mods
 
 

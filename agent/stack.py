@@ -180,7 +180,7 @@ class Stack:
         """A partner (admin CLI), a customer and a site (API); returns a one-time token."""
         out = self.run_cli("collector", "partner", "create", partner, "--db", self.db_url, "--json")
         data = json.loads(out.stdout)
-        self.partner_key = str(data.get("key") or data.get("api_key") or data["partner_key"])
+        self.partner_key = str(data["api_key"])
         self.customer_id = self.api("POST", "/api/v1/customers", json={"name": "Demo Customer"})[
             "id"
         ]
