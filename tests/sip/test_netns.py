@@ -115,5 +115,7 @@ def test_clean_relay_path_is_not_flagged(rlab: netlab.NetLab) -> None:
     call = _sip(rlab, "a", "call", "sip:echo@10.77.1.254", "--duration", "1")
     relay.stop()
     assert opt["success"] and opt["measurement"]["sip_alg_detected"] is False
+    # Behind the relay (a NAT of sorts) the agent learns its outside address from rport.
+    assert opt["measurement"]["public_address"].startswith("10.77.2.254:")
     assert call["success"], call["error"]
     assert call["measurement"]["sip_alg_detected"] is False, call["measurement"]["alg_evidence"]
