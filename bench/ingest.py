@@ -155,18 +155,21 @@ SERVER_PIDS: list[int] = []  # the collector and, for PostgreSQL, the postmaster
 
 
 def cpu_now() -> float:
-    """CPU seconds used so far by the server side (collector + database processes)."""
+    """CPU seconds used so far by the server side: each server process, its live children,
+    and the children it has already reaped (PostgreSQL backends that exited)."""
     total = 0.0
     for pid in SERVER_PIDS:
         try:
             p = psutil.Process(pid)
-            procs = [p, *p.children(recursive=True)]
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+            kids = p.children(recursive=True)
         except psutil.NoSuchProcess:
             continue
-        for q in procs:
+        for q in kids:
             try:
-                t = q.cpu_times()
-                total += t.user + t.system
+                k = q.cpu_times()
+                total += k.user + k.system
             except psutil.NoSuchProcess:
                 pass
     return total

@@ -88,9 +88,13 @@ def validate_item(item: Any) -> ProbeResult:
 
 
 def ingest(
-    store: Store, book: RuleBook, agent: dict[str, Any], items: list[Any], now: float,
+    store: Store,
+    book: RuleBook,
+    agent: dict[str, Any],
+    items: list[Any],
+    now: float,
     touch_agent: bool = True,
-) -> IngestOutcome:  # fmt: skip
+) -> IngestOutcome:
     """Store a batch for `agent`. With `touch_agent=False` the caller records the agent's
     last contact itself (the HTTP app batches those updates)."""
     if len(items) > store.config.limits.max_batch_items:
@@ -147,11 +151,15 @@ def ingest(
             ctx = book.site_context(conn, agent["site_id"])
             stored = [
                 StoredResult(
-                    x["id"], x["probe"], x["target"], x["started_at"], x["success"],
+                    x["id"],
+                    x["probe"],
+                    x["target"],
+                    x["started_at"],
+                    x["success"],
                     x["measurement"],
                 )
                 for x in fresh
-            ]  # fmt: skip
+            ]
             evaluate_results(conn, store.insert, book, ctx, stored, now)
     for s in statuses:
         if s["status"] == "pending":
@@ -185,22 +193,17 @@ def _update_latest(conn: sa.Connection, store: Store, fresh: list[dict[str, Any]
         }
         for x in newest.values()
     ]
-    stmt = store.insert(latest)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["agent_id", "probe", "target"],
-        set_={
-            k: stmt.excluded[k]
-            for k in ("site_id", "result_id", "started_at", "success", "measurement")
-        },
-        where=stmt.excluded.started_at >= latest.c.started_at,
-    )
-    conn.execute(stmt, rows)
+    upsert_latest(conn, store.is_sqlite, rows)
 
 
 def list_results(
-    conn: sa.Connection, partner_id: str, site_id: str | None = None, probe: str | None = None,
-    since: float | None = None, limit: int = 100,
-) -> list[dict[str, Any]]:  # fmt: skip
+    conn: sa.Connection,
+    partner_id: str,
+    site_id: str | None = None,
+    probe: str | None = None,
+    since: float | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
     """Stored results of the partner, newest first."""
     from collector.tickets import iso
 
@@ -221,32 +224,54 @@ def list_results(
 
 
 RESULT_COLUMNS = [c.name for c in results.c]
+LATEST_COLUMNS = [c.name for c in latest.c]
 JSON_COLUMNS = {"error", "measurement", "tags"}
+
+
+def _multi_row(
+    conn: sa.Connection,
+    is_sqlite: bool,
+    table: str,
+    cols: list[str],
+    rows: list[dict[str, Any]],
+    tail: str,
+) -> Any:
+    """One multi-row INSERT through the driver (the hot path of ingest: no per-row SQL
+    expression processing); JSON columns are serialised here."""
+    mark = "?" if is_sqlite else "%s"
+    one = (
+        "("
+        + ",".join(
+            f"{mark}::jsonb" if (c in JSON_COLUMNS and not is_sqlite) else mark for c in cols
+        )
+        + ")"
+    )
+    sql = f"INSERT INTO {table} ({','.join(cols)}) VALUES {','.join([one] * len(rows))} {tail}"
+    params: list[Any] = []
+    for row in rows:
+        for c in cols:
+            v = row[c]
+            params.append(json.dumps(v) if c in JSON_COLUMNS and v is not None else v)
+    return conn.exec_driver_sql(sql, tuple(params))
 
 
 def insert_new_results(
     conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]]
 ) -> set[str]:
-    """One multi-row `INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id` through the
-    driver (the hot path of ingest: no per-row SQL expression processing); returns the ids
-    actually inserted, so the others are duplicates."""
-    mark = "?" if is_sqlite else "%s"
-    one = (
-        "("
-        + ",".join(
-            f"{mark}::jsonb" if (c in JSON_COLUMNS and not is_sqlite) else mark
-            for c in RESULT_COLUMNS
-        )
-        + ")"
+    """`INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id`: the ids actually inserted
+    (the others are duplicates)."""
+    res = _multi_row(
+        conn, is_sqlite, "results", RESULT_COLUMNS, rows, "ON CONFLICT (id) DO NOTHING RETURNING id"
     )
-    sql = (
-        f"INSERT INTO results ({','.join(RESULT_COLUMNS)}) VALUES "
-        + ",".join([one] * len(rows))
-        + " ON CONFLICT (id) DO NOTHING RETURNING id"
+    return {r[0] for r in res}
+
+
+def upsert_latest(conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]]) -> None:
+    """Keep the newest result per (agent, probe, target); an older one never overwrites."""
+    upd = ("site_id", "result_id", "started_at", "success", "measurement")
+    tail = (
+        "ON CONFLICT (agent_id, probe, target) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in upd)
+        + " WHERE excluded.started_at >= latest.started_at"
     )
-    params: list[Any] = []
-    for row in rows:
-        for c in RESULT_COLUMNS:
-            v = row[c]
-            params.append(json.dumps(v) if c in JSON_COLUMNS and v is not None else v)
-    return {r[0] for r in conn.exec_driver_sql(sql, tuple(params))}
+    _multi_row(conn, is_sqlite, "latest", LATEST_COLUMNS, rows, tail)
