@@ -102,6 +102,24 @@ def _uri_host(uri: str) -> str:
     return m.group(1).strip("[]")
 
 
+class SummaryStats(BaseModel):
+    """Order statistics of a sample as measurements carry them (e.g. `rtt_ms`); every field
+    is None for an empty sample."""
+
+    min: float | None
+    avg: float | None
+    median: float | None
+    p95: float | None
+    max: float | None
+    stdev: float | None
+
+    @classmethod
+    def of(cls, values: list[float]) -> SummaryStats:
+        from agent import quality
+
+        return cls(**quality.summarize(values).as_dict())
+
+
 @dataclass
 class ProbeContext:
     """What the runner hands every probe: its deadline and the agent's facts."""

@@ -22,7 +22,7 @@ from agent.errors import (
     ProbeError,
     ResolveError,
 )
-from agent.probes import ProbeContext, Target, register
+from agent.probes import ProbeContext, SummaryStats, Target, register
 
 
 class IcmpOptions(BaseModel):
@@ -39,21 +39,12 @@ class IcmpOptions(BaseModel):
     )
 
 
-class RttStats(BaseModel):
-    min: float | None
-    avg: float | None
-    median: float | None
-    p95: float | None
-    max: float | None
-    stdev: float | None
-
-
 class IcmpMeasurement(BaseModel):
     address: str
     sent: int
     received: int
     loss_pct: float
-    rtt_ms: RttStats
+    rtt_ms: SummaryStats
     jitter_ms: float | None = Field(description="mean |RTT_i - RTT_{i-1}| over received replies")
     jitter_rfc3550_ms: float | None = Field(description="RFC 3550 estimator over the RTT series")
     unreachable: int = Field(description="ICMP errors received instead of echo replies")
@@ -179,7 +170,6 @@ async def probe_icmp(target: Target, opts: IcmpOptions, ctx: ProbeContext) -> Ic
         asock.close()
 
     got = [r for r in rtts if r is not None]
-    summary = quality.summarize(got)
     # RFC 3550 estimator over the RTT series (D = RTT_i - RTT_{i-1}): send times all equal.
     jitter_3550 = (
         quality.rfc3550_jitter_ms([0.0] * len(got), [r / 1000.0 for r in got])
@@ -192,7 +182,7 @@ async def probe_icmp(target: Target, opts: IcmpOptions, ctx: ProbeContext) -> Ic
         sent=sent,
         received=len(got),
         loss_pct=100.0 * (sent - len(got)) / sent if sent else 0.0,
-        rtt_ms=RttStats(**summary.as_dict()),
+        rtt_ms=SummaryStats.of(got),
         jitter_ms=quality.mean_abs_delta_ms(got),
         jitter_rfc3550_ms=jitter_3550,
         unreachable=unreachable,

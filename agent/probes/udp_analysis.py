@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from agent import quality
+from agent.probes import SummaryStats
 
 NS = 1e-9
 MAX_SAMPLES = 20_000
@@ -43,15 +44,6 @@ class Reflection:
     far_dscpe: int | None = None  # DSCP/ECN the reflector received (RFC 7750), if trusted
     near_tos: int | None = None  # TOS of the reflected packet as we received it
     far_ttl: int | None = None
-
-
-class RttStats(BaseModel):
-    min: float | None
-    avg: float | None
-    median: float | None
-    p95: float | None
-    max: float | None
-    stdev: float | None
 
 
 class DirectionStats(BaseModel):
@@ -78,7 +70,7 @@ class UdpStreamStats(BaseModel):
     loss_pct: float
     duplicates: int
     reordered: int
-    rtt_ms: RttStats
+    rtt_ms: SummaryStats
     rtt_samples_ms: list[float | None]  # per sender packet (None: no reply), first MAX_SAMPLES
     reflector_dwell_ms_median: float | None
     direction_loss_method: str
@@ -97,11 +89,6 @@ class StreamParams:
     jitter_buffer_ms: float = 60.0
     synchronized_clocks: bool = False
     reflector_counts: bool = False  # the reflector is known to keep a per-session counter
-
-
-def _stats(values: list[float]) -> RttStats:
-    s = quality.summarize(values)
-    return RttStats(min=s.min, avg=s.avg, median=s.median, p95=s.p95, max=s.max, stdev=s.stdev)
 
 
 def _dscp(values: list[int | None]) -> tuple[int | None, dict[str, int]]:
@@ -209,7 +196,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
     else:
         owd_f = owd_b = None
         owd_method = "RTT/2 (clocks not synchronised)"
-    rtt = _stats(rtts)
+    rtt = SummaryStats.of(rtts)
     fwd_dscp, fwd_counts = _dscp([x.far_dscpe for x in uniq])
     back_dscp, back_counts = _dscp([x.near_tos for x in uniq])
 
