@@ -27,6 +27,19 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_autocommit_off)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
 
+    def checkpoint_in_background(self) -> None:
+        """Stop SQLite checkpointing the WAL inside the committing request; the app calls
+        `checkpoint()` from a background loop instead (no-op on PostgreSQL)."""
+        if not self.is_sqlite:
+            return
+        sa.event.listen(self.engine, "connect", _sqlite_no_autocheckpoint)
+        self.engine.dispose()  # pooled connections were opened with autocheckpoint on
+
+    def checkpoint(self) -> None:
+        if self.is_sqlite:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def migrate(self) -> str | None:
         return migrate(self.engine)
 
@@ -57,6 +70,10 @@ class Store:
 def _sqlite_autocommit_off(dbapi_conn: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred).
     dbapi_conn.isolation_level = None
+
+
+def _sqlite_no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:

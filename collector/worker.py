@@ -4,6 +4,7 @@ the periodic re-send of open tickets to Alertmanager."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from typing import Any
@@ -154,3 +155,18 @@ async def seen_loop(st: AppState, interval: float = 2.0) -> None:
                 log.exception("writing agents' last contact failed; retrying")
     finally:
         st.flush_seen()  # on shutdown, keep what was seen
+
+
+async def checkpoint_loop(st: AppState, interval: float = 1.0) -> None:
+    """Checkpoint the SQLite WAL off the request path (PASSIVE: never blocks writers)."""
+    st.store.checkpoint_in_background()
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await run_in_threadpool(st.store.checkpoint)
+            except Exception:
+                log.exception("WAL checkpoint failed; retrying")
+    finally:
+        with contextlib.suppress(Exception):
+            st.store.checkpoint()

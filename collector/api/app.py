@@ -23,7 +23,13 @@ from collector.logs import AccessLog
 from collector.metrics import StoreCollector
 from collector.store import Store
 from collector.web import routes as web_routes
-from collector.worker import alertmanager_loop, outbox_loop, seen_loop, silent_loop
+from collector.worker import (
+    alertmanager_loop,
+    checkpoint_loop,
+    outbox_loop,
+    seen_loop,
+    silent_loop,
+)
 
 
 def create_app(
@@ -50,6 +56,8 @@ def create_app(
                 asyncio.create_task(alertmanager_loop(st)),
             ]
         tasks.append(asyncio.create_task(seen_loop(st)))
+        if store.is_sqlite:
+            tasks.append(asyncio.create_task(checkpoint_loop(st)))
         try:
             yield
         finally:
