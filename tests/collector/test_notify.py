@@ -183,8 +183,12 @@ def test_pending_notification_delivered_after_collector_restart(db_url, tmp_path
         proc = _start_collector(cfg_path, port)
         wait_for(lambda: hook.requests, 30, "delivery after the restart")
         assert hook.events()[0]["event"] == "opened"
-        with store.read() as c:
-            wait_for(lambda: pending_count(c) == 0, what="the outbox to drain")
+
+        def pending() -> int:  # a fresh connection each time: a new snapshot on SQLite
+            with store.read() as c:
+                return pending_count(c)
+
+        wait_for(lambda: pending() == 0, what="the outbox to drain")
     finally:
         proc.terminate()
         proc.wait(10)
