@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import socket
 import statistics
@@ -33,7 +32,7 @@ from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.bandwidth_udp import UdpRateResult, udp_down, udp_up
 from agent.probes.udp import resolve
-from agent.responder.bandwidth import CHUNK, Discard, ZeroSource, frame
+from agent.responder.bandwidth import ZeroSource, frame, receive_until_eof, send_for
 from agent.responder.tcpinfo import tcp_info
 from agent.responder.udpsink import UDP_HDR
 
@@ -121,8 +120,9 @@ class StreamStats:
     bytes: int = 0
     first_ns: int | None = None
     last_ns: int | None = None
-    rtt_us: list[int] = field(default_factory=list)
     retrans: int | None = None
+    rtt_us_samples: list[int] = field(default_factory=list)
+    min_rtt_us: int | None = None
     error: str | None = None
 
 
@@ -163,45 +163,14 @@ def _stream(
                 while sock.recv(65536):
                     pass
             else:
-                recv = Discard()
-                while True:
-                    n = recv(sock)
-                    if n == 0:
-                        break
-                    now = time.monotonic_ns()
-                    if out.first_ns is None:
-                        out.first_ns = now
-                    out.last_ns = now
-                    out.bytes += n
+                receive_until_eof(sock, out)
     except (OSError, ValueError, PeerError) as exc:
         out.error = str(exc) or type(exc).__name__
 
 
 def _send(sock: socket.socket, seconds: float, src: ZeroSource | None, out: StreamStats) -> None:
-    start = time.monotonic_ns()
-    end = start + int(seconds * 1e9)
-    next_sample = start + 100_000_000
-    out.first_ns = start
-    payload = memoryview(bytes(CHUNK))
-    offset = 0
     sock.setblocking(True)  # sendfile needs a blocking descriptor
-    fd = sock.fileno()
-    while (now := time.monotonic_ns()) < end:
-        if now >= next_sample:
-            info = tcp_info(sock)
-            if info is not None:
-                out.rtt_us.append(info.rtt_us)
-            next_sample = now + 100_000_000
-        if src is not None:
-            n = os.sendfile(fd, src.fd, offset, CHUNK)
-            offset = (offset + n) % (src.size - CHUNK)
-        else:
-            n = sock.send(payload)
-        out.bytes += n
-    out.last_ns = time.monotonic_ns()
-    info = tcp_info(sock)
-    if info is not None:
-        out.retrans = info.total_retrans
+    send_for(sock, seconds, out, src)
     sock.settimeout(15)
 
 
@@ -296,7 +265,7 @@ async def _tcp_test(
     far = server.get("streams") or []
     if direction == "up":
         spans = [Span(int(s["bytes"]), s["first_ns"], s["last_ns"]) for s in far]
-        rtts = [us for s in stats for us in s.rtt_us]
+        rtts = [us for s in stats for us in s.rtt_us_samples]
         retrans = [s.retrans for s in stats if s.retrans is not None]
     else:
         spans = [Span(s.bytes, s.first_ns, s.last_ns) for s in stats]

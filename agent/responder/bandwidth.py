@@ -31,7 +31,7 @@ import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from agent.responder import sockopts
 from agent.responder.tcpinfo import tcp_info
@@ -132,7 +132,18 @@ class Discard:
             raise
 
 
-def receive_until_eof(sock: socket.socket, res: StreamResult) -> None:
+class StreamCounters(Protocol):
+    """What a sending or receiving TCP stream records (the responder's and the probe's)."""
+
+    bytes: int
+    first_ns: int | None
+    last_ns: int | None
+    retrans: int | None
+    rtt_us_samples: list[int]
+    min_rtt_us: int | None
+
+
+def receive_until_eof(sock: socket.socket, res: StreamCounters) -> None:
     """Upload sink: count bytes until the client shuts down its side (runs in a thread)."""
     recv = Discard()
     while True:
@@ -161,9 +172,10 @@ class ZeroSource:
 
 
 def send_for(
-    sock: socket.socket, seconds: float, res: StreamResult, src: ZeroSource | None
+    sock: socket.socket, seconds: float, res: StreamCounters, src: ZeroSource | None
 ) -> None:
-    """Download source: send as fast as TCP allows for `seconds`, sampling TCP_INFO."""
+    """Send as fast as TCP allows for `seconds` (blocking socket), sampling TCP_INFO every
+    100 ms: the responder's download source and the probe's upload."""
     start = time.monotonic_ns()
     end = start + int(seconds * 1e9)
     next_sample = start + 100_000_000
