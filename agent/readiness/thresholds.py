@@ -58,7 +58,7 @@ class Threshold:
         return "pass"
 
 
-_VOIP = "ITU-T G.114 / common VoIP-readiness limits (DESIGN.md)"
+_VOIP = "ITU-T G.114 / common VoIP-readiness limits"
 
 THRESHOLDS: dict[str, Threshold] = {
     t.key: t
@@ -73,7 +73,7 @@ THRESHOLDS: dict[str, Threshold] = {
             False,
             None,
             80.0,
-            "common readiness limit: 80 % of the contracted circuit speed (DESIGN.md)",
+            "common readiness limit: 80 % of the contracted circuit speed",
         ),
         Threshold(
             "nat_binding_s",
