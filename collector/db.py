@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,34 @@ def make_engine(url: str) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_size=10, max_overflow=10)
+    sa.event.listen(engine, "checkin", _note_checkin)
+    sa.event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+# A connection back in use within this many seconds is not pinged: a ping is a round trip
+# that costs CPU on both sides, and under load every connection is reused at once. One idle
+# longer (the server may have restarted or dropped it) is checked and replaced if dead.
+PING_AFTER_IDLE_S = 5.0
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    if record is not None:
+        record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    since = record.info.get("checked_in_at")
+    if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+        return
+    try:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        if not dbapi_conn.autocommit:
+            dbapi_conn.rollback()
+    except Exception as exc:  # any failure means the connection is unusable
+        raise sa.exc.DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
 def _alembic_config() -> Config:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from agent.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
+from collector.ingest_pg import insert_results_and_latest
 from collector.schema import agents, latest, results
 from collector.store import Store
 
@@ -141,13 +142,16 @@ def ingest(
         )
     with store.write() as conn:
         new_ids: set[str] = set()
-        if rows:
+        if rows and not store.is_sqlite:
+            new_ids = insert_results_and_latest(conn, rows)
+        elif rows:
             new_ids = insert_new_results(conn, store.is_sqlite, rows)
         if touch_agent:
             conn.execute(agents.update().where(agents.c.id == agent["id"]).values(last_seen_at=now))
         fresh = [row for row in rows if row["id"] in new_ids]
         if fresh:
-            _update_latest(conn, store, fresh)
+            if store.is_sqlite:
+                _update_latest(conn, store, fresh)
             ctx = book.site_context(conn, agent["site_id"])
             stored = [
                 StoredResult(

@@ -1,0 +1,72 @@
+"""PostgreSQL ingest in one statement: store the new results and keep `latest` together.
+
+The rows travel as one array per column (`unnest`), so the statement text is the same for
+every batch size: psycopg caches its conversion and prepares it on the server after a few
+uses, and the whole batch costs one round trip instead of one per table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+# (column, PostgreSQL array type of the parameter)
+_COLUMNS = [
+    ("id", "text"),
+    ("partner_id", "text"),
+    ("site_id", "text"),
+    ("agent_id", "text"),
+    ("schema_version", "int4"),
+    ("probe", "text"),
+    ("target", "text"),
+    ("module", "text"),
+    ("started_at", "float8"),
+    ("duration_ms", "float8"),
+    ("success", "bool"),
+    ("error", "jsonb"),
+    ("measurement", "jsonb"),
+    ("job_id", "text"),
+    ("tags", "jsonb"),
+    ("received_at", "float8"),
+]
+_JSON = {name for name, kind in _COLUMNS if kind == "jsonb"}
+_NAMES = ", ".join(name for name, _ in _COLUMNS)
+_LATEST_SET = ", ".join(
+    f"{c} = excluded.{c}" for c in ("site_id", "result_id", "started_at", "success", "measurement")
+)
+
+# `latest` takes, per (agent, probe, target), the newest of the rows actually inserted (the
+# first of equal times in batch order), and never overwrites a newer stored one.
+INSERT_SQL = f"""
+WITH v AS (
+    SELECT * FROM unnest({", ".join(f"%s::{kind}[]" for _, kind in _COLUMNS)})
+        WITH ORDINALITY AS v({_NAMES}, ord)
+), ins AS (
+    INSERT INTO results ({_NAMES}) SELECT {_NAMES} FROM v
+    ON CONFLICT (id) DO NOTHING RETURNING id
+), lat AS (
+    INSERT INTO latest (agent_id, probe, target, site_id, result_id, started_at, success,
+                        measurement)
+    SELECT DISTINCT ON (v.agent_id, v.probe, v.target)
+           v.agent_id, v.probe, v.target, v.site_id, v.id, v.started_at, v.success,
+           v.measurement
+    FROM v JOIN ins ON ins.id = v.id
+    ORDER BY v.agent_id, v.probe, v.target, v.started_at DESC, v.ord
+    ON CONFLICT (agent_id, probe, target) DO UPDATE SET {_LATEST_SET}
+    WHERE excluded.started_at >= latest.started_at
+)
+SELECT id FROM ins
+"""
+
+
+def insert_results_and_latest(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the rows that are new (by id), update `latest` from them; returns their ids."""
+    params = []
+    for name, _ in _COLUMNS:
+        if name in _JSON:
+            params.append([None if r[name] is None else json.dumps(r[name]) for r in rows])
+        else:
+            params.append([r[name] for r in rows])
+    return {r[0] for r in conn.exec_driver_sql(INSERT_SQL, tuple(params))}
