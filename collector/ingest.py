@@ -142,15 +142,18 @@ def ingest(
         )
     with store.write() as conn:
         new_ids: set[str] = set()
+        latest_done = False  # PostgreSQL: `latest` kept by the same statement
         if rows and not store.is_sqlite:
-            new_ids = insert_results_and_latest(conn, rows)
-        elif rows:
+            got = insert_results_and_latest(conn, rows)
+            if got is not None:
+                new_ids, latest_done = got, True
+        if rows and not latest_done:
             new_ids = insert_new_results(conn, store.is_sqlite, rows)
         if touch_agent:
             conn.execute(agents.update().where(agents.c.id == agent["id"]).values(last_seen_at=now))
         fresh = [row for row in rows if row["id"] in new_ids]
         if fresh:
-            if store.is_sqlite:
+            if not latest_done:
                 _update_latest(conn, store, fresh)
             ctx = book.site_context(conn, agent["site_id"])
             stored = [

@@ -1,8 +1,9 @@
 """PostgreSQL ingest in one statement: store the new results and keep `latest` together.
 
-The rows travel as one array per column (`unnest`), so the statement text is the same for
-every batch size: psycopg caches its conversion and prepares it on the server after a few
-uses, and the whole batch costs one round trip instead of one per table.
+The batch travels as one JSON array parameter (`json_to_recordset`), so the statement text is
+the same for every batch size: psycopg caches its conversion and prepares it on the server
+after a few uses, the rows are serialised by the C JSON encoder in one call, and the whole
+batch costs one round trip instead of one per table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-# (column, PostgreSQL array type of the parameter)
+# (column, PostgreSQL type in the record); a JSON null becomes SQL NULL
 _COLUMNS = [
     ("id", "text"),
     ("partner_id", "text"),
@@ -31,7 +32,7 @@ _COLUMNS = [
     ("tags", "jsonb"),
     ("received_at", "float8"),
 ]
-_JSON = {name for name, kind in _COLUMNS if kind == "jsonb"}
+_NAMES_LIST = [name for name, _ in _COLUMNS]
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _LATEST_SET = ", ".join(
     f"{c} = excluded.{c}" for c in ("site_id", "result_id", "started_at", "success", "measurement")
@@ -41,8 +42,9 @@ _LATEST_SET = ", ".join(
 # first of equal times in batch order), and never overwrites a newer stored one.
 INSERT_SQL = f"""
 WITH v AS (
-    SELECT * FROM unnest({", ".join(f"%s::{kind}[]" for _, kind in _COLUMNS)})
-        WITH ORDINALITY AS v({_NAMES}, ord)
+    SELECT * FROM ROWS FROM (
+        json_to_recordset(%s::json) AS ({", ".join(f"{n} {k}" for n, k in _COLUMNS)})
+    ) WITH ORDINALITY AS v({_NAMES}, ord)
 ), ins AS (
     INSERT INTO results ({_NAMES}) SELECT {_NAMES} FROM v
     ON CONFLICT (id) DO NOTHING RETURNING id
@@ -61,12 +63,12 @@ SELECT id FROM ins
 """
 
 
-def insert_results_and_latest(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert the rows that are new (by id), update `latest` from them; returns their ids."""
-    params = []
-    for name, _ in _COLUMNS:
-        if name in _JSON:
-            params.append([None if r[name] is None else json.dumps(r[name]) for r in rows])
-        else:
-            params.append([r[name] for r in rows])
-    return {r[0] for r in conn.exec_driver_sql(INSERT_SQL, tuple(params))}
+def insert_results_and_latest(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str] | None:
+    """Insert the rows that are new (by id), update `latest` from them; returns their ids.
+    None when a value has no JSON form (an infinite float): the caller then uses the
+    statement per table, which passes such floats as parameters."""
+    try:
+        doc = json.dumps([{n: r[n] for n in _NAMES_LIST} for r in rows], allow_nan=False)
+    except ValueError:
+        return None
+    return {r[0] for r in conn.exec_driver_sql(INSERT_SQL, (doc,))}

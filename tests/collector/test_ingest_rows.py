@@ -1,0 +1,70 @@
+"""Ingest keeps `latest` and stored values exactly, on SQLite and PostgreSQL: newest wins,
+the first of equal times in batch order, an older or duplicate result never overwrites."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import sqlalchemy as sa
+
+from collector.schema import latest, results
+from tests.collector.conftest import icmp, new_tenant, result
+
+
+def _latest(store, target):  # type: ignore[no-untyped-def]
+    with store.read() as c:
+        rows = c.execute(sa.select(latest).where(latest.c.target == target)).all()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_latest_and_stored_values(make_store, serve):
+    store = make_store()
+    srv = serve(store)
+    t = new_tenant(srv, "rows")
+    older, newer = icmp(10, target="t1"), icmp(20, target="t1")
+    tie_a = icmp(30, target="t2")
+    tie_b = icmp(40, target="t2", started_at=tie_a["started_at"])
+    out = t.post(newer, older, tie_a, tie_b)
+    assert out["stored"] == 4
+    assert _latest(store, "t1").result_id == newer["id"]
+    assert _latest(store, "t2").result_id == tie_a["id"]  # first of equal times
+    # An older result arriving later does not overwrite; a newer one does.
+    t.post(icmp(5, target="t1", started_at="2029-01-01T00:00:00+00:00"))
+    assert _latest(store, "t1").result_id == newer["id"]
+    newest = icmp(50, target="t1")
+    t.post(newest)
+    row = _latest(store, "t1")
+    assert row.result_id == newest["id"] and row.measurement["rtt_ms"]["avg"] == 50
+    # A duplicate of an old result changes nothing.
+    again = t.post(older)
+    assert again["duplicates"] == 1 and _latest(store, "t1").result_id == newest["id"]
+    # Values round-trip: nulls stay SQL NULL, JSON columns keep their content, floats exact.
+    failed = result(
+        "icmp",
+        target="t3",
+        success=False,
+        duration_ms=0.1 + 0.2,
+        error={"class": "ProbeTimeout", "category": "timeout", "message": "no reply"},
+        tags={"room": "a'b\"c\\d"},
+    )
+    assert t.post(failed)["stored"] == 1
+    with store.read() as c:
+        row = c.execute(sa.select(results).where(results.c.id == failed["id"])).one()
+        nulls = c.execute(
+            sa.select(sa.func.count()).where(
+                results.c.id == failed["id"], results.c.measurement.is_(None)
+            )
+        ).scalar()
+    assert row.duration_ms == 0.1 + 0.2 and row.success is False
+    assert row.error["class"] == "ProbeTimeout" and row.tags == {"room": "a'b\"c\\d"}
+    assert nulls == 1 and row.job_id is None
+    # An infinite duration (valid in the schema, not representable in JSON) is stored too.
+    inf = icmp(1, target="t4", duration_ms=math.inf)
+    r = t.agent.post("/api/v1/results", content=json.dumps({"results": [inf]}))
+    assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+    with store.read() as c:
+        d = c.execute(sa.select(results.c.duration_ms).where(results.c.id == inf["id"])).scalar()
+    assert d == math.inf
+    assert _latest(store, "t4").result_id == inf["id"]
