@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import sqlalchemy as sa
 
 from collector.schema import latest, results
@@ -68,3 +69,22 @@ def test_latest_and_stored_values(make_store, serve):
         d = c.execute(sa.select(results.c.duration_ms).where(results.c.id == inf["id"])).scalar()
     assert d == math.inf
     assert _latest(store, "t4").result_id == inf["id"]
+
+
+def test_pooled_connection_killed_by_server_is_replaced(make_store, monkeypatch):
+    store = make_store()
+    if store.is_sqlite:
+        pytest.skip("PostgreSQL only: SQLite has no server to drop the connection")
+    import collector.db
+
+    monkeypatch.setattr(collector.db, "PING_AFTER_IDLE_S", 0.0)
+    with store.read() as c:
+        pid = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    killer = sa.create_engine(store.engine.url.render_as_string(hide_password=False))
+    try:
+        with killer.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    finally:
+        killer.dispose()
+    with store.read() as c:  # the dead pooled connection is pinged, dropped, replaced
+        assert c.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
