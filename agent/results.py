@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +63,35 @@ class ProbeResult(BaseModel):
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-ready dict (UUID, datetime as strings), `error.class` spelt as on the wire."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None: JSON has no such numbers,
+    and a figure that could not be computed travels as null (as pydantic writes it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def non_finite_path(value: Any, path: str) -> str | None:
+    """The path (`measurement.rtt_ms.max`) of the first NaN or infinite float in `value`."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        found = non_finite_path(v, f"{path}.{k}")
+        if found:
+            return found
+    return None
 
 
 def utcnow() -> datetime:

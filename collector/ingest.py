@@ -12,15 +12,26 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from agent.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult
+from agent.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult, non_finite_path
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
 from collector.ingest_pg import insert_results_and_latest
 from collector.schema import agents, latest, results
 from collector.store import Store
+
+
+@dataclass
+class Batch:
+    """A decoded request body. `finite` is true when the fast parser read it, which
+    refuses NaN and infinite numbers: its values can then be written by the fast encoder
+    (which would turn such numbers into null) without losing anything."""
+
+    items: list[Any]
+    finite: bool
 
 
 @dataclass
@@ -39,7 +50,7 @@ class IngestOutcome:
         }
 
 
-def decode_body(body: bytes, encoding: str | None, max_bytes: int) -> list[Any]:
+def decode_body(body: bytes, encoding: str | None, max_bytes: int) -> Batch:
     """Request body (optionally gzip) -> the list under `results`; errors name the problem."""
     if encoding and encoding.strip().lower() == "gzip":
         try:
@@ -53,13 +64,24 @@ def decode_body(body: bytes, encoding: str | None, max_bytes: int) -> list[Any]:
         raise Invalid(f"Content-Encoding {encoding!r} is not supported (use gzip)")
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"body is larger than {max_bytes} bytes")
+    finite = True
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Invalid(f"body is not valid JSON: {exc}") from None
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        finite = False  # NaN/Infinity literals or a huge exponent: Python's parser takes them
+        try:
+            doc = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Invalid(f"body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
         raise Invalid('body must be a JSON object {"results": [ProbeResult, ...]}')
-    return doc["results"]
+    return Batch(doc["results"], finite)
+
+
+def json_text(value: Any, finite: bool) -> str:
+    """JSON text of a stored value: the fast encoder when every number is known finite,
+    else Python's (which writes NaN and Infinity, as SQLite stores them)."""
+    return orjson.dumps(value).decode() if finite else json.dumps(value)
 
 
 def _reason(exc: ValidationError) -> str:
@@ -71,9 +93,11 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def validate_item(item: Any) -> ProbeResult:
+def validate_item(item: Any, finite: bool = False) -> ProbeResult:
     """One wire item -> ProbeResult; an unknown schema version is refused before anything
-    else (its other fields may legitimately differ)."""
+    else (its other fields may legitimately differ). Unless the body is known to hold only
+    finite numbers, a NaN or infinity inside the measurement is refused: it has no JSON
+    form to store."""
     if not isinstance(item, dict):
         raise ValueError("item must be a JSON object")
     version = item.get("schema_version", 1)
@@ -83,9 +107,13 @@ def validate_item(item: Any) -> ProbeResult:
             f"schema_version {version!r} is not supported by this collector (known: {known})"
         )
     try:
-        return ProbeResult.model_validate(item)
+        r = ProbeResult.model_validate(item)
     except ValidationError as exc:
         raise ValueError(_reason(exc)) from None
+    bad = None if finite else non_finite_path(r.measurement, "measurement")
+    if bad:
+        raise ValueError(f"{bad}: NaN and infinite numbers are not JSON; send null")
+    return r
 
 
 def ingest(
@@ -95,9 +123,11 @@ def ingest(
     items: list[Any],
     now: float,
     touch_agent: bool = True,
+    finite: bool = False,
 ) -> IngestOutcome:
     """Store a batch for `agent`. With `touch_agent=False` the caller records the agent's
-    last contact itself (the HTTP app batches those updates)."""
+    last contact itself (the HTTP app batches those updates). `finite=True` promises that
+    no number in `items` is NaN or infinite (see `Batch`)."""
     if len(items) > store.config.limits.max_batch_items:
         raise PayloadTooLarge(
             f"batch has {len(items)} results, the limit is {store.config.limits.max_batch_items}"
@@ -109,7 +139,7 @@ def ingest(
     for index, item in enumerate(items):
         raw_id = item.get("id") if isinstance(item, dict) else None
         try:
-            r = validate_item(item)
+            r = validate_item(item, finite)
         except ValueError as exc:
             statuses.append({"index": index, "id": raw_id, "status": "rejected", "error": str(exc)})
             continue
@@ -144,17 +174,17 @@ def ingest(
         new_ids: set[str] = set()
         latest_done = False  # PostgreSQL: `latest` kept by the same statement
         if rows and not store.is_sqlite:
-            got = insert_results_and_latest(conn, rows)
+            got = insert_results_and_latest(conn, rows, finite)
             if got is not None:
                 new_ids, latest_done = got, True
         if rows and not latest_done:
-            new_ids = insert_new_results(conn, store.is_sqlite, rows)
+            new_ids = insert_new_results(conn, store.is_sqlite, rows, finite)
         if touch_agent:
             conn.execute(agents.update().where(agents.c.id == agent["id"]).values(last_seen_at=now))
         fresh = [row for row in rows if row["id"] in new_ids]
         if fresh:
             if not latest_done:
-                _update_latest(conn, store, fresh)
+                _update_latest(conn, store, fresh, finite)
             ctx = book.site_context(conn, agent["site_id"])
             stored = [
                 StoredResult(
@@ -181,7 +211,9 @@ def ingest(
     return out
 
 
-def _update_latest(conn: sa.Connection, store: Store, fresh: list[dict[str, Any]]) -> None:
+def _update_latest(
+    conn: sa.Connection, store: Store, fresh: list[dict[str, Any]], finite: bool
+) -> None:
     newest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for x in fresh:
         k = (x["agent_id"], x["probe"], x["target"])
@@ -200,7 +232,7 @@ def _update_latest(conn: sa.Connection, store: Store, fresh: list[dict[str, Any]
         }
         for x in newest.values()
     ]
-    upsert_latest(conn, store.is_sqlite, rows)
+    upsert_latest(conn, store.is_sqlite, rows, finite)
 
 
 def list_results(
@@ -242,6 +274,7 @@ def _multi_row(
     cols: list[str],
     rows: list[dict[str, Any]],
     tail: str,
+    finite: bool = False,
 ) -> Any:
     """One multi-row INSERT through the driver (the hot path of ingest: no per-row SQL
     expression processing); JSON columns are serialised here."""
@@ -258,22 +291,30 @@ def _multi_row(
     for row in rows:
         for c in cols:
             v = row[c]
-            params.append(json.dumps(v) if c in JSON_COLUMNS and v is not None else v)
+            params.append(json_text(v, finite) if c in JSON_COLUMNS and v is not None else v)
     return conn.exec_driver_sql(sql, tuple(params))
 
 
 def insert_new_results(
-    conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]]
+    conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]], finite: bool = False
 ) -> set[str]:
     """`INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id`: the ids actually inserted
     (the others are duplicates)."""
     res = _multi_row(
-        conn, is_sqlite, "results", RESULT_COLUMNS, rows, "ON CONFLICT (id) DO NOTHING RETURNING id"
+        conn,
+        is_sqlite,
+        "results",
+        RESULT_COLUMNS,
+        rows,
+        "ON CONFLICT (id) DO NOTHING RETURNING id",
+        finite,
     )
     return {r[0] for r in res}
 
 
-def upsert_latest(conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]]) -> None:
+def upsert_latest(
+    conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]], finite: bool = False
+) -> None:
     """Keep the newest result per (agent, probe, target); an older one never overwrites."""
     upd = ("site_id", "result_id", "started_at", "success", "measurement")
     tail = (
@@ -281,4 +322,4 @@ def upsert_latest(conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any
         + ", ".join(f"{c} = excluded.{c}" for c in upd)
         + " WHERE excluded.started_at >= latest.started_at"
     )
-    _multi_row(conn, is_sqlite, "latest", LATEST_COLUMNS, rows, tail)
+    _multi_row(conn, is_sqlite, "latest", LATEST_COLUMNS, rows, tail, finite)

@@ -31,6 +31,22 @@ async def _sleepy(target: Target, opts: _Opts, ctx: ProbeContext) -> _M:
     return _M(value_ms=opts.sleep_s * 1000)
 
 
+class _Ratio(BaseModel):
+    ratio: float
+    ok: float
+
+
+@register("_test_inf", _Opts)
+async def _infinite(target: Target, opts: _Opts, ctx: ProbeContext) -> _Ratio:
+    return _Ratio(ratio=float("inf"), ok=2.5)
+
+
+async def test_figure_that_could_not_be_computed_ships_as_null() -> None:
+    """JSON has no infinity: the runner writes null for it (as pydantic's JSON does)."""
+    r = await run_probe("_test_inf", "h")
+    assert r.success and r.measurement == {"ratio": None, "ok": 2.5}
+
+
 async def test_success_is_timed() -> None:
     r = await run_probe("_test_sleep", "h", {"sleep_s": 0.05})
     assert r.success and r.error is None

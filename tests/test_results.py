@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
 
-from agent.results import SCHEMA_VERSION, ProbeErrorInfo, ProbeResult
+from agent.results import (
+    SCHEMA_VERSION,
+    ProbeErrorInfo,
+    ProbeResult,
+    finite_json,
+    non_finite_path,
+)
 
 
 def _result(**kw: object) -> ProbeResult:
@@ -63,3 +70,12 @@ def test_unknown_field_is_refused() -> None:
 def test_negative_duration_refused() -> None:
     with pytest.raises(ValidationError, match="duration_ms"):
         _result(duration_ms=-1)
+
+
+def test_finite_json_and_non_finite_path():
+    doc = {"a": 1.5, "b": [math.inf, 2, {"c": math.nan}], "d": "x", "e": None}
+    assert finite_json(doc) == {"a": 1.5, "b": [None, 2, {"c": None}], "d": "x", "e": None}
+    assert non_finite_path(doc, "measurement") == "measurement.b.0"
+    assert non_finite_path({"b": [1.0, {"c": -math.inf}]}, "m") == "m.b.1.c"
+    assert non_finite_path(finite_json(doc), "m") is None
+    assert non_finite_path(None, "m") is None

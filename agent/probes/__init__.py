@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agent.errors import ConfigError, ProbeError, ProbeTimeoutError
-from agent.results import ProbeErrorInfo, ProbeResult, utcnow
+from agent.results import ProbeErrorInfo, ProbeResult, finite_json, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,9 @@ async def run_probe(
         duration_ms=duration_ms,
         success=error is None,
         error=error,
-        measurement=measurement.model_dump(mode="json") if measurement is not None else None,
+        measurement=(
+            finite_json(measurement.model_dump(mode="json")) if measurement is not None else None
+        ),
         job_id=job_id,
     )
 

@@ -50,9 +50,11 @@ async def post_results(agent: AgentDep, request: Request) -> dict[str, Any]:
         encoding = request.headers.get("content-encoding")
 
         def run() -> dict[str, Any]:
-            items = decode_body(bytes(body), encoding, limits.max_body_bytes)
+            batch = decode_body(bytes(body), encoding, limits.max_body_bytes)
             now = st.clock()
-            out = ingest(st.store, st.book, agent, items, now, touch_agent=False)
+            out = ingest(
+                st.store, st.book, agent, batch.items, now, touch_agent=False, finite=batch.finite
+            )
             st.note_seen(agent["id"], now)
             return out.as_dict()
 

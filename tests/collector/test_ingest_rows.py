@@ -88,3 +88,31 @@ def test_pooled_connection_killed_by_server_is_replaced(make_store, monkeypatch)
         killer.dispose()
     with store.read() as c:  # the dead pooled connection is pinged, dropped, replaced
         assert c.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+
+
+def test_measurement_values_exact_on_both_parsers(make_store, serve):
+    """A plain body takes the fast JSON path, one with a NaN/Infinity literal Python's;
+    either way floats, big integers and non-ASCII text come back exactly, and a NaN or
+    infinity inside a measurement is refused by name while the rest of the batch is stored."""
+    store = make_store()
+    srv = serve(store)
+    t = new_tenant(srv, "exact")
+    values = {"f": 0.1 + 0.2, "tiny": 5e-324, "big": 2**53 + 1, "neg": -(2**63), "s": "é☎\u2028"}
+    fast = result("host", target="f1", measurement=dict(values))
+    assert t.post(fast)["stored"] == 1
+    slow_ok = result("host", target="f2", measurement=dict(values), duration_ms=math.inf)
+    slow_bad = result(
+        "host", target="f3", measurement={"nic": [{"drops": 1.0}, {"drops": math.nan}]}
+    )
+    body = json.dumps({"results": [slow_bad, slow_ok]})
+    r = t.agent.post("/api/v1/results", content=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["stored"] == 1 and out["rejected"] == 1, out
+    assert out["items"][0]["error"] == (
+        "measurement.nic.1.drops: NaN and infinite numbers are not JSON; send null"
+    )
+    with store.read() as c:
+        got = dict(c.execute(sa.select(results.c.id, results.c.measurement)).all())
+    assert got[fast["id"]] == values and got[slow_ok["id"]] == values
+    assert slow_bad["id"] not in got
