@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -167,13 +168,30 @@ def _serve(args: argparse.Namespace) -> int:
     setup_json_logging(cfg.log_level)
     store = _store(args)
     host, port = parse_listen(cfg.listen)
-    app = create_app(store)
-    uvicorn.run(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=5,
-    )  # fmt: skip
-    store.dispose()
+    app = create_app(store, freeze_gc=True)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
+    # handler it found: this one, so a requested stop exits 0 (as the agent does) instead of
+    # dying by the signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped)
+    try:
+        uvicorn.run(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+            timeout_graceful_shutdown=5,
+        )  # fmt: skip
+    except _Stopped:
+        pass
+    finally:
+        store.dispose()
     return 0
+
+
+class _Stopped(Exception):
+    """Raised by the signal handler once uvicorn has shut down."""
+
+
+def _stopped(signum: int, _frame: Any) -> None:
+    raise _Stopped(signum)
 
 
 def _migrate(args: argparse.Namespace) -> int:

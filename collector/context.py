@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from collector.errors import NotFound
-from collector.schema import customers, partners, sites
+from collector.schema import SITE_FIELDS, customers, partners, sites
 
 
 @dataclass(frozen=True)
@@ -33,20 +33,7 @@ class SiteContext:
 
     def site_info(self) -> dict[str, Any]:
         """The site's gathered information, as attached to tickets."""
-        keep = (
-            "id",
-            "name",
-            "address",
-            "contracted_down_bps",
-            "contracted_up_bps",
-            "firewall_make",
-            "firewall_model",
-            "sip_server",
-            "sip_domain",
-            "contacts",
-            "call_info",
-        )
-        info = {k: self.site.get(k) for k in keep}
+        info = {k: self.site.get(k) for k in ("id", *SITE_FIELDS)}
         info["customer"] = self.customer_name
         info["partner"] = self.partner_name
         return info

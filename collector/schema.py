@@ -46,6 +46,20 @@ customers = sa.Table(
     sa.UniqueConstraint("partner_id", "name", name="uq_customers_partner_name"),
 )
 
+# What tier-1 support gathers about a site: settable by the API, attached to tickets.
+SITE_FIELDS = (
+    "name",
+    "address",
+    "contracted_down_bps",
+    "contracted_up_bps",
+    "firewall_make",
+    "firewall_model",
+    "sip_server",
+    "sip_domain",
+    "contacts",
+    "call_info",
+)
+
 sites = sa.Table(
     "sites",
     metadata,

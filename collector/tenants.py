@@ -15,20 +15,7 @@ from collector.keys import (
     new_id,
     new_secret,
 )
-from collector.schema import agents, customers, enrollment_tokens, partners, sites
-
-SITE_FIELDS = (
-    "name",
-    "address",
-    "contracted_down_bps",
-    "contracted_up_bps",
-    "firewall_make",
-    "firewall_model",
-    "sip_server",
-    "sip_domain",
-    "contacts",
-    "call_info",
-)
+from collector.schema import SITE_FIELDS, agents, customers, enrollment_tokens, partners, sites
 
 
 def _row(r: Any, what: str, ident: str) -> dict[str, Any]:

@@ -105,20 +105,29 @@ def _notify(
     enqueue(conn, config, ctx.partner_id, ctx.partner_name, payload, now)
 
 
+def _key(ctx: SiteContext, rule: Rule, target: str) -> tuple[Any, ...]:
+    """One ticket per (site, rule, target): the clauses selecting it."""
+    return (
+        tickets.c.site_id == ctx.site_id,
+        tickets.c.rule_id == rule.id,
+        tickets.c.target == target,
+    )
+
+
+def _open_ticket_id(conn: sa.Connection, ctx: SiteContext, rule: Rule, target: str) -> Any:
+    return conn.execute(
+        sa.select(tickets.c.id).where(*_key(ctx, rule, target), tickets.c.state.in_(OPEN_STATES))
+    ).scalar()
+
+
 def trip(
     conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, target: str,
     level: str, bad_ids: list[str], now: float,
 ) -> str:  # fmt: skip
     """The condition tripped: open a ticket, or reopen the one resolved within the window."""
-    key = (
-        tickets.c.site_id == ctx.site_id,
-        tickets.c.rule_id == rule.id,
-        tickets.c.target == target,
-    )
+    key = _key(ctx, rule, target)
     evidence = build_evidence(conn, ctx, rule, target, bad_ids)
-    existing = conn.execute(
-        sa.select(tickets.c.id).where(*key, tickets.c.state.in_(OPEN_STATES))
-    ).scalar()
+    existing = _open_ticket_id(conn, ctx, rule, target)
     if existing:  # still open (e.g. the condition was reset by hand); refresh its evidence
         conn.execute(
             tickets.update()
@@ -177,14 +186,7 @@ def escalate(
     conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, target: str,
     level: str, now: float,
 ) -> None:  # fmt: skip
-    tid = conn.execute(
-        sa.select(tickets.c.id).where(
-            tickets.c.site_id == ctx.site_id,
-            tickets.c.rule_id == rule.id,
-            tickets.c.target == target,
-            tickets.c.state.in_(OPEN_STATES),
-        )
-    ).scalar()
+    tid = _open_ticket_id(conn, ctx, rule, target)
     if tid is None:
         return
     conn.execute(tickets.update().where(tickets.c.id == tid).values(severity=level, updated_at=now))
@@ -197,14 +199,7 @@ def clear(
     now: float,
 ) -> None:  # fmt: skip
     """The condition cleared: resolve the ticket automatically."""
-    tid = conn.execute(
-        sa.select(tickets.c.id).where(
-            tickets.c.site_id == ctx.site_id,
-            tickets.c.rule_id == rule.id,
-            tickets.c.target == target,
-            tickets.c.state.in_(OPEN_STATES),
-        )
-    ).scalar()
+    tid = _open_ticket_id(conn, ctx, rule, target)
     if tid is None:
         return
     conn.execute(

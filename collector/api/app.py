@@ -26,6 +26,7 @@ from collector.web import routes as web_routes
 from collector.worker import (
     alertmanager_loop,
     checkpoint_loop,
+    gc_loop,
     outbox_loop,
     seen_loop,
     silent_loop,
@@ -38,9 +39,12 @@ def create_app(
     clock: Callable[[], float] = time.time,
     background: bool = True,
     registry: CollectorRegistry | None = None,
+    freeze_gc: bool = False,
 ) -> FastAPI:
     """Build the app over a migrated store. `background=False` leaves the delivery and
-    silent-agent loops to the caller (tests drive them by hand)."""
+    silent-agent loops to the caller (tests drive them by hand). `freeze_gc=True` (the
+    `serve` command: it owns the process) runs `gc_loop`, which keeps the garbage
+    collector's pauses short."""
     st = AppState(store=store, book=RuleBook(store.config), clock=clock)
     reg = registry or CollectorRegistry(auto_describe=False)
     reg.register(StoreCollector(store, st.stats, clock, before=st.flush_seen))
@@ -58,6 +62,8 @@ def create_app(
         tasks.append(asyncio.create_task(seen_loop(st)))
         if store.is_sqlite:
             tasks.append(asyncio.create_task(checkpoint_loop(st)))
+        if freeze_gc:
+            tasks.append(asyncio.create_task(gc_loop()))
         try:
             yield
         finally:
