@@ -61,6 +61,7 @@ class CallSummary(BaseModel):
 
 class SipCallMeasurement(BaseModel):
     address: str
+    resolved_via: str = Field(description="how the address was found (RFC 3263)")
     transport: str
     setup_ok: bool
     final_code: int | None
@@ -119,7 +120,7 @@ async def probe(target: Target, opts: SipCallOptions, ctx: ProbeContext) -> Base
     results = [c.finish() for c in calls]  # statistics once every stream has stopped
     address = f"{resolved.addr[0]}:{resolved.addr[1]}"
     worst = min(results, key=_call_score)
-    m = _measurement(worst, address, opts.transport)
+    m = _measurement(worst, address, resolved.via, opts.transport)
     if opts.calls > 1:
         r = ratios(
             [c.final_code for c in results], [c.setup_ok and c.bye_code == 200 for c in results]
@@ -147,12 +148,13 @@ def _call_score(c: Any) -> tuple[int, float]:
     return (1 if c.setup_ok else 0, min(mos) if mos else 0.0)
 
 
-def _measurement(c: Any, address: str, transport: str) -> SipCallMeasurement:
+def _measurement(c: Any, address: str, via: str, transport: str) -> SipCallMeasurement:
     def direction(d: Any) -> DirectionModel | None:
         return DirectionModel(**d.as_dict()) if d is not None else None
 
     return SipCallMeasurement(
         address=address,
+        resolved_via=via,
         transport=transport,
         setup_ok=c.setup_ok,
         final_code=c.final_code,

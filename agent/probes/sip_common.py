@@ -7,7 +7,7 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.errors import NetworkUnreachableError, PeerError, ResolveError, SipError
 from agent.probes import Target
@@ -24,6 +24,33 @@ class SipOptionsBase(BaseModel):
     tls_verify: bool = Field(default=True, description="check the server's TLS certificate")
     user: str | None = Field(default=None, max_length=128, description="auth / From user")
     password: str | None = Field(default=None, max_length=256)
+    dns_server: str | None = Field(
+        default=None,
+        description="name server for the SRV/A lookups of the SIP domain, HOST or HOST:PORT "
+        "([V6]:PORT); None: the system's",
+    )
+
+    @field_validator("dns_server")
+    @classmethod
+    def _dns_server(cls, v: str | None) -> str | None:
+        if v is not None:
+            name_server(v)
+        return v
+
+
+def name_server(text: str) -> tuple[str, int]:
+    """'HOST', 'HOST:PORT' or '[V6]:PORT' -> (host, port); ValueError names what is wrong."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"name server {text!r} must be HOST, HOST:PORT or [V6]:PORT")
+        port = rest[1:] or "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"name server {text!r} must be HOST, HOST:PORT or [V6]:PORT")
+    return host, int(port)
 
 
 def target_uri(target: Target) -> str:
@@ -43,7 +70,8 @@ async def sip_session(
     from agent.sip.message import SipParseError
 
     try:
-        resolved = await client.resolve(target_uri(target), opts.transport)
+        dns = name_server(opts.dns_server) if opts.dns_server else None
+        resolved = await client.resolve(target_uri(target), opts.transport, dns_server=dns)
     except LookupError as exc:
         raise ResolveError(str(exc)) from None
     except SipParseError as exc:

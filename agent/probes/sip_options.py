@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
@@ -15,6 +15,7 @@ class SipOptionsOptions(SipOptionsBase):
 
 class SipOptionsMeasurement(BaseModel):
     address: str
+    resolved_via: str = Field(description="how the address was found (RFC 3263)")
     transport: str
     status_code: int
     reason: str
@@ -34,6 +35,7 @@ async def probe(target: Target, opts: SipOptionsOptions, ctx: ProbeContext) -> B
     detected, evidence = alg.detect(res.request, res.response)
     m = SipOptionsMeasurement(
         address=f"{resolved.addr[0]}:{resolved.addr[1]}",
+        resolved_via=resolved.via,
         transport=opts.transport,
         status_code=res.status_code,
         reason=res.reason,

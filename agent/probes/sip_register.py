@@ -16,6 +16,7 @@ class SipRegisterOptions(SipOptionsBase):
 
 class SipRegisterMeasurement(BaseModel):
     address: str
+    resolved_via: str = Field(description="how the address was found (RFC 3263)")
     transport: str
     status_code: int
     reason: str
@@ -45,6 +46,7 @@ async def probe(target: Target, opts: SipRegisterOptions, ctx: ProbeContext) -> 
             )
     m = SipRegisterMeasurement(
         address=f"{resolved.addr[0]}:{resolved.addr[1]}",
+        resolved_via=resolved.via,
         transport=opts.transport,
         status_code=res.status_code,
         reason=res.reason,

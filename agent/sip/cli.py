@@ -27,6 +27,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         )
         p.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp")
         p.add_argument("--insecure", action="store_true", help="TLS: skip certificate checks")
+        p.add_argument(
+            "--dns-server",
+            metavar="HOST[:PORT]",
+            help="name server for the SRV/A lookups of the SIP domain (default: the system's)",
+        )
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         if name == "register":
             p.add_argument("--expires", type=int, default=300, help="seconds asked for (300)")
@@ -57,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         "tls_verify": not args.insecure,
         "user": args.user,
         "password": args.password,
+        "dns_server": args.dns_server,
     }
     if args.probe == "sip_register":
         options |= {"expires_s": args.expires, "unregister": not args.keep}

@@ -9,6 +9,7 @@ import asyncio
 import socket
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.sip.auth import DigestClient
 from agent.sip.dialog import Leg
@@ -28,6 +29,7 @@ class SipTarget:
     addr: Addr
     transport: str
     host: str
+    via: str = "address"  # how addr was found: "address", "A/AAAA" or "SRV <name> -> ..."
 
     @property
     def domain_uri(self) -> str:
@@ -35,8 +37,19 @@ class SipTarget:
         return f"{u.scheme}:{u.host}" + (f":{u.port}" if u.port else "")
 
 
-async def resolve(uri: str, transport: str, port: int | None = None) -> SipTarget:
-    """Resolve the host of a sip:/sips: URI (A/AAAA; explicit port or the default)."""
+SRV_PREFIXES = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
+DNS_TIMEOUT_S = 3.0
+
+
+async def resolve(
+    uri: str, transport: str, port: int | None = None, dns_server: Addr | None = None
+) -> SipTarget:
+    """Find the server of a sip:/sips: URI as RFC 3263 §4.2 says for a known transport:
+    an IP address or an explicit port is used as it is (A/AAAA for a name); otherwise the
+    SRV records of the transport (`_sip._udp.`, `_sip._tcp.`, `_sips._tcp.` + domain) are
+    tried in priority order, highest weight first, and without any the domain's own address
+    on the default port. `dns_server` (host, port) asks that name server instead of the
+    system's (its answers then serve the address lookups too)."""
     if not uri.lower().startswith(("sip:", "sips:")):
         uri = f"sip:{uri}"
     parsed = SipUri.parse(uri)
@@ -45,14 +58,89 @@ async def resolve(uri: str, transport: str, port: int | None = None) -> SipTarge
         t = "tls"
     if t not in DEFAULT_PORTS:
         raise SipParseError(f"transport {t!r} is not udp, tcp or tls")
-    p = port or parsed.port or DEFAULT_PORTS[t]
-    loop = asyncio.get_running_loop()
+    explicit = port or parsed.port
+    if _is_ip(parsed.host):
+        return SipTarget(uri, (parsed.host, explicit or DEFAULT_PORTS[t]), t, parsed.host)
+    note = ""
+    if explicit is None:
+        name = SRV_PREFIXES[t] + parsed.host.rstrip(".") + "."
+        try:
+            records = await _srv(name, dns_server)
+        except LookupError as exc:  # broken DNS: the plain address may still resolve
+            records, note = [], f" (SRV lookup failed: {exc})"
+        for prio, weight, srv_port, srv_host in records:
+            try:
+                addr = await _address(srv_host, srv_port, dns_server)
+            except LookupError:
+                continue
+            via = f"SRV {name} -> {srv_host}:{srv_port} (priority {prio}, weight {weight})"
+            return SipTarget(uri, (addr, srv_port), t, parsed.host, via)
+        if records:
+            raise LookupError(f"no SRV target of {name} resolves to an address")
+    p = explicit or DEFAULT_PORTS[t]
+    addr = await _address(parsed.host, p, dns_server)
+    return SipTarget(uri, (addr, p), t, parsed.host, "A/AAAA" + note)
+
+
+def _is_ip(host: str) -> bool:
     try:
-        infos = await loop.getaddrinfo(parsed.host, p, type=socket.SOCK_DGRAM)
-    except socket.gaierror as exc:
-        raise LookupError(f"{parsed.host} does not resolve: {exc.strerror}") from None
-    host = str(infos[0][4][0])
-    return SipTarget(uri, (host, p), t, parsed.host)
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+def _resolver(dns_server: Addr | None) -> Any:
+    import dns.asyncresolver
+
+    r = dns.asyncresolver.Resolver(configure=dns_server is None)
+    if dns_server is not None:
+        r.nameservers = [dns_server[0]]
+        r.port = dns_server[1]
+    r.lifetime = r.timeout = DNS_TIMEOUT_S
+    return r
+
+
+async def _srv(name: str, dns_server: Addr | None) -> list[tuple[int, int, int, str]]:
+    """(priority, weight, port, target) of `name`, in the order to try; [] when none."""
+    import dns.exception
+    import dns.resolver
+
+    try:
+        ans = await _resolver(dns_server).resolve(name, "SRV", search=False)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    except dns.exception.Timeout:
+        raise LookupError(f"no answer for {name} within {DNS_TIMEOUT_S:g} s") from None
+    except dns.exception.DNSException as exc:
+        raise LookupError(str(exc) or type(exc).__name__) from None
+    out = [
+        (r.priority, r.weight, r.port, str(r.target).rstrip("."))
+        for r in ans
+        if str(r.target) != "."  # "." means: no such service here (RFC 2782)
+    ]
+    return sorted(out, key=lambda r: (r[0], -r[1]))
+
+
+async def _address(host: str, port: int, dns_server: Addr | None) -> str:
+    if dns_server is None:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as exc:
+            raise LookupError(f"{host} does not resolve: {exc.strerror}") from None
+        return str(infos[0][4][0])
+    import dns.exception
+
+    resolver = _resolver(dns_server)
+    for rdtype in ("A", "AAAA"):
+        try:
+            ans = await resolver.resolve(host, rdtype, search=False)
+        except dns.exception.DNSException:
+            continue
+        for r in ans:
+            return str(r.address)
+    raise LookupError(f"{host} does not resolve at name server {dns_server[0]}:{dns_server[1]}")
 
 
 async def open_endpoint(
