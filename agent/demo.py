@@ -130,7 +130,11 @@ def run_demo(workdir: Path, *, keep: bool = False, timeout_s: float = 120.0) -> 
             f"/api/v1/sites/{stack.site_id}/jobs",
             json={
                 "kind": "probe",
-                "spec": {"probe": "icmp", "targets": ["127.0.0.1"], "options": {"count": 3}},
+                "spec": {  # a short voice stream: needs no raw socket, unlike icmp
+                    "probe": "udp",
+                    "targets": [f"127.0.0.1:{ports['twamp']}"],
+                    "options": {"duration_s": 2},
+                },
             },
         )
         job = wait_for(

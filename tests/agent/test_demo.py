@@ -21,6 +21,8 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert re.search(r"ticket \S+ resolved automatically", out)
     assert "agent stopped with SIGTERM, exit status 0" in out
     assert re.search(r"on-demand job \S+: done", out)
+    # the on-demand job (a voice stream: no root needed) measured something
+    assert re.search(r"On-demand job \S+ \(probe\): done; report \{'results': 1, 'failed': 0", out)
     rows = dict(re.findall(r"^  (icmp|udp|sip_call|host) +(\d+) +\d+ ", out, re.M))
     assert {"icmp", "host"} <= set(rows), out
     assert all(int(n) >= 1 or p == "icmp" for p, n in rows.items()), out
