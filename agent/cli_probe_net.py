@@ -71,7 +71,7 @@ def add_probe_commands(kinds: argparse._SubParsersAction) -> None:
     _common(dn)
     dn.set_defaults(func=_dns)
 
-    mt = kinds.add_parser("mtu", help="path MTU with DF set (IPv4, needs root)")
+    mt = kinds.add_parser("mtu", help="path MTU with DF set (IPv4/IPv6, needs root)")
     mt.add_argument("hosts", nargs="+", metavar="HOST")
     mt.add_argument("--min", type=int, default=576, dest="min_size", help="smallest size (576)")
     mt.add_argument("--max", type=int, default=None, dest="max_size", help="default: local MTU")

@@ -1,13 +1,15 @@
-"""`mtu` probe: path MTU to a host with ICMP echo requests sent with DF set (IPv4).
+"""`mtu` probe: path MTU to a host with ICMP echo requests that routers may not fragment.
 
-Binary search on the IP packet size between 576 (or `min_size`) and the local interface's
-MTU: an echo reply means the size fits; an ICMP "fragmentation needed" (type 3 code 4)
-names the next hop's MTU and moves the upper bound at once; silence (after `attempts`
-tries) counts as too big. When large packets vanish with no ICMP error, the path is a PMTU
-black hole (RFC 2923 §2.1): reported, because TCP sessions then stall.
+Binary search on the IP packet size between 576 (or `min_size`; 1280 on IPv6, the minimum
+every IPv6 link carries, RFC 8200 §5) and the local interface's MTU: an echo reply means the
+size fits; an ICMP "fragmentation needed" (type 3 code 4) or ICMPv6 "packet too big"
+(type 2, RFC 4443) names the next hop's MTU and moves the upper bound at once; silence
+(after `attempts` tries) counts as too big. When large packets vanish with no ICMP error,
+the path is a PMTU black hole (RFC 2923 §2.1): reported, because TCP sessions then stall.
 
-The kernel sets DF (IP_MTU_DISCOVER = IP_PMTUDISC_PROBE, which also ignores a cached path
-MTU); raw ICMP sockets need root or CAP_NET_RAW.
+The kernel sets DF on IPv4 and does not fragment on IPv6 (IP(V6)_MTU_DISCOVER =
+PMTUDISC_PROBE, which also ignores a cached path MTU; IPV6_DONTFRAG); raw ICMP sockets need
+root or CAP_NET_RAW.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from agent.probes.udp import resolve
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_PROBE = getattr(socket, "IP_PMTUDISC_PROBE", 3)
 IP_MTU = getattr(socket, "IP_MTU", 14)
+IPV6_MTU_DISCOVER = getattr(socket, "IPV6_MTU_DISCOVER", 23)
+IPV6_PMTUDISC_PROBE = getattr(socket, "IPV6_PMTUDISC_PROBE", 3)
+IPV6_MTU = getattr(socket, "IPV6_MTU", 24)
+IPV6_DONTFRAG = getattr(socket, "IPV6_DONTFRAG", 62)
+IPV6_MIN_MTU = 1280
+HEADER_V4, HEADER_V6 = 20 + 8, 40 + 8  # IP + ICMP echo header
 
 
 class MtuOptions(BaseModel):
@@ -71,6 +79,32 @@ def echo_request(ident: int, seq: int, payload_len: int) -> bytes:
     return struct.pack("!BBHHH", 8, 0, checksum(head + payload), ident, seq) + payload
 
 
+def echo_request6(ident: int, seq: int, payload_len: int) -> bytes:
+    """ICMPv6 echo request; the kernel fills in the checksum (it covers a pseudo-header)."""
+    payload = bytes((i & 0xFF) for i in range(payload_len))
+    return struct.pack("!BBHHH", 128, 0, 0, ident, seq) + payload
+
+
+def classify6(packet: bytes, ident: int) -> tuple[str, int, int | None] | None:
+    """As `classify`, for what a raw ICMPv6 socket returns (ICMPv6 only, no IPv6 header):
+    echo reply (129), or packet too big (2) quoting our echo request after its IPv6 header."""
+    if len(packet) < 8:
+        return None
+    typ = packet[0]
+    if typ == 129:
+        rid, seq = struct.unpack("!HH", packet[4:8])
+        return ("reply", seq, None) if rid == ident else None
+    if typ == 2 and len(packet) >= 8 + 40 + 8:
+        mtu = struct.unpack("!I", packet[4:8])[0]
+        inner = packet[8:]
+        orig = inner[40:48]
+        if inner[6] == socket.IPPROTO_ICMPV6 and orig[0] == 128:
+            rid, seq = struct.unpack("!HH", orig[4:8])
+            if rid == ident:
+                return ("frag", seq, mtu or None)
+    return None
+
+
 def classify(packet: bytes, ident: int) -> tuple[str, int, int | None] | None:
     """('reply', seq, None) or ('frag', seq, next_hop_mtu) for our probes, else None.
 
@@ -98,36 +132,49 @@ def classify(packet: bytes, ident: int) -> tuple[str, int, int | None] | None:
     return None
 
 
-def _local_mtu(address: str) -> int:
+def _local_mtu(address: str, family: int) -> int:
     """MTU of the interface the route to `address` leaves by (nothing is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
         try:
             s.connect((address, 9))
         except OSError as exc:
             raise NetworkUnreachableError(f"no route to {address}: {exc.strerror}") from None
         src = s.getsockname()[0]
-        cached = int(s.getsockopt(socket.IPPROTO_IP, IP_MTU))  # may hold a learned PMTU
+        if family == socket.AF_INET6:
+            cached = int(s.getsockopt(socket.IPPROTO_IPV6, IPV6_MTU))
+        else:
+            cached = int(s.getsockopt(socket.IPPROTO_IP, IP_MTU))  # may hold a learned PMTU
     import psutil
 
     stats = psutil.net_if_stats()
     for name, addrs in psutil.net_if_addrs().items():
-        if any(a.address == src for a in addrs) and name in stats and stats[name].mtu:
+        mine = any(a.address.split("%")[0] == src.split("%")[0] for a in addrs)
+        if mine and name in stats and stats[name].mtu:
             return int(stats[name].mtu)
     return cached
 
 
-def _search(address: str, opts: MtuOptions) -> MtuMeasurement:
+def _search(address: str, opts: MtuOptions, family: int = socket.AF_INET) -> MtuMeasurement:
     # Not connected: a connected raw socket would also report the ICMP error as a socket
     # error on the next recv; unconnected, the ICMP packet itself is read and parsed.
+    v6 = family == socket.AF_INET6
     try:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        sock = socket.socket(
+            family, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
+        )
     except PermissionError:
         raise PermissionDeniedError(
             "the mtu probe needs a raw ICMP socket (root or CAP_NET_RAW)"
         ) from None
+    request, parse = (echo_request6, classify6) if v6 else (echo_request, classify)
+    header = HEADER_V6 if v6 else HEADER_V4
     with sock:
-        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
-        local = _local_mtu(address)
+        if v6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_DONTFRAG, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
+        local = _local_mtu(address, family)
         ident = os.getpid() & 0xFFFF ^ 0x5153
         seq = 0
         sizes: dict[str, str] = {}
@@ -140,7 +187,7 @@ def _search(address: str, opts: MtuOptions) -> MtuMeasurement:
             for _ in range(opts.attempts):
                 seq = (seq + 1) & 0xFFFF
                 try:
-                    sock.sendto(echo_request(ident, seq, size - 28), (address, 0))
+                    sock.sendto(request(ident, seq, size - header), (address, 0))
                 except OSError as exc:
                     if exc.errno == 90:  # EMSGSIZE: above what the kernel will send
                         return "too big (local)"
@@ -152,7 +199,7 @@ def _search(address: str, opts: MtuOptions) -> MtuMeasurement:
                     if not select.select([sock], [], [], left)[0]:
                         break
                     data, src = sock.recvfrom(65535)
-                    got = classify(data, ident)
+                    got = parse(data, ident)
                     if got is None or got[1] != seq:
                         continue
                     if got[0] == "reply":
@@ -161,9 +208,10 @@ def _search(address: str, opts: MtuOptions) -> MtuMeasurement:
                     return "frag-needed"
             return "no reply"
 
-        hi = min(opts.max_size or local, local, 65535)  # IPv4 total length is 16 bits
+        # IPv4 total length and IPv6 payload length are 16 bits
+        hi = min(opts.max_size or local, local, 65535 + (40 if v6 else 0))
         lo_ok: int | None = None
-        lo = min(opts.min_size, hi)
+        lo = min(max(opts.min_size, IPV6_MIN_MTU) if v6 else opts.min_size, hi)
         first = try_size(lo)
         sizes[str(lo)] = first
         if first == "fits":
@@ -205,11 +253,15 @@ def _search(address: str, opts: MtuOptions) -> MtuMeasurement:
 @register("mtu", MtuOptions, estimate_timeout=_estimate_timeout)
 async def probe_mtu(target: Target, opts: MtuOptions, ctx: ProbeContext) -> MtuMeasurement:
     family, addr = await resolve(target.host, 0)
-    if family != socket.AF_INET or ipaddress.ip_address(addr[0]).version != 4:
-        raise NetworkUnreachableError("the mtu probe measures IPv4 paths only")
-    m = await asyncio.to_thread(_search, addr[0], opts)
+    ip = ipaddress.ip_address(addr[0].split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        family, host = socket.AF_INET, str(ip.ipv4_mapped)
+    else:
+        family, host = (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), addr[0]
+    m = await asyncio.to_thread(_search, host, opts, family)
     if m.path_mtu is None:
+        smallest = min((int(k) for k in m.sizes), default=opts.min_size)
         raise NetworkUnreachableError(
-            f"no echo reply from {addr[0]} even at {opts.min_size} bytes", measurement=m
+            f"no echo reply from {host} even at {smallest} bytes", measurement=m
         )
     return m

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import struct
+import time
 
 import netlab
 import pytest
 from conftest import probe_in
 
-from agent.probes.mtu import checksum, classify, echo_request
+from agent.probes.mtu import checksum, classify, classify6, echo_request, echo_request6
 
 pytestmark = pytest.mark.netns
 
@@ -41,6 +42,47 @@ def test_a_path_that_drops_frag_needed_is_reported_as_a_black_hole(rlab: netlab.
     assert m["pmtu_blackhole"] is True
 
 
+def _ipv6(lab: netlab.NetLab) -> str:
+    """Give a <-> r <-> b IPv6 addresses and routes (no DAD wait); b's address."""
+    plan = [("a", "r", "fd77:1::1"), ("r", "a", "fd77:1::fe"), ("r", "b", "fd77:2::fe"),
+            ("b", "r", "fd77:2::1")]  # fmt: skip
+    for node, peer, addr in plan:
+        lab.run_in(node, ["ip", "-6", "addr", "add", f"{addr}/64", "dev", lab.iface(node, peer),
+                          "nodad"])  # fmt: skip
+    lab.run_in("r", ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+    lab.run_in("a", ["ip", "-6", "route", "add", "fd77::/16", "via", "fd77:1::fe"])
+    lab.run_in("b", ["ip", "-6", "route", "add", "fd77::/16", "via", "fd77:2::fe"])
+    # Neighbour discovery waits for the link-local addresses to leave DAD (about 1 s).
+    deadline = time.monotonic() + 10
+    while any("tentative" in lab.run_in(n, ["ip", "-6", "addr"]).stdout for n in lab.nodes):
+        assert time.monotonic() < deadline, "IPv6 link-local addresses stayed tentative"
+        time.sleep(0.1)
+    return "fd77:2::1"
+
+
+def test_ipv6_path_mtu_is_found_from_the_routers_packet_too_big(rlab: netlab.NetLab) -> None:
+    b6 = _ipv6(rlab)
+    _narrow_r_to_b(rlab, 1400)
+    for _ in range(2):  # the second run must not be fooled by the kernel's learned PMTU
+        res = probe_in(rlab, "a", "mtu", b6, {"timeout_s": 0.5})
+        assert res["success"], res["error"]
+        m = res["measurement"]
+        assert (m["address"], m["path_mtu"], m["local_mtu"]) == (b6, 1400, 1500)
+        assert m["frag_needed_mtu"] == 1400 and m["frag_needed_from"] == "fd77:1::fe"
+        assert m["pmtu_blackhole"] is False
+        assert min(int(k) for k in m["sizes"]) == 1280  # IPv6 links carry 1280 at least
+
+
+def test_ipv6_path_that_drops_packet_too_big_is_a_black_hole(rlab: netlab.NetLab) -> None:
+    b6 = _ipv6(rlab)
+    _narrow_r_to_b(rlab, 1300)
+    rlab.nft_loss("r", rlab.iface("r", "a"), 100.0, "out", match="icmpv6 type packet-too-big")
+    res = probe_in(rlab, "a", "mtu", b6, {"timeout_s": 0.3, "attempts": 1})
+    m = res["measurement"]
+    assert res["success"], res["error"]
+    assert (m["path_mtu"], m["frag_needed_mtu"], m["pmtu_blackhole"]) == (1300, None, True)
+
+
 def test_echo_requests_carry_a_valid_checksum_and_replies_are_matched() -> None:
     pkt = echo_request(0x1234, 7, 100)
     assert checksum(pkt) == 0 and len(pkt) == 108
@@ -51,3 +93,18 @@ def test_echo_requests_carry_a_valid_checksum_and_replies_are_matched() -> None:
     assert classify(ip + frag, 0x1234) == ("frag", 7, 1400)
     assert classify(ip + frag, 0x9999) is None
     assert classify(b"\x45", 1) is None
+
+
+def test_icmpv6_replies_and_packet_too_big_are_matched() -> None:
+    req = echo_request6(0x1234, 9, 100)
+    assert len(req) == 108 and req[0] == 128
+    assert classify6(b"\x81\x00\x00\x00" + struct.pack("!HH", 0x1234, 9), 0x1234) == (
+        "reply", 9, None)  # fmt: skip
+    ip6 = bytes([0x60, 0, 0, 0, 0, 108, 58, 64]) + bytes(32)  # next header 58: ICMPv6
+    ptb = b"\x02\x00\x00\x00" + struct.pack("!I", 1400) + ip6 + req[:8]
+    assert classify6(ptb, 0x1234) == ("frag", 9, 1400)
+    assert classify6(ptb, 0x9999) is None
+    udp6 = bytes([0x60, 0, 0, 0, 0, 108, 17, 64]) + bytes(32)  # a quoted UDP packet: not ours
+    assert classify6(b"\x02\x00\x00\x00" + struct.pack("!I", 1400) + udp6 + req[:8], 0x1234) is None
+    assert classify6(b"\x87\x00\x00\x00\x00\x00\x00\x00", 0x1234) is None  # neighbour solicitation
+    assert classify6(b"\x81", 1) is None
