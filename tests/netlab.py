@@ -262,6 +262,27 @@ class NetLab:
         self._ifaces[(n1, n2)] = if1
         self._ifaces[(n2, n1)] = if2
 
+    def add_ipv6(self) -> dict[str, str]:
+        """Give a router lab IPv6 too (fd77:1::/64 a-r, fd77:2::/64 r-b, r forwarding), wait
+        until neighbour discovery can work (link-local addresses out of DAD, about 1 s), and
+        return each node's address (r: its side facing a, which answers a's probes)."""
+        if not self.router:
+            raise ValueError("add_ipv6 needs a lab built with router=True")
+        plan = [("a", "r", "fd77:1::1"), ("r", "a", "fd77:1::fe"), ("r", "b", "fd77:2::fe"),
+                ("b", "r", "fd77:2::1")]  # fmt: skip
+        for node, peer, addr in plan:
+            self.run_in(node, ["ip", "-6", "addr", "add", f"{addr}/64",
+                               "dev", self.iface(node, peer), "nodad"])  # fmt: skip
+        self.run_in("r", ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        self.run_in("a", ["ip", "-6", "route", "add", "fd77::/16", "via", "fd77:1::fe"])
+        self.run_in("b", ["ip", "-6", "route", "add", "fd77::/16", "via", "fd77:2::fe"])
+        deadline = time.monotonic() + 10
+        while any("tentative" in self.run_in(n, ["ip", "-6", "addr"]).stdout for n in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("IPv6 link-local addresses stayed tentative for 10 s")
+            time.sleep(0.1)
+        return {"a": "fd77:1::1", "r": "fd77:1::fe", "b": "fd77:2::1"}
+
     def close(self) -> None:
         for p in self._procs:
             if p.poll() is None:

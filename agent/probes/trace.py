@@ -1,9 +1,9 @@
-"""`trace` probe: mtr-style path report (per hop address, RTT, loss over rounds), IPv4.
+"""`trace` probe: mtr-style path report (per hop address, RTT, loss over rounds), IPv4/IPv6.
 
-Each round sends one probe per TTL (1..max_hops, stopping at the destination's hop) as ICMP
-echo, UDP to port 33434+ or TCP SYN (a non-blocking connect with the TTL set); a raw ICMP
-socket reads the Time Exceeded / Destination Unreachable answers and matches them to
-probes by the quoted header. Where loss starts is a pure function of the hop table
+Each round sends one probe per TTL / hop limit (1..max_hops, stopping at the destination's
+hop) as ICMP echo, UDP to port 33434+ or TCP SYN (a non-blocking connect with the TTL set);
+a raw ICMP (ICMPv6) socket reads the Time Exceeded / Destination Unreachable answers and
+matches them to probes by the quoted header. Where loss starts is a pure function of the hop table
 (`loss_origin`): intermediate hops that drop probes while later hops do not are routers
 rate-limiting ICMP, not lossy links. Needs root or CAP_NET_RAW.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import os
 import select
 import socket
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent import quality
 from agent.errors import NetworkUnreachableError, PermissionDeniedError
 from agent.probes import ProbeContext, Target, register
-from agent.probes.mtu import echo_request
+from agent.probes.mtu import echo_request, echo_request6
 from agent.probes.udp import resolve
 
 BASE_PORT = 33434
@@ -126,6 +127,31 @@ def match_icmp(packet: bytes) -> tuple[str, int, int, int, str] | None:
     return kind, proto, sport, dport, src
 
 
+def match_icmp6(packet: bytes, src: str) -> tuple[str, int, int, int, str] | None:
+    """As `match_icmp`, for what a raw ICMPv6 socket returns (no IPv6 header: the
+    responder is `src`, from recvfrom): echo reply (129), time exceeded (3) or destination
+    unreachable (1) quoting our probe after its 40-byte IPv6 header (RFC 4443)."""
+    if len(packet) < 8:
+        return None
+    typ = packet[0]
+    if typ == 129:
+        ident, seq = struct.unpack("!HH", packet[4:8])
+        return "reply", socket.IPPROTO_ICMPV6, ident, seq, src
+    if typ not in (1, 3) or len(packet) < 8 + 40 + 8:
+        return None
+    inner = packet[8:]
+    proto = inner[6]
+    quoted = inner[40:48]
+    kind = "exceeded" if typ == 3 else "unreach"
+    if proto == socket.IPPROTO_ICMPV6:
+        if quoted[0] != 128:
+            return None
+        ident, seq = struct.unpack("!HH", quoted[4:8])
+        return kind, proto, ident, seq, src
+    sport, dport = struct.unpack("!HH", quoted[:4])
+    return kind, proto, sport, dport, src
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -138,10 +164,18 @@ class _HopData:
 
 
 class _Tracer:
-    def __init__(self, address: str, opts: TraceOptions) -> None:
-        self.address, self.opts = address, opts
+    def __init__(self, address: str, opts: TraceOptions, family: int = socket.AF_INET) -> None:
+        self.address, self.opts, self.family = address, opts, family
+        self.v6 = family == socket.AF_INET6
+        # the TTL option of each socket kind (IPv6 calls it the unicast hop limit)
+        self.ttl_opt = (
+            (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS)
+            if self.v6
+            else (socket.IPPROTO_IP, socket.IP_TTL)
+        )
+        proto = socket.IPPROTO_ICMPV6 if self.v6 else socket.IPPROTO_ICMP
         try:
-            self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            self.rx = socket.socket(family, socket.SOCK_RAW, proto)
         except PermissionError:
             raise PermissionDeniedError(
                 "the trace probe needs a raw ICMP socket (root or CAP_NET_RAW)"
@@ -151,7 +185,7 @@ class _Tracer:
         self.dest_ttl: int | None = None
         self.pending: dict[tuple[int, int], tuple[int, float]] = {}  # key -> (ttl, sent)
         self.tcp: dict[int, tuple[socket.socket, int, float]] = {}  # sport -> sock, ttl, t
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if opts.mode == "udp" else None
+        self.udp = socket.socket(family, socket.SOCK_DGRAM) if opts.mode == "udp" else None
         self.seq = 0
 
     def close(self) -> None:
@@ -167,20 +201,21 @@ class _Tracer:
         now = time.monotonic()
         try:
             if self.opts.mode == "icmp":
-                self.rx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-                self.rx.sendto(echo_request(self.ident, self.seq, 32), (self.address, 0))
+                self.rx.setsockopt(*self.ttl_opt, ttl)
+                request = echo_request6 if self.v6 else echo_request
+                self.rx.sendto(request(self.ident, self.seq, 32), (self.address, 0))
                 self.pending[(self.ident, self.seq)] = (ttl, now)
             elif self.opts.mode == "udp":
                 assert self.udp is not None
-                self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+                self.udp.setsockopt(*self.ttl_opt, ttl)
                 dport = BASE_PORT + (self.seq % 1000)
                 self.udp.sendto(b"qos-scout trace", (self.address, dport))
                 self.pending[(self.udp.getsockname()[1], dport)] = (ttl, now)
             else:
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s = socket.socket(self.family, socket.SOCK_STREAM)
                 s.setblocking(False)
-                s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-                s.bind(("0.0.0.0", 0))
+                s.setsockopt(*self.ttl_opt, ttl)
+                s.bind(("::" if self.v6 else "0.0.0.0", 0))
                 sport = s.getsockname()[1]
                 self.tcp[sport] = (s, ttl, now)
                 self.pending[(sport, self.opts.port)] = (ttl, now)
@@ -211,8 +246,8 @@ class _Tracer:
             readable, writable, _ = select.select([self.rx], socks[1:], [], left)
             now = time.monotonic()
             if self.rx in readable:
-                data, _ = self.rx.recvfrom(65535)
-                got = match_icmp(data)
+                data, peer = self.rx.recvfrom(65535)
+                got = match_icmp6(data, peer[0]) if self.v6 else match_icmp(data)
                 if got is not None:
                     kind, _proto, k1, k2, src = got
                     dest = kind == "reply" or (kind == "unreach" and src == self.address)
@@ -240,8 +275,8 @@ class _Tracer:
                 time.sleep(max(0.0, self.opts.interval_s - (time.monotonic() - start)))
 
 
-def _trace(address: str, opts: TraceOptions) -> TraceMeasurement:
-    tracer = _Tracer(address, opts)
+def _trace(address: str, opts: TraceOptions, family: int = socket.AF_INET) -> TraceMeasurement:
+    tracer = _Tracer(address, opts, family)
     try:
         tracer.run()
     finally:
@@ -282,6 +317,10 @@ def _trace(address: str, opts: TraceOptions) -> TraceMeasurement:
 @register("trace", TraceOptions, estimate_timeout=_estimate_timeout)
 async def probe_trace(target: Target, opts: TraceOptions, ctx: ProbeContext) -> TraceMeasurement:
     family, addr = await resolve(target.host, 0)
-    if family != socket.AF_INET:
-        raise NetworkUnreachableError("the trace probe measures IPv4 paths only")
-    return await asyncio.to_thread(_trace, addr[0], opts)
+    ip = ipaddress.ip_address(addr[0].split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # in the form the kernel reports answers from, so the destination is recognised
+    host = str(ip) if "%" not in addr[0] else addr[0]
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    return await asyncio.to_thread(_trace, host, opts, family)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-import time
 
 import netlab
 import pytest
@@ -42,26 +41,8 @@ def test_a_path_that_drops_frag_needed_is_reported_as_a_black_hole(rlab: netlab.
     assert m["pmtu_blackhole"] is True
 
 
-def _ipv6(lab: netlab.NetLab) -> str:
-    """Give a <-> r <-> b IPv6 addresses and routes (no DAD wait); b's address."""
-    plan = [("a", "r", "fd77:1::1"), ("r", "a", "fd77:1::fe"), ("r", "b", "fd77:2::fe"),
-            ("b", "r", "fd77:2::1")]  # fmt: skip
-    for node, peer, addr in plan:
-        lab.run_in(node, ["ip", "-6", "addr", "add", f"{addr}/64", "dev", lab.iface(node, peer),
-                          "nodad"])  # fmt: skip
-    lab.run_in("r", ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
-    lab.run_in("a", ["ip", "-6", "route", "add", "fd77::/16", "via", "fd77:1::fe"])
-    lab.run_in("b", ["ip", "-6", "route", "add", "fd77::/16", "via", "fd77:2::fe"])
-    # Neighbour discovery waits for the link-local addresses to leave DAD (about 1 s).
-    deadline = time.monotonic() + 10
-    while any("tentative" in lab.run_in(n, ["ip", "-6", "addr"]).stdout for n in lab.nodes):
-        assert time.monotonic() < deadline, "IPv6 link-local addresses stayed tentative"
-        time.sleep(0.1)
-    return "fd77:2::1"
-
-
 def test_ipv6_path_mtu_is_found_from_the_routers_packet_too_big(rlab: netlab.NetLab) -> None:
-    b6 = _ipv6(rlab)
+    b6 = rlab.add_ipv6()["b"]
     _narrow_r_to_b(rlab, 1400)
     for _ in range(2):  # the second run must not be fooled by the kernel's learned PMTU
         res = probe_in(rlab, "a", "mtu", b6, {"timeout_s": 0.5})
@@ -74,7 +55,7 @@ def test_ipv6_path_mtu_is_found_from_the_routers_packet_too_big(rlab: netlab.Net
 
 
 def test_ipv6_path_that_drops_packet_too_big_is_a_black_hole(rlab: netlab.NetLab) -> None:
-    b6 = _ipv6(rlab)
+    b6 = rlab.add_ipv6()["b"]
     _narrow_r_to_b(rlab, 1300)
     rlab.nft_loss("r", rlab.iface("r", "a"), 100.0, "out", match="icmpv6 type packet-too-big")
     res = probe_in(rlab, "a", "mtu", b6, {"timeout_s": 0.3, "attempts": 1})

@@ -8,7 +8,7 @@ import netlab
 import pytest
 from conftest import probe_in
 
-from agent.probes.trace import loss_origin, match_icmp
+from agent.probes.trace import loss_origin, match_icmp, match_icmp6
 
 pytestmark = pytest.mark.netns
 
@@ -16,6 +16,7 @@ pytestmark = pytest.mark.netns
 def _no_icmp_ratelimit(lab: netlab.NetLab) -> None:
     for node in ("r", "b"):
         lab.run_in(node, ["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"])
+        lab.run_in(node, ["sysctl", "-qw", "net.ipv6.icmp.ratelimit=0"])
 
 
 def test_loss_on_the_second_link_is_located_at_hop_two(rlab: netlab.NetLab) -> None:
@@ -46,6 +47,26 @@ def test_udp_and_tcp_modes_find_the_same_hops(rlab: netlab.NetLab, mode: str) ->
     assert m["loss_starts_at_hop"] is None
 
 
+@pytest.mark.parametrize("mode", ["icmp", "udp", "tcp"])
+def test_ipv6_paths_are_traced_in_every_mode(rlab: netlab.NetLab, mode: str) -> None:
+    _no_icmp_ratelimit(rlab)
+    v6 = rlab.add_ipv6()
+    if mode == "icmp":  # and loss on the second link is located there, as on IPv4
+        rlab.nft_loss("r", rlab.iface("r", "b"), 30.0, "out", match="meta l4proto ipv6-icmp")
+    rounds = 40 if mode == "icmp" else 3
+    opts = {"mode": mode, "rounds": rounds, "interval_s": 0.02, "timeout_s": 0.3}
+    res = probe_in(rlab, "a", "trace", v6["b"], opts)
+    assert res["success"], res["error"]
+    m = res["measurement"]
+    assert m["reached"] is True and m["address"] == v6["b"]
+    assert [h["address"] for h in m["hops"]] == [v6["r"], v6["b"]]
+    assert m["hops"][1]["is_destination"] and m["hops"][0]["loss_pct"] == 0.0
+    if mode == "icmp":
+        assert 10.0 <= m["hops"][1]["loss_pct"] <= 55.0 and m["loss_starts_at_hop"] == 2
+    else:
+        assert m["hops"][1]["loss_pct"] == 0.0 and m["loss_starts_at_hop"] is None
+
+
 def test_loss_origin_ignores_hops_that_only_rate_limit_icmp() -> None:
     assert loss_origin([0, 0, 0]) is None
     assert loss_origin([0, 60, 0, 0]) is None  # hop 2 rate-limits, the path is clean
@@ -69,3 +90,21 @@ def test_icmp_answers_are_matched_by_the_quoted_probe_header() -> None:
     reply = ip("192.0.2.9", 1) + bytes([0, 0, 0, 0]) + struct.pack("!HH", 7, 10)
     assert match_icmp(reply) == ("reply", 1, 7, 10, "192.0.2.9")
     assert match_icmp(b"\x45" * 10) is None
+
+
+def test_icmpv6_answers_are_matched_by_the_quoted_probe_header() -> None:
+    def ip6(proto: int) -> bytes:
+        return bytes([0x60, 0, 0, 0, 0, 16, proto, 1]) + bytes(32)
+
+    udp_probe = ip6(17) + struct.pack("!HHHH", 40000, 33435, 8, 0)
+    exceeded = bytes([3, 0, 0, 0, 0, 0, 0, 0]) + udp_probe
+    assert match_icmp6(exceeded, "2001:db8::1") == ("exceeded", 17, 40000, 33435, "2001:db8::1")
+    echo_probe = ip6(58) + bytes([128, 0, 0, 0]) + struct.pack("!HH", 7, 9)
+    unreach = bytes([1, 4, 0, 0, 0, 0, 0, 0]) + echo_probe
+    assert match_icmp6(unreach, "2001:db8::9") == ("unreach", 58, 7, 9, "2001:db8::9")
+    reply = bytes([129, 0, 0, 0]) + struct.pack("!HH", 7, 10)
+    assert match_icmp6(reply, "2001:db8::9") == ("reply", 58, 7, 10, "2001:db8::9")
+    not_echo = ip6(58) + bytes([135, 0, 0, 0]) + bytes(4)  # a quoted neighbour solicitation
+    assert match_icmp6(bytes([3, 0, 0, 0, 0, 0, 0, 0]) + not_echo, "2001:db8::1") is None
+    assert match_icmp6(bytes([135, 0, 0, 0, 0, 0, 0, 0]), "fe80::1") is None
+    assert match_icmp6(b"\x81", "fe80::1") is None
