@@ -119,8 +119,12 @@ def match_icmp(packet: bytes) -> tuple[str, int, int, int, str] | None:
     quoted = inner[iihl : iihl + 8]
     if len(quoted) < 8:
         return None
-    kind = "exceeded" if typ == 11 else "unreach"
-    if proto == socket.IPPROTO_ICMP:
+    return _quoted("exceeded" if typ == 11 else "unreach", proto, quoted, src)
+
+
+def _quoted(kind: str, proto: int, quoted: bytes, src: str) -> tuple[str, int, int, int, str]:
+    """The keys of the probe an ICMP error quotes: echo id/seq, or source/destination port."""
+    if proto in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6):
         ident, seq = struct.unpack("!HH", quoted[4:8])
         return kind, proto, ident, seq, src
     sport, dport = struct.unpack("!HH", quoted[:4])
@@ -142,14 +146,9 @@ def match_icmp6(packet: bytes, src: str) -> tuple[str, int, int, int, str] | Non
     inner = packet[8:]
     proto = inner[6]
     quoted = inner[40:48]
-    kind = "exceeded" if typ == 3 else "unreach"
-    if proto == socket.IPPROTO_ICMPV6:
-        if quoted[0] != 128:
-            return None
-        ident, seq = struct.unpack("!HH", quoted[4:8])
-        return kind, proto, ident, seq, src
-    sport, dport = struct.unpack("!HH", quoted[:4])
-    return kind, proto, sport, dport, src
+    if proto == socket.IPPROTO_ICMPV6 and quoted[0] != 128:
+        return None  # an error about some other ICMPv6 message, not our echo request
+    return _quoted("exceeded" if typ == 3 else "unreach", proto, quoted, src)
 
 
 # --------------------------------------------------------------------------- measuring
