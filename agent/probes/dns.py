@@ -14,11 +14,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.dnsutil import SIP_SRV_PREFIXES, resolver, srv_order
 from agent.errors import ConfigError, ProbeError, ResolveError
 from agent.probes import ProbeContext, Target, register
 
 NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls", "SIP+D2S": "sctp"}
-SRV_NAMES = [("_sip._udp.", "udp"), ("_sip._tcp.", "tcp"), ("_sips._tcp.", "tls")]
+SRV_NAMES = [(prefix, transport) for transport, prefix in SIP_SRV_PREFIXES.items()]
 
 
 class DnsOptions(BaseModel):
@@ -65,14 +66,7 @@ def _estimate_timeout(o: DnsOptions) -> float:
 
 class _Asker:
     def __init__(self, opts: DnsOptions) -> None:
-        import dns.asyncresolver
-
-        self.resolver = dns.asyncresolver.Resolver(configure=opts.server is None)
-        if opts.server is not None:
-            self.resolver.nameservers = [opts.server]
-            self.resolver.port = opts.server_port
-        self.resolver.lifetime = opts.timeout_s
-        self.resolver.timeout = opts.timeout_s
+        self.resolver = resolver(opts.server, opts.server_port, opts.timeout_s)
         self.tcp = opts.tcp
         self.queries: list[DnsQuery] = []
 
@@ -133,7 +127,7 @@ async def discover_sip(asker: _Asker, domain: str) -> list[SipServer]:
         srv_names = [(prefix + domain.rstrip(".") + ".", t, "srv") for prefix, t in SRV_NAMES]
     for name, transport, via in srv_names:
         srvs = await asker.ask(name, "SRV")
-        for s in sorted(srvs, key=lambda s: (s.priority, -s.weight)):
+        for s in srv_order(srvs):
             host = str(s.target).rstrip(".")
             servers.append(
                 SipServer(transport=transport, host=host, port=s.port, priority=s.priority,

@@ -15,7 +15,6 @@ root or CAP_NET_RAW.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import select
 import socket
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import NetworkUnreachableError, PermissionDeniedError
 from agent.probes import ProbeContext, Target, register
-from agent.probes.udp import resolve
+from agent.probes.udp import resolve_ip
 
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_PROBE = getattr(socket, "IP_PMTUDISC_PROBE", 3)
@@ -252,12 +251,7 @@ def _search(address: str, opts: MtuOptions, family: int = socket.AF_INET) -> Mtu
 
 @register("mtu", MtuOptions, estimate_timeout=_estimate_timeout)
 async def probe_mtu(target: Target, opts: MtuOptions, ctx: ProbeContext) -> MtuMeasurement:
-    family, addr = await resolve(target.host, 0)
-    ip = ipaddress.ip_address(addr[0].split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        family, host = socket.AF_INET, str(ip.ipv4_mapped)
-    else:
-        family, host = (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), addr[0]
+    family, host = await resolve_ip(target.host)
     m = await asyncio.to_thread(_search, host, opts, family)
     if m.path_mtu is None:
         smallest = min((int(k) for k in m.sizes), default=opts.min_size)

@@ -3,8 +3,8 @@
 Each round sends one probe per TTL / hop limit (1..max_hops, stopping at the destination's
 hop) as ICMP echo, UDP to port 33434+ or TCP SYN (a non-blocking connect with the TTL set);
 a raw ICMP (ICMPv6) socket reads the Time Exceeded / Destination Unreachable answers and
-matches them to probes by the quoted header. Where loss starts is a pure function of the hop table
-(`loss_origin`): intermediate hops that drop probes while later hops do not are routers
+matches them to probes by the quoted header. Where loss starts is a pure function of the
+hop table (`loss_origin`): intermediate hops that drop probes while later hops do not are routers
 rate-limiting ICMP, not lossy links. Needs root or CAP_NET_RAW.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import os
 import select
 import socket
@@ -29,7 +28,7 @@ from agent import quality
 from agent.errors import NetworkUnreachableError, PermissionDeniedError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.mtu import echo_request, echo_request6
-from agent.probes.udp import resolve
+from agent.probes.udp import resolve_ip
 
 BASE_PORT = 33434
 
@@ -315,11 +314,5 @@ def _trace(address: str, opts: TraceOptions, family: int = socket.AF_INET) -> Tr
 
 @register("trace", TraceOptions, estimate_timeout=_estimate_timeout)
 async def probe_trace(target: Target, opts: TraceOptions, ctx: ProbeContext) -> TraceMeasurement:
-    family, addr = await resolve(target.host, 0)
-    ip = ipaddress.ip_address(addr[0].split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # in the form the kernel reports answers from, so the destination is recognised
-    host = str(ip) if "%" not in addr[0] else addr[0]
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    family, host = await resolve_ip(target.host)
     return await asyncio.to_thread(_trace, host, opts, family)

@@ -116,6 +116,19 @@ async def resolve(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> tuple[
     return fam, sockaddr
 
 
+async def resolve_ip(host: str) -> tuple[int, str]:
+    """(family, address) for the raw-socket probes: an IPv4-mapped IPv6 address as the IPv4
+    one, and the text in the form the kernel reports answers from (so a reply from the
+    destination is recognised); a scoped link-local address keeps its scope."""
+    _, sockaddr = await resolve(host, 0)
+    text = sockaddr[0]
+    ip = ipaddress.ip_address(text.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    return family, (text if "%" in text else str(ip))
+
+
 @register("udp", UdpOptions, estimate_timeout=_estimate_timeout)
 async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpMeasurement:
     port = target.port or opts.port

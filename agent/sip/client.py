@@ -11,6 +11,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.dnsutil import SIP_SRV_PREFIXES, resolver, srv_order
 from agent.sip.auth import DigestClient
 from agent.sip.dialog import Leg
 from agent.sip.endpoint import SipEndpoint
@@ -37,7 +38,6 @@ class SipTarget:
         return f"{u.scheme}:{u.host}" + (f":{u.port}" if u.port else "")
 
 
-SRV_PREFIXES = {"udp": "_sip._udp.", "tcp": "_sip._tcp.", "tls": "_sips._tcp."}
 DNS_TIMEOUT_S = 3.0
 
 
@@ -63,7 +63,7 @@ async def resolve(
         return SipTarget(uri, (parsed.host, explicit or DEFAULT_PORTS[t]), t, parsed.host)
     note = ""
     if explicit is None:
-        name = SRV_PREFIXES[t] + parsed.host.rstrip(".") + "."
+        name = SIP_SRV_PREFIXES[t] + parsed.host.rstrip(".") + "."
         try:
             records = await _srv(name, dns_server)
         except LookupError as exc:  # broken DNS: the plain address may still resolve
@@ -91,14 +91,8 @@ def _is_ip(host: str) -> bool:
 
 
 def _resolver(dns_server: Addr | None) -> Any:
-    import dns.asyncresolver
-
-    r = dns.asyncresolver.Resolver(configure=dns_server is None)
-    if dns_server is not None:
-        r.nameservers = [dns_server[0]]
-        r.port = dns_server[1]
-    r.lifetime = r.timeout = DNS_TIMEOUT_S
-    return r
+    host, port = dns_server if dns_server is not None else (None, 53)
+    return resolver(host, port, DNS_TIMEOUT_S)
 
 
 async def _srv(name: str, dns_server: Addr | None) -> list[tuple[int, int, int, str]]:
@@ -114,12 +108,11 @@ async def _srv(name: str, dns_server: Addr | None) -> list[tuple[int, int, int, 
         raise LookupError(f"no answer for {name} within {DNS_TIMEOUT_S:g} s") from None
     except dns.exception.DNSException as exc:
         raise LookupError(str(exc) or type(exc).__name__) from None
-    out = [
+    return [
         (r.priority, r.weight, r.port, str(r.target).rstrip("."))
-        for r in ans
+        for r in srv_order(ans)
         if str(r.target) != "."  # "." means: no such service here (RFC 2782)
     ]
-    return sorted(out, key=lambda r: (r[0], -r[1]))
 
 
 async def _address(host: str, port: int, dns_server: Addr | None) -> str:
