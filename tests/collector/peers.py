@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -55,6 +56,28 @@ class WebhookReceiver:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def start_collector(port: int, *args: str) -> subprocess.Popen[bytes]:
+    """`qos-scout collector serve ARGS` on 127.0.0.1:`port`, once its /readyz answers 200;
+    stderr is kept in a pipe for the test to read."""
+    exe = Path(sys.executable).parent / "qos-scout"
+    proc = subprocess.Popen(
+        [str(exe), "collector", "serve", *args, "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"collector exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 60, "the collector to start")
+    return proc
 
 
 def wait_for(cond: Any, timeout: float = 20.0, what: str = "condition") -> Any:

@@ -6,12 +6,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.collector.conftest import LiveServer
+from tests.collector.peers import start_collector
 from tests.collector.pg import free_port
 
 EXE = str(Path(sys.executable).parent / "qos-scout")
@@ -81,27 +81,12 @@ def test_bad_config_file_is_refused_with_the_key(tmp_path):
 def test_serve_stops_cleanly_on_sigterm_and_sigint(tmp_path):
     """A requested stop (systemd's SIGTERM, Ctrl-C) exits 0 after the graceful shutdown."""
     for sig in (signal.SIGTERM, signal.SIGINT):
-        port = free_port()
-        db = f"sqlite:///{tmp_path}/{sig.name}.db"
-        proc = subprocess.Popen(
-            [EXE, "collector", "serve", "--db", db, "--listen", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_collector(free_port(), "--db", f"sqlite:///{tmp_path}/{sig.name}.db")
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, "did not start"
-                time.sleep(0.1)
             proc.send_signal(sig)
-            _, err = proc.communicate(timeout=20)
+            _, raw = proc.communicate(timeout=20)
         finally:
             proc.kill()
+        err = raw.decode()
         assert proc.returncode == 0, (sig.name, proc.returncode, err[-2000:])
         assert "Traceback" not in err

@@ -10,9 +10,6 @@ import hmac
 import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +18,7 @@ from aiosmtpd.controller import Controller
 
 from collector.worker import refresh_alertmanager
 from tests.collector.conftest import icmp, new_tenant
-from tests.collector.peers import Alertmanager, WebhookReceiver, wait_for
+from tests.collector.peers import Alertmanager, WebhookReceiver, start_collector, wait_for
 from tests.collector.pg import free_port
 
 FAST = {"poll_interval_s": 0.1, "retry_base_s": 0.2, "retry_max_s": 1.0}
@@ -117,34 +114,6 @@ def test_alertmanager_receives_and_resolves_the_alert(make_store, serve):
         am.close()
 
 
-def _start_collector(cfg_path: Path, port: int) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).parent / "qos-scout"
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "collector",
-            "serve",
-            "--config",
-            str(cfg_path),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"collector exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, 60, "the collector to start")
-    return proc
-
-
 def test_pending_notification_delivered_after_collector_restart(db_url, tmp_path, make_store):
     hook_port = free_port()  # nothing listens yet: the first attempts fail
     cfg = {
@@ -157,7 +126,7 @@ def test_pending_notification_delivered_after_collector_restart(db_url, tmp_path
     cfg_path = tmp_path / "collector.yml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     port = free_port()
-    proc = _start_collector(cfg_path, port)
+    proc = start_collector(port, "--config", str(cfg_path))
     hook = None
     try:
         store = make_store()
@@ -180,7 +149,7 @@ def test_pending_notification_delivered_after_collector_restart(db_url, tmp_path
         with store.read() as c:
             assert pending_count(c) == 1
         hook = WebhookReceiver(port=hook_port)
-        proc = _start_collector(cfg_path, port)
+        proc = start_collector(port, "--config", str(cfg_path))
         wait_for(lambda: hook.requests, 30, "delivery after the restart")
         assert hook.events()[0]["event"] == "opened"
 
