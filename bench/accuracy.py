@@ -48,7 +48,7 @@ def responder(lab: netlab.NetLab | None, node: str, args: list[str]) -> subproce
     argv = [
         PY,
         "-m",
-        "agent.cli",
+        "agent.cli.main",
         "responder",
         "--sip-port",
         "off",

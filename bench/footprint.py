@@ -30,9 +30,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.config import SiteConfig, default_modules
-from agent.demo import available, responder_plan
-from agent.stack import Stack, free_port, tcp_open, wait_for
+from agent.cli.demo import available, responder_plan
+from agent.cli.stack import Stack, free_port, tcp_open, wait_for
+from agent.runtime.config import SiteConfig, default_modules
 
 GATEWAY_STANDIN = "127.0.0.2"  # test traffic stays on loopback
 

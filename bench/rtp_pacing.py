@@ -218,7 +218,7 @@ def main() -> int:
     host = f"127.0.{random.randrange(1, 255)}.{random.randrange(2, 255)}"
     sip_port = free_port()
     responder = subprocess.Popen(
-        ["taskset", "-c", "1", PY, "-m", "agent.cli", "responder", "--bind", host,
+        ["taskset", "-c", "1", PY, "-m", "agent.cli.main", "responder", "--bind", host,
          "--twamp-port", "off", "--bandwidth-port", "off", "--natprobe-port", "off",
          "--sip-port", str(sip_port), "--sip-tls-port", "off"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

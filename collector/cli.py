@@ -8,7 +8,25 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
+
+
+class CliError(Exception):
+    """A mistake the person running the command can fix; printed without a traceback."""
+
+
+def _cmd(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[argparse.Namespace], int]:
+    """`fn` as a command handler: a CliError becomes its message on stderr and exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(fn(args) or 0)
+        except CliError as exc:
+            print(f"qos-scout: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def add_commands(subparsers: Any) -> None:
@@ -25,11 +43,11 @@ def add_commands(subparsers: Any) -> None:
     s = sub.add_parser("serve", help="run the collector HTTP service")
     common(s, json_out=False)
     s.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8080)")
-    s.set_defaults(func=_serve)
+    s.set_defaults(func=_cmd(_serve))
 
     m = sub.add_parser("migrate", help="create or upgrade the database schema")
     common(m)
-    m.set_defaults(func=_migrate)
+    m.set_defaults(func=_cmd(_migrate))
 
     pa = sub.add_parser("partner", help="partners (tenants) and their API keys")
     pas = pa.add_subparsers(dest="action", metavar="ACTION")
@@ -37,14 +55,14 @@ def add_commands(subparsers: Any) -> None:
     pc = pas.add_parser("create", help="create a partner and print its API key")
     pc.add_argument("name")
     common(pc)
-    pc.set_defaults(func=_partner_create)
+    pc.set_defaults(func=_cmd(_partner_create))
     pl = pas.add_parser("list", help="list partners")
     common(pl)
-    pl.set_defaults(func=_partner_list)
+    pl.set_defaults(func=_cmd(_partner_list))
     pr = pas.add_parser("rotate-key", help="issue a new API key (the old one stops working)")
     pr.add_argument("partner_id")
     common(pr)
-    pr.set_defaults(func=_partner_rotate)
+    pr.set_defaults(func=_cmd(_partner_rotate))
 
     cu = sub.add_parser("customer", help="customers of a partner")
     cus = cu.add_subparsers(dest="action", metavar="ACTION")
@@ -54,11 +72,11 @@ def add_commands(subparsers: Any) -> None:
     cc.add_argument("name")
     cc.add_argument("--notes", default="")
     common(cc)
-    cc.set_defaults(func=_customer_create)
+    cc.set_defaults(func=_cmd(_customer_create))
     cl = cus.add_parser("list", help="list a partner's customers")
     cl.add_argument("--partner", required=True, help="partner id")
     common(cl)
-    cl.set_defaults(func=_customer_list)
+    cl.set_defaults(func=_cmd(_customer_list))
 
     si = sub.add_parser("site", help="customer sites")
     sis = si.add_subparsers(dest="action", metavar="ACTION")
@@ -75,11 +93,11 @@ def add_commands(subparsers: Any) -> None:
     sc.add_argument("--sip-server", default="")
     sc.add_argument("--sip-domain", default="")
     common(sc)
-    sc.set_defaults(func=_site_create)
+    sc.set_defaults(func=_cmd(_site_create))
     sl = sis.add_parser("list", help="list a partner's sites")
     sl.add_argument("--partner", required=True, help="partner id")
     common(sl)
-    sl.set_defaults(func=_site_list)
+    sl.set_defaults(func=_cmd(_site_list))
 
     to = sub.add_parser("token", help="one-time enrollment tokens for agents")
     tos = to.add_subparsers(dest="action", metavar="ACTION")
@@ -89,11 +107,10 @@ def add_commands(subparsers: Any) -> None:
     tc.add_argument("--site", required=True, help="site id")
     tc.add_argument("--ttl", type=float, help="validity in seconds (default from config: 1 day)")
     common(tc)
-    tc.set_defaults(func=_token_create)
+    tc.set_defaults(func=_cmd(_token_create))
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from agent.cli import CliError
     from collector.config import ConfigFileError, load_config
 
     try:
@@ -115,7 +132,8 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from agent.cli import CliError
+    from sqlalchemy.exc import SQLAlchemyError
+
     from collector.db import DatabaseError
     from collector.store import Store
 
@@ -125,11 +143,13 @@ def _store(args: argparse.Namespace) -> Any:
         store.migrate()
     except DatabaseError as exc:
         raise CliError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise CliError(f"database {cfg.db}: {reason}") from None
     return store
 
 
 def _admin(args: argparse.Namespace, fn: Any) -> Any:
-    from agent.cli import CliError
     from collector.errors import CollectorError
 
     store = _store(args)
@@ -278,7 +298,7 @@ def _token_create(args: argparse.Namespace) -> int:
         return create_token(c, args.partner, args.site, ttl, now)
 
     out = _admin(args, run)
-    from collector.tickets import iso
+    from collector.timefmt import iso
 
     doc = {"token": out["token"], "site_id": out["site_id"], "expires_at": iso(out["expires_at"])}
     return _emit(

@@ -16,7 +16,7 @@ import orjson
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from agent.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult, non_finite_path
+from agent.wire.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult, non_finite_path
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
 from collector.ingest_pg import insert_results_and_latest
@@ -244,7 +244,7 @@ def list_results(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Stored results of the partner, newest first."""
-    from collector.tickets import iso
+    from collector.timefmt import iso
 
     q = sa.select(results).where(results.c.partner_id == partner_id)
     if site_id:

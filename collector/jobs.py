@@ -10,7 +10,7 @@ from collector.errors import Conflict, NotFound
 from collector.keys import new_id
 from collector.schema import jobs
 from collector.tenants import get_site
-from collector.tickets import iso
+from collector.timefmt import iso
 
 DISPATCH_LEASE_S = 120.0
 FINAL_STATES = ("done", "failed")

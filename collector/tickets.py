@@ -6,7 +6,6 @@ reopened (not duplicated) when it trips again within the flap window.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,12 +17,9 @@ from collector.keys import new_id
 from collector.outbox import enqueue
 from collector.rules import Rule
 from collector.schema import latest, results, rule_state, ticket_events, tickets
+from collector.timefmt import iso
 
 OPEN_STATES = ("open", "acknowledged")
-
-
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def _event(

@@ -21,7 +21,8 @@ from collector.config import AlertmanagerChannel
 from collector.evaluation import check_silent_agents
 from collector.notifiers import DeliveryError, deliver, send_alertmanager_batch
 from collector.schema import customers, partners, sites, tickets
-from collector.tickets import OPEN_STATES, iso
+from collector.tickets import OPEN_STATES
+from collector.timefmt import iso
 
 log = logging.getLogger(__name__)
 

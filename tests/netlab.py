@@ -18,7 +18,7 @@ API (node names are "a", "b" and, with a router, "r")::
         lab.addr("b")                   # "10.77.2.1" (the node's address on its link)
         lab.iface("r", "b")             # r's interface facing b
         lab.run_in("a", ["ip", "route", "get", lab.addr("b")])     # CompletedProcess, check=True
-        p = lab.popen_in("b", [sys.executable, "-m", "agent.cli", ...])  # killed at exit
+        p = lab.popen_in("b", [sys.executable, "-m", "agent.cli.main", ...])  # killed at exit
         loss = lab.nft_loss("r", lab.iface("r", "b"), 2.0, "out", match="meta l4proto udp")
         loss.counts()                   # (packets seen, packets dropped) by nftables counters
         lab.nft_remark_dscp("r", lab.iface("r", "b"), dscp=0, direction="out")

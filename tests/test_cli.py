@@ -8,7 +8,7 @@ import sys
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "agent.cli.main", *args], capture_output=True, text=True, timeout=60
     )
 
 
@@ -49,7 +49,7 @@ def test_unknown_host_is_exit_1_with_reason() -> None:
 
 def test_start_up_does_not_load_heavy_modules() -> None:
     code = (
-        "import sys; from agent.cli import build_parser; build_parser(); "
+        "import sys; from agent.cli.main import build_parser; build_parser(); "
         "heavy = [m for m in ('scapy', 'aiortc', 'fastapi', 'sqlalchemy', 'numpy') "
         "if m in sys.modules]; print(','.join(heavy))"
     )

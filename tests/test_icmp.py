@@ -84,7 +84,7 @@ def _ping_in_fresh_netns(nft_rule: str | None, count: int, hook: str = "input") 
                 ns,
                 sys.executable,
                 "-m",
-                "agent.cli",
+                "agent.cli.main",
                 "probe",
                 "icmp",
                 "127.0.0.1",
@@ -145,7 +145,7 @@ def test_cli_json_contract() -> None:
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "agent.cli.main",
             "probe",
             "icmp",
             "127.0.0.1",

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from agent.results import (
+from agent.wire.results import (
     SCHEMA_VERSION,
     ProbeErrorInfo,
     ProbeResult,

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agent.errors import ConfigError, ProbeError, ProbeTimeoutError
-from agent.results import ProbeErrorInfo, ProbeResult, finite_json, utcnow
+from agent.wire.results import ProbeErrorInfo, ProbeResult, finite_json, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ PROBE_MODULES: dict[str, str] = {
     "mtu": "agent.probes.mtu",
     "trace": "agent.probes.trace",
     "host": "agent.probes.host",
-    "nat_binding": "agent.readiness.natprobe",
+    "nat_binding": "agent.probes.nat_binding",
     "sip_options": "agent.probes.sip_options",
     "sip_register": "agent.probes.sip_register",
     "sip_call": "agent.probes.sip_call",

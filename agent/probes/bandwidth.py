@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.addresses import resolve
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.bandwidth_udp import UdpRateResult, udp_down, udp_up
-from agent.probes.udp import resolve
 from agent.responder.bandwidth import ZeroSource, frame, receive_until_eof, send_for
 from agent.responder.tcpinfo import tcp_info
 from agent.responder.udpsink import UDP_HDR

@@ -207,7 +207,7 @@ async def public_address(target: str, timeout_s: float) -> str:
     answers BOUND with the source address it saw ("ip port")."""
     import secrets
 
-    from agent.readiness.natwire import BIND, BOUND, NatMessage, NatWireError
+    from agent.wire.natpacket import BIND, BOUND, NatMessage, NatWireError
 
     tgt = Target.parse(target)
     if tgt.port is None:

@@ -25,10 +25,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent import quality
+from agent.addresses import resolve_ip
 from agent.errors import NetworkUnreachableError, PermissionDeniedError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.mtu import echo_request, echo_request6
-from agent.probes.udp import resolve_ip
 
 BASE_PORT = 33434
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 import time
 from typing import Literal
@@ -21,11 +20,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent import quality
-from agent.errors import NetworkUnreachableError, PeerError, ResolveError
+from agent.addresses import resolve
+from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.udp_analysis import Reflection, StreamParams, UdpStreamStats, analyse
 from agent.responder import sockopts
-from agent.twamp import (
+from agent.wire.twamp import (
     REFLECTOR_7750_LEN,
     ReflectorPacket,
     SenderPacket,
@@ -98,35 +98,6 @@ class UdpMeasurement(UdpStreamStats):
 
 def _estimate_timeout(opts: UdpOptions) -> float:
     return opts.count() / opts.rate() + opts.wait_s + 10.0
-
-
-async def resolve(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> tuple[int, tuple]:
-    """(family, sockaddr) for host: literal addresses as they are, names via getaddrinfo."""
-    try:
-        ip = ipaddress.ip_address(host)
-        fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        return fam, ((host, port, 0, 0) if ip.version == 6 else (host, port))
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=kind)
-    except socket.gaierror:
-        raise ResolveError(f"host name {host!r} does not resolve") from None
-    fam, _, _, _, sockaddr = infos[0]
-    return fam, sockaddr
-
-
-async def resolve_ip(host: str) -> tuple[int, str]:
-    """(family, address) for the raw-socket probes: an IPv4-mapped IPv6 address as the IPv4
-    one, and the text in the form the kernel reports answers from (so a reply from the
-    destination is recognised); a scoped link-local address keeps its scope."""
-    _, sockaddr = await resolve(host, 0)
-    text = sockaddr[0]
-    ip = ipaddress.ip_address(text.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    return family, (text if "%" in text else str(ip))
 
 
 @register("udp", UdpOptions, estimate_timeout=_estimate_timeout)

@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.readiness.model import RampStep
 from agent.readiness.thresholds import get
-from agent.results import ProbeResult
+from agent.wire.results import ProbeResult
 
 QUEUE_LIMIT_MS = 50.0
 StreamRunner = Callable[[dict[str, Any]], Awaitable[ProbeResult]]

@@ -7,10 +7,26 @@ support person can read to a customer and the usual fix (FIXES).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agent.probes import PROBE_MODULES
 from agent.readiness.model import Check
 from agent.readiness.thresholds import G711_ETHERNET_BPS, Status, Threshold, get
+from agent.wire.results import ProbeResult
+
+ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]
+
+
+def missing(probe: str, cid: str, group: str, name: str) -> Check | None:
+    if probe in PROBE_MODULES:
+        return None
+    return skipped(cid, group, name, f"the {probe} probe is not part of this build")
+
+
+def probe_error(res: ProbeResult) -> str:
+    return res.error.message if res.error is not None else "unknown error"
+
 
 DIRECTIONS = {"forward": ("up", "upstream (site to responder)"),
               "backward": ("down", "downstream (responder to site)")}  # fmt: skip

@@ -11,11 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.jobs import JobError, SuiteContext, register_suite
 from agent.probes import Target, format_validation_error
 from agent.readiness.options import ReadinessOptions
 from agent.readiness.suite import run_readiness
-from agent.results import ProbeResult
+from agent.runtime.jobs import JobError, SuiteContext, register_suite
+from agent.wire.results import ProbeResult
 
 
 def job_options(options: dict[str, Any], ctx: SuiteContext) -> ReadinessOptions:

@@ -16,12 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agent.addresses import hostport
 from agent.probes import PROBE_MODULES, run_probe
-from agent.readiness import capacity, checks, sip_checks
+from agent.readiness import capacity, checks, net_checks, sip_checks
 from agent.readiness.model import Check, RampStep, ReadinessReport, Series, verdict
 from agent.readiness.options import ReadinessOptions
-from agent.readiness.sip_checks import hostport
-from agent.results import ProbeResult, utcnow
+from agent.wire.results import ProbeResult, utcnow
 
 ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]
 Progress = Callable[[float, str], Awaitable[None]]
@@ -103,7 +103,7 @@ async def run_readiness(
                 "network.gateway", "network", "Default gateway", _error(res)))  # fmt: skip
         if opts.wants("dns") and opts.sip_server:
             await progress(0.05, "DNS for the SIP domain")
-            out += await sip_checks.dns_checks(opts, call_probe)
+            out += await net_checks.dns_checks(opts, call_probe)
         if opts.wants("voice") or opts.wants("dscp"):
             await progress(0.1, f"voice stream ({opts.voice_s:g} s, G.711 pacing)")
             res = await call_probe("udp", hostport(resp, opts.twamp_port), {
@@ -119,7 +119,7 @@ async def run_readiness(
             out.append(checks.capacity_check(cap_calls, opts.calls, opts.ceiling(), reason))
         if opts.wants("mtu"):
             await progress(0.8, "path MTU")
-            out += await sip_checks.mtu_checks(opts, call_probe)
+            out += await net_checks.mtu_checks(opts, call_probe)
         if opts.wants("sip_alg"):
             await progress(0.83, "SIP ALG check against the responder")
             out += await sip_checks.alg_checks(opts, call_probe)
@@ -128,7 +128,7 @@ async def run_readiness(
             out += await sip_checks.sip_checks(opts, call_probe)
         if opts.wants("trace"):
             await progress(0.9, "trace to the responder")
-            out += await sip_checks.trace_checks(opts, call_probe)
+            out += await net_checks.trace_checks(opts, call_probe)
         if nat_task is not None:
             await progress(0.95, "waiting for the NAT binding test")
             res = await nat_task
@@ -182,7 +182,7 @@ async def _bandwidth(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
     if "bandwidth" not in PROBE_MODULES:
         return [checks.skipped("bandwidth", "bandwidth", "Bandwidth",
                                "the bandwidth probe is not part of this build")]  # fmt: skip
-    return await sip_checks.bandwidth_checks(opts, call_probe)
+    return await net_checks.bandwidth_checks(opts, call_probe)
 
 
 async def _capacity(opts: ReadinessOptions, progress: Progress) -> tuple[int, list[RampStep]]:

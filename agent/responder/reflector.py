@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from agent.responder import sockopts
-from agent.twamp import (
+from agent.wire.twamp import (
     QOS_SCOUT_SIGNATURE,
     REFLECTOR_7750_LEN,
     ReflectorPacket,

@@ -25,7 +25,7 @@ class ResponderConfig:
     bind: str = "0.0.0.0"
     twamp_port: int | None = 862
     bandwidth_port: int | None = 5201
-    natprobe_port: int | None = None  # NAT binding test (agent.readiness.natprobe_server)
+    natprobe_port: int | None = None  # NAT binding test (agent.responder.natserver)
     sip_port: int | None = None  # SIP UAS on UDP+TCP (agent.sip.uas)
     sip_tls_port: int | None = None  # SIP over TLS; self-signed unless sip_cert is given
     sip_cert: str | None = None
@@ -47,7 +47,7 @@ async def start_services(cfg: ResponderConfig) -> list[Service]:
             services.append(BandwidthServer(cfg.bind, cfg.bandwidth_port))
             await services[-1].start()
         if cfg.natprobe_port is not None:
-            from agent.readiness.natprobe_server import NatProbeServer
+            from agent.responder.natserver import NatProbeServer
 
             services.append(NatProbeServer(cfg.bind, cfg.natprobe_port))
             await services[-1].start()

@@ -55,7 +55,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agent.cli_output import run_and_emit
+    from agent.cli.output import run_and_emit
 
     options: dict[str, Any] = {
         "transport": args.transport,

@@ -24,7 +24,7 @@ from collector.api.state import AppState, app_state, current_partner
 from collector.errors import Invalid
 from collector.rules import apply_overrides
 from collector.schema import partners, sites
-from collector.tickets import iso
+from collector.timefmt import iso
 
 router = APIRouter(prefix="/api/v1", tags=["partners"])
 Partner = dict[str, Any]

@@ -22,6 +22,7 @@ from collector import readiness, tenants, tickets
 from collector.api.routes_partner import _read, _write
 from collector.api.state import AppState, app_state
 from collector.errors import CollectorError, Unauthorized
+from collector.timefmt import iso
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 COOKIE = "qs_partner_key"
@@ -71,7 +72,7 @@ def _ts(v: Any) -> str | None:
     if v is None:
         return None
     if isinstance(v, int | float):
-        return tickets.iso(v)
+        return iso(v)
     return str(v)
 
 

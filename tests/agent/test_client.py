@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.client import Credentials
+from agent.runtime.client import Credentials
 
 
 def test_credentials_round_trip_with_mode_0600(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import GATEWAY, load_config, parse_config
 from agent.errors import ConfigError
+from agent.runtime.config import GATEWAY, load_config, parse_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -147,7 +147,7 @@ def test_default_modules_validate_against_the_installed_probes() -> None:
 
 
 def default_modules_probe_map() -> dict[str, str]:
-    from agent.config import SiteConfig, default_modules
+    from agent.runtime.config import SiteConfig, default_modules
 
     mods = default_modules(SiteConfig(responder="r", sip_server="sip:s"))
     return {n: m["probe"] for n, m in mods.items()}

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.demo import DEMO_RULE, strict_rule
-from agent.stack import Stack, wait_for
+from agent.cli.demo import DEMO_RULE, strict_rule
+from agent.cli.stack import Stack, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -269,10 +269,10 @@ async def test_shipper_against_the_collector_acks_stored_and_keeps_rejected(stac
     import asyncio
     import uuid
 
-    from agent.client import CollectorClient, enroll
-    from agent.results import ProbeResult, utcnow
-    from agent.shipper import Shipper
-    from agent.spool import Spool
+    from agent.runtime.client import CollectorClient, enroll
+    from agent.runtime.shipper import Shipper
+    from agent.runtime.spool import Spool
+    from agent.wire.results import ProbeResult, utcnow
 
     await asyncio.to_thread(stack.start_collector)
     token = await asyncio.to_thread(stack.create_tenancy)
@@ -300,7 +300,7 @@ async def test_shipper_against_the_collector_acks_stored_and_keeps_rejected(stac
 def test_metrics_port_in_use_is_a_config_error(stack: Stack) -> None:
     import socket as so
 
-    from agent.client import Credentials
+    from agent.runtime.client import Credentials
 
     with so.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -84,7 +84,7 @@ async def test_unknown_interface_is_a_clear_failure() -> None:
 
 
 def test_public_address_as_the_responder_sees_it(tmp_path: Path) -> None:
-    from agent.stack import Stack, free_port
+    from agent.cli.stack import Stack, free_port
 
     stack = Stack(tmp_path)
     port = free_port(socket.SOCK_DGRAM)

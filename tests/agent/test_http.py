@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.http import HttpError, parse_head, request
+from agent.runtime.http import HttpError, parse_head, request
 
 
 def test_parse_head() -> None:
@@ -93,7 +93,7 @@ async def test_body_until_eof_and_truncated_body() -> None:
 
 
 async def test_refused_and_timeout_are_http_errors() -> None:
-    from agent.stack import free_port
+    from agent.cli.stack import free_port
 
     with pytest.raises(HttpError, match=r"GET http://127.0.0.1:\d+/: "):
         await request("GET", f"http://127.0.0.1:{free_port()}/", timeout_s=2)

@@ -12,13 +12,13 @@ HEAVY = ("scapy", "aiortc", "av", "fastapi", "starlette", "uvicorn", "sqlalchemy
 
 SCRIPT = """
 import asyncio, json, sys
-from agent.cli import build_parser
+from agent.cli.main import build_parser
 build_parser()
-from agent.client import Credentials
-from agent.config import parse_config
+from agent.runtime.client import Credentials
+from agent.runtime.config import parse_config
 from agent.probes import PROBE_MODULES
-from agent.runtime import Agent
-from agent.config import SiteConfig, default_modules
+from agent.runtime.loop import Agent
+from agent.runtime.config import SiteConfig, default_modules
 # The default schedule of a site (every probe kind it uses is imported by validation),
 # sped up, with loopback stand-ins for the gateway and the far end.
 mods = default_modules(SiteConfig(responder="127.0.0.1", sip_server="sip:127.0.0.1:9"))
@@ -56,7 +56,7 @@ print(json.dumps({"runs": agent.produced, "modules": sorted(sys.modules)}))
 
 
 def test_agent_runs_its_schedule_without_heavy_imports(tmp_path: Path) -> None:
-    from agent.stack import free_port
+    from agent.cli.stack import free_port
 
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path / "spool.db"), str(free_port())],

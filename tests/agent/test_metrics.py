@@ -7,10 +7,10 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from agent.metrics import AgentCollector, ResultBook, flatten
-from agent.results import ProbeErrorInfo, ProbeResult, utcnow
-from agent.shipper import ShipStats
-from agent.spool import Spool
+from agent.runtime.metrics import AgentCollector, ResultBook, flatten
+from agent.runtime.shipper import ShipStats
+from agent.runtime.spool import Spool
+from agent.wire.results import ProbeErrorInfo, ProbeResult, utcnow
 
 
 def result(success: bool, module: str | None = "ping", job_id: str | None = None) -> ProbeResult:

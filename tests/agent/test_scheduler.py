@@ -9,10 +9,10 @@ import time
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from agent.config import ModuleConfig
 from agent.probes import ProbeContext, Target, register
-from agent.results import ProbeResult, utcnow
-from agent.scheduler import PROBE_CLASS, ConflictQueue, Plan, Scheduler, loss_pct
+from agent.runtime.config import ModuleConfig
+from agent.runtime.scheduler import PROBE_CLASS, ConflictQueue, Plan, Scheduler, loss_pct
+from agent.wire.results import ProbeResult, utcnow
 
 
 def test_first_runs_spread_over_the_interval_and_phase_is_kept() -> None:

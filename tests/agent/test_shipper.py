@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from agent.shipper import backoff_delay
+from agent.runtime.shipper import backoff_delay
 
 
 def test_backoff_grows_doubles_and_caps_with_jitter() -> None:

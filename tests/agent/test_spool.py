@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from agent.spool import Spool
+from agent.runtime.spool import Spool
 
 
 def res(i: int, pad: int = 0) -> dict[str, object]:

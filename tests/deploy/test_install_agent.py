@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.stack import Stack, wait_for
+from agent.cli.stack import Stack, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.demo import responder_plan
-from agent.stack import Stack, free_port, wait_for
+from agent.cli.demo import responder_plan
+from agent.cli.stack import Stack, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BOARDS = sorted((ROOT / "dashboards" / "json").glob("*.json"))

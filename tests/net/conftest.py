@@ -63,7 +63,7 @@ def start_responder(lab: netlab.NetLab, node: str, twamp: str = "862", bw: str =
 
     p = lab.popen_in(
         node,
-        [sys.executable, "-m", "agent.cli", "responder", "--twamp-port", twamp,
+        [sys.executable, "-m", "agent.cli.main", "responder", "--twamp-port", twamp,
          "--bandwidth-port", bw, *ONLY_OURS],
         stdout=subprocess.PIPE,
         text=True,

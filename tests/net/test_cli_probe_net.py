@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import netlab
 import pytest
 
-from agent.cli_probe_net import add_probe_commands
+from agent.cli.cmd_probe_net import add_probe_commands
 
 ONLY_OURS = ["--sip-port", "off", "--sip-tls-port", "off", "--natprobe-port", "off"]
 
@@ -20,7 +20,7 @@ ONLY_OURS = ["--sip-port", "off", "--sip-tls-port", "off", "--natprobe-port", "o
 def responder() -> Iterator[tuple[int, int]]:
     twamp, bw = netlab.free_udp_port(), netlab.free_tcp_port()
     p = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "responder", "--bind", "127.0.0.1",
+        [sys.executable, "-m", "agent.cli.main", "responder", "--bind", "127.0.0.1",
          "--twamp-port", str(twamp), "--bandwidth-port", str(bw),
          *ONLY_OURS],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -76,7 +76,7 @@ def test_probe_udp_to_a_closed_port_fails_with_a_readable_reason(
 
 def test_responder_rejects_a_bad_port_with_a_clear_message() -> None:
     p = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "responder", "--twamp-port", "http"],
+        [sys.executable, "-m", "agent.cli.main", "responder", "--twamp-port", "http"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert p.returncode == 2

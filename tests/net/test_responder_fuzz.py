@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from agent.responder import ResponderConfig, start_services
 from agent.responder.bandwidth import BandwidthServer
 from agent.responder.reflector import TwampReflector
-from agent.twamp import ReflectorPacket, SenderPacket, ns_to_ntp
+from agent.wire.twamp import ReflectorPacket, SenderPacket, ns_to_ntp
 
 
 class Running:

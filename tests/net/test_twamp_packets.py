@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.twamp import (
+from agent.wire.twamp import (
     ReflectorPacket,
     SenderPacket,
     TwampParseError,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.probes import run_probe
-from agent.twamp import ns_to_ntp
+from agent.wire.twamp import ns_to_ntp
 
 
 @pytest.fixture

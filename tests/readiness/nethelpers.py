@@ -12,7 +12,7 @@ import netlab
 
 def start_responder(lab: netlab.NetLab, node: str) -> None:
     """`qos-scout responder` with default ports (TWAMP 862, bandwidth 5201, NAT test 8620)."""
-    argv = [sys.executable, "-m", "agent.cli", "responder"]
+    argv = [sys.executable, "-m", "agent.cli.main", "responder"]
     p = lab.popen_in(node, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert p.stdout is not None
     line = p.stdout.readline()
@@ -21,7 +21,7 @@ def start_responder(lab: netlab.NetLab, node: str) -> None:
 
 def readiness_in(lab: netlab.NetLab, node: str, *args: str) -> dict[str, Any]:
     """Run `qos-scout readiness ... --json` in a namespace; returns the JSON report."""
-    argv = [sys.executable, "-m", "agent.cli", "readiness", "--json", "-q", *args]
+    argv = [sys.executable, "-m", "agent.cli.main", "readiness", "--json", "-q", *args]
     res = lab.run_in(node, argv, check=False, timeout=300)
     assert res.returncode in (0, 1), f"readiness exited {res.returncode}: {res.stderr}"
     report = json.loads(res.stdout)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import netlab
 
-from agent.stack import Stack, free_port, free_port_both
+from agent.cli.stack import Stack, free_port, free_port_both
 
 JITTER = netlab.DelaySchedule(5.0, 120.0, seed=9)  # about 40 ms of RFC 3550 jitter upstream
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agent.probes.nat_binding import IntervalResult, summarize
 from agent.readiness import capacity, checks
 from agent.readiness.model import Check, verdict
-from agent.readiness.natprobe import IntervalResult, summarize
 from agent.readiness.options import ReadinessOptions
 from agent.readiness.thresholds import G711_ETHERNET_BPS, G711_IP_BPS, THRESHOLDS
 

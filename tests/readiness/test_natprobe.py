@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.probes import run_probe
-from agent.readiness.natprobe_server import NatProbeServer
-from agent.readiness.natwire import BIND, BOUND, NatMessage, NatWireError
+from agent.responder.natserver import NatProbeServer
+from agent.wire.natpacket import BIND, BOUND, NatMessage, NatWireError
 
 
 def test_messages_round_trip() -> None:

@@ -29,7 +29,7 @@ def need_root() -> None:
 
 
 def _responder(lab: netlab.NetLab, node: str) -> None:
-    argv = [sys.executable, "-m", "agent.cli", "responder", "--twamp-port", "off",
+    argv = [sys.executable, "-m", "agent.cli.main", "responder", "--twamp-port", "off",
             "--bandwidth-port", "off", "--natprobe-port", "off", "--sip-port", "5060",
             "--sip-tls-port", "off"]  # fmt: skip
     p = lab.popen_in(node, argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -40,7 +40,7 @@ def _responder(lab: netlab.NetLab, node: str) -> None:
 
 
 def _sip(lab: netlab.NetLab, node: str, *args: str) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "agent.cli", "sip", *args, "--json"]
+    argv = [sys.executable, "-m", "agent.cli.main", "sip", *args, "--json"]
     res = lab.run_in(node, argv, check=False, timeout=120)
     assert res.returncode in (0, 1), res.stderr
     return json.loads(res.stdout)

@@ -166,7 +166,7 @@ async def test_ipv6_call_and_a_clear_tls_certificate_error() -> None:
 
 def test_qos_scout_responder_serves_sip_on_the_given_ports() -> None:
     port, tls = peers.free_port(), peers.free_port()
-    argv = [sys.executable, "-m", "agent.cli", "responder", "--bind", "127.0.0.1",
+    argv = [sys.executable, "-m", "agent.cli.main", "responder", "--bind", "127.0.0.1",
             "--twamp-port", "off", "--bandwidth-port", "off", "--natprobe-port", "off",
             "--sip-port", str(port), "--sip-tls-port", str(tls)]  # fmt: skip
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,7 +1,7 @@
 """`qos-scout probe udp|bandwidth|trace|dns|mtu ...`: the network probes on the command line.
 
 `add_probe_commands(kinds)` adds the subcommands to `qos-scout probe`; output follows
-`agent.cli_output` (a table, or one ProbeResult JSON object per line with `--json`).
+`agent.cli.output` (a table, or one ProbeResult JSON object per line with `--json`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from agent.cli_output import fmt, run_and_emit
-from agent.results import ProbeResult
+from agent.cli.output import fmt, run_and_emit
+from agent.wire.results import ProbeResult
 
 
 def _common(p: argparse.ArgumentParser) -> None:

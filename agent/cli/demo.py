@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agent.stack import Stack, StackError, free_port, free_port_both, tcp_open, wait_for
+from agent.cli.stack import Stack, StackError, free_port, free_port_both, tcp_open, wait_for
 
 DEMO_RULE = "demo_strict_rtt"
 

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config import GATEWAY, ModuleConfig
 from agent.errors import NetworkUnreachableError
 from agent.probes import ProbeContext, Target, get_probe, run_probe
-from agent.results import ProbeErrorInfo, ProbeResult, utcnow
+from agent.runtime.config import GATEWAY, ModuleConfig
+from agent.wire.results import ProbeErrorInfo, ProbeResult, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.client import AuthError, CollectorClient, CollectorError
-from agent.spool import Spool
+from agent.runtime.client import AuthError, CollectorClient, CollectorError
+from agent.runtime.spool import Spool
 
 log = logging.getLogger(__name__)
 

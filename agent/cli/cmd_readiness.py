@@ -51,7 +51,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The suite options dict for these arguments (validated later by ReadinessOptions)."""
     import os
 
-    from agent.cli import CliError
+    from agent.cli.main import CliError
 
     try:
         intervals = [float(x) for x in args.nat_intervals.split(",") if x.strip()]
@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from agent.cli import CliError
+    from agent.cli.main import CliError
     from agent.probes import format_validation_error
     from agent.readiness import report
     from agent.readiness.options import ReadinessOptions
@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _write(path: str, text: str) -> None:
-    from agent.cli import CliError
+    from agent.cli.main import CliError
 
     try:
         with open(path, "w", encoding="utf-8") as f:

@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.client import AuthError, CollectorClient, CollectorError
-from agent.config import SiteConfig
 from agent.errors import ConfigError, ProbeError
-from agent.results import ProbeResult
-from agent.scheduler import Scheduler
-from agent.shipper import backoff_delay
+from agent.runtime.client import AuthError, CollectorClient, CollectorError
+from agent.runtime.config import SiteConfig
+from agent.runtime.scheduler import Scheduler
+from agent.runtime.shipper import backoff_delay
+from agent.wire.results import ProbeResult
 
 log = logging.getLogger(__name__)
 

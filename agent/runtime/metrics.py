@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.results import ProbeResult
-from agent.shipper import ShipStats
-from agent.spool import SpoolStats
+from agent.runtime.shipper import ShipStats
+from agent.runtime.spool import SpoolStats
+from agent.wire.results import ProbeResult
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric

@@ -15,10 +15,10 @@ import secrets
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.addresses import resolve
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
-from agent.probes.udp import resolve
-from agent.readiness.natwire import ACK, BIND, BOUND, PROBE, TRIGGER, NatMessage, NatWireError
+from agent.wire.natpacket import ACK, BIND, BOUND, PROBE, TRIGGER, NatMessage, NatWireError
 
 DEFAULT_PORT = 8620
 

@@ -16,6 +16,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from agent.demo import main
+    from agent.cli.demo import main
 
     return main(keep=args.keep, workdir=args.workdir)

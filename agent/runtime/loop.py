@@ -10,15 +10,15 @@ import sqlite3
 import time
 from typing import Any
 
-from agent.client import CollectorClient, Credentials
-from agent.config import AgentConfig
 from agent.errors import ConfigError
-from agent.jobs import JobRunner
-from agent.metrics import AgentCollector, ResultBook, serve
-from agent.results import ProbeResult
-from agent.scheduler import Scheduler
-from agent.shipper import Shipper
-from agent.spool import Spool
+from agent.runtime.client import CollectorClient, Credentials
+from agent.runtime.config import AgentConfig
+from agent.runtime.jobs import JobRunner
+from agent.runtime.metrics import AgentCollector, ResultBook, serve
+from agent.runtime.scheduler import Scheduler
+from agent.runtime.shipper import Shipper
+from agent.runtime.spool import Spool
+from agent.wire.results import ProbeResult
 
 log = logging.getLogger(__name__)
 

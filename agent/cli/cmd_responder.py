@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(main())
     except OSError as exc:
-        from agent.cli import CliError
+        from agent.cli.main import CliError
 
         raise CliError(f"responder cannot listen: {exc.strerror or exc}") from None
     return 0

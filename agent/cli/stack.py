@@ -85,12 +85,12 @@ class Stack:
     # ---------------------------------------------------------------- processes
 
     def command(self, *args: str) -> list[str]:
-        """`qos-scout ARGS` with this interpreter (not `-m agent.cli`, which would load
-        agent.cli twice: as __main__ and as itself)."""
+        """`qos-scout ARGS` with this interpreter (not `-m agent.cli.main`, which would load
+        agent.cli.main twice: as __main__ and as itself)."""
         return [
             sys.executable,
             "-c",
-            "import sys; from agent.cli import main; sys.exit(main())",
+            "import sys; from agent.cli.main import main; sys.exit(main())",
             *args,
         ]
 

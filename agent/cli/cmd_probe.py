@@ -6,11 +6,11 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from agent.cli_output import fmt, run_and_emit
-from agent.results import ProbeResult
+from agent.cli.output import fmt, run_and_emit
+from agent.wire.results import ProbeResult
 
 # Modules adding `probe` subcommands: each defines `add_probe_commands(probe_subparsers)`.
-PROBE_COMMAND_MODULES: list[str] = ["agent.cli_probe_net"]
+PROBE_COMMAND_MODULES: list[str] = ["agent.cli.cmd_probe_net"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

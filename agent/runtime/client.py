@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.http import HttpError, Response, request
+from agent.runtime.http import HttpError, Response, request
 
 
 class CollectorError(Exception):

@@ -14,7 +14,7 @@ import socket
 import time
 from collections import OrderedDict
 
-from agent.readiness.natwire import ACK, BIND, BOUND, PROBE, TRIGGER, NatMessage, NatWireError
+from agent.wire.natpacket import ACK, BIND, BOUND, PROBE, TRIGGER, NatMessage, NatWireError
 
 log = logging.getLogger(__name__)
 

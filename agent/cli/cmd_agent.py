@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
+    from agent.runtime.config import AgentConfig
 
 EXIT_OK, EXIT_CRASH, EXIT_CONFIG, EXIT_NOT_ENROLLED, EXIT_SPOOL = 0, 1, 2, 3, 4
 
@@ -47,9 +47,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(path: Path | None, *, required: bool = False) -> tuple[AgentConfig, Path | None]:
-    from agent.cli import CliError
-    from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+    from agent.cli.main import CliError
     from agent.errors import ConfigError
+    from agent.runtime.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 
     if path is None and not required and not DEFAULT_CONFIG_PATH.exists():
         return AgentConfig.model_validate({}), None
@@ -84,8 +84,8 @@ def _check(args: argparse.Namespace) -> int:
 def _enroll(args: argparse.Namespace) -> int:
     import asyncio
 
-    from agent.cli import CliError
-    from agent.client import CollectorError, enroll
+    from agent.cli.main import CliError
+    from agent.runtime.client import CollectorError, enroll
 
     cfg, _ = _load(args.config)
     path: Path = args.credentials or cfg.collector.credentials_file
@@ -109,8 +109,8 @@ def _run(args: argparse.Namespace) -> int:
     import signal
     import sqlite3
 
-    from agent.client import Credentials
-    from agent.runtime import Agent
+    from agent.runtime.client import Credentials
+    from agent.runtime.loop import Agent
 
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.WARNING)
