@@ -101,18 +101,18 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def loss_rows(n: int) -> list[Row]:
     rows: list[Row] = []
-    for direction in ("forward", "backward"):
+    for direction in ("out", "back"):
         with netlab.NetLab("qb", router=True) as lab:
             responder(lab, "b", [])
-            iface = lab.iface("r", "b") if direction == "forward" else lab.iface("r", "a")
+            iface = lab.iface("r", "b") if direction == "out" else lab.iface("r", "a")
             rule = lab.nft_loss("r", iface, 2.0, "out", match="meta l4proto udp")
             m = probe(lab, "a", "udp", f"{lab.addr('b')}:862",
                       {"packet_rate": 2000, "duration_s": n / 2000, "wait_s": 2})  # fmt: skip
             seen, dropped = rule.counts()
-            other = "backward" if direction == "forward" else "forward"
+            other = "back" if direction == "out" else "out"
             d, o = m[direction], m[other]
-            got_d = f"{d['loss_pct']:.3f} ({d['lost']}/{d['packets']})"
-            got_o = f"{o['loss_pct']:.3f} ({o['lost']}/{o['packets']})"
+            got_d = f"{d['loss_pct']:.3f} ({d['lost']}/{d['packets_sent']})"
+            got_o = f"{o['loss_pct']:.3f} ({o['lost']}/{o['packets_sent']})"
             rows.append(
                 (
                     f"loss {direction} % (2 % injected {direction}, {n} pkts)",
@@ -161,9 +161,9 @@ def jitter_rows(n: int) -> list[Row]:
     return [
         (f"RTT median ms (idle {idle['rtt_ms']['median']:.3f} + relay schedule)",
          f(expected_rtt), f(m["rtt_ms"]["median"]), "—", "—"),
-        ("jitter forward ms (RFC 3550 of the schedule)", f(ef), f(m["forward"]["jitter_ms"]),
-         f(ip_jitter), ratio(m["forward"]["jitter_ms"], ip_jitter)),
-        ("jitter backward ms (RFC 3550 of the schedule)", f(eb), f(m["backward"]["jitter_ms"]),
+        ("jitter out ms (RFC 3550 of the schedule)", f(ef), f(m["out"]["jitter_ms"]),
+         f(ip_jitter), ratio(m["out"]["jitter_ms"], ip_jitter)),
+        ("jitter back ms (RFC 3550 of the schedule)", f(eb), f(m["back"]["jitter_ms"]),
          "—", "—"),
         ("relay lateness p99 µs (timing error of the injection)", "—",
          f(relay_stats.get("late_p99_us"), 1), "—", "—"),

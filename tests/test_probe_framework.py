@@ -21,7 +21,7 @@ class _M(BaseModel):
     value_ms: float
 
 
-@register("_test_sleep", _Opts, timeout_s=0.3)
+@register("_test_sleep", _Opts, timeout_s=0.3, measurement=_M)
 async def _sleepy(target: Target, opts: _Opts, ctx: ProbeContext) -> _M:
     await asyncio.sleep(opts.sleep_s)
     if opts.fail == "resolve":
@@ -36,7 +36,7 @@ class _Ratio(BaseModel):
     ok: float
 
 
-@register("_test_inf", _Opts)
+@register("_test_inf", _Opts, measurement=_Ratio)
 async def _infinite(target: Target, opts: _Opts, ctx: ProbeContext) -> _Ratio:
     return _Ratio(ratio=float("inf"), ok=2.5)
 

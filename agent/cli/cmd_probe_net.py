@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.cli.output import fmt, run_and_emit
 from agent.wire.results import ProbeResult
+from agent.wire.voice import DIRECTIONS, VoiceDirection
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -106,12 +107,11 @@ def udp_table(results: Sequence[ProbeResult]) -> tuple[list[str], list[list[str]
     for r in results:
         m = r.measurement or {}
         rtt = m.get("rtt_ms") or {}
-        for d in ("forward", "backward"):
-            x = m.get(d) or {}
+        for d in DIRECTIONS:
+            x = VoiceDirection.model_validate(m[d]) if m.get(d) else VoiceDirection(source="stream")
             rows.append([
-                r.target, "to reflector" if d == "forward" else "back", fmt(x.get("packets")),
-                fmt(x.get("lost")), fmt(x.get("loss_pct"), 2), fmt(x.get("jitter_ms"), 3),
-                fmt(x.get("dscp_received")), fmt(x.get("r_factor"), 1), fmt(x.get("mos"), 2),
+                r.target, d, fmt(x.packets_sent), fmt(x.lost), fmt(x.loss_pct, 2),
+                fmt(x.jitter_ms, 3), fmt(x.dscp_received), fmt(x.r_factor, 1), fmt(x.mos, 2),
                 fmt(rtt.get("median"), 3), fmt(rtt.get("p95"), 3),
             ])  # fmt: skip
     return headers, rows

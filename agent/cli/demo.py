@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli.stack import Stack, StackError, free_port, free_port_both, tcp_open, wait_for
+from agent.wire.voice import DIRECTIONS
 
 DEMO_RULE = "demo_strict_rtt"
 
@@ -248,7 +249,7 @@ def _headline(r: dict[str, Any]) -> str:
     gw = m.get("gateway")
     if isinstance(gw, dict):
         parts.append(f"gateway {gw.get('address')} ({gw.get('vendor') or 'vendor unknown'})")
-    for side in ("forward", "backward", "out", "back"):
+    for side in DIRECTIONS:
         d = m.get(side)
         if isinstance(d, dict) and isinstance(d.get("mos"), int | float):
             parts.append(f"{side} MOS {d['mos']:.2f}")

@@ -21,7 +21,9 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agent.errors import ConfigError, ProbeError, ProbeTimeoutError
+from agent.wire.measurements import MEASUREMENTS
 from agent.wire.results import ProbeErrorInfo, ProbeResult, finite_json, utcnow
+from agent.wire.stats import SummaryStats
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +104,11 @@ def _uri_host(uri: str) -> str:
     return m.group(1).strip("[]")
 
 
-class SummaryStats(BaseModel):
-    """Order statistics of a sample as measurements carry them (e.g. `rtt_ms`); every field
-    is None for an empty sample."""
+def summary_stats(values: list[float]) -> SummaryStats:
+    """The order statistics of `values` as measurements carry them."""
+    from agent import quality
 
-    min: float | None
-    avg: float | None
-    median: float | None
-    p95: float | None
-    max: float | None
-    stdev: float | None
-
-    @classmethod
-    def of(cls, values: list[float]) -> SummaryStats:
-        from agent import quality
-
-        return cls(**quality.summarize(values).as_dict())
+    return SummaryStats(**quality.summarize(values).as_dict())
 
 
 @dataclass
@@ -143,6 +134,7 @@ class ProbeSpec(Generic[OptionsT]):
     fn: ProbeFn
     options_model: type[OptionsT]
     default_timeout_s: float
+    measurement_model: type[BaseModel]
     estimate_timeout: Callable[[OptionsT], float] | None = None
 
     def parse_options(self, options: BaseModel | dict[str, Any] | None) -> OptionsT:
@@ -170,11 +162,20 @@ def register(
     *,
     timeout_s: float = 30.0,
     estimate_timeout: Callable[[OptionsT], float] | None = None,
+    measurement: type[BaseModel] | None = None,
 ) -> Callable[[ProbeFn], ProbeFn]:
-    """Register `fn` as the probe `name` with its options model and default deadline."""
+    """Register `fn` as the probe `name` with its options model and default deadline.
+
+    It returns the measurement model of `name` in the wire contract
+    (`agent.wire.measurements.MEASUREMENTS`); only a probe outside the contract (a test's)
+    names its own with `measurement`.
+    """
+    model = measurement or MEASUREMENTS.get(name)
+    if model is None:
+        raise ValueError(f"probe {name!r} has no measurement model in agent.wire.measurements")
 
     def deco(fn: ProbeFn) -> ProbeFn:
-        _REGISTRY[name] = ProbeSpec(name, fn, options, timeout_s, estimate_timeout)
+        _REGISTRY[name] = ProbeSpec(name, fn, options, timeout_s, model, estimate_timeout)
         return fn
 
     return deco
@@ -257,6 +258,13 @@ async def run_probe(
     except Exception as exc:  # a bug in a probe must not kill the agent
         log.exception("probe %s to %s crashed", name, tgt)
         error = _error_info(exc)
+    if measurement is not None and not isinstance(measurement, spec.measurement_model):
+        log.error("probe %s returned %s, not its %s", name, type(measurement).__name__,
+                  spec.measurement_model.__name__)  # fmt: skip
+        error = _error_info(
+            TypeError(f"{name} returned {type(measurement).__name__}, not its measurement model")
+        )
+        measurement = None
     duration_ms = (time.monotonic() - t0) * 1000.0
     return ProbeResult(
         probe=name,

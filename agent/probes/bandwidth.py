@@ -31,10 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.addresses import resolve
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
-from agent.probes.bandwidth_udp import UdpRateResult, udp_down, udp_up
+from agent.probes.bandwidth_udp import udp_down, udp_up
 from agent.responder.bandwidth import ZeroSource, frame, receive_until_eof, send_for
 from agent.responder.tcpinfo import tcp_info
 from agent.responder.udpsink import UDP_HDR
+from agent.wire.net import BandwidthMeasurement, TcpResult
 
 
 class BandwidthOptions(BaseModel):
@@ -52,29 +53,6 @@ class BandwidthOptions(BaseModel):
     )
     udp_packet_bytes: int = Field(default=1200, ge=UDP_HDR.size, le=9000)
     idle_rtt_samples: int = Field(default=5, ge=1, le=50)
-
-
-class TcpResult(BaseModel):
-    direction: str
-    streams: int
-    bytes: int
-    duration_s: float
-    throughput_bps: float
-    per_stream_bps: list[float]
-    retransmits: int | None
-    rtt_loaded_ms: float | None
-    buffer_delay_pct: float | None
-
-
-class BandwidthMeasurement(BaseModel):
-    address: str
-    port: int
-    mode: str
-    idle_rtt_ms: float | None
-    upload: TcpResult | None = None
-    download: TcpResult | None = None
-    udp_up: UdpRateResult | None = None
-    udp_down: UdpRateResult | None = None
 
 
 def _estimate_timeout(o: BandwidthOptions) -> float:

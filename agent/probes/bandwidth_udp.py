@@ -16,28 +16,12 @@ import socket
 import struct
 import time
 
-from pydantic import BaseModel
-
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.responder import sockopts
 from agent.responder.bandwidth import frame
 from agent.responder.udpsink import UDP_HDR, UDP_MAGIC, UdpTestCounters
 from agent.responder.udpsource import HELLO, pace
-
-
-class UdpRateResult(BaseModel):
-    direction: str
-    target_kbps: float
-    packet_bytes: int
-    sent: int
-    send_kbps: float
-    received: int
-    lost: int
-    loss_pct: float
-    duplicates: int
-    reordered: int
-    jitter_ms: float
-    receive_kbps: float | None
+from agent.wire.net import UdpRateResult
 
 
 def _result(

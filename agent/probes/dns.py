@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.dnsutil import SIP_SRV_PREFIXES, resolver, srv_order
 from agent.errors import ConfigError, ProbeError, ResolveError
 from agent.probes import ProbeContext, Target, register
+from agent.wire.net import DnsMeasurement, DnsQuery, SipServer
 
 NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls", "SIP+D2S": "sctp"}
 SRV_NAMES = [(prefix, transport) for transport, prefix in SIP_SRV_PREFIXES.items()]
@@ -31,33 +32,6 @@ class DnsOptions(BaseModel):
     server_port: int = Field(default=53, ge=1, le=65535)
     timeout_s: float = Field(default=3.0, gt=0, le=30, description="per query")
     tcp: bool = False
-
-
-class DnsQuery(BaseModel):
-    name: str
-    type: str
-    rcode: str
-    answers: list[str]
-    ttl: int | None
-    time_ms: float
-
-
-class SipServer(BaseModel):
-    transport: str
-    host: str
-    port: int
-    priority: int | None
-    weight: int | None
-    addresses: list[str]
-    via: Literal["naptr", "srv", "a"]
-
-
-class DnsMeasurement(BaseModel):
-    server: str
-    name: str
-    queries: list[DnsQuery]
-    resolution_ms: float = Field(description="sum of the query times")
-    sip_servers: list[SipServer] | None = None
 
 
 def _estimate_timeout(o: DnsOptions) -> float:

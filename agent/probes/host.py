@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import NetworkUnreachableError, PeerError, ResolveError
 from agent.probes import ProbeContext, Target, register
+from agent.wire.net import Gateway, HostMeasurement, Nic
 
 PROC_ROUTE = Path("/proc/net/route")
 PROC_ROUTE6 = Path("/proc/net/ipv6_route")
@@ -163,43 +164,6 @@ class HostOptions(BaseModel):
         default=None,
         description="host:port of a responder's NAT-binding service (UDP); None: not asked",
     )
-
-
-class Nic(BaseModel):
-    name: str
-    is_up: bool
-    speed_mbps: int | None
-    mtu: int
-    rx_bytes: int
-    tx_bytes: int
-    rx_errors: int
-    tx_errors: int
-    rx_drops: int
-    tx_drops: int
-
-
-class Gateway(BaseModel):
-    address: str
-    interface: str
-    mac: str | None
-    vendor: str | None
-
-
-class HostMeasurement(BaseModel):
-    hostname: str
-    cpu_count: int
-    cpu_pct: float
-    load_1: float
-    load_5: float
-    load_15: float
-    memory_total_bytes: int
-    memory_available_bytes: int
-    memory_used_pct: float
-    swap_used_pct: float
-    uptime_s: float
-    interfaces: list[Nic]
-    gateway: Gateway | None
-    public_address: str | None
 
 
 async def public_address(target: str, timeout_s: float) -> str:

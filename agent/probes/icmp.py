@@ -22,7 +22,8 @@ from agent.errors import (
     ProbeError,
     ResolveError,
 )
-from agent.probes import ProbeContext, SummaryStats, Target, register
+from agent.probes import ProbeContext, Target, register, summary_stats
+from agent.wire.net import IcmpMeasurement
 
 
 class IcmpOptions(BaseModel):
@@ -37,21 +38,6 @@ class IcmpOptions(BaseModel):
     privileged: bool | None = Field(
         default=None, description="raw sockets; None: raw when allowed, else datagram"
     )
-
-
-class IcmpMeasurement(BaseModel):
-    address: str
-    sent: int
-    received: int
-    loss_pct: float
-    rtt_ms: SummaryStats
-    jitter_ms: float | None = Field(description="mean |RTT_i - RTT_{i-1}| over received replies")
-    jitter_rfc3550_ms: float | None = Field(description="RFC 3550 estimator over the RTT series")
-    unreachable: int = Field(description="ICMP errors received instead of echo replies")
-    send_errors: int = Field(description="requests the local host refused to send")
-    rtts_ms: list[float | None] = Field(description="per request, None where no reply came")
-    dscp: int
-    privileged: bool
 
 
 def _estimate_timeout(opts: IcmpOptions) -> float:
@@ -182,7 +168,7 @@ async def probe_icmp(target: Target, opts: IcmpOptions, ctx: ProbeContext) -> Ic
         sent=sent,
         received=len(got),
         loss_pct=100.0 * (sent - len(got)) / sent if sent else 0.0,
-        rtt_ms=SummaryStats.of(got),
+        rtt_ms=summary_stats(got),
         jitter_ms=quality.mean_abs_delta_ms(got),
         jitter_rfc3550_ms=jitter_3550,
         unreachable=unreachable,

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.addresses import resolve_ip
 from agent.errors import NetworkUnreachableError, PermissionDeniedError
 from agent.probes import ProbeContext, Target, register
+from agent.wire.net import MtuMeasurement
 
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_PROBE = getattr(socket, "IP_PMTUDISC_PROBE", 3)
@@ -45,17 +46,6 @@ class MtuOptions(BaseModel):
     max_size: int | None = Field(default=None, ge=68, le=65535, description="default: local MTU")
     timeout_s: float = Field(default=1.0, gt=0, le=10, description="wait per echo request")
     attempts: int = Field(default=2, ge=1, le=5, description="tries before a size counts as lost")
-
-
-class MtuMeasurement(BaseModel):
-    address: str
-    path_mtu: int | None = Field(description="largest IP packet with DF that got an echo reply")
-    local_mtu: int
-    frag_needed_mtu: int | None = Field(description="next-hop MTU named by an ICMP error")
-    frag_needed_from: str | None
-    pmtu_blackhole: bool = Field(description="too-big packets dropped with no ICMP error")
-    probes_sent: int
-    sizes: dict[str, str] = Field(description="size -> fits / too big / frag-needed")
 
 
 def _estimate_timeout(o: MtuOptions) -> float:

@@ -19,6 +19,7 @@ from agent.addresses import resolve
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
 from agent.wire.natpacket import ACK, BIND, BOUND, PROBE, TRIGGER, NatMessage, NatWireError
+from agent.wire.net import IntervalResult, NatBindingMeasurement
 
 DEFAULT_PORT = 8620
 
@@ -39,23 +40,6 @@ class NatBindingOptions(BaseModel):
         if any(not 0 < x <= 900 for x in v):
             raise ValueError("every interval must be more than 0 and at most 900 s")
         return sorted(set(v))
-
-
-class IntervalResult(BaseModel):
-    interval_s: float
-    survived: bool | None = Field(description="None: the service never acknowledged")
-
-
-class NatBindingMeasurement(BaseModel):
-    address: str
-    port: int
-    local_address: str
-    mapped_address: str | None
-    behind_nat: bool | None
-    intervals_s: list[float]
-    results: list[IntervalResult]
-    survived_s: float | None = Field(description="longest idle time the mapping survived")
-    lost_s: float | None = Field(description="shortest idle time after which it was gone")
 
 
 def _estimate(opts: NatBindingOptions) -> float:

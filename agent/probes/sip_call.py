@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.sip_common import SipOptionsBase, sip_session
+from agent.wire.voice import CallSummary, RatiosModel, SipCallMeasurement
 
 
 class SipCallOptions(SipOptionsBase):
@@ -27,61 +28,6 @@ class SipCallOptions(SipOptionsBase):
     jitter_buffer_ms: float = Field(default=60.0, ge=0, le=1000)
     answer_timeout_s: float = Field(default=20.0, gt=0, le=300)
     from_user: str = Field(default="qos-scout", max_length=64)
-
-
-class DirectionModel(BaseModel):
-    packets_sent: int | None
-    packets_received: int | None
-    loss_pct: float | None
-    late_discards: int | None
-    jitter_ms: float | None
-    one_way_delay_ms: float | None
-    r_factor: float | None
-    mos: float | None
-    burst_ratio: float | None
-    source: str = Field(description="rtp (measured here), echo, rtcp or responder")
-
-
-class RatiosModel(BaseModel):
-    attempts: int
-    ser_pct: float | None
-    seer_pct: float | None
-    isa_pct: float | None
-    scr_pct: float | None
-
-
-class CallSummary(BaseModel):
-    setup_ok: bool
-    final_code: int | None
-    srd_ms: float | None
-    mos_out: float | None
-    mos_back: float | None
-    failure: str | None
-
-
-class SipCallMeasurement(BaseModel):
-    address: str
-    resolved_via: str = Field(description="how the address was found (RFC 3263)")
-    transport: str
-    setup_ok: bool
-    final_code: int | None
-    response_codes: list[int]
-    srd_ms: float | None
-    answer_ms: float | None
-    sdd_ms: float | None
-    codec: str | None
-    early_media: bool
-    echo_detected: bool
-    rtcp_received: int
-    rtt_ms: float | None
-    out: DirectionModel | None
-    back: DirectionModel | None
-    sip_alg_detected: bool
-    alg_evidence: list[str]
-    public_address: str | None
-    failure: str | None
-    ratios: RatiosModel | None = None
-    calls: list[CallSummary] | None = None
 
 
 def _estimate(opts: SipCallOptions) -> float:
@@ -149,9 +95,6 @@ def _call_score(c: Any) -> tuple[int, float]:
 
 
 def _measurement(c: Any, address: str, via: str, transport: str) -> SipCallMeasurement:
-    def direction(d: Any) -> DirectionModel | None:
-        return DirectionModel(**d.as_dict()) if d is not None else None
-
     return SipCallMeasurement(
         address=address,
         resolved_via=via,
@@ -167,8 +110,8 @@ def _measurement(c: Any, address: str, via: str, transport: str) -> SipCallMeasu
         echo_detected=c.echo_detected,
         rtcp_received=c.rtcp_received,
         rtt_ms=c.rtt_ms,
-        out=direction(c.out),
-        back=direction(c.back),
+        out=c.out,
+        back=c.back,
         sip_alg_detected=c.sip_alg_detected,
         alg_evidence=c.alg_evidence,
         public_address=c.public_address,

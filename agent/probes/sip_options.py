@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.sip_common import SipOptionsBase, sip_session
+from agent.wire.sip import SipOptionsMeasurement
 
 
 class SipOptionsOptions(SipOptionsBase):
     pass
-
-
-class SipOptionsMeasurement(BaseModel):
-    address: str
-    resolved_via: str = Field(description="how the address was found (RFC 3263)")
-    transport: str
-    status_code: int
-    reason: str
-    rtt_ms: float
-    server: str | None
-    public_address: str | None
-    sip_alg_detected: bool
-    alg_evidence: list[str]
 
 
 @register("sip_options", SipOptionsOptions, timeout_s=40.0)

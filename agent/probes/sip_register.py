@@ -7,24 +7,12 @@ from pydantic import BaseModel, Field
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.sip_common import SipOptionsBase, sip_session
+from agent.wire.sip import SipRegisterMeasurement
 
 
 class SipRegisterOptions(SipOptionsBase):
     expires_s: int = Field(default=300, ge=0, le=86400)
     unregister: bool = Field(default=True, description="remove the binding afterwards")
-
-
-class SipRegisterMeasurement(BaseModel):
-    address: str
-    resolved_via: str = Field(description="how the address was found (RFC 3263)")
-    transport: str
-    status_code: int
-    reason: str
-    rrd_ms: float
-    auth_used: bool
-    auth_ok: bool | None
-    expires_s: int | None
-    public_address: str | None
 
 
 @register("sip_register", SipRegisterOptions, timeout_s=70.0)

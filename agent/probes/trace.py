@@ -29,6 +29,7 @@ from agent.addresses import resolve_ip
 from agent.errors import NetworkUnreachableError, PermissionDeniedError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.mtu import echo_request, echo_request6
+from agent.wire.net import Hop, TraceMeasurement
 
 BASE_PORT = 33434
 
@@ -43,27 +44,6 @@ class TraceOptions(BaseModel):
     interval_s: float = Field(default=0.5, ge=0.01, le=10, description="between rounds")
     timeout_s: float = Field(default=1.0, gt=0, le=10, description="wait for answers per round")
     loss_threshold_pct: float = Field(default=1.0, ge=0, le=100)
-
-
-class Hop(BaseModel):
-    ttl: int
-    address: str | None
-    other_addresses: list[str]
-    sent: int
-    received: int
-    loss_pct: float
-    rtt_ms: dict[str, float | None]
-    is_destination: bool
-
-
-class TraceMeasurement(BaseModel):
-    address: str
-    mode: str
-    rounds: int
-    reached: bool
-    hops: list[Hop]
-    loss_starts_at_hop: int | None = Field(description="first hop of persistent loss, if any")
-    destination_loss_pct: float | None
 
 
 def _estimate_timeout(o: TraceOptions) -> float:
@@ -307,6 +287,7 @@ def _trace(address: str, opts: TraceOptions, family: int = socket.AF_INET) -> Tr
         rounds=opts.rounds,
         reached=reached,
         hops=hops,
+        hop_count=len(hops),
         loss_starts_at_hop=loss_origin(losses, opts.loss_threshold_pct) if reached else None,
         destination_loss_pct=losses[-1] if reached and losses else None,
     )

@@ -23,7 +23,7 @@ from agent import quality
 from agent.addresses import resolve
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
-from agent.probes.udp_analysis import Reflection, StreamParams, UdpStreamStats, analyse
+from agent.probes.udp_analysis import Reflection, StreamParams, analyse
 from agent.responder import sockopts
 from agent.wire.twamp import (
     REFLECTOR_7750_LEN,
@@ -33,6 +33,7 @@ from agent.wire.twamp import (
     ns_to_ntp,
     ntp_to_ns,
 )
+from agent.wire.voice import UdpMeasurement
 
 RTP_HEADER = 12
 
@@ -83,17 +84,6 @@ class UdpOptions(BaseModel):
 
     def count(self) -> int:
         return max(1, round(self.duration_s * self.rate()))
-
-
-class UdpMeasurement(UdpStreamStats):
-    address: str
-    port: int
-    codec: str
-    packet_rate: float
-    payload_bytes: int
-    dscp_sent: int
-    reflector_reports_dscp: bool = Field(description="the far-end DSCP comes from RFC 7750")
-    malformed_replies: int
 
 
 def _estimate_timeout(opts: UdpOptions) -> float:

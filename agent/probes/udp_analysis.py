@@ -24,10 +24,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel
 
 from agent import quality
-from agent.probes import SummaryStats
+from agent.probes import summary_stats
+from agent.wire.voice import UdpStreamStats, VoiceDirection
 
 NS = 1e-9
 MAX_SAMPLES = 20_000
@@ -44,41 +44,6 @@ class Reflection:
     far_dscpe: int | None = None  # DSCP/ECN the reflector received (RFC 7750), if trusted
     near_tos: int | None = None  # TOS of the reflected packet as we received it
     far_ttl: int | None = None
-
-
-class DirectionStats(BaseModel):
-    """One direction of the stream (forward: to the reflector; backward: back to us)."""
-
-    packets: int | None  # packets that entered this direction (None when unknown)
-    lost: int | None
-    loss_pct: float | None
-    jitter_ms: float | None
-    late_pct: float | None  # would miss a fixed jitter buffer of `jitter_buffer_ms`
-    burst_ratio: float | None
-    max_burst: int | None
-    one_way_delay_ms: float | None  # from timestamps: only with synchronised clocks
-    dscp_received: int | None  # most common DSCP on arrival at this direction's far end
-    dscp_counts: dict[str, int]
-    r_factor: float | None
-    mos: float | None
-
-
-class UdpStreamStats(BaseModel):
-    sent: int
-    received: int
-    lost: int
-    loss_pct: float
-    duplicates: int
-    reordered: int
-    rtt_ms: SummaryStats
-    rtt_samples_ms: list[float | None]  # per sender packet (None: no reply), first MAX_SAMPLES
-    reflector_dwell_ms_median: float | None
-    direction_loss_method: str
-    lost_unknown_direction: int
-    one_way_delay_method: str
-    mouth_to_ear_delay_ms: float | None
-    forward: DirectionStats
-    backward: DirectionStats
 
 
 @dataclass(frozen=True)
@@ -105,10 +70,12 @@ def _mask_stats(mask: list[bool]) -> tuple[float | None, int | None]:
     return b.burst_ratio, b.max_burst_len
 
 
-def _late_pct(send_s: list[float], recv_s: list[float], buffer_ms: float) -> float | None:
+def _late(send_s: list[float], recv_s: list[float], buffer_ms: float) -> tuple[int, float] | None:
+    """Packets that would miss a fixed jitter buffer of `buffer_ms`: count and percent."""
     if not send_s:
         return None
-    return 100.0 * quality.jitter_buffer_late(send_s, recv_s, buffer_ms) / len(send_s)
+    n = quality.jitter_buffer_late(send_s, recv_s, buffer_ms)
+    return n, 100.0 * n / len(send_s)
 
 
 def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
@@ -143,10 +110,10 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
     back_jitter = quality.rfc3550_jitter_ms(
         [x.t3_ns * NS for x in uniq], [x.t4_ns * NS for x in uniq]
     )
-    fwd_late = _late_pct(
+    fwd_late = _late(
         [x.t1_ns * NS for x in fwd_first], [x.t2_ns * NS for x in fwd_first], p.jitter_buffer_ms
     )
-    back_late = _late_pct(
+    back_late = _late(
         [x.t3_ns * NS for x in uniq], [x.t4_ns * NS for x in uniq], p.jitter_buffer_ms
     )
 
@@ -196,14 +163,14 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
     else:
         owd_f = owd_b = None
         owd_method = "RTT/2 (clocks not synchronised)"
-    rtt = SummaryStats.of(rtts)
+    rtt = summary_stats(rtts)
     fwd_dscp, fwd_counts = _dscp([x.far_dscpe for x in uniq])
     back_dscp, back_counts = _dscp([x.near_tos for x in uniq])
 
     def direction(
-        packets: int | None, lost: int | None, jitter: float, late: float | None,
+        packets: int | None, lost: int | None, jitter: float, late: tuple[int, float] | None,
         mask: list[bool], owd: float | None, dscp: int | None, counts: dict[str, int],
-    ) -> DirectionStats:  # fmt: skip
+    ) -> VoiceDirection:  # fmt: skip
         loss_pct = (100.0 * lost / packets) if (lost is not None and packets) else None
         burst, max_burst = _mask_stats(mask)
         r = mos = None
@@ -212,12 +179,15 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             m2e = quality.mouth_to_ear_delay_ms(
                 d, codec=p.codec, ptime_ms=p.ptime_ms, jitter_buffer_ms=p.jitter_buffer_ms
             )
-            eff = min(100.0, loss_pct + (late or 0.0))
+            eff = min(100.0, loss_pct + (late[1] if late else 0.0))
             res = quality.emodel(p.codec, m2e, eff, burst or 1.0)
             r, mos = res.r_factor, res.mos
-        return DirectionStats(
-            packets=packets, lost=lost, loss_pct=loss_pct,
-            jitter_ms=jitter if uniq else None, late_pct=late,
+        return VoiceDirection(
+            source="stream", packets_sent=packets, lost=lost, loss_pct=loss_pct,
+            packets_received=(packets - lost) if (packets is not None and lost is not None)
+            else None,
+            jitter_ms=jitter if uniq else None,
+            late_discards=late[0] if late else None, late_pct=late[1] if late else None,
             burst_ratio=burst, max_burst=max_burst, one_way_delay_ms=owd,
             dscp_received=dscp, dscp_counts=counts, r_factor=r, mos=mos,
         )  # fmt: skip
@@ -241,10 +211,10 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
         lost_unknown_direction=unknown,
         one_way_delay_method=owd_method,
         mouth_to_ear_delay_ms=m2e_all,
-        forward=direction(
+        out=direction(
             fwd_packets, fwd_lost, fwd_jitter, fwd_late, fwd_mask, owd_f, fwd_dscp, fwd_counts
         ),
-        backward=direction(
+        back=direction(
             back_packets,
             back_lost,
             back_jitter,

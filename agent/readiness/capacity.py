@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agent.readiness.checks import direction
 from agent.readiness.model import RampStep
 from agent.readiness.thresholds import get
 from agent.wire.results import ProbeResult
@@ -61,16 +62,16 @@ def grade_step(
     if errors:
         reasons.append(f"{len(errors)} of {calls} streams failed ({errors[0]})")
     worst_loss = worst_jitter = worst_mos = None
-    for direction, label in (("forward", "upstream"), ("backward", "downstream")):
-        ds = [m.get(direction) or {} for m in ms]
-        packets = sum(d.get("packets") or 0 for d in ds)
-        lost = sum(d.get("lost") or 0 for d in ds)
+    for key, label in (("out", "upstream"), ("back", "downstream")):
+        ds = [direction(m, key) for m in ms]
+        packets = sum(d.packets_sent or 0 for d in ds)
+        lost = sum(d.lost or 0 for d in ds)
         if packets == 0:  # direction unknown (stateless reflector): use round-trip loss
             packets = sum(m.get("sent") or 0 for m in ms)
             lost = sum(m.get("lost") or 0 for m in ms)
         loss = 100.0 * lost / packets if packets else None
-        jitters = [d["jitter_ms"] for d in ds if d.get("jitter_ms") is not None]
-        moses = [d["mos"] for d in ds if d.get("mos") is not None]
+        jitters = [d.jitter_ms for d in ds if d.jitter_ms is not None]
+        moses = [d.mos for d in ds if d.mos is not None]
         jitter = max(jitters) if jitters else None
         mos = statistics.median(moses) if moses else None
         if loss is not None and loss > loss_lim:

@@ -14,6 +14,7 @@ from agent.probes import PROBE_MODULES
 from agent.readiness.model import Check
 from agent.readiness.thresholds import G711_ETHERNET_BPS, Status, Threshold, get
 from agent.wire.results import ProbeResult
+from agent.wire.voice import DIRECTIONS, VoiceDirection
 
 ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]
 
@@ -28,8 +29,15 @@ def probe_error(res: ProbeResult) -> str:
     return res.error.message if res.error is not None else "unknown error"
 
 
-DIRECTIONS = {"forward": ("up", "upstream (site to responder)"),
-              "backward": ("down", "downstream (responder to site)")}  # fmt: skip
+DIRECTION_LABELS = {"out": "upstream (site to responder)",
+                    "back": "downstream (responder to site)"}  # fmt: skip
+
+
+def direction(m: dict[str, Any], key: str) -> VoiceDirection:
+    """One direction (`out` or `back`) of a voice measurement, typed; empty when absent."""
+    d = m.get(key)
+    return VoiceDirection.model_validate(d) if d else VoiceDirection(source="stream")
+
 
 # (explanation, usual fix) per check kind, shown for warn and fail.
 FIXES: dict[str, tuple[str, str]] = {
@@ -161,21 +169,22 @@ def voice_checks(m: dict[str, Any]) -> list[Check]:
                details={"rtt_ms": m.get("rtt_ms")}),
     ]  # fmt: skip
     per_dir = str(m.get("direction_loss_method", "")).startswith("reflector")
-    for key, (short, label) in DIRECTIONS.items():
-        d = m.get(key) or {}
-        loss = d.get("loss_pct") if per_dir else m.get("loss_pct")
+    for key in DIRECTIONS:
+        label = DIRECTION_LABELS[key]
+        d = direction(m, key)
+        loss = d.loss_pct if per_dir else m.get("loss_pct")
         why = "" if per_dir else "(this reflector cannot tell the direction: round-trip loss)"
-        lost = d.get("lost") if per_dir else m.get("lost")
-        packets = d.get("packets") if per_dir else m.get("sent")
+        lost = d.lost if per_dir else m.get("lost")
+        packets = d.packets_sent if per_dir else m.get("sent")
         out += [
-            graded(f"voice.loss.{short}", g, f"Packet loss {label}", get("loss_pct"), loss,
+            graded(f"voice.loss.{key}", g, f"Packet loss {label}", get("loss_pct"), loss,
                    "loss", display=f"{_fmt(loss, '%', 2)} ({lost} of {packets})"
                    if loss is not None else None, why=why),
-            graded(f"voice.jitter.{short}", g, f"Jitter {label}", get("jitter_ms"),
-                   d.get("jitter_ms"), "jitter"),
-            graded(f"voice.mos.{short}", g, f"MOS {label}", get("mos"), d.get("mos"), "mos",
-                   display=f"{d['mos']:.2f} (R {d['r_factor']:.0f})"
-                   if d.get("mos") is not None and d.get("r_factor") is not None else None),
+            graded(f"voice.jitter.{key}", g, f"Jitter {label}", get("jitter_ms"),
+                   d.jitter_ms, "jitter"),
+            graded(f"voice.mos.{key}", g, f"MOS {label}", get("mos"), d.mos, "mos",
+                   display=f"{d.mos:.2f} (R {d.r_factor:.0f})"
+                   if d.mos is not None and d.r_factor is not None else None),
         ]  # fmt: skip
     return out
 
@@ -184,12 +193,11 @@ def dscp_checks(m: dict[str, Any]) -> list[Check]:
     """Did the DSCP we sent arrive at the responder (RFC 7750), and come back?"""
     sent = m.get("dscp_sent")
     out = []
-    fwd = (m.get("forward") or {}).get("dscp_received")
-    back = (m.get("backward") or {}).get("dscp_received")
+    up, down = direction(m, "out"), direction(m, "back")
     if not m.get("reflector_reports_dscp"):
         out.append(
             skipped(
-                "dscp.up",
+                "dscp.out",
                 "dscp",
                 "DSCP upstream",
                 "the reflector does not report the DSCP it received (RFC 7750)",
@@ -198,18 +206,19 @@ def dscp_checks(m: dict[str, Any]) -> list[Check]:
     else:
         out.append(
             _dscp_check(
-                "dscp.up",
+                "dscp.out",
                 "DSCP upstream (as received by the responder)",
                 sent,
-                fwd,
-                m.get("forward", {}).get("dscp_counts", {}),
+                up.dscp_received,
+                up.dscp_counts,
             )
         )
     # The responder echoes the DSCP it received, so downstream only adds news when the
     # upstream marking survived.
-    out.append(_dscp_check("dscp.down", "DSCP downstream (reply as received here)",
-                           fwd if fwd is not None else sent, back,
-                           m.get("backward", {}).get("dscp_counts", {}), "reflected"))  # fmt: skip
+    fwd = up.dscp_received
+    out.append(_dscp_check("dscp.back", "DSCP downstream (reply as received here)",
+                           fwd if fwd is not None else sent, down.dscp_received,
+                           down.dscp_counts, "reflected"))  # fmt: skip
     return out
 
 

@@ -22,9 +22,10 @@ from agent.sip.dialog import Dialog, Leg, cancel_for
 from agent.sip.endpoint import SipEndpoint
 from agent.sip.media import RtpSession
 from agent.sip.message import SipMessage, SipParseError
-from agent.sip.rtpstats import DirectionStats, received_direction, reported_direction
+from agent.sip.rtpstats import received_direction, reported_direction
 from agent.sip.sdp import MediaDescription, build_sdp, default_offer, parse_sdp
 from agent.sip.transport import local_address_towards
+from agent.wire.voice import VoiceDirection
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ class CallResult:
     bye_code: int | None = None
     codec: str | None = None
     early_media: bool = False
-    out: DirectionStats | None = None
-    back: DirectionStats | None = None
+    out: VoiceDirection | None = None
+    back: VoiceDirection | None = None
     echo_detected: bool = False
     rtcp_received: int = 0
     rtt_ms: float | None = None

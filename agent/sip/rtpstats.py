@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent import quality
+from agent.wire.voice import VoiceDirection, VoiceSource
 
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 to 1970
 
@@ -117,25 +118,6 @@ def rtt_from_report(lsr: int, dlsr: int, arrival_ntp: int) -> float | None:
     return rtt / 65536 * 1000.0
 
 
-@dataclass
-class DirectionStats:
-    """One direction of a call, as reported in `out` / `back`."""
-
-    packets_sent: int | None
-    packets_received: int | None
-    loss_pct: float | None
-    late_discards: int | None
-    jitter_ms: float | None
-    one_way_delay_ms: float | None
-    r_factor: float | None
-    mos: float | None
-    burst_ratio: float | None = None
-    source: str = "rtp"  # "rtp" (measured here), "echo", "rtcp" or "responder"
-
-    def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
-
-
 def score(
     *,
     codec: str,
@@ -163,7 +145,7 @@ def received_direction(
     codec: str,
     ptime_ms: float,
     jitter_buffer_ms: float,
-) -> DirectionStats:
+) -> VoiceDirection:
     """Statistics of a stream we received.
 
     With `send_times` (our own stream echoed back, indexed by packet number from
@@ -205,11 +187,13 @@ def received_direction(
             ptime_ms=ptime_ms,
             jitter_buffer_ms=jitter_buffer_ms,
         )
-    return DirectionStats(
+    return VoiceDirection(
         packets_sent=sent if sent is not None else rec.sender_packet_count,
         packets_received=seqstats.unique,
+        lost=seqstats.lost if expected else None,
         loss_pct=seqstats.loss_pct if expected else None,
         late_discards=late,
+        late_pct=100.0 * late / expected if expected else None,
         jitter_ms=jitter,
         one_way_delay_ms=one_way_ms,
         r_factor=r_f,
@@ -230,9 +214,9 @@ def reported_direction(
     codec: str,
     ptime_ms: float,
     jitter_buffer_ms: float,
-    source: str,
+    source: VoiceSource,
     burst_ratio: float = 1.0,
-) -> DirectionStats:
+) -> VoiceDirection:
     """Our stream as the far end saw it (from its RTCP receiver report or its BYE answer)."""
     if lost is None and received is not None:
         lost = max(0, sent - received)
@@ -250,6 +234,10 @@ def reported_direction(
             ptime_ms=ptime_ms,
             jitter_buffer_ms=jitter_buffer_ms,
         )
-    return DirectionStats(
-        sent, received, loss_pct, late, jitter_ms, one_way_ms, r_f, mos, burst_ratio, source
-    )
+    return VoiceDirection(
+        source=source, packets_sent=sent, packets_received=received, lost=lost,
+        loss_pct=loss_pct, late_discards=late,
+        late_pct=100.0 * late / sent if (late is not None and sent) else None,
+        jitter_ms=jitter_ms, one_way_delay_ms=one_way_ms, r_factor=r_f, mos=mos,
+        burst_ratio=burst_ratio,
+    )  # fmt: skip

@@ -71,9 +71,9 @@ class SleepMeasurement(BaseModel):
     loss_pct: float | None = None
 
 
-@register("t_sleep_bw", SleepOptions, timeout_s=5.0)
-@register("t_sleep_voice", SleepOptions, timeout_s=5.0)
-@register("t_sleep", SleepOptions, timeout_s=5.0)
+@register("t_sleep_bw", SleepOptions, timeout_s=5.0, measurement=SleepMeasurement)
+@register("t_sleep_voice", SleepOptions, timeout_s=5.0, measurement=SleepMeasurement)
+@register("t_sleep", SleepOptions, timeout_s=5.0, measurement=SleepMeasurement)
 async def sleeper(target: Target, opts: SleepOptions, ctx: ProbeContext) -> SleepMeasurement:
     start = time.monotonic()
     await asyncio.sleep(opts.sleep_s)

@@ -44,31 +44,31 @@ def test_forward_and_backward_losses_are_told_apart_by_the_reflector_counter() -
     refl = stream(100, lost_fwd={3, 40, 41}, lost_back={6, 70})
     m = analyse(refl, StreamParams(sent=100))
     assert m.direction_loss_method.startswith("reflector sequence counter")
-    assert (m.forward.packets, m.forward.lost) == (100, 3)
-    assert (m.backward.packets, m.backward.lost) == (97, 2)
-    assert m.forward.loss_pct == pytest.approx(3.0)
-    assert m.backward.loss_pct == pytest.approx(200 / 97)
+    assert (m.out.packets_sent, m.out.lost) == (100, 3)
+    assert (m.back.packets_sent, m.back.lost) == (97, 2)
+    assert m.out.loss_pct == pytest.approx(3.0)
+    assert m.back.loss_pct == pytest.approx(200 / 97)
     assert m.lost == 5 and m.lost_unknown_direction == 0
     assert len(m.rtt_samples_ms) == 100
     assert [i for i, r in enumerate(m.rtt_samples_ms) if r is None] == [3, 6, 40, 41, 70]
     assert m.rtt_samples_ms[0] == pytest.approx(10.0)
-    assert m.forward.max_burst == 2
+    assert m.out.max_burst == 2
 
 
 def test_losses_after_the_last_reflection_have_no_known_direction() -> None:
     refl = stream(50, lost_fwd={48}, lost_back={49})
     # r == s throughout: from an unknown reflector this could be a copy, so no split
-    assert analyse(refl, StreamParams(sent=50)).forward.lost is None
+    assert analyse(refl, StreamParams(sent=50)).out.lost is None
     m = analyse(refl, StreamParams(sent=50, reflector_counts=True))  # ours signs its replies
     assert m.lost == 2
     assert m.lost_unknown_direction == 2
-    assert m.forward.lost == 0 and m.backward.lost == 0
+    assert m.out.lost == 0 and m.back.lost == 0
 
 
 def test_a_reflector_copying_sequence_numbers_only_gives_round_trip_loss() -> None:
     m = analyse(stream(50, lost_fwd={5}, copy_seq=True), StreamParams(sent=50))
     assert m.direction_loss_method.startswith("unavailable")
-    assert m.forward.lost is None and m.forward.mos is None
+    assert m.out.lost is None and m.out.mos is None
     assert m.lost == 1
 
 
@@ -80,8 +80,8 @@ def test_jitter_per_direction_is_rfc3550_and_clock_offset_cancels() -> None:
     expected = quality.rfc3550_jitter_ms(
         send, [s + d / 1000 for s, d in zip(send, fwd, strict=True)]
     )
-    assert m.forward.jitter_ms == pytest.approx(expected, abs=1e-6)
-    assert m.backward.jitter_ms == pytest.approx(0.0, abs=1e-6)
+    assert m.out.jitter_ms == pytest.approx(expected, abs=1e-6)
+    assert m.back.jitter_ms == pytest.approx(0.0, abs=1e-6)
     # RTT excludes the reflector's 50 µs dwell: 5 or 8 ms out, 5 back
     assert m.rtt_ms.min == pytest.approx(10.0, abs=1e-3)
     assert m.rtt_ms.max == pytest.approx(13.0, abs=1e-3)
@@ -92,8 +92,8 @@ def test_mos_uses_half_the_rtt_when_clocks_are_not_synchronised() -> None:
     m = analyse(stream(100, fwd_ms=[40.0] * 100, back_ms=[40.0] * 100), StreamParams(100))
     assert m.one_way_delay_method.startswith("RTT/2")
     d = quality.mouth_to_ear_delay_ms(40.0, codec="G711_PLC")
-    assert m.forward.r_factor == pytest.approx(quality.emodel("G711_PLC", d, 0.0).r_factor)
-    assert m.forward.dscp_received == 46 and m.forward.dscp_counts == {"46": 100}
+    assert m.out.r_factor == pytest.approx(quality.emodel("G711_PLC", d, 0.0).r_factor)
+    assert m.out.dscp_received == 46 and m.out.dscp_counts == {"46": 100}
 
 
 def test_duplicates_and_reordering_are_counted_without_hiding_loss() -> None:
@@ -105,7 +105,7 @@ def test_duplicates_and_reordering_are_counted_without_hiding_loss() -> None:
 
 def test_nothing_back_is_all_loss_and_no_statistics() -> None:
     m = analyse([], StreamParams(10))
-    assert m.lost == 10 and m.rtt_ms.median is None and m.forward.jitter_ms is None
+    assert m.lost == 10 and m.rtt_ms.median is None and m.out.jitter_ms is None
 
 
 refl_st = st.builds(
@@ -128,6 +128,6 @@ def test_analysis_never_fails_on_odd_reflections(
 ) -> None:
     m = analyse(refl, StreamParams(sent=sent, reflector_counts=counts))
     assert 0 <= m.lost <= sent
-    for d in (m.forward, m.backward):
+    for d in (m.out, m.back):
         assert d.lost is None or d.lost >= 0
         assert d.loss_pct is None or 0.0 <= d.loss_pct <= 100.0

@@ -31,5 +31,5 @@ async def test_dual_stack_reflector_reports_and_returns_ef(host: str) -> None:
     assert res.success, res.error
     m = res.measurement or {}
     assert m["received"] == 20
-    assert m["forward"]["dscp_received"] == 46
-    assert m["backward"]["dscp_received"] == 46
+    assert m["out"]["dscp_received"] == 46
+    assert m["back"]["dscp_received"] == 46

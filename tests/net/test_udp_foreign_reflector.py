@@ -54,9 +54,9 @@ async def test_round_trip_figures_work_and_direction_split_is_declared_unavailab
     m = res.measurement or {}
     assert m["sent"] == 20 and m["received"] == 19 and m["lost"] == 1
     assert m["direction_loss_method"].startswith("unavailable")
-    assert m["forward"]["lost"] is None and m["forward"]["mos"] is None
+    assert m["out"]["lost"] is None and m["out"]["mos"] is None
     # no RFC 7750 octet in a 41-octet reply: the far-end DSCP is unknown, not "0"
     assert m["reflector_reports_dscp"] is False
-    assert m["forward"]["dscp_received"] is None
-    assert m["rtt_ms"]["median"] is not None and m["forward"]["jitter_ms"] is not None
+    assert m["out"]["dscp_received"] is None
+    assert m["rtt_ms"]["median"] is not None and m["out"]["jitter_ms"] is not None
     assert len(seen) == 20

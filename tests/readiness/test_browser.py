@@ -67,7 +67,7 @@ def test_tier1_runs_a_readiness_test_and_acknowledges_its_ticket_in_the_browser(
             page.get_by_text("Verdict:").wait_for(timeout=90_000)
             verdict = page.locator(".verdict").inner_text()
             assert "FAIL" in verdict and "Not ready for voice" in verdict
-            row = page.locator("#check-voice\\.jitter\\.up")
+            row = page.locator("#check-voice\\.jitter\\.out")
             assert row.get_attribute("data-status") == "fail"
             assert "ms" in row.inner_text()
             page.screenshot(path=str(shots / "4-report.png"), full_page=True)

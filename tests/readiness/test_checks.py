@@ -55,8 +55,8 @@ def test_ramp_search_finds_the_exact_capacity(true_capacity: int) -> None:
 
 def test_ramp_step_fails_on_aggregate_loss_and_names_the_direction() -> None:
     def stream(lost_up: int) -> dict:
-        d = {"packets": 150, "jitter_ms": 1.0, "mos": 4.3}
-        return {"forward": {**d, "lost": lost_up}, "backward": {**d, "lost": 0},
+        d = {"source": "stream", "packets_sent": 150, "jitter_ms": 1.0, "mos": 4.3}
+        return {"out": {**d, "lost": lost_up}, "back": {**d, "lost": 0},
                 "rtt_ms": {"p95": 5.0}}  # fmt: skip
 
     # one stream losing 2 of 150 is 1.3 % alone, but 0.44 % over three streams: still good
@@ -69,19 +69,19 @@ def test_ramp_step_fails_on_aggregate_loss_and_names_the_direction() -> None:
 def test_voice_checks_carry_the_direction_figures() -> None:
     m = {
         "rtt_ms": {"median": 42.0}, "direction_loss_method": "reflector sequence counter",
-        "forward": {"packets": 500, "lost": 15, "loss_pct": 3.0, "jitter_ms": 2.0, "mos": 3.7,
-                    "r_factor": 75.0},
-        "backward": {"packets": 485, "lost": 0, "loss_pct": 0.0, "jitter_ms": 45.0, "mos": 4.3,
-                     "r_factor": 90.0},
+        "out": {"source": "stream", "packets_sent": 500, "lost": 15,
+                 "loss_pct": 3.0, "jitter_ms": 2.0, "mos": 3.7, "r_factor": 75.0},
+        "back": {"source": "stream", "packets_sent": 485, "lost": 0,
+                 "loss_pct": 0.0, "jitter_ms": 45.0, "mos": 4.3, "r_factor": 90.0},
     }  # fmt: skip
     got = {c.id: c for c in checks.voice_checks(m)}
     assert got["voice.rtt"].status == "pass" and got["voice.rtt"].value == 42.0
-    assert got["voice.loss.up"].status == "fail"
-    assert got["voice.loss.up"].display == "3.00 % (15 of 500)"
-    assert "lost" in got["voice.loss.up"].explanation and got["voice.loss.up"].fix
-    assert got["voice.jitter.down"].status == "fail" and got["voice.jitter.down"].value == 45.0
-    assert got["voice.mos.up"].status == "warn"
-    assert got["voice.loss.down"].status == "pass" and got["voice.loss.down"].fix == ""
+    assert got["voice.loss.out"].status == "fail"
+    assert got["voice.loss.out"].display == "3.00 % (15 of 500)"
+    assert "lost" in got["voice.loss.out"].explanation and got["voice.loss.out"].fix
+    assert got["voice.jitter.back"].status == "fail" and got["voice.jitter.back"].value == 45.0
+    assert got["voice.mos.out"].status == "warn"
+    assert got["voice.loss.back"].status == "pass" and got["voice.loss.back"].fix == ""
 
 
 def test_nat_binding_lost_before_30_s_fails_with_its_bounds() -> None:
@@ -124,8 +124,8 @@ def test_options_reject_unknown_groups_and_keys_by_name() -> None:
 
 
 def test_ramp_step_fails_when_a_queue_builds_before_any_loss() -> None:
-    clean = {"packets": 150, "lost": 0, "jitter_ms": 1.0, "mos": 4.3}
-    m = {"forward": clean, "backward": clean, "rtt_ms": {"p95": 75.0, "median": 40.0}}
+    clean = {"source": "stream", "packets_sent": 150, "lost": 0, "jitter_ms": 1.0, "mos": 4.3}
+    m = {"out": clean, "back": clean, "rtt_ms": {"p95": 75.0, "median": 40.0}}
     assert capacity.grade_step(4, [m], [], baseline_rtt_ms=30.0).ok
     full = {**m, "rtt_ms": {"p95": 95.0, "median": 70.0}}
     step = capacity.grade_step(5, [full], [], baseline_rtt_ms=30.0)

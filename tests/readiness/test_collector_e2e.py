@@ -46,9 +46,9 @@ def test_a_failed_readiness_test_reports_progress_opens_a_ticket_with_the_report
     assert any(m.startswith("voice stream") for m in messages), messages
     assert v["verdict"] == "fail"
     checks = {c["id"]: c for c in v["report"]["checks"]}
-    assert checks["voice.jitter.up"]["status"] == "fail"
-    assert checks["voice.jitter.up"]["value"] > 30.0
-    assert checks["voice.jitter.down"]["status"] == "pass"
+    assert checks["voice.jitter.out"]["status"] == "fail"
+    assert checks["voice.jitter.out"]["value"] > 30.0
+    assert checks["voice.jitter.back"]["status"] == "pass"
     assert checks["nat.binding"]["details"]["survived_s"] == 0.5
     assert v["report"]["call_info"]["user"] == "Alice"
     # the failed test opened its ticket, with the report as evidence
@@ -59,7 +59,7 @@ def test_a_failed_readiness_test_reports_progress_opens_a_ticket_with_the_report
     assert t["evidence"]["readiness"]["verdict"] == "fail"
     failed = [c["id"] for c in t["evidence"]["failed_checks"]]
     # the upstream MOS may fail too: the jitter buffer drops late packets (random schedule)
-    assert failed[0] == "voice.jitter.up" and set(failed) <= {"voice.jitter.up", "voice.mos.up"}
+    assert failed[0] == "voice.jitter.out" and set(failed) <= {"voice.jitter.out", "voice.mos.out"}
     # opening it again answers the same ticket
     again = rs.api("POST", f"/api/v1/readiness/{test['id']}/ticket")
     assert again.status_code == 201 and again.json()["ticket_id"] == v["ticket_id"]

@@ -15,10 +15,10 @@ from agent.readiness.model import CallInfo, RampStep, ReadinessReport, Series, v
 def _report() -> ReadinessReport:
     cs = checks.voice_checks({
         "rtt_ms": {"median": 35.0}, "direction_loss_method": "reflector sequence counter",
-        "forward": {"packets": 500, "lost": 10, "loss_pct": 2.0, "jitter_ms": 4.0, "mos": 3.9,
-                    "r_factor": 78.0},
-        "backward": {"packets": 490, "lost": 0, "loss_pct": 0.0, "jitter_ms": 2.0, "mos": 4.4,
-                     "r_factor": 92.0},
+        "out": {"source": "stream", "packets_sent": 500, "lost": 10,
+                 "loss_pct": 2.0, "jitter_ms": 4.0, "mos": 3.9, "r_factor": 78.0},
+        "back": {"source": "stream", "packets_sent": 490, "lost": 0,
+                 "loss_pct": 0.0, "jitter_ms": 2.0, "mos": 4.4, "r_factor": 92.0},
     })  # fmt: skip
     cs.append(checks.capacity_check(4, 10, 20, "upstream loss 3.10 % > 1 %"))
     ramp = [
@@ -63,7 +63,7 @@ def test_html_puts_the_verdict_first_and_needs_nothing_from_the_network() -> Non
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # escaped, not injected
     assert "Alice &amp; Bob" in html
     # the failing check shows its figure, limit and fix; the plots are inline SVG
-    row = re.search(r'<tr id="check-voice.loss.up".*?</tr>', html, re.S)
+    row = re.search(r'<tr id="check-voice.loss.out".*?</tr>', html, re.S)
     assert row is not None and "2.00 % (10 of 500)" in row.group(0)
     assert "fail &gt; 1 %" in row.group(0) and "Usual fix" in row.group(0)
     assert html.count("<svg") == 1 and "limit 150" in html

@@ -24,9 +24,9 @@ def test_clean_link_passes_every_graded_check(rlab: netlab.NetLab) -> None:
     )  # fmt: skip
     bad = [(c["id"], c["display"]) for c in rep["checks"] if c["status"] in ("warn", "fail")]
     assert rep["verdict"] == "pass", bad
-    assert check(rep, "voice.loss.up")["value"] == 0.0
-    assert check(rep, "voice.mos.down")["value"] > 4.3
-    assert check(rep, "dscp.up")["display"] == "sent 46, received 46"
+    assert check(rep, "voice.loss.out")["value"] == 0.0
+    assert check(rep, "voice.mos.back")["value"] > 4.3
+    assert check(rep, "dscp.out")["display"] == "sent 46, received 46"
     assert rep["capacity_calls"] == 4  # the ceiling: nothing limits a veth link
     nat = check(rep, "nat.binding")
     assert nat["status"] == "pass" and nat["value"] == 30.0
@@ -46,7 +46,7 @@ def test_upstream_loss_fails_the_upstream_loss_check_with_the_dropped_share(
     rep = readiness_in(rlab, "a", "--responder", rlab.addr("b"), "--checks", "voice",
                        "--voice-s", "4")  # fmt: skip
     seen, dropped = rule.counts()
-    up, down = check(rep, "voice.loss.up"), check(rep, "voice.loss.down")
+    up, down = check(rep, "voice.loss.out"), check(rep, "voice.loss.back")
     assert up["status"] == "fail" and down["status"] == "pass"
     assert seen == 200 and dropped > 2  # 5 % of 200: P(dropped <= 2) is about 0.2 %
     # nftables' own count is the truth, up to losses after the last reply (direction unknown)
@@ -77,11 +77,11 @@ def test_upstream_jitter_fails_the_upstream_jitter_check_with_the_relay_figure(
     n = stats["fwd_packets"]
     assert n == 200
     expected = _arrival_order_jitter_ms(fwd.delays_ms(n), 20.0)
-    up, down = check(rep, "voice.jitter.up"), check(rep, "voice.jitter.down")
+    up, down = check(rep, "voice.jitter.out"), check(rep, "voice.jitter.back")
     assert expected > 30.0
     assert up["status"] == "fail" and down["status"] == "pass"
     assert abs(up["value"] - expected) <= 0.1 * expected, (up["value"], expected)
-    assert check(rep, "voice.loss.up")["status"] == "pass"
+    assert check(rep, "voice.loss.out")["status"] == "pass"
 
 
 def test_capacity_ramp_on_a_tbf_cap_is_within_one_call_of_the_g711_wire_rate(

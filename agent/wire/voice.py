@@ -1,0 +1,132 @@
+"""Voice measurements: one per-direction model shared by the `udp` stream, the `sip_call`
+probe and the readiness capacity streams, and the two probes' measurements.
+
+Directions are named from the site: `out` is site → far end (upstream), `back` is far end →
+site (downstream). Rules, metric labels (`direction="out"|"back"`), dashboards, reports and
+docs use these two names and no others.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from agent.wire.exposition import Gauge, Labels, Stats
+from agent.wire.stats import SummaryStats
+
+DIRECTIONS: tuple[Literal["out"], Literal["back"]] = ("out", "back")
+DIRECTION_TEXT = {"out": "upstream (site to far end)", "back": "downstream (far end to site)"}
+
+VoiceSource = Literal["stream", "rtp", "echo", "rtcp", "responder"]
+
+
+class VoiceDirection(BaseModel):
+    """One direction of a voice stream or call. A figure the method cannot tell is None.
+
+    `source` says how it was measured: `stream` (TWAMP-light timestamps and the reflector's
+    counter), `rtp` (RTP received here), `echo` (our RTP echoed back), `rtcp` (the far end's
+    receiver report), `responder` (our responder's report in its BYE answer).
+    """
+
+    source: VoiceSource
+    packets_sent: int | None = Field(default=None, description="packets that entered it")
+    packets_received: int | None = None
+    lost: int | None = None
+    loss_pct: Annotated[float | None, Gauge("loss_pct")] = None
+    late_discards: int | None = Field(
+        default=None, description="arrived too late for the fixed jitter buffer"
+    )
+    late_pct: float | None = None
+    jitter_ms: Annotated[float | None, Gauge("jitter_ms")] = None
+    burst_ratio: float | None = None
+    max_burst: int | None = None
+    one_way_delay_ms: float | None = None
+    dscp_received: int | None = Field(
+        default=None, description="most common DSCP on arrival at this direction's far end"
+    )
+    dscp_counts: dict[str, int] = Field(default_factory=dict)
+    r_factor: Annotated[float | None, Gauge("r_factor")] = None
+    mos: Annotated[float | None, Gauge("mos")] = None
+
+
+Out = Annotated[VoiceDirection, Labels(direction="out")]
+Back = Annotated[VoiceDirection, Labels(direction="back")]
+
+
+class UdpStreamStats(BaseModel):
+    """What the analysis of a TWAMP-light stream gives: round trip and per direction."""
+
+    sent: int
+    received: int
+    lost: int
+    loss_pct: Annotated[float, Gauge("loss_pct", direction="rtt")]
+    duplicates: int
+    reordered: int
+    rtt_ms: Annotated[SummaryStats, Stats("rtt_ms")]
+    rtt_samples_ms: list[float | None] = Field(description="per packet sent, None: no reply")
+    reflector_dwell_ms_median: float | None
+    direction_loss_method: str
+    lost_unknown_direction: int
+    one_way_delay_method: str
+    mouth_to_ear_delay_ms: float | None
+    out: Out
+    back: Back
+
+
+class UdpMeasurement(UdpStreamStats):
+    """`udp`: a codec-paced TWAMP-light stream (RFC 5357), round trip and per direction."""
+
+    address: str
+    port: int
+    codec: str
+    packet_rate: float
+    payload_bytes: int
+    dscp_sent: int
+    reflector_reports_dscp: bool = Field(description="the far-end DSCP comes from RFC 7750")
+    malformed_replies: int
+
+
+class RatiosModel(BaseModel):
+    attempts: int
+    ser_pct: float | None
+    seer_pct: float | None
+    isa_pct: float | None
+    scr_pct: float | None
+
+
+class CallSummary(BaseModel):
+    setup_ok: bool
+    final_code: int | None
+    srd_ms: float | None
+    mos_out: float | None
+    mos_back: float | None
+    failure: str | None
+
+
+class SipCallMeasurement(BaseModel):
+    """`sip_call`: a real call with two-way RTP; with `calls` > 1 the top-level figures are
+    the worst call's and `calls` lists each one."""
+
+    address: str
+    resolved_via: str = Field(description="how the address was found (RFC 3263)")
+    transport: str
+    setup_ok: bool
+    final_code: int | None
+    response_codes: list[int]
+    srd_ms: Annotated[float | None, Gauge("sip_timing_ms", metric="srd")]
+    answer_ms: float | None
+    sdd_ms: Annotated[float | None, Gauge("sip_timing_ms", metric="sdd")]
+    codec: str | None
+    early_media: bool
+    echo_detected: bool
+    rtcp_received: int
+    rtt_ms: float | None
+    out: Annotated[VoiceDirection | None, Labels(direction="out")]
+    back: Annotated[VoiceDirection | None, Labels(direction="back")]
+    sip_alg_detected: bool
+    alg_evidence: list[str]
+    public_address: str | None
+    failure: str | None
+    ratios: RatiosModel | None = None
+    calls: list[CallSummary] | None = None
