@@ -18,7 +18,15 @@ from collector import tickets
 from collector.config import CollectorConfig
 from collector.context import SiteContext, load_site_context
 from collector.hysteresis import RuleState, step
-from collector.rules import Level, Rule, apply_overrides, default_rules, evaluate, silence_level
+from collector.rules import (
+    Level,
+    Rule,
+    apply_overrides,
+    default_rules,
+    effective_rules,
+    evaluate,
+    silence_level,
+)
 from collector.schema import agents, rule_state
 
 
@@ -85,13 +93,7 @@ class RuleBook:
         return out
 
     def for_site(self, ctx: SiteContext) -> dict[str, Rule]:
-        rules = self.base
-        if ctx.partner_overrides:
-            rules = apply_overrides(rules, ctx.partner_overrides)
-        site_over = ctx.site.get("rule_overrides") or {}
-        if site_over:
-            rules = apply_overrides(rules, site_over)
-        return rules
+        return effective_rules(self.base, ctx.partner_overrides, ctx.site.get("rule_overrides"))
 
 
 def _load_states(

@@ -2,6 +2,10 @@
 from the store (latest result per agent/probe/target, tickets, agents) and the process
 counters. Registered on a registry the application owns, never the global one.
 
+Result series come from the declarations on the measurement models
+(`agent.wire.exposition`): a field marked as a gauge there is exported here, with the
+labels its declaration gives; nothing here names a measurement field.
+
 Cardinality: result series are one per (agent, probe, target) reported in the last
 `metrics_stale_after_s` seconds, times the fixed `stat`/`direction`/`metric` values.
 """
@@ -21,8 +25,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from agent.wire.exposition import FAMILIES
+from agent.wire.measurements import PROBE_KINDS, exported_series
 from collector.outbox import pending_count
-from collector.rules import field_value
 from collector.schema import agents, customers, latest, partners, sites
 from collector.stats import LATENCY_BUCKETS, Stats
 from collector.store import Store
@@ -30,14 +35,29 @@ from collector.tickets import OPEN_STATES, worst_open_by_site
 
 RESULT_LABELS = ["partner", "customer", "site", "agent", "probe", "target"]
 SITE_LABELS = ["partner", "customer", "site"]
-RTT_STATS = ("min", "avg", "median", "p95", "max")
-SIP_TIMINGS = {  # (probe, field) -> metric label
-    ("sip_options", "rtt_ms"): "options_rtt",
-    ("sip_register", "rrd_ms"): "rrd",
-    ("sip_call", "srd_ms"): "srd",
-    ("sip_call", "sdd_ms"): "sdd",
-}
 SEVERITY_VALUE = {"warning": 1, "critical": 2}
+
+
+def _series() -> dict[str, list[tuple[tuple[str, ...], str, list[str]]]]:
+    """probe -> (path, family, values of the family's labels) for every declared series."""
+    out: dict[str, list[tuple[tuple[str, ...], str, list[str]]]] = {}
+    for probe in PROBE_KINDS:
+        for s in exported_series(probe):
+            labels = dict(s.labels)
+            values = [labels[k] for k in FAMILIES[s.family].labels]
+            out.setdefault(probe, []).append((s.path, s.family, values))
+    return out
+
+
+SERIES = _series()
+
+
+def _at(m: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(m, dict):
+            return None
+        m = m.get(part)
+    return m
 
 
 def _num(v: Any) -> float | None:
@@ -67,38 +87,20 @@ class StoreCollector(Collector):
         yield from self._own(pending)
 
     def _results(self, conn: sa.Connection) -> Iterator[Metric]:
-        g = {
-            "success": GaugeMetricFamily(
-                "qos_scout_probe_success", "1 if the latest result succeeded", labels=RESULT_LABELS
-            ),
-            "ts": GaugeMetricFamily(
-                "qos_scout_result_timestamp_seconds",
-                "When the latest result started (Unix time)",
-                labels=RESULT_LABELS,
-            ),
-            "rtt": GaugeMetricFamily(
-                "qos_scout_rtt_ms", "Round-trip time", labels=[*RESULT_LABELS, "stat"]
-            ),
-            "jitter": GaugeMetricFamily(
-                "qos_scout_jitter_ms", "Jitter", labels=[*RESULT_LABELS, "direction"]
-            ),
-            "loss": GaugeMetricFamily(
-                "qos_scout_loss_pct", "Packet loss", labels=[*RESULT_LABELS, "direction"]
-            ),
-            "mos": GaugeMetricFamily(
-                "qos_scout_mos", "E-model MOS", labels=[*RESULT_LABELS, "direction"]
-            ),
-            "r": GaugeMetricFamily(
-                "qos_scout_r_factor", "E-model R", labels=[*RESULT_LABELS, "direction"]
-            ),
-            "tput": GaugeMetricFamily(
-                "qos_scout_throughput_bps", "Throughput", labels=[*RESULT_LABELS, "direction"]
-            ),
-            "sip": GaugeMetricFamily(
-                "qos_scout_sip_timing_ms", "SIP timings (RFC 6076)",
-                labels=[*RESULT_LABELS, "metric"],
-            ),
-        }  # fmt: skip
+        success = GaugeMetricFamily(
+            "qos_scout_probe_success", "1 if the latest result succeeded", labels=RESULT_LABELS
+        )
+        ts = GaugeMetricFamily(
+            "qos_scout_result_timestamp_seconds",
+            "When the latest result started (Unix time)",
+            labels=RESULT_LABELS,
+        )
+        fams = {
+            name: GaugeMetricFamily(
+                f"qos_scout_{name}", fam.help, labels=[*RESULT_LABELS, *fam.labels]
+            )
+            for name, fam in FAMILIES.items()
+        }
         q = (
             sa.select(
                 partners.c.name, customers.c.name, sites.c.name, agents.c.hostname,
@@ -111,32 +113,18 @@ class StoreCollector(Collector):
             .join(partners, partners.c.id == sites.c.partner_id)
             .where(latest.c.started_at >= self.clock() - self.store.config.metrics_stale_after_s)
         )  # fmt: skip
-        for pn, cn, sn, an, probe, target, started, success, m in conn.execute(q):
+        for pn, cn, sn, an, probe, target, started, ok, m in conn.execute(q):
             lab = [pn, cn, sn, an, probe, target]
-            g["success"].add_metric(lab, 1.0 if success else 0.0)
-            g["ts"].add_metric(lab, started)
-            m = m or {}
-            rtt = m.get("rtt_ms")
-            if isinstance(rtt, dict):
-                for s in RTT_STATS:
-                    if (v := _num(rtt.get(s))) is not None:
-                        g["rtt"].add_metric([*lab, s], v)
-            if (v := _num(m.get("jitter_ms"))) is not None:
-                g["jitter"].add_metric([*lab, "rtt"], v)
-            if (v := _num(m.get("loss_pct"))) is not None:
-                g["loss"].add_metric([*lab, "rtt"], v)
-            for d in ("out", "back"):
-                for key, fam in (("jitter_ms", "jitter"), ("loss_pct", "loss"), ("mos", "mos"),
-                                 ("r_factor", "r")):  # fmt: skip
-                    if (v := _num(field_value(m, f"{d}.{key}"))) is not None:
-                        g[fam].add_metric([*lab, d], v)
-            for d, key in (("up", "upload"), ("down", "download")):
-                if (v := _num(field_value(m, f"{key}.throughput_bps"))) is not None:
-                    g["tput"].add_metric([*lab, d], v)
-            for (p, fld), name in SIP_TIMINGS.items():
-                if probe == p and (v := _num(m.get(fld))) is not None:
-                    g["sip"].add_metric([*lab, name], v)
-        yield from g.values()
+            success.add_metric(lab, 1.0 if ok else 0.0)
+            ts.add_metric(lab, started)
+            if not m:
+                continue
+            for path, family, extra in SERIES.get(probe, ()):
+                if (v := _num(_at(m, path))) is not None:
+                    fams[family].add_metric([*lab, *extra], v)
+        yield success
+        yield ts
+        yield from fams.values()
 
     def _sites_and_agents(self, conn: sa.Connection) -> Iterator[Metric]:
         worst = worst_open_by_site(conn)

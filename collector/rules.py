@@ -3,6 +3,11 @@
 A rule reads one measurement field by dotted path (`out.mos`, `rtt_ms.avg`) of the results
 of the probes it names, and answers a level: `ok`, `warning`, `critical`, or None when the
 result does not carry the field (absent fields never trip nor clear anything).
+
+The path is checked when the rule is built (built-in, config file, partner or site
+override alike) against the measurement model of every probe it names
+(`agent.wire.measurements`): a rule that reads a field no probe produces is refused with
+the rule, the probe and the field named, so it can never sit silent.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agent.wire.measurements import MEASUREMENTS, PROBE_KINDS, FieldPathError, resolve_number
+
 Level = Literal["ok", "warning", "critical"]
-Op = Literal["above", "below", "failed", "below_pct_of_contracted", "silent"]
+Op = Literal["above", "below", "failed", "below_pct_of_contracted", "silent", "present"]
 SEVERITY_RANK = {"ok": 0, "warning": 1, "critical": 2}
 
 
@@ -38,6 +45,17 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
+        for probe in self.probes:
+            if probe not in MEASUREMENTS:
+                raise ValueError(f"unknown probe {probe!r} (known: {', '.join(PROBE_KINDS)})")
+        if self.field is not None:
+            for probe in self.probes:
+                try:
+                    resolve_number(probe, self.field)
+                except FieldPathError as exc:
+                    raise ValueError(f"field {self.field!r}: {exc}") from None
+        if self.op == "present" and not (self.field and self.probes):
+            raise ValueError("op 'present' needs a field and the probes it applies to")
         if self.op in ("above", "below", "below_pct_of_contracted"):
             if not self.field:
                 raise ValueError(f"op {self.op!r} needs a field")
@@ -82,16 +100,38 @@ def default_rules(silent_after_s: float = 600.0) -> dict[str, Rule]:
            probes=VOICE, field="out.mos", op="below", warning=4.0, critical=3.6),
         _r(id="mos_back", description="voice quality (MOS) from the far end too low",
            probes=VOICE, field="back.mos", op="below", warning=4.0, critical=3.6),
+        _r(id="sip_options", description="SIP server not answering OPTIONS",
+           probes=["sip_options"], op="failed", severity="critical"),
+        _r(id="sip_options_rtt", description="SIP server slow to answer OPTIONS",
+           probes=["sip_options"], field="rtt_ms", op="above", warning=1000),
         _r(id="sip_registration", description="SIP registration failing",
            probes=["sip_register"], op="failed", severity="critical"),
+        _r(id="sip_rrd", description="SIP registration slow (RFC 6076 RRD)",
+           probes=["sip_register"], field="rrd_ms", op="above", warning=1000, critical=4000),
         _r(id="sip_call_setup", description="SIP call setup failing",
            probes=["sip_call"], op="failed", severity="critical"),
+        _r(id="sip_srd", description="SIP call setup slow (RFC 6076 SRD)",
+           probes=["sip_call"], field="srd_ms", op="above", warning=1000, critical=4000),
         _r(id="bandwidth_down", description="download below the contracted speed",
            probes=["bandwidth"], field="download.throughput_bps", op="below_pct_of_contracted",
            contracted="down", warning=80, critical=50),
         _r(id="bandwidth_up", description="upload below the contracted speed",
            probes=["bandwidth"], field="upload.throughput_bps", op="below_pct_of_contracted",
            contracted="up", warning=80, critical=50),
+        _r(id="dns_failing", description="DNS resolution failing",
+           probes=["dns"], op="failed", severity="warning"),
+        _r(id="dns_slow", description="DNS resolution slow",
+           probes=["dns"], field="resolution_ms", op="above", warning=500, critical=2000),
+        _r(id="trace_loss", description="persistent loss on the path (trace)",
+           probes=["trace"], field="loss_starts_at_hop", op="present", severity="warning"),
+        _r(id="path_mtu", description="path MTU too small for SIP over UDP",
+           probes=["mtu"], field="path_mtu", op="below", critical=1300),
+        _r(id="nat_binding", description="UDP NAT binding expires too soon",
+           probes=["nat_binding"], field="survived_s", op="below", critical=30),
+        _r(id="host_cpu", description="agent host CPU saturated",
+           probes=["host"], field="cpu_pct", op="above", warning=90, critical=98),
+        _r(id="host_memory", description="agent host memory nearly full",
+           probes=["host"], field="memory_used_pct", op="above", warning=90, critical=97),
         _r(id="agent_silent", description="agent has not reported", op="silent",
            critical=silent_after_s, trip_after=1, clear_after=1),
     ]  # fmt: skip
@@ -125,9 +165,10 @@ def validate_overrides(overrides: Mapping[str, Any]) -> None:
     apply_overrides(default_rules(), overrides)
 
 
-def effective_rules(silent_after_s: float, *layers: Mapping[str, Any] | None) -> dict[str, Rule]:
-    """Defaults, then each override layer in order (config file, partner, site)."""
-    rules = default_rules(silent_after_s)
+def effective_rules(base: Mapping[str, Rule], *layers: Mapping[str, Any] | None) -> dict[str, Rule]:
+    """`base` (defaults with the config file's overrides), then each override layer in order
+    (partner, site); empty layers change nothing."""
+    rules = dict(base)
     for layer in layers:
         if layer:
             rules = apply_overrides(rules, layer)
@@ -162,6 +203,8 @@ def evaluate(
         return ("ok" if success else rule.severity), None
     if rule.field is None or rule.op == "silent":
         return None, None
+    if rule.op == "present":
+        return _presence(rule, measurement)
     value = field_value(measurement, rule.field)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None, None
@@ -176,6 +219,22 @@ def evaluate(
         return None, None
     pct = 100.0 * v / speed
     return _grade(pct, rule, lambda a, b: a < b), pct
+
+
+def _presence(
+    rule: Rule, measurement: Mapping[str, Any] | None
+) -> tuple[Level | None, float | None]:
+    """`present`: the rule's severity while the field holds a number, ok while it is null
+    (e.g. trace's `loss_starts_at_hop`); None when the measurement lacks the field."""
+    assert rule.field is not None
+    parent_path, _, key = rule.field.rpartition(".")
+    parent = field_value(measurement, parent_path) if parent_path else measurement
+    if not isinstance(parent, Mapping) or key not in parent:
+        return None, None
+    value = parent[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "ok", None
+    return rule.severity, float(value)
 
 
 def silence_level(rule: Rule, silent_s: float) -> Level:

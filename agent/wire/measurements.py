@@ -94,9 +94,20 @@ def resolve_number(probe: str, path: str) -> type:
         if last and ann in (int, float):
             return typing.cast(type, ann)
         break
-    near = difflib.get_close_matches(path, numeric_fields(model), n=1)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    near = _closest(path, numeric_fields(model))
+    hint = f" (did you mean {near!r}?)" if near else ""
     raise FieldPathError(f"the {probe} measurement has no number at {path!r}{hint}")
+
+
+def _closest(path: str, candidates: list[str]) -> str | None:
+    """The candidate nearest to `path`: by the whole path, else by its last part."""
+    near = difflib.get_close_matches(path, candidates, n=1)
+    if near:
+        return near[0]
+    leaf = path.rsplit(".", 1)[-1]
+    leaves = {c.rsplit(".", 1)[-1]: c for c in reversed(candidates)}
+    near = difflib.get_close_matches(leaf, list(leaves), n=1)
+    return leaves[near[0]] if near else None
 
 
 def exported_series(probe: str) -> list[Any]:

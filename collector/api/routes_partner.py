@@ -22,7 +22,7 @@ from collector.api.models import (
 )
 from collector.api.state import AppState, app_state, current_partner
 from collector.errors import Invalid
-from collector.rules import apply_overrides
+from collector.rules import apply_overrides, effective_rules
 from collector.schema import partners, sites
 from collector.timefmt import iso
 
@@ -210,11 +210,10 @@ async def get_rules(p: PartnerDep, request: Request, site_id: str | None = None)
         partner_over = c.execute(
             sa.select(partners.c.rule_overrides).where(partners.c.id == p["id"])
         ).scalar_one()
-        rules = apply_overrides(st.book.base, partner_over or {})
         site_over: dict[str, Any] = {}
         if site_id:
             site_over = tenants.get_site(c, p["id"], site_id)["rule_overrides"] or {}
-            rules = apply_overrides(rules, site_over)
+        rules = effective_rules(st.book.base, partner_over, site_over)
         return {
             "rules": [r.model_dump() for r in rules.values()],
             "overrides": {"partner": partner_over or {}, "site": site_over},

@@ -191,26 +191,39 @@ def test_partner_and_site_overrides(make_store, serve):
     assert bad.status_code == 422 and "op 'above' needs a field" in bad.json()["detail"]
 
 
-def test_custom_rule_on_any_dotted_field(make_store, serve):
+def test_custom_rule_on_a_nested_field_of_the_model(make_store, serve):
     srv = serve(make_store())
     t = new_tenant(srv, "acme")
     custom = {
-        "dns_slow": {
-            "probes": ["dns"],
-            "field": "timing.resolve_ms",
+        "late_back": {
+            "probes": ["udp", "sip_call"],
+            "field": "back.late_pct",
             "op": "above",
-            "warning": 100,
+            "warning": 2,
             "trip_after": 2,
-            "description": "DNS slow",
+            "description": "late packets from the far end",
         }
     }
     assert t.partner.put("/api/v1/rules/overrides", json={"overrides": custom}).status_code == 200
-    t.post(result("dns", "example.net", {"timing": {"resolve_ms": 300}}))
-    t.post(result("dns", "example.net", {"timing": {}}))  # absent field: no evaluation
+    t.post(result("udp", "r.example.net", {"back": {"source": "stream", "late_pct": 5.0}}))
+    t.post(result("udp", "r.example.net", {"back": {"source": "stream"}}))  # absent: no verdict
     assert _tickets(t) == []
-    t.post(result("dns", "example.net", {"timing": {"resolve_ms": 250}}))
+    t.post(result("udp", "r.example.net", {"back": {"source": "stream", "late_pct": 4.0}}))
     [tk] = _tickets(t)
-    assert tk["rule_id"] == "dns_slow" and "DNS slow" in tk["title"]
+    assert tk["rule_id"] == "late_back" and "late packets" in tk["title"]
+
+
+def test_rule_on_a_field_no_probe_produces_is_refused(make_store, serve):
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    custom = {"dns_slow": {"probes": ["dns"], "field": "timing.resolve_ms", "op": "above",
+                           "warning": 100}}  # fmt: skip
+    r = t.partner.put("/api/v1/rules/overrides", json={"overrides": custom})
+    assert r.status_code == 422
+    assert r.json()["detail"] == (
+        "rule 'dns_slow': field 'timing.resolve_ms': the dns measurement has no number at "
+        "'timing.resolve_ms' (did you mean 'resolution_ms'?)"
+    )
 
 
 def test_silent_agent_trips_and_clears(make_store, serve):
