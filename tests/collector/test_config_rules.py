@@ -39,6 +39,30 @@ INVALID = [
         {"rules": {"new": {"op": "below", "field": "x.y", "warning": 1}}},
         "config: rules: rule 'new': op 'below' needs the probes it applies to",
     ),
+    (
+        {"rules": {"loss_out": {"field": "forward.loss_pct"}}},
+        "config: rules: rule 'loss_out': field 'forward.loss_pct': the udp measurement has no "
+        "number at 'forward.loss_pct' (did you mean 'out.loss_pct'?)",
+    ),
+    (
+        {
+            "rules": {
+                "new": {
+                    "probes": ["icmp", "udp"],
+                    "field": "jitter_ms",
+                    "op": "above",
+                    "warning": 30,
+                }
+            }
+        },
+        "config: rules: rule 'new': field 'jitter_ms': the udp measurement has no number at "
+        "'jitter_ms' (did you mean 'out.jitter_ms'?)",
+    ),
+    (
+        {"rules": {"new": {"probes": ["ping"], "op": "failed"}}},
+        "config: rules: rule 'new': unknown probe 'ping' (known: bandwidth, dns, host, icmp, mtu, "
+        "nat_binding, sip_call, sip_options, sip_register, trace, udp)",
+    ),
     ({"flap_window_s": -1}, "config: flap_window_s: Input should be greater than or equal to 0"),
     ({"outbox": {"retry_base": 1}}, "config: outbox.retry_base: unknown key"),
     ([1, 2], "config: the top level must be a mapping"),
