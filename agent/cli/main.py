@@ -27,7 +27,7 @@ COMMANDS: dict[str, str] = {
     "demo": "agent.cli.cmd_demo",
     "responder": "agent.cli.cmd_responder",
     "readiness": "agent.cli.cmd_readiness",
-    "sip": "agent.sip.cli",
+    "sip": "agent.cli.cmd_sip",
 }
 
 
