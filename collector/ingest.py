@@ -16,7 +16,7 @@ import orjson
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from agent.wire.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult, non_finite_path
+from agent.wire.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult, non_finite_path, upgrade
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
 from collector.ingest_pg import insert_results_and_latest
@@ -107,7 +107,7 @@ def validate_item(item: Any, finite: bool = False) -> ProbeResult:
             f"schema_version {version!r} is not supported by this collector (known: {known})"
         )
     try:
-        r = ProbeResult.model_validate(item)
+        r = ProbeResult.model_validate(upgrade(item))
     except ValidationError as exc:
         raise ValueError(_reason(exc)) from None
     bad = None if finite else non_finite_path(r.measurement, "measurement")

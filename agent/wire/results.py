@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+# 2: one per-direction voice model; the udp stream's `forward`/`backward` became `out`/`back`
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 
 
 class ProbeErrorInfo(BaseModel):
@@ -63,6 +64,33 @@ class ProbeResult(BaseModel):
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-ready dict (UUID, datetime as strings), `error.class` spelt as on the wire."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+def upgrade(item: dict[str, Any]) -> dict[str, Any]:
+    """A wire item of an older schema version in the current shape (a new dict; the item as
+    it is when it is current or not a mapping the upgrade understands).
+
+    1 -> 2: a `udp` measurement's `forward`/`backward` become `out`/`back` (VoiceDirection:
+    `packets` is `packets_sent`, `source` is `stream`, `packets_received` follows).
+    """
+    if item.get("schema_version", 1) != 1:
+        return item
+    out = {**item, "schema_version": 2}
+    m = item.get("measurement")
+    if item.get("probe") == "udp" and isinstance(m, dict):
+        m = dict(m)
+        for old, new in (("forward", "out"), ("backward", "back")):
+            d = m.pop(old, None)
+            if isinstance(d, dict):
+                d = dict(d)
+                packets, lost = d.pop("packets", None), d.get("lost")
+                d.setdefault("source", "stream")
+                d["packets_sent"] = packets
+                if isinstance(packets, int) and isinstance(lost, int):
+                    d["packets_received"] = packets - lost
+                m[new] = d
+        out["measurement"] = m
+    return out
 
 
 def finite_json(value: Any) -> Any:

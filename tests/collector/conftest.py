@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 
+from agent.wire.results import SCHEMA_VERSION
 from collector.api.app import create_app
 from collector.config import CollectorConfig
 from collector.store import Store
@@ -186,7 +187,7 @@ def result(
 ) -> dict[str, Any]:
     """A wire ProbeResult with a fresh id and increasing start times."""
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "id": str(uuid.uuid4()),
         "probe": probe,
         "target": target,

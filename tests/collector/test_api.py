@@ -82,7 +82,7 @@ def test_bad_items_are_named_and_good_ones_stored(make_store, serve):
         "index": 1,
         "id": future["id"],
         "status": "rejected",
-        "error": "schema_version 99 is not supported by this collector (known: 1)",
+        "error": "schema_version 99 is not supported by this collector (known: 1, 2)",
     }
     assert items[2]["error"] == "item must be a JSON object"
     assert "started_at: Value error, started_at must carry a timezone" in items[3]["error"] or (

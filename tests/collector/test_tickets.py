@@ -240,3 +240,21 @@ def test_silent_agent_trips_and_clears(make_store, serve):
     t.post(icmp(10))  # the agent is back
     check_silent(srv.state)
     assert _tickets(t)[0]["state"] == "resolved"
+
+
+def test_a_version_1_voice_stream_is_upgraded_and_trips_only_its_direction(make_store, serve):
+    """Agents not yet updated send `forward`/`backward`: the collector reads them as
+    `out`/`back`, so their loss still opens the ticket of its direction."""
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    lossy = {"packets": 500, "lost": 100, "loss_pct": 20.0, "jitter_ms": 2.0, "mos": 2.7}
+    clean = {"packets": 400, "lost": 0, "loss_pct": 0.0, "jitter_ms": 1.0, "mos": 4.4}
+    for _ in range(3):
+        m = {"loss_pct": 20.0, "forward": lossy, "backward": clean}
+        assert t.post(result("udp", "r.example.net", m, schema_version=1))["stored"] == 1
+    got = {(tk["rule_id"], tk["severity"]) for tk in _tickets(t)}
+    assert got == {("loss_out", "critical"), ("mos_out", "critical")}
+    [row] = t.partner.get("/api/v1/results", params={"limit": 1}).json()
+    out = row["measurement"]["out"]
+    assert (out["packets_sent"], out["packets_received"], out["source"]) == (500, 400, "stream")
+    assert "forward" not in row["measurement"]
