@@ -41,7 +41,7 @@ from collector.store import Store  # noqa: E402
 from tests.collector.pg import PgCluster, free_port, pg_bin  # noqa: E402
 
 RESULT_TEMPLATE = (
-    '{"schema_version":1,"id":"%s","probe":"icmp","target":"192.0.2.%d",'
+    '{"schema_version":2,"id":"%s","probe":"icmp","target":"192.0.2.%d",'
     '"started_at":"%s","duration_ms":1000.0,"success":true,"measurement":'
     '{"sent":10,"received":10,"loss_pct":0.0,"jitter_ms":%.2f,"rtt_ms":{"min":9.1,'
     '"avg":%.2f,"median":11.0,"p95":14.2,"max":15.0}}}'
