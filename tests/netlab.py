@@ -34,6 +34,9 @@ API (node names are "a", "b" and, with a router, "r")::
 `nft_loss`/`nft_remark_dscp` take `direction` "out" (postrouting, oifname) or "in"
 (prerouting, iifname) and an nft `match` expression such as "meta l4proto udp",
 "udp dport 5060" or "icmp type destination-unreachable"; 100 % drops everything matched.
+`nft_loss(..., regular=True)` drops an even, fixed pattern instead of a random draw, so a
+test that asserts a loss figure sees the same loss on every run. Every namespace answers
+ICMP/ICMPv6 without rate limits (`ICMP_UNLIMITED`).
 `python -m agent...` inside a namespace: `lab.popen_in("b", [sys.executable, "-m", ...])`
 (the virtualenv's interpreter, so the package is importable); run it with `cwd` set to the
 repository when you need `tests/` modules.
@@ -73,10 +76,29 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Set in every namespace of a lab, so that no ICMP/ICMPv6 answer (time exceeded, echo reply,
+# unreachable) is ever rate limited: a probe's loss is then the lab's loss and nothing else.
+# An empty ratemask takes every type out of both limiters, the per-destination one
+# (icmp_ratelimit) and the global token bucket (icmp_msgs_per_sec/burst, 1000/s and 50 by
+# default, which kernels before 6.12 share across all namespaces of the host, so another
+# job's ICMP errors could drain it); the other settings open them too, in case a kernel
+# reads them first. All are per namespace; `sysctl -e` skips those a kernel lacks (a
+# sysctl that is global on an older kernel is absent inside a namespace, so the host's
+# value is never written).
+ICMP_UNLIMITED = (
+    "net.ipv4.icmp_ratemask=0",
+    "net.ipv4.icmp_ratelimit=0",
+    "net.ipv4.icmp_msgs_per_sec=1000000",
+    "net.ipv4.icmp_msgs_burst=1000000",
+    "net.ipv6.icmp.ratemask=",
+    "net.ipv6.icmp.ratelimit=0",
+)
 
 
 def skip_reason() -> str | None:
@@ -239,6 +261,7 @@ class NetLab:
             _sh(["ip", "netns", "add", self.ns(node)])
             self._created.append(self.ns(node))
             self.run_in(node, ["ip", "link", "set", "lo", "up"])
+            self.run_in(node, ["sysctl", "-qew", *ICMP_UNLIMITED])
         if self.router:
             self._link("a", "10.77.1.1", "r", "10.77.1.254", 24)
             self._link("r", "10.77.2.254", "b", "10.77.2.1", 24)
@@ -351,17 +374,33 @@ class NetLab:
         raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
 
     def nft_loss(
-        self, node: str, iface: str, pct: float, direction: str = "out", *, match: str = ""
+        self,
+        node: str,
+        iface: str,
+        pct: float,
+        direction: str = "out",
+        *,
+        match: str = "",
+        regular: bool = False,
     ) -> NftRule:
         """Drop `pct` % of packets at random (nftables numgen) leaving/entering `iface`.
 
         `match` is an extra nft expression, e.g. "meta l4proto udp" or "udp dport 862".
+        `regular` drops a fixed, evenly spread pattern instead (by the rule's packet count:
+        30 % drops packets 0, 3 and 6 of every 10), so a test that asserts a loss figure
+        sees the same loss on every run.
         """
         if not 0.0 <= pct <= 100.0:
             raise ValueError(f"loss {pct} % is outside 0..100")
         hook, sel = self._dir(direction, iface)
         threshold = round(pct * 10_000)
         chance = f"numgen random mod 1000000 < {threshold} " if threshold < 1_000_000 else ""
+        if regular and 0 < threshold < 1_000_000:
+            share = Fraction(threshold, 1_000_000).limit_denominator(1000)
+            if share.numerator == 0:
+                raise ValueError(f"regular loss {pct} % is below 1 in 1000 packets")
+            slots = (k * share.denominator // share.numerator for k in range(share.numerator))
+            chance = f"numgen inc mod {share.denominator} {{ {', '.join(map(str, slots))} }} "
         rule = f'{sel} {match} counter name "seen" {chance}counter name "hit" drop'
         return self._nft(node, hook, rule)
 

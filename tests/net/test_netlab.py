@@ -11,13 +11,36 @@ import netlab
 import pytest
 
 ECHO = (
-    "import socket\ns=socket.socket(2,2)\ns.bind(('0.0.0.0',7))\n"
+    "import socket\ns=socket.socket(2,2)\ns.bind(('0.0.0.0',7))\nprint('ready',flush=True)\n"
     "while 1:\n d,a=s.recvfrom(9000)\n s.sendto(d,a)"
 )
+# n datagrams of 100 octets, then one b"end" (11 octets on the wire: the loss rules below
+# match only 108): the echo answers in order, so every reply has come before the "end".
 SEND = (
-    "import socket,sys,time\ns=socket.socket(2,2)\ns.settimeout(0.2)\nn=0\n"
-    "for i in range(int(sys.argv[3])):\n s.sendto(b'x'*100,(sys.argv[1],int(sys.argv[2])))\n"
-    " try:\n  s.recv(9000)\n  n+=1\n except OSError:\n  pass\nprint(n)"
+    "import socket,sys\ns=socket.socket(2,2)\ns.settimeout(10)\nn=0\n"
+    "dst=(sys.argv[1],int(sys.argv[2]))\n"
+    "for i in range(int(sys.argv[3])):\n s.sendto(b'x'*100,dst)\n"
+    "s.sendto(b'end',dst)\nwhile s.recv(9000)!=b'end':\n n+=1\nprint(n)"
+)
+# From a: n UDP datagrams with TTL (hop limit) 1 toward argv[1] through r, after one whose
+# answer shows that neighbour discovery is done; prints how many Time Exceeded came back.
+TTL1_BURST = (
+    "import select,socket,sys\n"
+    "dst,n=sys.argv[1],int(sys.argv[2])\nv6=':' in dst\n"
+    "fam,icmp,ttl,exc=(socket.AF_INET6,socket.IPPROTO_ICMPV6,socket.IPV6_UNICAST_HOPS,3) if v6 "
+    "else (socket.AF_INET,socket.IPPROTO_ICMP,socket.IP_TTL,11)\n"
+    "rx=socket.socket(fam,socket.SOCK_RAW,icmp)\n"
+    "tx=socket.socket(fam,socket.SOCK_DGRAM)\n"
+    "tx.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP,ttl,1)\n"
+    "def count(want):\n"
+    " got=0\n"
+    " while got<want and select.select([rx],[],[],5)[0]:\n"
+    "  d=rx.recv(2048)\n"
+    "  got+=(d[0] if v6 else d[(d[0]&15)*4])==exc\n"
+    " return got\n"
+    "tx.sendto(b'warm-up',(dst,33434))\nassert count(1)==1\n"
+    "for i in range(n):\n tx.sendto(b'x',(dst,33434))\n"
+    "print(count(n))"
 )
 
 
@@ -34,15 +57,31 @@ def test_namespaces_are_removed_even_when_the_body_fails(need_root: None) -> Non
     assert not names & _netns_names()
 
 
-def test_nft_counters_account_for_every_dropped_packet(rlab: netlab.NetLab) -> None:
-    rlab.popen_in("b", [sys.executable, "-c", ECHO])
-    time.sleep(0.3)
-    loss = rlab.nft_loss("r", rlab.iface("r", "b"), 20.0, "out", match="meta l4proto udp")
+@pytest.mark.parametrize("regular", [False, True])
+def test_nft_counters_account_for_every_dropped_packet(rlab: netlab.NetLab, regular: bool) -> None:
+    echo = rlab.popen_in("b", [sys.executable, "-c", ECHO], stdout=subprocess.PIPE, text=True)
+    assert echo.stdout is not None and echo.stdout.readline() == "ready\n"
+    match = "udp length 108"
+    loss = rlab.nft_loss("r", rlab.iface("r", "b"), 20.0, "out", match=match, regular=regular)
     out = rlab.run_in("a", [sys.executable, "-c", SEND, rlab.addr("b"), "7", "100"]).stdout
     seen, dropped = loss.counts()
     assert seen == 100
-    assert 0 < dropped < 50
+    if regular:  # one in five, the same packets on every run
+        assert dropped == 20
+    else:
+        assert 0 < dropped < 50
     assert int(out) == 100 - dropped
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_routers_answer_every_probe_without_icmp_rate_limits(
+    rlab: netlab.NetLab, family: str
+) -> None:
+    # Kernel defaults would answer about 6 of these at once (1/s per destination, a burst
+    # of 6) and at most 50 (the global bucket), so trace/mtu loss would be the router's.
+    dst = rlab.add_ipv6()["b"] if family == "ipv6" else rlab.addr("b")
+    out = rlab.run_in("a", [sys.executable, "-c", TTL1_BURST, dst, "200"]).stdout
+    assert int(out) == 200
 
 
 def test_relay_applies_its_seeded_schedule_on_loopback() -> None:
