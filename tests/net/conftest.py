@@ -37,21 +37,43 @@ def rlab(need_root: None) -> Iterator[netlab.NetLab]:
 # Our services only: the SIP and NAT-probe services have their own tests.
 ONLY_OURS = ["--sip-port", "off", "--sip-tls-port", "off", "--natprobe-port", "off"]
 
+# Real-time priority for a probe whose loss is "no answer read within timeout_s" (trace, mtu):
+# it sleeps in select() and never spins, so this only makes its reads punctual while other
+# programs load every core. An ordinary process can wait longer than a 0.15 s round behind
+# busy SCHED_FIFO threads (a concurrent test's RTP sender runs at priority 10).
+REALTIME_PRIORITY = 20
+
 PROBE_SNIPPET = (
-    "import asyncio, json, sys\n"
+    "import asyncio, contextlib, json, os, sys\n"
     "from agent.probes import run_probe\n"
+    "if int(sys.argv[4]):\n"
+    "    with contextlib.suppress(OSError):  # a container may grant no real-time budget\n"
+    "        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(sys.argv[4])))\n"
     "r = asyncio.run(run_probe(sys.argv[1], sys.argv[2], json.loads(sys.argv[3])))\n"
     "print(json.dumps(r.to_json_dict()))\n"
 )
 
 
-def probe_in(lab: netlab.NetLab, node: str, probe: str, target: str, options: dict) -> dict:
-    """Run a probe inside a namespace (a real process there) and return its result dict."""
+def probe_in(
+    lab: netlab.NetLab,
+    node: str,
+    probe: str,
+    target: str,
+    options: dict,
+    *,
+    realtime: bool = False,
+) -> dict:
+    """Run a probe inside a namespace (a real process there) and return its result dict.
+
+    realtime: run it at SCHED_FIFO priority (its threads inherit it), for probes with short
+    per-answer timeouts; not for CPU-bound ones (bandwidth), which would starve their peer.
+    """
     import json
 
+    prio = str(REALTIME_PRIORITY if realtime else 0)
     out = lab.run_in(
         node,
-        [sys.executable, "-c", PROBE_SNIPPET, probe, target, json.dumps(options)],
+        [sys.executable, "-c", PROBE_SNIPPET, probe, target, json.dumps(options), prio],
         timeout=300,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])

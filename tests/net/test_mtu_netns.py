@@ -21,7 +21,7 @@ def _narrow_r_to_b(lab: netlab.NetLab, mtu: int) -> None:
 def test_path_mtu_is_found_from_the_routers_frag_needed(rlab: netlab.NetLab) -> None:
     _narrow_r_to_b(rlab, 1400)
     for _ in range(2):  # the second run must not be fooled by the kernel's learned PMTU
-        res = probe_in(rlab, "a", "mtu", rlab.addr("b"), {"timeout_s": 0.5})
+        res = probe_in(rlab, "a", "mtu", rlab.addr("b"), {"timeout_s": 0.5}, realtime=True)
         assert res["success"], res["error"]
         m = res["measurement"]
         assert (m["path_mtu"], m["local_mtu"]) == (1400, 1500)
@@ -34,7 +34,9 @@ def test_a_path_that_drops_frag_needed_is_reported_as_a_black_hole(rlab: netlab.
     rlab.nft_loss(
         "r", rlab.iface("r", "a"), 100.0, "out", match="icmp type destination-unreachable"
     )
-    res = probe_in(rlab, "a", "mtu", rlab.addr("b"), {"timeout_s": 0.3, "attempts": 1})
+    res = probe_in(
+        rlab, "a", "mtu", rlab.addr("b"), {"timeout_s": 0.3, "attempts": 1}, realtime=True
+    )
     m = res["measurement"]
     assert m["path_mtu"] == 1280
     assert m["frag_needed_mtu"] is None
@@ -45,7 +47,7 @@ def test_ipv6_path_mtu_is_found_from_the_routers_packet_too_big(rlab: netlab.Net
     b6 = rlab.add_ipv6()["b"]
     _narrow_r_to_b(rlab, 1400)
     for _ in range(2):  # the second run must not be fooled by the kernel's learned PMTU
-        res = probe_in(rlab, "a", "mtu", b6, {"timeout_s": 0.5})
+        res = probe_in(rlab, "a", "mtu", b6, {"timeout_s": 0.5}, realtime=True)
         assert res["success"], res["error"]
         m = res["measurement"]
         assert (m["address"], m["path_mtu"], m["local_mtu"]) == (b6, 1400, 1500)
@@ -58,7 +60,7 @@ def test_ipv6_path_that_drops_packet_too_big_is_a_black_hole(rlab: netlab.NetLab
     b6 = rlab.add_ipv6()["b"]
     _narrow_r_to_b(rlab, 1300)
     rlab.nft_loss("r", rlab.iface("r", "a"), 100.0, "out", match="icmpv6 type packet-too-big")
-    res = probe_in(rlab, "a", "mtu", b6, {"timeout_s": 0.3, "attempts": 1})
+    res = probe_in(rlab, "a", "mtu", b6, {"timeout_s": 0.3, "attempts": 1}, realtime=True)
     m = res["measurement"]
     assert res["success"], res["error"]
     assert (m["path_mtu"], m["frag_needed_mtu"], m["pmtu_blackhole"]) == (1300, None, True)

@@ -1,4 +1,7 @@
-"""The trace probe through a router namespace: hops, per-hop loss, and where loss starts."""
+"""The trace probe through a router namespace: hops, per-hop loss, and where loss starts.
+
+The lab's namespaces never rate-limit ICMP (netlab.ICMP_UNLIMITED): a hop's loss is the lab's.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +16,10 @@ from agent.probes.trace import loss_origin, match_icmp, match_icmp6
 pytestmark = pytest.mark.netns
 
 
-def _no_icmp_ratelimit(lab: netlab.NetLab) -> None:
-    for node in ("r", "b"):
-        lab.run_in(node, ["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"])
-        lab.run_in(node, ["sysctl", "-qw", "net.ipv6.icmp.ratelimit=0"])
-
-
 def test_loss_on_the_second_link_is_located_at_hop_two(rlab: netlab.NetLab) -> None:
-    _no_icmp_ratelimit(rlab)
-    rlab.nft_loss("r", rlab.iface("r", "b"), 30.0, "out", match="meta l4proto icmp")
-    res = probe_in(rlab, "a", "trace", rlab.addr("b"),
-                   {"rounds": 40, "interval_s": 0.02, "timeout_s": 0.15})  # fmt: skip
+    rlab.nft_loss("r", rlab.iface("r", "b"), 30.0, "out", match="meta l4proto icmp", regular=True)
+    opts = {"rounds": 40, "interval_s": 0.02, "timeout_s": 0.15}
+    res = probe_in(rlab, "a", "trace", rlab.addr("b"), opts, realtime=True)
     assert res["success"], res["error"]
     m = res["measurement"]
     assert m["reached"] is True
@@ -36,9 +32,8 @@ def test_loss_on_the_second_link_is_located_at_hop_two(rlab: netlab.NetLab) -> N
 
 @pytest.mark.parametrize("mode", ["udp", "tcp"])
 def test_udp_and_tcp_modes_find_the_same_hops(rlab: netlab.NetLab, mode: str) -> None:
-    _no_icmp_ratelimit(rlab)
-    res = probe_in(rlab, "a", "trace", rlab.addr("b"),
-                   {"mode": mode, "rounds": 3, "interval_s": 0.05, "timeout_s": 0.5})  # fmt: skip
+    opts = {"mode": mode, "rounds": 3, "interval_s": 0.05, "timeout_s": 0.5}
+    res = probe_in(rlab, "a", "trace", rlab.addr("b"), opts, realtime=True)
     assert res["success"], res["error"]
     m = res["measurement"]
     assert m["reached"] is True
@@ -49,13 +44,13 @@ def test_udp_and_tcp_modes_find_the_same_hops(rlab: netlab.NetLab, mode: str) ->
 
 @pytest.mark.parametrize("mode", ["icmp", "udp", "tcp"])
 def test_ipv6_paths_are_traced_in_every_mode(rlab: netlab.NetLab, mode: str) -> None:
-    _no_icmp_ratelimit(rlab)
     v6 = rlab.add_ipv6()
     if mode == "icmp":  # and loss on the second link is located there, as on IPv4
-        rlab.nft_loss("r", rlab.iface("r", "b"), 30.0, "out", match="meta l4proto ipv6-icmp")
+        match = "meta l4proto ipv6-icmp"
+        rlab.nft_loss("r", rlab.iface("r", "b"), 30.0, "out", match=match, regular=True)
     rounds = 40 if mode == "icmp" else 3
     opts = {"mode": mode, "rounds": rounds, "interval_s": 0.02, "timeout_s": 0.3}
-    res = probe_in(rlab, "a", "trace", v6["b"], opts)
+    res = probe_in(rlab, "a", "trace", v6["b"], opts, realtime=True)
     assert res["success"], res["error"]
     m = res["measurement"]
     assert m["reached"] is True and m["address"] == v6["b"]
