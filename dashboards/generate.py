@@ -16,6 +16,7 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import (
     bargauge,
+    common,
     heatmap,
     histogram,
     prometheus,
@@ -25,6 +26,7 @@ from grafana_foundation_sdk.builders import (
 )
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
@@ -34,22 +36,6 @@ PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
 # Label matchers every result series of a board is filtered by.
 SCOPE = 'partner=~"$partner", customer=~"$customer", site=~"$site"'
 SITE_SCOPE = f'{SCOPE}, target=~"$target"'
-
-# Metrics (from docs/metrics.md) the boards use; tests check the collector exposes each.
-METRICS = (
-    "qos_scout_probe_success",
-    "qos_scout_rtt_ms",
-    "qos_scout_jitter_ms",
-    "qos_scout_loss_pct",
-    "qos_scout_mos",
-    "qos_scout_throughput_bps",
-    "qos_scout_contracted_bps",
-    "qos_scout_sip_timing_ms",
-    "qos_scout_agent_last_seen_timestamp_seconds",
-    "qos_scout_site_state",
-    "qos_scout_open_tickets",
-    "qos_scout_ingest_results_total",
-)
 
 
 def q(expr: str, legend: str = "", *, instant: bool = False) -> prometheus.Dataquery:
@@ -107,12 +93,29 @@ MOS_STEPS = ((None, "red"), (3.6, "orange"), (4.0, "green"))
 LOSS_STEPS = ((None, "green"), (0.5, "orange"), (1.0, "red"))
 JITTER_STEPS = ((None, "green"), (20, "orange"), (30, "red"))
 RTT_STEPS = ((None, "green"), (100, "orange"), (150, "red"))
+# The default rules' limits (collector/rules.py), drawn as lines where a panel shows one.
+DNS_STEPS = ((None, "green"), (500, "orange"), (2000, "red"))
+MTU_STEPS = ((None, "red"), (1300, "green"))
+NAT_STEPS = ((None, "red"), (30, "green"))
+HOST_STEPS = ((None, "green"), (90, "orange"), (97, "red"))
 
 
-def ts(title: str, unit: str, *targets: prometheus.Dataquery, w: int = 12) -> timeseries.Panel:
+def ts(
+    title: str,
+    unit: str,
+    *targets: prometheus.Dataquery,
+    w: int = 12,
+    limits: tuple[tuple[float | None, str], ...] | None = None,
+) -> timeseries.Panel:
+    """A time series panel; `limits` draws the rule's thresholds as dashed lines."""
     panel = timeseries.Panel().title(title).unit(unit).datasource(PROMETHEUS).height(8).span(w)
     for t in targets:
         panel = panel.with_target(t)
+    if limits:
+        style = common.GraphThresholdsStyleConfig().mode(
+            common_model.GraphTresholdsStyleMode.DASHED
+        )
+        panel = panel.thresholds(thresholds(*limits)).thresholds_style(style)
     return panel
 
 
@@ -265,6 +268,7 @@ def fleet() -> dash.Dashboard:
 
 
 def site() -> dash.Dashboard:
+    by_target = "{{probe}} {{direction}} → {{target}}"
     return (
         dash.Dashboard("qos-scout · Site detail")
         .uid("qos-scout-site")
@@ -287,24 +291,17 @@ def site() -> dash.Dashboard:
             )
         )
         .with_panel(
-            ts(
-                "Jitter per direction",
-                "ms",
-                q(f"qos_scout_jitter_ms{{{SITE_SCOPE}}}", "{{probe}} {{direction}} → {{target}}"),
-            )
+            ts("Jitter per direction", "ms", q(f"qos_scout_jitter_ms{{{SITE_SCOPE}}}", by_target))
         )
         .with_panel(
-            ts(
-                "Loss per direction",
-                "percent",
-                q(f"qos_scout_loss_pct{{{SITE_SCOPE}}}", "{{probe}} {{direction}} → {{target}}"),
-            )
+            ts("Loss per direction", "percent", q(f"qos_scout_loss_pct{{{SITE_SCOPE}}}", by_target))
         )
+        .with_panel(ts("MOS per direction", "none", q(f"qos_scout_mos{{{SITE_SCOPE}}}", by_target)))
         .with_panel(
             ts(
-                "MOS per direction",
+                "E-model R per direction",
                 "none",
-                q(f"qos_scout_mos{{{SITE_SCOPE}}}", "{{probe}} {{direction}} → {{target}}"),
+                q(f"qos_scout_r_factor{{{SITE_SCOPE}}}", by_target),
             )
         )
         .with_panel(
@@ -313,6 +310,13 @@ def site() -> dash.Dashboard:
                 "bps",
                 q(f"qos_scout_throughput_bps{{{SITE_SCOPE}}}", "measured {{direction}}"),
                 q(f"qos_scout_contracted_bps{{{SCOPE}}}", "contracted {{direction}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "Buffer delay under load (RFC 6349: loaded RTT over idle RTT)",
+                "percent",
+                q(f"qos_scout_buffer_delay_pct{{{SITE_SCOPE}}}", "{{direction}} → {{target}}"),
             )
         )
         .with_panel(
@@ -327,6 +331,60 @@ def site() -> dash.Dashboard:
                 "Probe failures",
                 "none",
                 q(f"sum by (probe) (1 - qos_scout_probe_success{{{SITE_SCOPE}}})", "{{probe}}"),
+            )
+        )
+        .with_row(dash.Row("Path, DNS and host"))
+        .with_panel(
+            ts(
+                "DNS resolution time",
+                "ms",
+                q(f"qos_scout_dns_resolution_ms{{{SITE_SCOPE}}}", "{{target}}"),
+                w=8,
+                limits=DNS_STEPS,
+            )
+        )
+        .with_panel(
+            ts(
+                "Path MTU (below 1300 bytes breaks SIP over UDP)",
+                "none",
+                q(f"qos_scout_path_mtu_bytes{{{SITE_SCOPE}}}", "{{target}}"),
+                w=8,
+                limits=MTU_STEPS,
+            )
+        )
+        .with_panel(
+            ts(
+                "NAT: longest idle time a UDP binding survived",
+                "s",
+                q(f"qos_scout_nat_binding_survived_seconds{{{SITE_SCOPE}}}", "{{target}}"),
+                w=8,
+                limits=NAT_STEPS,
+            )
+        )
+        .with_panel(
+            ts(
+                "Trace: hops, and the first hop of persistent loss",
+                "none",
+                q(f"qos_scout_trace_hops{{{SITE_SCOPE}}}", "hops → {{target}}"),
+                q(f"qos_scout_trace_loss_start_hop{{{SITE_SCOPE}}}", "loss from hop → {{target}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "Trace: loss at the destination",
+                "percent",
+                q(f"qos_scout_trace_destination_loss_pct{{{SITE_SCOPE}}}", "{{target}}"),
+                limits=LOSS_STEPS,
+            )
+        )
+        .with_panel(
+            ts(
+                "Agent host: CPU and memory",
+                "percent",
+                q(f"qos_scout_host_cpu_pct{{{SITE_SCOPE}}}", "CPU {{agent}}"),
+                q(f"qos_scout_host_memory_used_pct{{{SITE_SCOPE}}}", "memory {{agent}}"),
+                w=24,
+                limits=HOST_STEPS,
             )
         )
     )

@@ -1,14 +1,21 @@
 """Every dashboard panel's query returns data from a real Prometheus scraping a real collector
-fed by a real agent (which probes a real responder), with the template variables filled in
-from Prometheus itself, as Grafana would."""
+fed by a real agent (which probes a real responder and a real DNS server), with the template
+variables filled in from Prometheus itself, as Grafana would.
+
+On this healthy loopback path some families have no series by design: the first hop of
+persistent loss (none), and without root the mtu and trace probes (raw sockets) fail, so
+their panels stay empty; tests/contract/ shows each of them with data.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +28,30 @@ from agent.cli.demo import responder_plan
 from agent.cli.stack import Stack, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "net"))
+from dnsserver import ZoneServer  # noqa: E402
+
 BOARDS = sorted((ROOT / "dashboards" / "json").glob("*.json"))
-PROBES = ("icmp", "udp", "bandwidth", "sip_options", "sip_call")
+ROOT_ONLY = ("mtu", "trace")  # raw ICMP sockets
+PROBES = ("icmp", "udp", "bandwidth", "sip_options", "sip_call", "dns", "host", "nat_binding",
+          *(ROOT_ONLY if os.geteuid() == 0 else ()))  # fmt: skip
+# Families without a series on a healthy path, or without the probes that need root.
+EMPTY_HERE = {"qos_scout_trace_loss_start_hop"} | (
+    set()
+    if os.geteuid() == 0
+    else {
+        "qos_scout_path_mtu_bytes",
+        "qos_scout_trace_hops",
+        "qos_scout_trace_destination_loss_pct",
+    }
+)
+ZONE = """
+$TTL 300
+@    IN SOA ns.e2e.test. admin.e2e.test. 1 3600 600 86400 60
+@    IN NS  ns.e2e.test.
+ns   IN A   127.0.0.1
+pbx  IN A   127.0.0.1
+"""
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="prometheus is not installed (.ci/run installs it)"
@@ -35,10 +64,35 @@ def _tcp_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _modules(ports: dict[str, int]) -> dict[str, Any]:
+def _modules(ports: dict[str, int], dns_port: int) -> dict[str, Any]:
     responder = "127.0.0.1"
     sip = f"sip:echo@127.0.0.1:{ports['sip']}"
+    root_only: dict[str, Any] = {
+        "mtu": {"probe": "mtu", "targets": [responder], "interval_s": 60,
+                "options": {"timeout_s": 0.3}},
+        "trace": {"probe": "trace", "targets": [responder], "interval_s": 60,
+                  "options": {"rounds": 2, "timeout_s": 0.3}},
+    }  # fmt: skip
     return {
+        **{k: v for k, v in root_only.items() if v["probe"] in PROBES},
+        "dns": {
+            "probe": "dns",
+            "targets": ["pbx.e2e.test"],
+            "interval_s": 30,
+            "options": {"server": "127.0.0.1", "server_port": dns_port, "record_types": ["A"]},
+        },
+        "host": {
+            "probe": "host",
+            "targets": ["local"],
+            "interval_s": 30,
+            "options": {"sample_s": 0.2},
+        },
+        "nat": {
+            "probe": "nat_binding",
+            "targets": [f"127.0.0.1:{ports['natprobe']}"],
+            "interval_s": 60,
+            "options": {"intervals_s": [0.2, 0.5]},
+        },
         "ping": {
             "probe": "icmp",
             "targets": [responder],
@@ -72,6 +126,7 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("prom-e2e")
     stack = Stack(work)
     prom: subprocess.Popen[bytes] | None = None
+    dns = ZoneServer("e2e.test.", ZONE).__enter__()
     try:
         stack.start_collector()
         token = stack.create_tenancy(partner="e2e-partner", site="e2e-site")
@@ -82,7 +137,7 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         args, ports = responder_plan()
         stack.start_responder(args, lambda: _tcp_open(ports["bandwidth"]))
-        config = stack.write_agent_config(_modules(ports))
+        config = stack.write_agent_config(_modules(ports, dns.port))
         stack.enroll(config, token)
         stack.start_agent(config)
 
@@ -131,6 +186,7 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             prom.terminate()
             prom.wait(15)
         stack.close()
+        dns.__exit__(None, None, None)
 
 
 def _query(url: str, expr: str, *, instant: bool) -> list[Any]:
@@ -183,7 +239,8 @@ def test_every_panel_query_returns_data(prometheus_url: str, path: Path) -> None
     values = _fill_variables(prometheus_url, board)
     empty = []
     checked = 0
-    for panel in board["panels"]:
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    for panel in panels:
         for target in panel["targets"]:
             expr = target["expr"]
             for name, value in values.items():
@@ -191,9 +248,9 @@ def test_every_panel_query_returns_data(prometheus_url: str, path: Path) -> None
             assert "$" not in expr, f"unfilled variable in {expr}"
             result = _query(prometheus_url, expr, instant=bool(target.get("instant")))
             checked += 1
-            if not result:
+            if not result and not any(f"{name}{{" in expr for name in EMPTY_HERE):
                 empty.append(f"{panel['title']}: {expr}")
-    assert checked >= len(board["panels"])
+    assert checked >= len(panels)
     assert not empty, "panels without data:\n" + "\n".join(empty)
 
 
