@@ -1,12 +1,15 @@
 """Agent footprint: resident memory and CPU of an idle agent at the default schedule, and
-during a 10-call SIP test, beside a bare `python -c pass` and Prometheus blackbox_exporter
-doing ICMP on the same targets.
+during a 10-call SIP test, beside a bare `python -c pass` and (when installed) Prometheus
+blackbox_exporter doing ICMP on the same targets; and where the idle agent's memory goes,
+by the package whose first import grew it.
 
 Everything runs on loopback: a collector (SQLite) and a responder for the agent to talk to,
 the agent with the default modules (ping the "gateway" and the responder every 60 s, a 30 s
 G.711 voice stream every 5 min, SIP OPTIONS every 60 s, host facts every 5 min; the 8-hourly
 bandwidth test is left out of an idle window), and blackbox_exporter scraped every 60 s for
 the same two ping targets as Prometheus would. Figures are sampled with psutil from /proc.
+A third agent with the same schedule runs under an import ledger (`IMPORT_LEDGER`) for the
+per-package attribution, so the measured agents carry no instrumentation.
 
     .venv/bin/python bench/footprint.py [--warmup 60] [--duration 240] [--calls 10]
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,11 +34,55 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.cli.demo import available, responder_plan
+from agent.cli.demo import responder_plan
 from agent.cli.stack import Stack, free_port, tcp_open, wait_for
 from agent.runtime.config import SiteConfig, default_modules
 
 GATEWAY_STANDIN = "127.0.0.2"  # test traffic stays on loopback
+
+# `python -c IMPORT_LEDGER LEDGER_FILE qos-scout-args...`: the agent, with importlib's
+# `_find_and_load` (every first import, from `import` statements and import_module alike)
+# wrapped to charge the RSS growth during each import to the top-level package imported,
+# minus what nested imports of other packages grew (charged to those). SIGUSR1 writes
+# "package<TAB>bytes" lines, plus the RSS at start and now, to LEDGER_FILE. Only builtin
+# modules are used here, so the ledger itself imports nothing the agent would be charged for.
+IMPORT_LEDGER = r"""
+import importlib._bootstrap as _bootstrap, os as _os, sys as _sys, _signal, _thread
+_out = _sys.argv.pop(1)
+_page = _os.sysconf("SC_PAGE_SIZE")
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _page
+_cost, _stacks, _find = {}, {}, _bootstrap._find_and_load
+def _charged(name, import_):
+    top = name.partition(".")[0]
+    stack = _stacks.setdefault(_thread.get_ident(), [])
+    if stack and stack[-1][0] == top:
+        return _find(name, import_)
+    frame = [top, _rss(), 0]
+    stack.append(frame)
+    try:
+        return _find(name, import_)
+    finally:
+        stack.pop()
+        grew = _rss() - frame[1]
+        if top in _sys.modules:
+            _cost[top] = _cost.get(top, 0) + grew - frame[2]
+        else:  # a failed import (copy's `org.python.core`): its growth stays with the importer
+            grew = frame[2]
+        if stack:
+            stack[-1][2] += grew
+def _dump(*_):
+    with open(_out + ".part", "w") as f:
+        f.write(f"(start)\t{_start}\n(now)\t{_rss()}\n")
+        f.writelines(f"{k}\t{v}\n" for k, v in _cost.items())
+    _os.replace(_out + ".part", _out)
+_start = _rss()
+_bootstrap._find_and_load = _charged
+_signal.signal(_signal.SIGUSR1, _dump)
+from agent.cli.main import main
+_sys.exit(main())
+"""
 
 
 class Sampler:
@@ -76,30 +124,87 @@ class Sampler:
 
 
 def bare_python_rss_mib() -> float:
-    """RSS of an interpreter that imported nothing (sampled while it sleeps, so the figure is
-    not the forked parent's image that ru_maxrss of a child would include)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
-    time.sleep(1.0)
+    """RSS of an interpreter that imports nothing, as `python -c pass` (sampled while it waits
+    on stdin, so the figure is not the forked parent's image that ru_maxrss of a child would
+    include; `sys` is built in)."""
+    code = "import sys; sys.stdout.write('up\\n'); sys.stdout.flush(); sys.stdin.readline()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdout.readline()
     rss = psutil.Process(proc.pid).memory_info().rss / 2**20
-    proc.wait()
+    proc.communicate("\n", timeout=10)
     return rss
 
 
-def bench_modules(ports: dict[str, int]) -> dict[str, Any]:
-    site = SiteConfig(
-        responder="127.0.0.1",
-        sip_server=f"sip:127.0.0.1:{ports['sip']}" if "sip" in ports else None,
+def start_ledger_agent(stack: Stack, config: Path, ledger: Path) -> subprocess.Popen[bytes]:
+    """An agent under IMPORT_LEDGER, stopped with the stack."""
+    args = ["-v", "agent", "run", "--config", str(config)]
+    log = open(stack.workdir / "agent-ledger.log", "ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", IMPORT_LEDGER, str(ledger), *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
+    log.close()
+    stack.procs["agent-ledger"] = proc
+    return proc
+
+
+def read_ledger(proc: subprocess.Popen[bytes], ledger: Path) -> dict[str, int]:
+    """Ask the ledger agent for its figures (SIGUSR1) and read them."""
+    ledger.unlink(missing_ok=True)
+    proc.send_signal(signal.SIGUSR1)
+    wait_for("the import ledger", ledger.exists, 30)
+    rows = (line.split("\t") for line in ledger.read_text().splitlines())
+    return {name: int(value) for name, value in rows}
+
+
+def ledger_rows(ledger: dict[str, int], min_mib: float = 0.2) -> list[tuple[str, float]]:
+    """(what, MiB) rows: the interpreter at start, each package with at least `min_mib`
+    (largest first), the smaller ones together, and the RSS no import accounts for."""
+    start, now = ledger.pop("(start)") / 2**20, ledger.pop("(now)") / 2**20
+    stdlib = sys.stdlib_module_names
+    mib: dict[str, float] = {}
+    for name, grew in ledger.items():
+        # a C accelerator goes with its module: _ssl with ssl, _sqlite3 with sqlite3
+        if name.startswith("_sysconfigdata"):
+            name = "sysconfig"
+        elif name.startswith("_") and name[1:] in stdlib:
+            name = name[1:]
+        mib[name] = mib.get(name, 0.0) + grew / 2**20
+
+    def label(pkg: str) -> str:
+        if pkg in ("agent", "collector"):
+            return f"{pkg} (this project)"
+        return f"{pkg} (stdlib)" if pkg in stdlib else pkg
+
+    big = sorted(((k, v) for k, v in mib.items() if v >= min_mib), key=lambda kv: -kv[1])
+    rows = [("interpreter at start (before the agent's first import)", start)]
+    rows += [(label(k), v) for k, v in big]
+    small = {k: v for k, v in mib.items() if v < min_mib}
+    std = [v for k, v in small.items() if k in stdlib]
+    rows.append((f"{len(std)} other stdlib modules, under {min_mib:g} MiB each", sum(std)))
+    third = sorted(k for k in small if k not in stdlib)
+    rows.append((f"other third-party: {', '.join(third) or 'none'}", sum(small[k] for k in third)))
+    rest = now - start - sum(mib.values())
+    rows.append(("not from imports: heap and data since (malloc_trim returns some)", rest))
+    rows.append(("total: the ledger agent's RSS", now))
+    return rows
+
+
+def bench_modules(ports: dict[str, int]) -> dict[str, Any]:
+    site = SiteConfig(responder="127.0.0.1", sip_server=f"sip:127.0.0.1:{ports['sip']}")
     mods = default_modules(site)
     mods.pop("bandwidth", None)
     mods["ping"]["targets"] = [GATEWAY_STANDIN, "127.0.0.1"]
-    if "voice" in mods:
-        mods["voice"]["targets"] = [f"127.0.0.1:{ports['twamp']}"]
-    if "trace" in mods:
-        mods["trace"]["targets"] = ["127.0.0.1"]
-    if "sip" in mods:
-        mods["sip"]["targets"] = [site.sip_server]
-    return {k: m for k, m in mods.items() if available(m["probe"])}
+    mods["voice"]["targets"] = [f"127.0.0.1:{ports['twamp']}"]
+    mods["trace"]["targets"] = ["127.0.0.1"]
+    mods["sip"]["targets"] = [site.sip_server]
+    return mods
 
 
 def start_blackbox(workdir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
@@ -196,6 +301,14 @@ def main() -> int:
         config2 = stack.write_agent_config(modules, name="agent-metrics", **common)
         stack.enroll(config2, token2)
         agent2 = stack.start_agent(config2, name="agent-metrics")
+        site3 = stack.api(
+            "POST", "/api/v1/sites", json={"customer_id": stack.customer_id, "name": "site-3"}
+        )["id"]
+        token3 = stack.api("POST", f"/api/v1/sites/{site3}/tokens", json={})["token"]
+        config3 = stack.write_agent_config(modules, name="agent-ledger", metrics=None, **common)
+        stack.enroll(config3, token3)
+        ledger_file = workdir / "import-ledger.tsv"
+        agent3 = start_ledger_agent(stack, config3, ledger_file)
         blackbox = start_blackbox(workdir)
         stop = threading.Event()
         if blackbox is not None:
@@ -222,15 +335,14 @@ def main() -> int:
             s.__exit__()
             rows.append(s.row(name))
         stop.set()
+        ledger = ledger_rows(read_ledger(agent3, ledger_file))
+        stack.stop("agent-ledger")
         runs = len(stack.results())
         notes.append(f"results stored by the collector from the first agent so far: {runs}")
-        if "sip" in ports:
-            with Sampler(agent.pid, every_s=0.2) as s:
-                job = sip_load(stack, ports["sip"], args.calls)
-            rows.append(s.row(f"agent during a {args.calls}-call SIP test (20 s of RTP)"))
-            notes.append(f"SIP test job: {job['state']} {job.get('message') or ''}".strip())
-        else:
-            notes.append("no SIP endpoint on the responder or no sip_call probe: SIP test not run")
+        with Sampler(agent.pid, every_s=0.2) as s:
+            job = sip_load(stack, ports["sip"], args.calls)
+        rows.append(s.row(f"agent during a {args.calls}-call SIP test (20 s of RTP)"))
+        notes.append(f"SIP test job: {job['state']} {job.get('message') or ''}".strip())
         rows.append(
             {
                 "name": "bare python (python -c pass, imports nothing)",
@@ -254,6 +366,10 @@ def main() -> int:
         mx = "" if r["rss_max_mib"] is None else f"{r['rss_max_mib']:.1f}"
         cpu = "" if r["cpu_pct"] is None else f"{r['cpu_pct']:.2f}"
         print(f"{r['name']:<52} {r['rss_median_mib']:>14.1f} {mx:>11} {cpu:>15}")
+    print()
+    print("idle agent RSS by what it imported (a third agent, same schedule, import ledger):")
+    for what, mib in ledger:
+        print(f"  {what:<66} {mib:>6.1f} MiB")
     print()
     for n in notes:
         print(f"- {n}")
