@@ -1,8 +1,17 @@
-"""Error hierarchy for probes, with a category table the collector maps to tickets."""
+"""Error hierarchy for probes. Each class names its category; what a category means for a
+person is the table `CATEGORY_MESSAGES` in agent/wire/errors.py (the collector reads it
+too, for tickets)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
+
+from agent.wire.errors import CATEGORY_MESSAGES
+
+__all__ = [
+    "CATEGORY_MESSAGES", "CliError", "ConfigError", "NetworkUnreachableError", "PeerError",
+    "PermissionDeniedError", "ProbeError", "ProbeTimeoutError", "ResolveError", "SipError",
+]  # fmt: skip
 
 
 class CliError(Exception):
@@ -61,17 +70,3 @@ class SipError(ProbeError):
     """SIP signalling failed (final error response, auth failure, transaction timeout)."""
 
     category = "sip"
-
-
-# Human-readable descriptions per category, for reports and tickets.
-CATEGORY_MESSAGES: dict[str, str] = {
-    "probe": "the probe failed",
-    "config": "the probe's options are invalid",
-    "dns": "a name did not resolve",
-    "privilege": "the agent lacks a privilege the probe needs",
-    "network": "the target is unreachable",
-    "timeout": "the probe did not finish before its deadline",
-    "peer": "the far end answered incorrectly",
-    "sip": "SIP signalling failed",
-    "internal": "the probe crashed (a bug in qos-scout)",
-}

@@ -16,6 +16,7 @@ import orjson
 import sqlalchemy as sa
 from pydantic import ValidationError
 
+from agent.wire.errors import format_validation_error
 from agent.wire.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult, non_finite_path, upgrade
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
@@ -84,15 +85,6 @@ def json_text(value: Any, finite: bool) -> str:
     return orjson.dumps(value).decode() if finite else json.dumps(value)
 
 
-def _reason(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        parts.append(f"{loc}: {msg.removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 def validate_item(item: Any, finite: bool = False) -> ProbeResult:
     """One wire item -> ProbeResult; an unknown schema version is refused before anything
     else (its other fields may legitimately differ). Unless the body is known to hold only
@@ -109,7 +101,9 @@ def validate_item(item: Any, finite: bool = False) -> ProbeResult:
     try:
         r = ProbeResult.model_validate(upgrade(item))
     except ValidationError as exc:
-        raise ValueError(_reason(exc)) from None
+        raise ValueError(
+            format_validation_error(exc, unknown="unknown field", root=None, strip_value_error=True)
+        ) from None
     bad = None if finite else non_finite_path(r.measurement, "measurement")
     if bad:
         raise ValueError(f"{bad}: NaN and infinite numbers are not JSON; send null")

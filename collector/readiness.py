@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from agent.readiness.model import CallInfo, ReadinessReport
 from agent.readiness.options import ReadinessOptions
+from agent.wire.errors import format_validation_error
 from collector import jobs, tickets
 from collector.config import CollectorConfig
 from collector.context import load_site_context
@@ -35,10 +36,9 @@ def _validate_options(options: dict[str, Any]) -> None:
     try:
         ReadinessOptions.model_validate(probe)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise Invalid(f"readiness options: {loc}: {msg}") from None
+        raise Invalid(
+            f"readiness options: {format_validation_error(exc, first_only=True)}"
+        ) from None
 
 
 def site_call_info(site: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agent.errors import ConfigError, ProbeError, ProbeTimeoutError
+from agent.wire.errors import format_validation_error
 from agent.wire.measurements import MEASUREMENTS
 from agent.wire.results import ProbeErrorInfo, ProbeResult, finite_json, utcnow
 from agent.wire.stats import SummaryStats
@@ -194,18 +195,6 @@ def get_probe(name: str) -> ProbeSpec[Any]:
 
 def probe_names() -> list[str]:
     return sorted(PROBE_MODULES)
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem: `field.path: message`."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
 
 
 def _error_info(exc: BaseException) -> ProbeErrorInfo:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from agent.readiness import svg
 from agent.readiness.model import ReadinessReport
+from agent.wire.errors import format_validation_error
 
 LABELS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "info": "INFO", "skipped": "SKIPPED"}
 VERDICT_TEXT = {
@@ -64,9 +65,8 @@ def load_json(data: str | bytes | dict[str, Any]) -> ReadinessReport:
     except json.JSONDecodeError as exc:
         raise ValueError(f"readiness report is not JSON: {exc}") from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(root)"
-        raise ValueError(f"readiness report is invalid: {loc}: {first['msg']}") from None
+        problem = format_validation_error(exc, first_only=True)
+        raise ValueError(f"readiness report is invalid: {problem}") from None
 
 
 def _badge(status: str) -> str:

@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError
-from agent.probes import format_validation_error, get_probe
+from agent.probes import get_probe
+from agent.wire.errors import format_validation_error
 
 DEFAULT_STATE_DIR = Path("/var/lib/qos-scout")
 DEFAULT_CONFIG_PATH = Path("/etc/qos-scout/agent.yml")
