@@ -1,3 +1,5 @@
 """qos-scout agent: on-site probes, the voice-quality maths and the wire schema."""
 
-__version__ = "0.1.0"
+from agent.wire import VERSION as __version__
+
+__all__ = ["__version__"]

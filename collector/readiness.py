@@ -2,7 +2,7 @@
 its progress and report, and open a ticket with the report attached when it fails.
 
 Storage is the jobs table (kind "suite", spec.suite "readiness"); the report is the
-agent's job report under "readiness" (agent.readiness.model.ReadinessReport, versioned).
+agent's job report under "readiness" (agent.wire.readiness.ReadinessReport, versioned).
 A failed test opens one ticket (rule "readiness", target "readiness:<job id>") when the
 job asked for it (spec.open_ticket, default true); any failed or warned test can open one
 by hand. Call info gathered for a ticket is stored in its evidence and as an event.
@@ -15,9 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from agent.readiness.model import CallInfo, ReadinessReport
-from agent.readiness.options import ReadinessOptions
 from agent.wire.errors import format_validation_error
+from agent.wire.readiness import CallInfo, ReadinessOptions, ReadinessReport
 from collector import jobs, tickets
 from collector.config import CollectorConfig
 from collector.context import load_site_context

@@ -89,10 +89,10 @@ def _run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from agent.cli.main import CliError
-    from agent.readiness import report
-    from agent.readiness.options import ReadinessOptions
     from agent.readiness.suite import run_readiness
+    from agent.wire import report
     from agent.wire.errors import format_validation_error
+    from agent.wire.readiness import ReadinessOptions
 
     try:
         opts = ReadinessOptions.model_validate(options_from_args(args))

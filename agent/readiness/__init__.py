@@ -1,11 +1,11 @@
-"""VoIP readiness: the tier-1 on-demand test suite, its checks, thresholds and report.
+"""VoIP readiness: the tier-1 on-demand test suite, its checks, thresholds and capacity ramp.
 
-Public surface: `ReadinessOptions`, `run_readiness`, `ReadinessReport`, `Check`, and the
-report writers in `agent.readiness.report`.
+Public surface: `ReadinessOptions`, `run_readiness`, `ReadinessReport`, `Check`. The
+options and report models are wire types (agent/wire/readiness.py), their writers are in
+agent/wire/report.py: the collector reads and renders the same report.
 """
 
-from agent.readiness.model import REPORT_VERSION, Check, ReadinessReport
-from agent.readiness.options import ReadinessOptions
+from agent.wire.readiness import REPORT_VERSION, Check, ReadinessOptions, ReadinessReport
 
 __all__ = ["REPORT_VERSION", "Check", "ReadinessOptions", "ReadinessReport", "run_readiness"]
 

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.readiness.checks import direction
-from agent.readiness.model import RampStep
 from agent.readiness.thresholds import get
+from agent.wire.readiness import RampStep
 from agent.wire.results import ProbeResult
 
 QUEUE_LIMIT_MS = 50.0

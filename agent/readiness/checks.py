@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.probes import PROBE_MODULES
-from agent.readiness.model import Check
-from agent.readiness.thresholds import G711_ETHERNET_BPS, Status, Threshold, get
+from agent.readiness.thresholds import G711_ETHERNET_BPS, Threshold, get
+from agent.wire.readiness import Check, Status
 from agent.wire.results import ProbeResult
 from agent.wire.voice import DIRECTIONS, VoiceDirection
 

@@ -12,10 +12,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.probes import Target
-from agent.readiness.options import ReadinessOptions
 from agent.readiness.suite import run_readiness
 from agent.runtime.jobs import JobError, SuiteContext, register_suite
 from agent.wire.errors import format_validation_error
+from agent.wire.readiness import ReadinessOptions
 from agent.wire.results import ProbeResult
 
 

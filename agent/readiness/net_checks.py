@@ -12,9 +12,8 @@ from typing import Any
 from agent.addresses import hostport
 from agent.readiness import checks
 from agent.readiness.checks import FIXES, ProbeCall, missing, probe_error
-from agent.readiness.model import Check
-from agent.readiness.options import ReadinessOptions
 from agent.readiness.thresholds import get
+from agent.wire.readiness import Check, ReadinessOptions
 
 
 def _sip_domain(server: str) -> str | None:

@@ -12,9 +12,8 @@ from agent.addresses import hostport
 from agent.probes import PROBE_MODULES
 from agent.readiness import checks
 from agent.readiness.checks import FIXES, ProbeCall, missing, probe_error
-from agent.readiness.model import Check
-from agent.readiness.options import ReadinessOptions
 from agent.readiness.thresholds import get
+from agent.wire.readiness import Check, ReadinessOptions
 
 
 def _sip_opts(opts: ReadinessOptions) -> dict[str, Any]:

@@ -19,8 +19,7 @@ from typing import Any
 from agent.addresses import hostport
 from agent.probes import PROBE_MODULES, run_probe
 from agent.readiness import capacity, checks, net_checks, sip_checks
-from agent.readiness.model import Check, RampStep, ReadinessReport, Series, verdict
-from agent.readiness.options import ReadinessOptions
+from agent.wire.readiness import Check, RampStep, ReadinessOptions, ReadinessReport, Series, verdict
 from agent.wire.results import ProbeResult, utcnow
 
 ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]

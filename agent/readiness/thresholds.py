@@ -8,9 +8,8 @@ place a figure becomes pass / warn / fail. docs/readiness.md mirrors this table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Status = Literal["pass", "warn", "fail", "info", "skipped"]
+from agent.wire.readiness import Status
 
 # G.711 at 20 ms ptime on the wire, per direction per call (docs/readiness.md):
 # 160 B audio + 12 RTP + 8 UDP + 20 IPv4 = 200 B per packet, 50 packets/s.

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from agent import __version__
+from agent.wire import VERSION
 from collector.api import routes_agent, routes_partner, routes_readiness, routes_tickets
 from collector.api.state import AppState
 from collector.db import current_revision, head_revision
@@ -75,7 +75,7 @@ def create_app(
 
     app = FastAPI(
         title="qos-scout collector",
-        version=__version__,
+        version=VERSION,
         description="Tenants, enrollment, result ingest, rules, tickets and on-demand jobs.",
         lifespan=lifespan,
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.readiness.model import CallInfo
+from agent.wire.readiness import CallInfo
 from collector import readiness
 from collector.api.routes_partner import PartnerDep, _read, _write
 from collector.api.state import app_state
@@ -60,7 +60,7 @@ async def get_readiness(p: PartnerDep, job_id: str, request: Request) -> dict[st
 
 @router.get("/readiness/{job_id}/report.html", response_class=HTMLResponse)
 async def report_html(p: PartnerDep, job_id: str, request: Request) -> HTMLResponse:
-    from agent.readiness.report import to_html
+    from agent.wire.report import to_html
 
     v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
     rep = _report(v, job_id)
@@ -74,7 +74,7 @@ async def report_json(p: PartnerDep, job_id: str, request: Request) -> JSONRespo
 
 
 def _report(v: dict[str, Any], job_id: str) -> Any:
-    from agent.readiness.report import load_json
+    from agent.wire.report import load_json
 
     if v["report"] is None:
         raise NotFound(f"readiness test {job_id} has no report yet ({v['state']})")

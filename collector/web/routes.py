@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 
-from agent.readiness.model import CallInfo
+from agent.wire.readiness import CallInfo
 from collector import readiness, tenants, tickets
 from collector.api.routes_partner import _read, _write
 from collector.api.state import AppState, app_state
@@ -215,7 +215,7 @@ async def site_call_info(request: Request, site_id: str) -> Response:
 
 @router.get("/readiness/{job_id}", response_class=HTMLResponse)
 async def readiness_page(request: Request, job_id: str) -> Response:
-    from agent.readiness.report import STYLE, load_json, render_body
+    from agent.wire.report import STYLE, load_json, render_body
 
     p = await _partner(request)
     if p is None:
@@ -244,7 +244,7 @@ async def readiness_status(request: Request, job_id: str) -> Response:
 
 @router.get("/readiness/{job_id}/report.{fmt}")
 async def readiness_report(request: Request, job_id: str, fmt: str) -> Response:
-    from agent.readiness.report import load_json, to_html, to_json
+    from agent.wire.report import load_json, to_html, to_json
 
     p = await _partner(request)
     if p is None:

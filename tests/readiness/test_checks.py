@@ -6,9 +6,8 @@ import pytest
 
 from agent.probes.nat_binding import IntervalResult, summarize
 from agent.readiness import capacity, checks
-from agent.readiness.model import Check, verdict
-from agent.readiness.options import ReadinessOptions
 from agent.readiness.thresholds import G711_ETHERNET_BPS, G711_IP_BPS, THRESHOLDS
+from agent.wire.readiness import Check, ReadinessOptions, verdict
 
 
 def test_g711_wire_rates_are_the_documented_figures() -> None:

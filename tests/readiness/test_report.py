@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.readiness import checks, report
-from agent.readiness.model import CallInfo, RampStep, ReadinessReport, Series, verdict
+from agent.readiness import checks
+from agent.wire import report
+from agent.wire.readiness import CallInfo, RampStep, ReadinessReport, Series, verdict
 
 
 def _report() -> ReadinessReport:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from agent.readiness.model import Series
+from agent.wire.readiness import Series
 
 
 def _nice_max(v: float) -> float:

@@ -1,4 +1,5 @@
-"""Readiness report writers: versioned JSON, and one self-contained HTML page.
+"""Readiness report writers: versioned JSON, and one self-contained HTML page (pure: the
+report model in, text out; the agent's CLI and the collector's pages both use them).
 
 The HTML has the verdict at the top, one row per check (status, figure, limit, source,
 explanation and fix), inline SVG plots and the gathered call info. It loads nothing
@@ -15,9 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.readiness import svg
-from agent.readiness.model import ReadinessReport
+from agent.wire import svg
 from agent.wire.errors import format_validation_error
+from agent.wire.readiness import ReadinessReport
 
 LABELS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "info": "INFO", "skipped": "SKIPPED"}
 VERDICT_TEXT = {
