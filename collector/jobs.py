@@ -1,4 +1,8 @@
-"""On-demand jobs: a queue per site, handed to the site's agents by long poll."""
+"""On-demand jobs: a queue per site, handed to the site's agents by long poll.
+
+A job's spec is validated against the wire model of its kind (agent.wire.jobs) before it
+is stored; what an agent is handed is a `Job` of the current schema version.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collector.errors import Conflict, NotFound
+from agent.wire.jobs import JOB_SCHEMA_VERSION, check_version, parse_spec
+from collector.errors import Conflict, Invalid, NotFound
 from collector.keys import new_id
 from collector.schema import jobs
 from collector.tenants import get_site
@@ -19,6 +24,7 @@ FINAL_STATES = ("done", "failed")
 def job_out(r: Any) -> dict[str, Any]:
     d = dict(r._mapping)
     return {
+        "schema_version": JOB_SCHEMA_VERSION,
         "id": d["id"],
         "site_id": d["site_id"],
         "kind": d["kind"],
@@ -32,10 +38,20 @@ def job_out(r: Any) -> dict[str, Any]:
     }
 
 
+def validate_spec(kind: str, spec: Any, schema_version: Any = JOB_SCHEMA_VERSION) -> dict[str, Any]:
+    """The spec as stored (the wire model's JSON); Invalid names the version or the field."""
+    try:
+        check_version(schema_version, "this collector")
+        return parse_spec(kind, spec).model_dump(mode="json")
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
 def create_job(
     conn: sa.Connection, partner_id: str, site_id: str, kind: str, spec: dict[str, Any],
-    now: float,
+    now: float, schema_version: int = JOB_SCHEMA_VERSION,
 ) -> dict[str, Any]:  # fmt: skip
+    spec = validate_spec(kind, spec, schema_version)
     get_site(conn, partner_id, site_id)
     jid = new_id()
     conn.execute(

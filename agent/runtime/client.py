@@ -16,6 +16,7 @@ from typing import Any
 
 from agent import __version__
 from agent.runtime.http import HttpError, Response, request
+from agent.wire.jobs import JobStatus
 
 
 class CollectorError(Exception):
@@ -171,6 +172,8 @@ class CollectorClient:
         return data
 
     async def poll_jobs(self, wait_s: float) -> list[dict[str, Any]]:
+        """The jobs offered, as sent: the job runner validates each (`wire.jobs.Job.parse`),
+        so that a malformed one can still be reported failed by its id."""
         data = await self._call(
             "GET",
             "/api/v1/agent/jobs",
@@ -183,12 +186,12 @@ class CollectorClient:
             raise CollectorError("poll jobs: answer lacks `jobs`")
         return [j for j in jobs if isinstance(j, dict)]
 
-    async def job_status(self, job_id: str, state: str, **fields: Any) -> None:
-        data = {"state": state, **{k: v for k, v in fields.items() if v is not None}}
+    async def job_status(self, job_id: str, status: JobStatus) -> None:
+        """POST the job's status (the wire model `wire.jobs.JobStatus`)."""
         await self._call(
             "POST",
             f"/api/v1/agent/jobs/{job_id}/status",
             f"job {job_id} status",
-            body=json.dumps(data).encode(),
+            body=status.model_dump_json(exclude_none=True).encode(),
             headers={"Content-Type": "application/json"},
         )

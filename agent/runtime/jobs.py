@@ -1,5 +1,7 @@
 """On-demand jobs: long-poll the collector, run each job at once, report how it went.
 
+A job is the wire model `agent.wire.jobs.Job`; one that does not validate (an unknown
+schema version, a malformed spec) is reported failed with the validation message.
 A `probe` job (`{"probe", "targets", "options"}`) runs one probe against its targets.
 A `suite` job (`{"suite", "options"}`) runs a function registered by name:
 
@@ -27,6 +29,7 @@ from agent.runtime.client import AuthError, CollectorClient, CollectorError
 from agent.runtime.config import SiteConfig
 from agent.runtime.scheduler import Scheduler
 from agent.runtime.shipper import backoff_delay
+from agent.wire.jobs import Job, JobState, JobStatus, ProbeJobSpec
 from agent.wire.results import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -127,13 +130,20 @@ class JobRunner:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def execute(self, job: dict[str, Any]) -> None:
-        job_id = str(job.get("id", ""))
-        if not job_id:
+        job_id = job.get("id")
+        if not isinstance(job_id, str) or not job_id:
             log.error("job without an id ignored: %r", job)
+            return
+        try:
+            parsed = Job.parse(job, "this agent")
+        except ValueError as exc:
+            self.failed += 1
+            log.warning("job %s is malformed: %s", job_id, exc)
+            await self._status(job_id, "failed", message=f"malformed job: {exc}")
             return
         await self._status(job_id, "running", progress=0.0, message="started")
         try:
-            report = await self.dispatch(job_id, job.get("kind"), job.get("spec") or {})
+            report = await self.dispatch(parsed)
         except asyncio.CancelledError:
             await self._status(job_id, "failed", message="the agent stopped while the job ran")
             raise
@@ -152,54 +162,44 @@ class JobRunner:
         self.on_results()
         await self._status(job_id, "done", progress=1.0, message="finished", report=report)
 
-    async def dispatch(self, job_id: str, kind: Any, spec: dict[str, Any]) -> dict[str, Any]:
-        if kind == "probe":
-            probe, targets = spec.get("probe"), spec.get("targets")
-            if not isinstance(probe, str) or not probe:
-                raise JobError("probe job: spec.probe must name a probe")
-            if (
-                not isinstance(targets, list)
-                or not targets
-                or not all(isinstance(t, str) for t in targets)
-            ):
-                raise JobError("probe job: spec.targets must be a non-empty list of strings")
-            options = spec.get("options") or {}
-            if not isinstance(options, dict):
-                raise JobError("probe job: spec.options must be a mapping")
+    async def dispatch(self, job: Job) -> dict[str, Any]:
+        spec, job_id = job.spec, job.id
+        if isinstance(spec, ProbeJobSpec):
             try:
-                results = await self.scheduler.run_targets(probe, targets, options, job_id=job_id)
+                results = await self.scheduler.run_targets(
+                    spec.probe, spec.targets, spec.options, job_id=job_id
+                )
             except ConfigError as exc:
                 raise JobError(f"probe job: {exc.message}") from None
             return summarize(results)
-        if kind == "suite":
-            name = spec.get("suite")
-            if not isinstance(name, str):
-                raise JobError("suite job: spec.suite must name a suite")
-            fn = get_suite(name)
-            collected: list[ProbeResult] = []
+        fn = get_suite(spec.suite)
+        collected: list[ProbeResult] = []
 
-            async def run_probe(
-                probe: str, targets: list[str], options: dict[str, Any] | None = None, **kw: Any
-            ) -> list[ProbeResult]:
-                res = await self.scheduler.run_targets(
-                    probe, targets, options or {}, job_id=job_id, **kw
-                )
-                collected.extend(res)
-                self.on_results()
-                return res
+        async def run_probe(
+            probe: str, targets: list[str], options: dict[str, Any] | None = None, **kw: Any
+        ) -> list[ProbeResult]:
+            res = await self.scheduler.run_targets(
+                probe, targets, options or {}, job_id=job_id, **kw
+            )
+            collected.extend(res)
+            self.on_results()
+            return res
 
-            async def progress(fraction: float, message: str) -> None:
-                await self._status(
-                    job_id, "running", progress=max(0.0, min(1.0, fraction)), message=message
-                )
+        async def progress(fraction: float, message: str) -> None:
+            await self._status(
+                job_id, "running", progress=max(0.0, min(1.0, fraction)), message=message
+            )
 
-            ctx = SuiteContext(job_id, self.site, run_probe, progress)
-            report = await fn(dict(spec.get("options") or {}), ctx)
-            return {**summarize(collected), **report}
-        raise JobError(f"unknown job kind {kind!r} (known: probe, suite)")
+        ctx = SuiteContext(job_id, self.site, run_probe, progress)
+        report = await fn(dict(spec.options), ctx)
+        return {**summarize(collected), **report}
 
-    async def _status(self, job_id: str, state: str, **fields: Any) -> None:
+    async def _status(
+        self, job_id: str, state: JobState, *, progress: float | None = None,
+        message: str | None = None, report: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        status = JobStatus.of(state, progress=progress, message=message, report=report)
         try:
-            await self.client.job_status(job_id, state, **fields)
+            await self.client.job_status(job_id, status)
         except CollectorError as exc:
             log.warning("could not report job %s as %s: %s", job_id, state, exc)

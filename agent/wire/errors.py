@@ -39,17 +39,21 @@ def format_validation_error(
     root: str | None = "(root)",
     strip_value_error: bool = False,
     first_only: bool = False,
+    prefix: str = "",
 ) -> str:
     """The problems of `exc` as `field.path: message`, joined by "; ".
 
     `unknown` replaces pydantic's message for a key the model forbids; a problem with no
     field path is prefixed with `root` (None: the message alone); `strip_value_error` drops
     pydantic's "Value error, " before a validator's own message; `first_only` keeps the
-    first problem. Parts of the path that name a validator function are left out.
+    first problem; `prefix` goes before every path (`spec.` for a model validated inside a
+    larger document; a problem with no path of its own is then named by the prefix). Parts
+    of the path that name a validator function are left out.
     """
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        loc = prefix + loc if loc else prefix.rstrip(".")
         msg = unknown if err["type"] == "extra_forbidden" else err["msg"]
         if strip_value_error:
             msg = msg.removeprefix(VALUE_ERROR_PREFIX)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agent.wire.jobs import JOB_SCHEMA_VERSION, JobKind, JobStatus
 
 
 class _In(BaseModel):
@@ -62,15 +64,16 @@ class TokenIn(_In):
 
 
 class JobIn(_In):
-    kind: Literal["probe", "suite"]
+    """A job to queue. Its `spec` is checked against the wire model of its `kind`
+    (agent.wire.jobs) when the job is created, with a message naming the bad field."""
+
+    schema_version: int = JOB_SCHEMA_VERSION
+    kind: JobKind
     spec: dict[str, Any]
 
 
-class JobStatusIn(_In):
-    state: Literal["running", "done", "failed"]
-    progress: float | None = Field(default=None, ge=0, le=1)
-    message: str | None = None
-    report: dict[str, Any] | None = None
+class JobStatusIn(JobStatus):
+    """The wire model `agent.wire.jobs.JobStatus`, as an agent posts it."""
 
 
 class OverridesIn(_In):

@@ -122,9 +122,10 @@ def test_partner_a_gets_404_for_every_object_of_partner_b(make_store, serve):
     b = new_tenant(srv, "bravo", site={"contracted_down_bps": 10})
     for _ in range(3):  # give B a ticket, a job and results
         b.post(icmp(500))
+    ping = {"probe": "icmp", "targets": ["192.0.2.1"]}
     ticket = b.partner.get("/api/v1/tickets").json()[0]["id"]
     job = b.partner.post(
-        f"/api/v1/sites/{b.site_id}/jobs", json={"kind": "probe", "spec": {"probe": "icmp"}}
+        f"/api/v1/sites/{b.site_id}/jobs", json={"kind": "probe", "spec": ping}
     ).json()["id"]
     gets = [
         f"/api/v1/customers/{b.customer_id}",
@@ -143,7 +144,7 @@ def test_partner_a_gets_404_for_every_object_of_partner_b(make_store, serve):
         ("DELETE", f"/api/v1/customers/{b.customer_id}", None),
         ("PATCH", f"/api/v1/sites/{b.site_id}", {"address": "x"}),
         ("POST", f"/api/v1/sites/{b.site_id}/tokens", {}),
-        ("POST", f"/api/v1/sites/{b.site_id}/jobs", {"kind": "probe", "spec": {"probe": "x"}}),
+        ("POST", f"/api/v1/sites/{b.site_id}/jobs", {"kind": "probe", "spec": ping}),
         ("POST", f"/api/v1/tickets/{ticket}/ack", {}),
         ("POST", f"/api/v1/tickets/{ticket}/resolve", {}),
         ("POST", f"/api/v1/tickets/{ticket}/comments", {"message": "hi"}),
