@@ -3,7 +3,8 @@
 The search is exponential then binary: 1, 2, 4, 8 ... calls until a step fails (or the
 ceiling passes), then bisect between the last good and the first bad count. A step runs N
 `udp` probe streams at once (G.711 pacing, EF, each with its own socket, start times
-spread over one packet interval so they do not arrive in lock-step) and fails when, in
+spread over one packet interval so they do not arrive in lock-step; the suite runs them
+through its `call_streams`, on the agent through the scheduler) and fails when, in
 either direction, the loss over all streams exceeds the loss limit, any stream's jitter
 exceeds the jitter limit, the median stream MOS falls below the MOS warn limit, or the RTT
 p95 rises more than QUEUE_LIMIT_MS above the one-call step's median RTT: a queue is
@@ -14,8 +15,6 @@ loss does).
 
 from __future__ import annotations
 
-import asyncio
-import random
 import statistics
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +25,10 @@ from agent.wire.readiness import RampStep
 from agent.wire.results import ProbeResult
 
 QUEUE_LIMIT_MS = 50.0
-StreamRunner = Callable[[dict[str, Any]], Awaitable[ProbeResult]]
+START_SPREAD_S = 0.02  # a step's streams start within one G.711 packet interval
+# Run N `udp` streams at once with these extra options (one socket each, start times spread
+# over START_SPREAD_S); the suite's call_streams, bound to the responder and the codec.
+StreamsRunner = Callable[[int, dict[str, Any]], Awaitable[list[ProbeResult]]]
 
 
 def next_calls(steps: dict[int, bool], ceiling: int) -> int | None:
@@ -110,21 +112,15 @@ def _worst(a: float | None, b: float | None, pick: Callable[[float, float], floa
 
 
 async def run_step(
-    calls: int, run_stream: StreamRunner, step_s: float, baseline_rtt_ms: float | None = None
+    calls: int, run_streams: StreamsRunner, step_s: float, baseline_rtt_ms: float | None = None
 ) -> RampStep:
-    rng = random.Random()
-
-    async def one() -> ProbeResult:
-        await asyncio.sleep(rng.uniform(0.0, 0.02))
-        return await run_stream({"duration_s": step_s, "wait_s": 1.0})
-
-    results = await asyncio.gather(*(one() for _ in range(calls)))
+    results = await run_streams(calls, {"duration_s": step_s, "wait_s": 1.0})
     errors = [r.error.message for r in results if r.error is not None]
     return grade_step(calls, [r.measurement for r in results], errors, baseline_rtt_ms)
 
 
 async def run_ramp(
-    run_stream: StreamRunner,
+    run_streams: StreamsRunner,
     *,
     ceiling: int,
     step_s: float,
@@ -137,7 +133,7 @@ async def run_ramp(
     ran: list[RampStep] = []
     baseline: float | None = None
     while (n := next_calls(steps, ceiling)) is not None:
-        step = await run_step(n, run_stream, step_s, baseline)
+        step = await run_step(n, run_streams, step_s, baseline)
         if n == 1 and step.ok:
             baseline = step.rtt_median_ms
         steps[n] = step.ok

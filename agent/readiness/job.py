@@ -1,8 +1,9 @@
 """The agent's "readiness" suite job: the readiness test run on demand from the collector.
 
 Options are `ReadinessOptions` (JSON); `responder` and `sip_server` default to the site's
-config. Probe results go through the agent's scheduler and spool (tagged with the job id);
-the job's report carries the full readiness report under "readiness".
+config. Every probe of the suite goes through the agent's scheduler (lock classes; a
+capacity step's streams admitted as one) and spool (tagged with the job id); the job's
+report carries the full readiness report under "readiness".
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.probes import Target
+from agent.readiness.capacity import START_SPREAD_S
 from agent.readiness.suite import run_readiness
 from agent.runtime.jobs import JobError, SuiteContext, register_suite
 from agent.wire.errors import format_validation_error
@@ -41,5 +43,13 @@ async def readiness_suite(options: dict[str, Any], ctx: SuiteContext) -> dict[st
     async def call_probe(name: str, target: str, probe_opts: dict[str, Any]) -> ProbeResult:
         return (await ctx.run_probe(name, [target], probe_opts))[0]
 
-    report = await run_readiness(opts, call_probe, ctx.progress)
+    async def call_streams(
+        name: str, target: str, probe_opts: dict[str, Any], n: int
+    ) -> list[ProbeResult]:
+        # One capacity step: N streams admitted by the scheduler as one measurement.
+        return await ctx.run_probe(
+            name, [target] * n, probe_opts, together=True, spread_s=START_SPREAD_S
+        )
+
+    report = await run_readiness(opts, call_probe, ctx.progress, call_streams)
     return {"readiness": report.model_dump(mode="json")}

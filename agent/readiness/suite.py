@@ -1,16 +1,19 @@
 """The readiness suite: run every check against a responder (and a SIP server) and grade it.
 
-`run_readiness(options, call_probe)` is used both standalone (`qos-scout readiness`, where
-`call_probe` is `agent.probes.run_probe`) and as the agent's "readiness" suite job (where
-it goes through the scheduler and spool). Traffic-heavy phases run one after another;
-the NAT binding test (idle sockets) and an ICMP RTT sampler (2 packets/s, drawn as the
-"RTT over the test" plot) run beside them.
+`run_readiness(options, call_probe, progress, call_streams)` is used both standalone
+(`qos-scout readiness`, where `call_probe` is `agent.probes.run_probe`) and as the agent's
+"readiness" suite job (where both go through the scheduler's lock classes and into the
+spool). Every probe of the suite runs through them, the RTT sampler and the capacity
+ramp's simultaneous streams (`call_streams`) included. Traffic-heavy phases run one after
+another; the NAT binding test (idle sockets) and an ICMP RTT sampler (2 packets/s, drawn
+as the "RTT over the test" plot) run beside them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +26,26 @@ from agent.wire.readiness import Check, RampStep, ReadinessOptions, ReadinessRep
 from agent.wire.results import ProbeResult, utcnow
 
 ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]
+# `n` runs of one probe against one target at once: a capacity step's simultaneous calls.
+StreamsCall = Callable[[str, str, dict[str, Any], int], Awaitable[list[ProbeResult]]]
 Progress = Callable[[float, str], Awaitable[None]]
+
+
+def streams_via(call_probe: ProbeCall) -> StreamsCall:
+    """`n` concurrent `call_probe` runs, started within capacity.START_SPREAD_S of each other
+    (the standalone `call_streams`; the agent's job admits a step as one scheduler run)."""
+    rng = random.Random()
+
+    async def call_streams(
+        name: str, target: str, options: dict[str, Any], n: int
+    ) -> list[ProbeResult]:
+        async def one() -> ProbeResult:
+            await asyncio.sleep(rng.uniform(0.0, capacity.START_SPREAD_S))
+            return await call_probe(name, target, options)
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+    return call_streams
 
 
 async def _no_progress(fraction: float, message: str) -> None:
@@ -33,8 +55,9 @@ async def _no_progress(fraction: float, message: str) -> None:
 class _Sampler:
     """ICMP RTT samples toward the responder for the whole test (plot data only)."""
 
-    def __init__(self, host: str, interval_s: float, t0: float) -> None:
+    def __init__(self, host: str, interval_s: float, t0: float, call_probe: ProbeCall) -> None:
         self.host, self.interval_s, self.t0 = host, interval_s, t0
+        self.call_probe = call_probe
         self.rtt: list[tuple[float, float]] = []
         self.jitter: list[tuple[float, float]] = []
         self._stop = asyncio.Event()
@@ -43,7 +66,7 @@ class _Sampler:
         count = max(2, round(2.0 / self.interval_s))
         while not self._stop.is_set():
             start = time.monotonic() - self.t0
-            res = await run_probe(
+            res = await self.call_probe(
                 "icmp", self.host, {"count": count, "interval_s": self.interval_s,
                                     "timeout_s": 1.0, "payload_size": 16},
             )  # fmt: skip
@@ -74,14 +97,16 @@ async def run_readiness(
     opts: ReadinessOptions,
     call_probe: ProbeCall = run_probe,
     progress: Progress = _no_progress,
+    call_streams: StreamsCall | None = None,
 ) -> ReadinessReport:
     started_at, t0 = utcnow(), time.monotonic()
+    streams = call_streams or streams_via(call_probe)
     out: list[Check] = []
     series: list[Series] = []
     ramp: list[RampStep] = []
     cap_calls: int | None = None
     resp = opts.responder
-    sampler = _Sampler(resp, opts.sample_interval_s, t0)
+    sampler = _Sampler(resp, opts.sample_interval_s, t0, call_probe)
     sampler_task = asyncio.create_task(sampler.run())
     nat_task: asyncio.Task[ProbeResult] | None = None
     if opts.wants("nat"):
@@ -113,7 +138,7 @@ async def run_readiness(
             out += await _bandwidth(opts, call_probe)
         if opts.wants("capacity"):
             await progress(0.45, "concurrent-call ramp")
-            cap_calls, ramp = await _capacity(opts, progress)
+            cap_calls, ramp = await _capacity(opts, progress, streams)
             reason = next((s.reason for s in ramp if not s.ok and s.calls == cap_calls + 1), "")
             out.append(checks.capacity_check(cap_calls, opts.calls, opts.ceiling(), reason))
         if opts.wants("mtu"):
@@ -184,11 +209,13 @@ async def _bandwidth(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
     return await net_checks.bandwidth_checks(opts, call_probe)
 
 
-async def _capacity(opts: ReadinessOptions, progress: Progress) -> tuple[int, list[RampStep]]:
+async def _capacity(
+    opts: ReadinessOptions, progress: Progress, call_streams: StreamsCall
+) -> tuple[int, list[RampStep]]:
     target = hostport(opts.responder, opts.twamp_port)
 
-    async def stream(extra: dict[str, Any]) -> ProbeResult:
-        return await run_probe("udp", target, {"codec": opts.codec, "dscp": 46, **extra})
+    async def streams(n: int, extra: dict[str, Any]) -> list[ProbeResult]:
+        return await call_streams("udp", target, {"codec": opts.codec, "dscp": 46, **extra}, n)
 
     expected_steps = 2 * max(1, opts.ceiling().bit_length())
     done = 0
@@ -201,5 +228,5 @@ async def _capacity(opts: ReadinessOptions, progress: Progress) -> tuple[int, li
         await progress(fraction, f"ramp: {step.calls} simultaneous calls: {verdict}")
 
     return await capacity.run_ramp(
-        stream, ceiling=opts.ceiling(), step_s=opts.ramp_step_s, progress=step_done
+        streams, ceiling=opts.ceiling(), step_s=opts.ramp_step_s, progress=step_done
     )

@@ -236,31 +236,57 @@ class Scheduler:
         module: str | None = None,
         job_id: str | None = None,
         timeout_s: float | None = None,
+        together: bool = False,
+        spread_s: float = 0.0,
     ) -> list[ProbeResult]:
         """Run one probe against targets under the semaphore and the lock classes; each
-        result is handed to the sink as soon as it exists. Bad options raise ConfigError."""
+        result is handed to the sink as soon as it exists. Bad options raise ConfigError.
+
+        `together=True`: the runs are one measurement (a capacity step's simultaneous
+        calls), admitted as one (one slot of the concurrency bound, one hold of the lock
+        class) and all started at once, each after a random delay of up to `spread_s` so
+        that they do not send in lock-step."""
         spec = get_probe(probe)
         opts = spec.parse_options(options)
         ctx_timeout = timeout_s or spec.timeout_for(opts)
 
-        async def one(text: str) -> ProbeResult:
-            if text == GATEWAY:
-                gw = self.gateway()
-                if gw is None:
-                    err = NetworkUnreachableError("this host has no default gateway")
-                    res = _failed(probe, text, module, job_id, err)
-                    self.sink(res)
-                    return res
-                text = gw
-            async with self.sem, self.gate.hold(probe):
-                ctx = ProbeContext(timeout_s=ctx_timeout)
-                res = await run_probe(
-                    probe, Target.parse(text), opts, ctx=ctx, module=module, job_id=job_id
-                )
+        async def measure(text: str, delay: float = 0.0) -> ProbeResult:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ctx = ProbeContext(timeout_s=ctx_timeout)
+            res = await run_probe(
+                probe, Target.parse(text), opts, ctx=ctx, module=module, job_id=job_id
+            )
             self.sink(res)
             return res
 
-        return list(await asyncio.gather(*(one(t) for t in targets)))
+        def no_gateway(text: str) -> ProbeResult:
+            err = NetworkUnreachableError("this host has no default gateway")
+            res = _failed(probe, text, module, job_id, err)
+            self.sink(res)
+            return res
+
+        # "$gateway" becomes the default gateway's address; it stays when there is none.
+        texts = [(self.gateway() or GATEWAY) if t == GATEWAY else t for t in targets]
+        if together:
+            out: dict[int, ProbeResult] = {
+                i: no_gateway(t) for i, t in enumerate(texts) if t == GATEWAY
+            }
+            runs = {i: t for i, t in enumerate(texts) if i not in out}
+            async with self.sem, self.gate.hold(probe):
+                got = await asyncio.gather(
+                    *(measure(t, self.rng.uniform(0.0, spread_s)) for t in runs.values())
+                )
+            out.update(zip(runs, got, strict=True))
+            return [out[i] for i in range(len(texts))]
+
+        async def one(text: str) -> ProbeResult:
+            if text == GATEWAY:
+                return no_gateway(text)
+            async with self.sem, self.gate.hold(probe):
+                return await measure(text)
+
+        return list(await asyncio.gather(*(one(t) for t in texts)))
 
     def _check_loss(self, source: str, result: ProbeResult) -> None:
         loss = loss_pct(result)

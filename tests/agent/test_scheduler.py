@@ -167,3 +167,27 @@ def test_loss_pct_takes_the_worst_direction() -> None:
     assert loss_pct(res({"out": {"loss_pct": 0.5}, "back": {"loss_pct": 3.0}})) == 3.0
     assert loss_pct(res({"loss_pct": 2.0, "rtt_ms": {"avg": 9.0}})) == 2.0
     assert loss_pct(res({"rtt_ms": {"avg": 9.0}})) is None
+
+
+async def test_a_capacity_step_is_admitted_as_one_and_its_streams_run_at_once(
+    lock_classes: None,
+) -> None:
+    out: list[ProbeResult] = []
+    s = Scheduler({}, out.append, concurrency=1, rng=random.Random(5), gateway=lambda: None)
+    opts = {"sleep_s": 0.5}
+    step = asyncio.create_task(
+        s.run_targets("t_sleep_voice", ["a"] * 5, opts, together=True, spread_s=0.02)
+    )
+    bw = asyncio.create_task(s.run_targets("t_sleep_bw", ["b"], {"sleep_s": 0.05}))
+    streams, [bandwidth] = await step, await bw
+    voice = spans(streams, "t_sleep_voice")
+    assert len(voice) == 5 and all(r.success for r in streams)
+    # All five in flight together although the concurrency bound is 1 ...
+    assert max(a for a, _ in voice) < min(b for _, b in voice)
+    # ... and the bandwidth test (queued behind the step) never overlapped any of them.
+    [(b0, _)] = spans([bandwidth], "t_sleep_bw")
+    assert b0 >= max(b for _, b in voice)
+    assert {id(r) for r in out} == {id(r) for r in [*streams, bandwidth]}  # all spooled
+    targets = ["$gateway", "a"]
+    mixed = await s.run_targets("t_sleep_voice", targets, {"sleep_s": 0.01}, together=True)
+    assert [r.success for r in mixed] == [False, True] and mixed[0].target == "$gateway"
