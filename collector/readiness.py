@@ -21,7 +21,6 @@ from collector import jobs, tickets
 from collector.config import CollectorConfig
 from collector.context import load_site_context
 from collector.errors import Conflict, Invalid, NotFound
-from collector.keys import new_id
 from collector.schema import jobs as jobs_table
 from collector.schema import tickets as tickets_table
 from collector.tenants import get_site
@@ -154,24 +153,17 @@ def open_ticket(
     ctx = load_site_context(conn, job["site_id"])
     bad = [c for c in rep.checks if c.status == rep.verdict]
     names = ", ".join(c.name for c in bad[:3]) + (" ..." if len(bad) > 3 else "")
-    tid = new_id()
-    conn.execute(
-        tickets_table.insert().values(
-            id=tid, partner_id=ctx.partner_id, customer_id=ctx.customer_id, site_id=ctx.site_id,
-            rule_id=RULE_ID, target=f"readiness:{job_id}",
-            severity="critical" if rep.verdict == "fail" else "warning", state="open",
-            title=f"{ctx.site['name']}: VoIP readiness test {rep.verdict}ed ({names})",
-            opened_at=now, updated_at=now, reopen_count=0,
-            evidence={
-                "readiness_job_id": job_id, "readiness": rep.model_dump(mode="json"),
-                "failed_checks": [c.model_dump(mode="json") for c in bad],
-                "call_info": rep.call_info.filled(), "site": ctx.site_info(),
-            },
-        )
+    return tickets.open_manual_ticket(
+        conn, config, ctx, rule_id=RULE_ID, target=f"readiness:{job_id}",
+        severity="critical" if rep.verdict == "fail" else "warning",
+        title=f"{ctx.site['name']}: VoIP readiness test {rep.verdict}ed ({names})",
+        evidence={
+            "readiness_job_id": job_id, "readiness": rep.model_dump(mode="json"),
+            "failed_checks": [c.model_dump(mode="json") for c in bad],
+            "call_info": rep.call_info.filled(), "site": ctx.site_info(),
+        },
+        message=f"readiness test {job_id} {rep.verdict}ed", actor=actor, now=now,
     )  # fmt: skip
-    tickets._event(conn, tid, "opened", now, f"readiness test {job_id} {rep.verdict}ed", actor)
-    tickets._notify(conn, config, ctx, tid, "opened", now)
-    return tid
 
 
 def on_job_update(
@@ -192,23 +184,8 @@ def add_ticket_call_info(
     conn: sa.Connection, partner_id: str, ticket_id: str, info: CallInfo, actor: str, now: float
 ) -> dict[str, Any]:
     """Attach gathered call info to a ticket (evidence.call_info, plus an event)."""
-    t = conn.execute(
-        sa.select(tickets_table).where(
-            tickets_table.c.id == ticket_id, tickets_table.c.partner_id == partner_id
-        )
-    ).first()
-    if t is None:
-        raise NotFound(f"ticket {ticket_id} not found")
-    evidence = dict(t.evidence or {})
-    merged = {**(evidence.get("call_info") or {}), **info.filled()}
-    evidence["call_info"] = merged
-    conn.execute(
-        tickets_table.update()
-        .where(tickets_table.c.id == ticket_id)
-        .values(evidence=evidence, updated_at=now)
-    )
     text = "; ".join(f"{k}: {v}" for k, v in info.filled().items())
-    tickets._event(conn, ticket_id, "call_info", now, text, actor, info.filled())
-    out = tickets.get_ticket(conn, partner_id, ticket_id)
-    out["evidence"] = evidence
-    return out
+    return tickets.attach_evidence(
+        conn, partner_id, ticket_id, "call_info", info.filled(), kind="call_info",
+        message=text, actor=actor, now=now,
+    )  # fmt: skip

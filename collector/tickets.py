@@ -207,6 +207,61 @@ def clear(
     _notify(conn, config, ctx, tid, "resolved", now)
 
 
+def open_manual_ticket(
+    conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, *, rule_id: str,
+    target: str, severity: str, title: str, evidence: dict[str, Any], message: str,
+    actor: str, now: float,
+) -> str:  # fmt: skip
+    """Open a ticket no rule tripped (a failed readiness test, a technician's finding), with
+    its evidence, the "opened" event and a notification through the outbox, as a tripped
+    rule's. One open ticket per (site, rule_id, target): the open one is returned as it is."""
+    existing = conn.execute(
+        sa.select(tickets.c.id).where(
+            tickets.c.site_id == ctx.site_id,
+            tickets.c.rule_id == rule_id,
+            tickets.c.target == target,
+            tickets.c.state.in_(OPEN_STATES),
+        )
+    ).scalar()
+    if existing:
+        return str(existing)
+    tid = new_id()
+    conn.execute(
+        tickets.insert().values(
+            id=tid, partner_id=ctx.partner_id, customer_id=ctx.customer_id, site_id=ctx.site_id,
+            rule_id=rule_id, target=target, severity=severity, state="open", title=title,
+            opened_at=now, updated_at=now, reopen_count=0, evidence=evidence,
+        )
+    )  # fmt: skip
+    _event(conn, tid, "opened", now, message, actor)
+    _notify(conn, config, ctx, tid, "opened", now)
+    return tid
+
+
+def attach_evidence(
+    conn: sa.Connection, partner_id: str, ticket_id: str, key: str, values: dict[str, Any], *,
+    kind: str, message: str, actor: str, now: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Merge `values` into the ticket's `evidence[key]` and record it as a `kind` event
+    (e.g. gathered call info); returns the ticket with its events and evidence."""
+    t = conn.execute(
+        sa.select(tickets.c.evidence).where(
+            tickets.c.id == ticket_id, tickets.c.partner_id == partner_id
+        )
+    ).first()
+    if t is None:
+        raise NotFound(f"ticket {ticket_id} not found")
+    evidence = dict(t.evidence or {})
+    evidence[key] = {**(evidence.get(key) or {}), **values}
+    conn.execute(
+        tickets.update().where(tickets.c.id == ticket_id).values(evidence=evidence, updated_at=now)
+    )
+    _event(conn, ticket_id, kind, now, message, actor, values)
+    out = get_ticket(conn, partner_id, ticket_id)
+    out["evidence"] = evidence
+    return out
+
+
 # -- partner API ----------------------------------------------------------------------
 
 

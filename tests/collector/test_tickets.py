@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import time
 
+import sqlalchemy as sa
+
+from collector import tickets
+from collector.context import load_site_context
+from collector.schema import outbox
 from collector.worker import check_silent
 from tests.collector.conftest import icmp, new_tenant, result
 
@@ -258,3 +263,38 @@ def test_a_version_1_voice_stream_is_upgraded_and_trips_only_its_direction(make_
     out = row["measurement"]["out"]
     assert (out["packets_sent"], out["packets_received"], out["source"]) == (500, 400, "stream")
     assert "forward" not in row["measurement"]
+
+
+def test_a_ticket_opened_by_hand_is_one_per_key_notified_and_takes_evidence(make_store, serve):
+    hook = {"type": "webhook", "url": "http://127.0.0.1:9/never"}
+    store = make_store(notifications=[hook])
+    srv = serve(store, background=False)
+    t = new_tenant(srv, "acme")
+    now = time.time()
+
+    def open_one() -> str:
+        with store.write() as c:
+            ctx = load_site_context(c, t.site_id)
+            return tickets.open_manual_ticket(
+                c, store.config, ctx, rule_id="readiness", target="readiness:j1",
+                severity="critical", title="acme-hq: VoIP readiness test failed",
+                evidence={"failed_checks": ["voice.jitter.out"]},
+                message="readiness test j1 failed", actor="tier1", now=now,
+            )  # fmt: skip
+
+    tid = open_one()
+    assert open_one() == tid  # one open ticket per (site, rule, target)
+    with store.write() as c:
+        got = tickets.attach_evidence(
+            c, t.partner_id, tid, "call_info", {"user": "Alice"}, kind="call_info",
+            message="user: Alice", actor="tier1", now=now + 1,
+        )  # fmt: skip
+        payloads = [r.payload for r in c.execute(sa.select(outbox))]
+    assert got["evidence"] == {
+        "failed_checks": ["voice.jitter.out"], "call_info": {"user": "Alice"}}  # fmt: skip
+    assert [(e["kind"], e["actor"]) for e in got["events"]] == [
+        ("opened", "tier1"), ("call_info", "tier1")]  # fmt: skip
+    assert [(p["event"], p["ticket"]["id"], p["ticket"]["rule"]) for p in payloads] == [
+        ("opened", tid, "readiness")]  # fmt: skip
+    [listed] = _tickets(t)
+    assert (listed["id"], listed["severity"], listed["state"]) == (tid, "critical", "open")
