@@ -12,8 +12,9 @@ from typing import Any
 
 from agent.probes import PROBE_MODULES
 from agent.readiness.thresholds import G711_ETHERNET_BPS, Threshold, get
+from agent.wire.errors import category_message
 from agent.wire.readiness import Check, Status
-from agent.wire.results import ProbeResult
+from agent.wire.results import ProbeErrorInfo, ProbeResult
 from agent.wire.voice import DIRECTIONS, VoiceDirection
 
 ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]
@@ -138,13 +139,31 @@ def graded(
     )  # fmt: skip
 
 
-def probe_failed(check_id: str, group: str, name: str, message: str, kind: str = "probe") -> Check:
-    """A check whose probe could not measure: a fail with the probe's own reason."""
+def probe_failed(
+    check_id: str, group: str, name: str, message: str, kind: str = "probe",
+    *, error: ProbeErrorInfo | None = None,
+) -> Check:  # fmt: skip
+    """A check whose probe could not measure: a fail with the probe's own reason. With the
+    probe's `error`, the explanation also says what its category means for a person
+    (CATEGORY_MESSAGES), and `details.error` carries class, category and message."""
     explanation, fix = FIXES[kind]
+    text, details = f"{explanation} {message}", {}
+    if error is not None:
+        meaning = category_message(error.category)
+        text = f"{explanation} {meaning} ({message})"
+        details = {"error": {**error.model_dump(by_alias=True), "meaning": meaning}}
     return Check(
         id=check_id, group=group, name=name, status="fail", display="no measurement",
-        explanation=f"{explanation} {message}", fix=fix,
+        explanation=text, fix=fix, details=details,
     )  # fmt: skip
+
+
+def result_failed(
+    check_id: str, group: str, name: str, res: ProbeResult, kind: str = "probe"
+) -> Check:
+    """The check of a probe run that measured nothing usable: `probe_failed` with the
+    run's error message and category."""
+    return probe_failed(check_id, group, name, probe_error(res), kind, error=res.error)
 
 
 def skipped(check_id: str, group: str, name: str, why: str) -> Check:

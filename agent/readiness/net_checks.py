@@ -11,7 +11,7 @@ from typing import Any
 
 from agent.addresses import hostport
 from agent.readiness import checks
-from agent.readiness.checks import FIXES, ProbeCall, missing, probe_error
+from agent.readiness.checks import FIXES, ProbeCall, missing
 from agent.readiness.thresholds import get
 from agent.wire.readiness import Check, ReadinessOptions
 
@@ -42,7 +42,7 @@ async def dns_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
     res = await call_probe("dns", domain, {"mode": "sip"})
     m = res.measurement
     if not res.success or not m:
-        return [checks.probe_failed("dns.sip", "dns", name, probe_error(res), "dns")]
+        return [checks.result_failed("dns.sip", "dns", name, res, "dns")]
     servers = m.get("sip_servers") or []
     if not servers:
         return [checks.probe_failed("dns.sip", "dns", name, f"{domain} names no SIP server", "dns")]
@@ -64,7 +64,7 @@ async def mtu_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
     res = await call_probe("mtu", opts.responder, {})
     m = res.measurement
     if not res.success or not m or m.get("path_mtu") is None:
-        return [checks.probe_failed("mtu.path", "network", name, probe_error(res), "mtu")]
+        return [checks.result_failed("mtu.path", "network", name, res, "mtu")]
     extra = ""
     if m.get("frag_needed_mtu"):
         extra = f", next-hop MTU {m['frag_needed_mtu']} from {m.get('frag_needed_from')}"
@@ -88,7 +88,7 @@ async def trace_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Ch
     res = await call_probe("trace", opts.responder, {"rounds": 5, "interval_s": 0.2})
     m = res.measurement
     if not m:
-        return [checks.probe_failed("trace.path", "network", name, probe_error(res), "probe")]
+        return [checks.result_failed("trace.path", "network", name, res, "probe")]
     hops = m.get("hops") or []
     last = hops[-1] if hops else {}
     rtt = (last.get("rtt_ms") or {}).get("avg")
@@ -115,9 +115,7 @@ async def bandwidth_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> lis
     })  # fmt: skip
     m = res.measurement
     if not res.success or not m:
-        return [
-            checks.probe_failed("bandwidth", "bandwidth", "Bandwidth", probe_error(res), "probe")
-        ]
+        return [checks.result_failed("bandwidth", "bandwidth", "Bandwidth", res, "probe")]
     out = []
     for direction, key, mbps in (("down", "download", opts.contracted_down_mbps),
                                  ("up", "upload", opts.contracted_up_mbps)):  # fmt: skip

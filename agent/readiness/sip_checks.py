@@ -11,7 +11,7 @@ from typing import Any
 from agent.addresses import hostport
 from agent.probes import PROBE_MODULES
 from agent.readiness import checks
-from agent.readiness.checks import FIXES, ProbeCall, missing, probe_error
+from agent.readiness.checks import FIXES, ProbeCall, missing
 from agent.readiness.thresholds import get
 from agent.wire.readiness import Check, ReadinessOptions
 
@@ -60,9 +60,7 @@ async def sip_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
             out.append(_alg_check(m.get("alg_evidence") or [], True, "the SIP server's answer",
                                   "sip.alg.server"))  # fmt: skip
     else:
-        out.append(
-            checks.probe_failed("sip.options", "sip", "SIP OPTIONS", probe_error(res), "sip")
-        )
+        out.append(checks.result_failed("sip.options", "sip", "SIP OPTIONS", res, "sip"))
     if opts.sip_user and "sip_register" in PROBE_MODULES:
         res = await call_probe("sip_register", server, _sip_opts(opts))
         m = res.measurement
@@ -74,9 +72,7 @@ async def sip_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
                 threshold="fail unless 2xx", source="RFC 3261 §10, RFC 6076 RRD", details=m,
             ))  # fmt: skip
         else:
-            out.append(
-                checks.probe_failed("sip.register", "sip", "SIP REGISTER", probe_error(res), "sip")
-            )
+            out.append(checks.result_failed("sip.register", "sip", "SIP REGISTER", res, "sip"))
     if opts.sip_call_uri and "sip_call" in PROBE_MODULES:
         call_opts = {**_sip_opts(opts), "duration_s": min(opts.voice_s, 10.0)}
         res = await call_probe("sip_call", opts.sip_call_uri, call_opts)
@@ -97,9 +93,7 @@ async def sip_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
                 out.append(_alg_check(m.get("alg_evidence") or [], True, "the test call",
                                       "sip.alg.server"))  # fmt: skip
         else:
-            out.append(
-                checks.probe_failed("sip.call", "sip", "SIP test call", probe_error(res), "sip")
-            )
+            out.append(checks.result_failed("sip.call", "sip", "SIP test call", res, "sip"))
     return out
 
 
@@ -112,7 +106,7 @@ async def alg_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
     res = await call_probe("sip_options", uri, {"transport": "udp"})
     m = res.measurement
     if not m or "sip_alg_detected" not in m:
-        return [checks.probe_failed("sip.alg", "sip", "SIP ALG", probe_error(res), "sip")]
+        return [checks.result_failed("sip.alg", "sip", "SIP ALG", res, "sip")]
     evidence = list(m.get("alg_evidence") or [])
     detected = bool(m.get("sip_alg_detected"))
     seen_in = "an OPTIONS to the responder"

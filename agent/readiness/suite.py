@@ -157,8 +157,8 @@ async def run_readiness(
             await progress(0.95, "waiting for the NAT binding test")
             res = await nat_task
             m = res.measurement
-            out.append(checks.nat_check(m) if m and res.success else checks.probe_failed(
-                "nat.binding", "nat", "UDP binding timeout", _error(res)))  # fmt: skip
+            out.append(checks.nat_check(m) if m and res.success else checks.result_failed(
+                "nat.binding", "nat", "UDP binding timeout", res))  # fmt: skip
     finally:
         if nat_task is not None and not nat_task.done():
             nat_task.cancel()
@@ -193,7 +193,7 @@ def _voice(opts: ReadinessOptions, res: ProbeResult) -> list[Check]:
     got: list[Check] = []
     if not res.success or not m or not m.get("received"):
         if opts.wants("voice"):
-            got.append(checks.probe_failed("voice.stream", "voice", "Voice stream", _error(res)))
+            got.append(checks.result_failed("voice.stream", "voice", "Voice stream", res))
         return got
     if opts.wants("voice"):
         got += checks.voice_checks(m)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from agent.probes import ProbeContext, run_probe
 from agent.probes.nat_binding import IntervalResult, summarize
-from agent.readiness import capacity, checks
+from agent.readiness import capacity, checks, suite
 from agent.readiness.thresholds import G711_ETHERNET_BPS, G711_IP_BPS, THRESHOLDS
+from agent.wire.errors import CATEGORY_MESSAGES
 from agent.wire.readiness import Check, ReadinessOptions, verdict
+from agent.wire.results import ProbeResult, utcnow
 
 
 def test_g711_wire_rates_are_the_documented_figures() -> None:
@@ -129,3 +132,42 @@ def test_ramp_step_fails_when_a_queue_builds_before_any_loss() -> None:
     full = {**m, "rtt_ms": {"p95": 95.0, "median": 70.0}}
     step = capacity.grade_step(5, [full], [], baseline_rtt_ms=30.0)
     assert not step.ok and "65 ms above one call's" in step.reason
+
+
+def _failed(category: str, message: str) -> ProbeResult:
+    return ProbeResult(
+        probe="dns", target="pbx.example.net", started_at=utcnow(), duration_ms=3.0,
+        success=False, error={"class": "ResolveError", "category": category, "message": message},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("category", "message"),
+    [("dns", "pbx.example.net does not resolve (NXDOMAIN)"),
+     ("timeout", "dns to pbx.example.net did not finish within 5 s")],
+)  # fmt: skip
+def test_a_check_failed_by_its_probe_says_what_the_error_category_means(
+    category: str, message: str
+) -> None:
+    c = checks.result_failed("dns.sip", "dns", "DNS for the SIP domain", _failed(category, message),
+                             "dns")  # fmt: skip
+    assert c.status == "fail" and c.display == "no measurement"
+    assert CATEGORY_MESSAGES[category] in c.explanation and f"({message})" in c.explanation
+    meaning = CATEGORY_MESSAGES[category]
+    assert c.details["error"] == {
+        "class": "ResolveError", "category": category, "message": message, "meaning": meaning,
+    }  # fmt: skip
+    assert c.fix == checks.FIXES["dns"][1]
+
+
+async def test_real_probe_failures_reach_the_voice_check_with_their_meaning() -> None:
+    # Nothing listens on the discard port of loopback: the kernel answers port unreachable.
+    refused = await run_probe("udp", "127.0.0.1:9", {"duration_s": 0.1, "wait_s": 0.2})
+    slow = await run_probe("udp", "127.0.0.1:9", {"duration_s": 2.0},
+                           ctx=ProbeContext(timeout_s=0.2))  # fmt: skip
+    opts = ReadinessOptions(responder="127.0.0.1", checks=["voice"])
+    for res, category in ((refused, "peer"), (slow, "timeout")):
+        assert res.error is not None and res.error.category == category
+        [c] = suite._voice(opts, res)
+        assert c.id == "voice.stream" and c.status == "fail"
+        assert c.explanation.endswith(f"{CATEGORY_MESSAGES[category]} ({res.error.message})")
