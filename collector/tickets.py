@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from agent.wire.errors import category_message
 from collector.config import CollectorConfig
 from collector.context import SiteContext
 from collector.errors import Conflict, NotFound
@@ -39,9 +40,13 @@ def _event(
 
 
 def _result_dict(r: Any) -> dict[str, Any]:
+    """A stored result as evidence; a failed one's error says what its category means."""
     d = dict(r._mapping)
     d["started_at"] = iso(d["started_at"])
     d["received_at"] = iso(d.get("received_at"))
+    err = d.get("error")
+    if isinstance(err, dict):
+        d["error"] = {**err, "meaning": category_message(err.get("category"))}
     return d
 
 

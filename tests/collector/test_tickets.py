@@ -6,6 +6,7 @@ import time
 
 import sqlalchemy as sa
 
+from agent.wire.errors import CATEGORY_MESSAGES
 from collector import tickets
 from collector.context import load_site_context
 from collector.schema import outbox
@@ -298,3 +299,18 @@ def test_a_ticket_opened_by_hand_is_one_per_key_notified_and_takes_evidence(make
         ("opened", tid, "readiness")]  # fmt: skip
     [listed] = _tickets(t)
     assert (listed["id"], listed["severity"], listed["state"]) == (tid, "critical", "open")
+
+
+def test_evidence_of_a_failure_says_what_its_error_category_means(make_store, serve):
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    err = {"class": "SipError", "category": "sip", "message": "REGISTER answered 403 Forbidden"}
+    bad = [result("sip_register", "sip:pbx.example.net", None, success=False, error=err)
+           for _ in range(3)]  # fmt: skip
+    t.post(*bad)
+    [tk] = _tickets(t)
+    assert tk["rule_id"] == "sip_registration"
+    ev = t.partner.get(f"/api/v1/tickets/{tk['id']}").json()["evidence"]
+    got = ev["results"][0]["error"]
+    assert got["message"] == "REGISTER answered 403 Forbidden"
+    assert got["meaning"] == CATEGORY_MESSAGES["sip"]
