@@ -10,6 +10,7 @@ by hand. Call info gathered for a ticket is stored in its evidence and as an eve
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from agent.wire.errors import format_validation_error
 from agent.wire.readiness import CallInfo, ReadinessOptions, ReadinessReport
+from agent.wire.report import load_json
 from collector import jobs, tickets
 from collector.config import CollectorConfig
 from collector.context import load_site_context
@@ -25,6 +27,7 @@ from collector.schema import jobs as jobs_table
 from collector.schema import tickets as tickets_table
 from collector.tenants import get_site
 
+log = logging.getLogger(__name__)
 RULE_ID = "readiness"
 SITE_CALL_INFO_KEYS = tuple(CallInfo.model_fields)
 
@@ -75,13 +78,20 @@ def _is_readiness(job: dict[str, Any]) -> bool:
 
 
 def report_of(job: dict[str, Any]) -> ReadinessReport | None:
+    """The job's readiness report, None while it has none. A report this collector cannot
+    read is an error, not a missing report: ValueError (ReportVersionError for an unknown
+    `report_version`) with the reason, naming the version and the known ones."""
     rep = (job.get("report") or {}).get("readiness")
     if not rep:
         return None
+    return load_json(rep)
+
+
+def _report_or_error(job: dict[str, Any]) -> tuple[ReadinessReport | None, str | None]:
     try:
-        return ReadinessReport.model_validate(rep)
-    except ValidationError:
-        return None
+        return report_of(job), None
+    except ValueError as exc:
+        return None, str(exc)
 
 
 def _ticket_for(conn: sa.Connection, job: dict[str, Any]) -> str | None:
@@ -95,11 +105,12 @@ def _ticket_for(conn: sa.Connection, job: dict[str, Any]) -> str | None:
 
 
 def view(conn: sa.Connection, partner_id: str, job_id: str) -> dict[str, Any]:
-    """The job (progress), its report and verdict when done, and its ticket if any."""
+    """The job (progress), its report and verdict when done, and its ticket if any. A report
+    the collector cannot read leaves `report` None and says why in `report_error`."""
     job = jobs.get_job(conn, partner_id, job_id)
     if not _is_readiness(job):
         raise NotFound(f"readiness test {job_id} not found")
-    rep = report_of(job)
+    rep, error = _report_or_error(job)
     return {
         "id": job["id"], "site_id": job["site_id"], "state": job["state"],
         "progress": job["progress"], "message": job["message"],
@@ -108,6 +119,7 @@ def view(conn: sa.Connection, partner_id: str, job_id: str) -> dict[str, Any]:
                     if k != "sip_password"},
         "verdict": rep.verdict if rep else None,
         "report": rep.model_dump(mode="json") if rep else None,
+        "report_error": error,
         "ticket_id": _ticket_for(conn, job),
     }  # fmt: skip
 
@@ -145,7 +157,9 @@ def open_ticket(
     existing = _ticket_for(conn, job)
     if existing:
         return str(existing)
-    rep = report_of(job)
+    rep, error = _report_or_error(job)
+    if error is not None:
+        raise Conflict(f"readiness test {job_id}: {error}")
     if job["state"] != "done" or rep is None:
         raise Conflict(f"readiness test {job_id} has no report yet ({job['state']})")
     if rep.verdict not in ("fail", "warn"):
@@ -172,7 +186,10 @@ def on_job_update(
     """After an agent reports a job: a failed readiness test that asked for it opens a ticket."""
     if not _is_readiness(job) or job["state"] != "done" or not job["spec"].get("open_ticket"):
         return
-    rep = report_of(job)
+    rep, error = _report_or_error(job)
+    if error is not None:  # shown on the test's page and refused by its report routes
+        log.warning("readiness test %s: %s", job["id"], error)
+        return
     if rep is not None and rep.verdict == "fail":
         partner_id = conn.execute(
             sa.select(jobs_table.c.partner_id).where(jobs_table.c.id == job["id"])

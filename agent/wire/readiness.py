@@ -20,6 +20,21 @@ SUPPORTED_REPORT_VERSIONS = frozenset({1})
 STATUS_ORDER: dict[str, int] = {"skipped": 0, "info": 1, "pass": 2, "warn": 3, "fail": 4}
 
 
+class ReportVersionError(ValueError):
+    """A readiness report of a `report_version` this reader does not know: an error to show
+    (naming the version and the known ones), never a report that is merely missing."""
+
+
+def check_report_version(version: Any) -> int:
+    """`version` if this reader knows it; else ReportVersionError naming it and the known."""
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ReportVersionError(f"report_version {version!r} is not a version number")
+    if version not in SUPPORTED_REPORT_VERSIONS:
+        known = ", ".join(str(x) for x in sorted(SUPPORTED_REPORT_VERSIONS))
+        raise ReportVersionError(f"report_version {version} is not supported (known: {known})")
+    return version
+
+
 class Check(BaseModel):
     """One graded figure: what was measured, against which limit, and what to do about it."""
 
@@ -99,10 +114,7 @@ class ReadinessReport(BaseModel):
     @field_validator("report_version")
     @classmethod
     def _known(cls, v: int) -> int:
-        if v not in SUPPORTED_REPORT_VERSIONS:
-            known = ", ".join(str(x) for x in sorted(SUPPORTED_REPORT_VERSIONS))
-            raise ValueError(f"report_version {v} is not supported (known: {known})")
-        return v
+        return check_report_version(v)
 
     def check(self, check_id: str) -> Check:
         for c in self.checks:

@@ -18,7 +18,12 @@ from pydantic import ValidationError
 
 from agent.wire import svg
 from agent.wire.errors import format_validation_error
-from agent.wire.readiness import ReadinessReport
+from agent.wire.readiness import (
+    REPORT_VERSION,
+    ReadinessReport,
+    ReportVersionError,
+    check_report_version,
+)
 
 LABELS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "info": "INFO", "skipped": "SKIPPED"}
 VERDICT_TEXT = {
@@ -59,12 +64,20 @@ def to_json(report: ReadinessReport) -> str:
 
 
 def load_json(data: str | bytes | dict[str, Any]) -> ReadinessReport:
-    """Parse a JSON report; an unknown `report_version` or bad field raises ValueError."""
+    """Parse a JSON report. The version is checked first (other fields may differ in other
+    versions): an unknown `report_version` raises ReportVersionError naming it and the
+    known ones; anything else wrong raises ValueError naming the field."""
     try:
         obj = json.loads(data) if isinstance(data, str | bytes) else data
-        return ReadinessReport.model_validate(obj)
     except json.JSONDecodeError as exc:
         raise ValueError(f"readiness report is not JSON: {exc}") from None
+    if isinstance(obj, dict):
+        try:
+            check_report_version(obj.get("report_version", REPORT_VERSION))
+        except ReportVersionError as exc:
+            raise ReportVersionError(f"readiness report: {exc}") from None
+    try:
+        return ReadinessReport.model_validate(obj)
     except ValidationError as exc:
         problem = format_validation_error(exc, first_only=True)
         raise ValueError(f"readiness report is invalid: {problem}") from None

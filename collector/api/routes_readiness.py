@@ -13,7 +13,7 @@ from agent.wire.readiness import CallInfo
 from collector import readiness
 from collector.api.routes_partner import PartnerDep, _read, _write
 from collector.api.state import app_state
-from collector.errors import NotFound
+from collector.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/api/v1", tags=["readiness"])
 
@@ -74,8 +74,12 @@ async def report_json(p: PartnerDep, job_id: str, request: Request) -> JSONRespo
 
 
 def _report(v: dict[str, Any], job_id: str) -> Any:
+    """The test's report; 409 naming the version (and the known ones) when it is of a
+    report_version this collector cannot read, 404 while there is none."""
     from agent.wire.report import load_json
 
+    if v["report_error"] is not None:
+        raise Conflict(f"readiness test {job_id}: {v['report_error']}")
     if v["report"] is None:
         raise NotFound(f"readiness test {job_id} has no report yet ({v['state']})")
     return load_json(v["report"])

@@ -9,6 +9,7 @@ query is scoped to the logged-in partner through the same store functions as the
 from __future__ import annotations
 
 import json
+from html import escape
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -250,6 +251,9 @@ async def readiness_report(request: Request, job_id: str, fmt: str) -> Response:
     if p is None:
         return _to_login(request)
     v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
+    if v["report_error"] is not None:
+        text = f"This test's report cannot be shown: {v['report_error']}"
+        return HTMLResponse(escape(text), status_code=409)
     if v["report"] is None or fmt not in ("html", "json"):
         return HTMLResponse("no such report", status_code=404)
     rep = load_json(v["report"])
