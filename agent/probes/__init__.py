@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -114,12 +114,10 @@ def summary_stats(values: list[float]) -> SummaryStats:
 
 @dataclass
 class ProbeContext:
-    """What the runner hands every probe: its deadline and the agent's facts."""
+    """What the runner hands every probe: its deadline. (Whether a probe may use raw
+    sockets it finds out by trying, or from its own options, as `icmp` does.)"""
 
     timeout_s: float
-    privileged: bool = False
-    source_address: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def remaining(self, started: float) -> float:
         """Seconds left before the deadline, given the monotonic start time."""

@@ -104,8 +104,6 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
         sockopts.big_rcvbuf(sock)
         sockopts.enable_rx_metadata(sock)
         sockopts.set_tos(sock, opts.dscp << 2)
-        if ctx.source_address:
-            sock.bind((ctx.source_address, 0))
         sock.setblocking(False)
         try:
             sock.connect(sockaddr)
