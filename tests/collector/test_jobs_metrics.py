@@ -88,12 +88,23 @@ def test_metrics_expose_every_documented_name(make_store, serve):
         result(
             "bandwidth",
             "198.51.100.7",
-            {"upload": {"throughput_bps": 1e7}, "download": {"throughput_bps": 9e7}},
+            {
+                "upload": {"throughput_bps": 1e7, "buffer_delay_pct": 250.0},
+                "download": {"throughput_bps": 9e7},
+            },
         ),
         result("sip_options", "sip:pbx.example.net", {"rtt_ms": 12.0, "status_code": 200}),
         result("sip_register", "sip:100@pbx.example.net", {"rrd_ms": 40.0}),
         result("sip_call", "sip:echo@pbx.example.net", {"srd_ms": 90.0, "sdd_ms": 15.0}),
-        result("dns", "example.net", None, success=False),
+        result("dns", "example.net", {"resolution_ms": 30.0}, success=False),
+        result("mtu", "198.51.100.7", {"path_mtu": 1500}),
+        result(
+            "trace",
+            "198.51.100.7",
+            {"hop_count": 7, "loss_starts_at_hop": 5, "destination_loss_pct": 10.0},
+        ),
+        result("host", "local", {"cpu_pct": 12.0, "memory_used_pct": 40.0}),
+        result("nat_binding", "198.51.100.7:8620", {"survived_s": 60.0}),
         {"schema_version": 7},
     )
     text = httpx.get(f"{srv.url}/metrics").text
@@ -123,7 +134,7 @@ def test_metrics_expose_every_documented_name(make_store, serve):
     assert val("qos_scout_contracted_bps", direction="up") == 20_000_000
     assert val("qos_scout_site_state", site="acme-hq") == 1.0  # rtt warning ticket
     assert val("qos_scout_open_tickets", partner="acme", severity="warning") == 1.0
-    assert val("qos_scout_ingest_results_total", status="stored") == 7
+    assert val("qos_scout_ingest_results_total", status="stored") == 11
     assert val("qos_scout_ingest_results_total", status="rejected") == 1
     assert val("qos_scout_ingest_request_seconds_count") >= 1
     assert val("qos_scout_outbox_pending") == 1  # the ticket's notification
