@@ -17,7 +17,13 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from agent.wire.errors import format_validation_error
-from agent.wire.results import SUPPORTED_SCHEMA_VERSIONS, ProbeResult, non_finite_path, upgrade
+from agent.wire.results import (
+    LOAD_TEST_TAG,
+    SUPPORTED_SCHEMA_VERSIONS,
+    ProbeResult,
+    non_finite_path,
+    upgrade,
+)
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
 from collector.ingest_pg import insert_results_and_latest
@@ -167,7 +173,8 @@ def ingest(
     with store.write() as conn:
         new_ids: set[str] = set()
         latest_done = False  # PostgreSQL: `latest` kept by the same statement
-        if rows and not store.is_sqlite:
+        load_test = any(LOAD_TEST_TAG in (row["tags"] or {}) for row in rows)
+        if rows and not store.is_sqlite and not load_test:
             got = insert_results_and_latest(conn, rows, finite)
             if got is not None:
                 new_ids, latest_done = got, True
@@ -175,7 +182,11 @@ def ingest(
             new_ids = insert_new_results(conn, store.is_sqlite, rows, finite)
         if touch_agent:
             conn.execute(agents.update().where(agents.c.id == agent["id"]).values(last_seen_at=now))
-        fresh = [row for row in rows if row["id"] in new_ids]
+        # Results of a deliberate overload (capacity ramp) are stored, nothing more.
+        fresh = [
+            row for row in rows
+            if row["id"] in new_ids and LOAD_TEST_TAG not in (row["tags"] or {})
+        ]  # fmt: skip
         if fresh:
             if not latest_done:
                 _update_latest(conn, store, fresh, finite)

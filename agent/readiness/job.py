@@ -18,7 +18,7 @@ from agent.readiness.suite import run_readiness
 from agent.runtime.jobs import JobError, SuiteContext, register_suite
 from agent.wire.errors import format_validation_error
 from agent.wire.readiness import ReadinessOptions
-from agent.wire.results import ProbeResult
+from agent.wire.results import LOAD_TEST_TAG, ProbeResult
 
 
 def job_options(options: dict[str, Any], ctx: SuiteContext) -> ReadinessOptions:
@@ -47,9 +47,11 @@ async def readiness_suite(options: dict[str, Any], ctx: SuiteContext) -> dict[st
         name: str, target: str, probe_opts: dict[str, Any], n: int
     ) -> list[ProbeResult]:
         # One capacity step: N streams admitted by the scheduler as one measurement.
+        # A deliberate overload: stored by the collector, kept out of its rules and latest.
         return await ctx.run_probe(
-            name, [target] * n, probe_opts, together=True, spread_s=START_SPREAD_S
-        )
+            name, [target] * n, probe_opts, together=True, spread_s=START_SPREAD_S,
+            tags={LOAD_TEST_TAG: "capacity"},
+        )  # fmt: skip
 
     report = await run_readiness(opts, call_probe, ctx.progress, call_streams)
     return {"readiness": report.model_dump(mode="json")}

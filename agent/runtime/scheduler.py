@@ -238,6 +238,7 @@ class Scheduler:
         timeout_s: float | None = None,
         together: bool = False,
         spread_s: float = 0.0,
+        tags: dict[str, str] | None = None,
     ) -> list[ProbeResult]:
         """Run one probe against targets under the semaphore and the lock classes; each
         result is handed to the sink as soon as it exists. Bad options raise ConfigError.
@@ -245,7 +246,7 @@ class Scheduler:
         `together=True`: the runs are one measurement (a capacity step's simultaneous
         calls), admitted as one (one slot of the concurrency bound, one hold of the lock
         class) and all started at once, each after a random delay of up to `spread_s` so
-        that they do not send in lock-step."""
+        that they do not send in lock-step. `tags` are added to every result."""
         spec = get_probe(probe)
         opts = spec.parse_options(options)
         ctx_timeout = timeout_s or spec.timeout_for(opts)
@@ -257,6 +258,8 @@ class Scheduler:
             res = await run_probe(
                 probe, Target.parse(text), opts, ctx=ctx, module=module, job_id=job_id
             )
+            if tags:
+                res.tags.update(tags)
             self.sink(res)
             return res
 

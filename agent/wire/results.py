@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 2
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 
+# A result tagged with this key comes from a deliberate overload (the readiness capacity
+# ramp): the collector stores it, but it neither becomes the latest figure nor trips rules.
+LOAD_TEST_TAG = "load_test"
+
 
 class ProbeErrorInfo(BaseModel):
     """Why a probe failed: the error class, its category and a sentence a person can read."""

@@ -191,3 +191,5 @@ async def test_a_capacity_step_is_admitted_as_one_and_its_streams_run_at_once(
     targets = ["$gateway", "a"]
     mixed = await s.run_targets("t_sleep_voice", targets, {"sleep_s": 0.01}, together=True)
     assert [r.success for r in mixed] == [False, True] and mixed[0].target == "$gateway"
+    tagged = await s.run_targets("t_sleep", ["a"], {"sleep_s": 0.0}, tags={"load_test": "x"})
+    assert tagged[0].tags == {"load_test": "x"} and out[-1].tags == {"load_test": "x"}

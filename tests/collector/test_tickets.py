@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import sqlalchemy as sa
 
 from agent.wire.errors import CATEGORY_MESSAGES
+from agent.wire.results import LOAD_TEST_TAG
 from collector import tickets
 from collector.context import load_site_context
 from collector.schema import outbox
@@ -314,3 +316,19 @@ def test_evidence_of_a_failure_says_what_its_error_category_means(make_store, se
     got = ev["results"][0]["error"]
     assert got["message"] == "REGISTER answered 403 Forbidden"
     assert got["meaning"] == CATEGORY_MESSAGES["sip"]
+
+
+def test_a_capacity_ramp_overload_is_stored_but_trips_nothing(make_store, serve):
+    """The readiness capacity ramp overloads the link on purpose: its streams are kept as
+    results of the job, but they are not the site's latest figures and open no ticket."""
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    lossy = {"source": "stream", "packets_sent": 500, "lost": 100, "loss_pct": 20.0, "mos": 2.7}
+    ramp = [result("udp", "r.example.net", {"out": lossy}, tags={LOAD_TEST_TAG: "capacity"})
+            for _ in range(4)]  # fmt: skip
+    assert t.post(*ramp)["stored"] == 4
+    assert _tickets(t) == []
+    assert len(t.partner.get("/api/v1/results", params={"limit": 10}).json()) == 4
+    scrape = httpx.get(f"{srv.url}/metrics")
+    assert scrape.status_code == 200 and "# TYPE qos_scout_loss_pct gauge" in scrape.text
+    assert "qos_scout_loss_pct{" not in scrape.text
