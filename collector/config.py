@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.wire.errors import format_validation_error
+
 DEFAULT_DB_URL = "sqlite:///qos-scout-collector.sqlite3"
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -129,20 +131,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem, each naming the key path (`notifications.0.url: ...`)."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(lines)
-
-
 def parse_config(data: Any, source: str = "config") -> CollectorConfig:
     if data is None:
         data = {}
@@ -151,7 +139,9 @@ def parse_config(data: Any, source: str = "config") -> CollectorConfig:
     try:
         return CollectorConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigFileError(f"{source}: {format_validation_error(exc)}") from None
+        raise ConfigFileError(
+            f"{source}: {format_validation_error(exc, root=None, strip_value_error=True)}"
+        ) from None
 
 
 def load_config(path: str | Path | None) -> CollectorConfig:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agent.wire.errors import format_validation_error
 from agent.wire.measurements import MEASUREMENTS, PROBE_KINDS, FieldPathError, resolve_number
 
 Level = Literal["ok", "warning", "critical"]
@@ -151,13 +152,8 @@ def apply_overrides(base: Mapping[str, Rule], overrides: Mapping[str, Any]) -> d
         try:
             out[rid] = Rule.model_validate(merged)
         except ValidationError as exc:
-            problems = []
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"])
-                msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-                msg = msg.removeprefix("Value error, ")
-                problems.append(f"{loc}: {msg}" if loc else msg)
-            raise ValueError(f"rule {rid!r}: {'; '.join(problems)}") from None
+            problems = format_validation_error(exc, root=None, strip_value_error=True)
+            raise ValueError(f"rule {rid!r}: {problems}") from None
     return out
 
 

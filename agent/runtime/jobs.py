@@ -35,7 +35,7 @@ from agent.wire.results import ProbeResult
 log = logging.getLogger(__name__)
 
 # suite name -> module that registers it (imported on first use).
-SUITE_MODULES: dict[str, str] = {"readiness": "agent.readiness.job"}
+SUITE_MODULES: dict[str, str] = {"readiness": "agent.runtime.readiness_job"}
 
 
 class JobError(Exception):
