@@ -2,8 +2,8 @@
 
 Started by the responder (`ResponderConfig.natprobe_port`). A token is remembered for
 at most TOKEN_TTL_S and each token triggers at most MAX_TRIGGERS times (3 small probes
-each), so the service cannot be turned into a traffic amplifier. See `natwire` for the
-messages.
+each), so the service cannot be turned into a traffic amplifier. See
+`agent.wire.natpacket` for the messages.
 """
 
 from __future__ import annotations
