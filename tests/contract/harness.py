@@ -26,7 +26,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.cli.stack import Stack, free_port, wait_for
+from agent.cli.stack import Stack, StackError, free_port, wait_for
 from agent.runtime.client import CollectorClient, Credentials, enroll
 from collector.rules import field_value
 
@@ -61,8 +61,10 @@ class Prometheus:
     def _scraped(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"prometheus exited: {self.log.read_text()[-2000:]}")
-        res = self.query('up{job="qos-scout-collector"} == 1')
-        return bool(res)
+        # Until its storage is open Prometheus answers queries with a plain-text 503.
+        if httpx.get(f"{self.url}/-/ready", timeout=5).status_code != 200:
+            return False
+        return bool(self.query('up{job="qos-scout-collector"} == 1'))
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         body = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
@@ -197,13 +199,15 @@ class Site:
     # ---------------------------------------------------------------- dashboards
 
     def panel(
-        self, board: str, title: str, probe: str, target: str, *, by: tuple[str, ...] = (),
-        **extra: str,
-    ) -> dict[str, float]:  # fmt: skip
+        self, board: str, title: str, probe: str, target: str, expect: list[float], *,
+        by: tuple[str, ...] = (), **extra: str,
+    ) -> None:  # fmt: skip
         """Evaluate every query of the panel in Prometheus with the board's variables set to
-        this site (and `target`), as Grafana does, until the series of (probe, target, extra)
-        comes back with all its labels (only the labels `by` for a panel that aggregates by
-        them); returns its value per query that returns it.
+        this site (and `target`), as Grafana does, until the queries that return the series
+        of (probe, target, extra), with all its labels (only the labels `by` for a panel
+        that aggregates by them), return the values `expect` (one per such query, any order).
+        It waits for the scrape after the last shipped result; a value that never comes
+        fails with what the panel showed last.
 
         Skips (after everything else the test checked) where prometheus is not installed."""
         prom = self.contract.prom
@@ -213,17 +217,21 @@ class Site:
         want = self.labels(probe, target, **extra)
         if by:
             want = {k: want[k] for k in by}
+        shown: dict[str, float] = {}
 
-        def returned() -> dict[str, float]:
-            got = {}
+        def returned() -> bool:
+            shown.clear()
             for expr in exprs:
                 for r in prom.query(expr):
                     metric = {k: v for k, v in r["metric"].items() if k != "__name__"}
                     if all(metric.get(k) == v for k, v in want.items()):
-                        got[expr] = float(r["value"][1])
-            return got
+                        shown[expr] = float(r["value"][1])
+            return sorted(shown.values()) == sorted(expect)
 
-        return dict(wait_for(f"{board}: {title!r} to show {want}", returned, 30.0, every_s=0.5))
+        try:
+            wait_for(f"{board}: {title!r} to show {expect}", returned, 30.0, every_s=0.5)
+        except StackError as exc:
+            raise AssertionError(f"{exc}; {want} showed {shown}") from None
 
     def variables(self, board: str, target: str) -> dict[str, str]:
         literal = {"partner": PARTNER, "customer": CUSTOMER, "site": self.name, "target": target}
