@@ -1,12 +1,12 @@
 """`bandwidth` probe: TCP throughput up/down with N streams, and UDP at a constant rate.
 
-Against `qos-scout responder` (protocol in `agent.responder.bandwidth`). TCP: throughput is
-counted where the bytes arrive (the responder for upload, here for download) from first to
-last byte; retransmits and the RTT under load come from TCP_INFO of the sending side; the
-idle RTT is the kernel's RTT of TCP handshakes before the test; the buffer delay is
-RFC 6349 §3.3: (RTT under load - idle RTT) / idle RTT. UDP (`agent.probes.bandwidth_udp`):
-datagrams at a constant rate, up and/or down; the receiving end counts loss, duplicates,
-reordering and RFC 3550 jitter.
+Against `qos-scout responder` (protocol in `agent.responder.bandwidth`, byte layouts in
+`agent.wire.bwframe`). TCP: throughput is counted where the bytes arrive (the responder for
+upload, here for download) from first to last byte; retransmits and the RTT under load come
+from TCP_INFO of the sending side; the idle RTT is the kernel's RTT of TCP handshakes before
+the test; the buffer delay is RFC 6349 §3.3: (RTT under load - idle RTT) / idle RTT. UDP
+(`agent.probes.bandwidth_udp`): datagrams at a constant rate, up and/or down; the receiving
+end counts loss, duplicates, reordering and RFC 3550 jitter.
 
 Data moves in threads with large buffers (`recv_into` with MSG_TRUNC, which discards
 without copying; `sendfile` from a memfd upstream), so Python is not the bottleneck.
@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 import socket
 import statistics
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,9 +30,9 @@ from agent.addresses import resolve
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.bandwidth_udp import udp_down, udp_up
-from agent.responder.bandwidth import ZeroSource, frame, receive_until_eof, send_for
+from agent.responder.bandwidth import ZeroSource, receive_until_eof, send_for
 from agent.responder.tcpinfo import tcp_info
-from agent.responder.udpsink import UDP_HDR
+from agent.wire.bwframe import DATA_HEADER_LEN, LENGTH_LEN, MAX_REPLY, ControlMessage
 from agent.wire.net import BandwidthMeasurement, TcpResult
 
 
@@ -51,7 +49,7 @@ class BandwidthOptions(BaseModel):
     udp_rate_kbps: float = Field(
         default=1000.0, gt=0, le=1_000_000, description="UDP payload rate, kbit/s"
     )
-    udp_packet_bytes: int = Field(default=1200, ge=UDP_HDR.size, le=9000)
+    udp_packet_bytes: int = Field(default=1200, ge=DATA_HEADER_LEN, le=9000)
     idle_rtt_samples: int = Field(default=5, ge=1, le=50)
 
 
@@ -115,11 +113,9 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def _recv_msg(sock: socket.socket) -> dict[str, Any]:
-    (n,) = struct.unpack("!I", _recv_exact(sock, 4))
-    msg = json.loads(_recv_exact(sock, n))
-    if not isinstance(msg, dict):
-        raise ValueError("reply is not a JSON object")
-    return msg
+    """One control message from the responder (BwFrameError, a ValueError, if malformed)."""
+    n = ControlMessage.read_length(_recv_exact(sock, LENGTH_LEN), MAX_REPLY)
+    return ControlMessage.parse_body(_recv_exact(sock, n))
 
 
 def _stream(
@@ -130,7 +126,9 @@ def _stream(
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(15)
             sock.connect(addr)
-            sock.sendall(frame({"v": 1, "role": "data", "test": test, "stream": idx}))
+            sock.sendall(
+                bytes(ControlMessage({"v": 1, "role": "data", "test": test, "stream": idx}))
+            )
             reply = _recv_msg(sock)
             if not reply.get("ok"):
                 raise PeerError(f"responder refused the stream: {reply.get('error')}")
@@ -209,7 +207,7 @@ async def _tcp_test(
         ctl = socket.socket(family, socket.SOCK_STREAM)
         ctl.settimeout(10)
         ctl.connect(addr)
-        ctl.sendall(frame(hello))
+        ctl.sendall(bytes(ControlMessage(hello)))
         reply = _recv_msg(ctl)
         if not reply.get("ok"):
             ctl.close()
@@ -231,7 +229,7 @@ async def _tcp_test(
 
         def result() -> dict[str, Any]:
             ctl.settimeout(30)
-            ctl.sendall(frame({"cmd": "result"}))
+            ctl.sendall(bytes(ControlMessage({"cmd": "result"})))
             return _recv_msg(ctl)
 
         server = await asyncio.to_thread(result)

@@ -4,23 +4,31 @@ Upstream: the agent paces datagrams to the responder's UDP port and then asks it
 counters. Downstream: the agent asks on a TCP control connection, opens the path with
 "hello" datagrams from its UDP socket (through NAT), and counts what arrives with kernel
 receive timestamps; the responder says how many it sent. Jitter is RFC 3550 (receive time vs
-the send time carried in each datagram; a constant clock offset cancels).
+the send time carried in each datagram; a constant clock offset cancels). The datagrams and
+control messages are the value objects of `agent.wire.bwframe`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import socket
-import struct
 import time
 
 from agent.errors import NetworkUnreachableError, PeerError
 from agent.responder import sockopts
-from agent.responder.bandwidth import frame
-from agent.responder.udpsink import UDP_HDR, UDP_MAGIC, UdpTestCounters
-from agent.responder.udpsource import HELLO, pace
+from agent.responder.udpsink import UdpTestCounters
+from agent.responder.udpsource import pace
+from agent.wire.bwframe import (
+    LENGTH_LEN,
+    MAX_REPLY,
+    BwFrameError,
+    ControlMessage,
+    CountersReport,
+    CountersRequest,
+    DataPacket,
+    Hello,
+)
 from agent.wire.net import UdpRateResult
 
 
@@ -51,52 +59,50 @@ def udp_up(family: int, addr: tuple, rate: float, size: int, seconds: float) -> 
     test_id = secrets.token_bytes(8)
     pps = rate * 1000.0 / 8.0 / size
     total = max(1, round(pps * seconds))
-    pad = bytes(size - UDP_HDR.size)
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         sock.connect(addr)
 
         def one(i: int) -> None:
             with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
-                sock.send(UDP_HDR.pack(UDP_MAGIC, 1, test_id, i, time.time_ns()) + pad)
+                sock.send(bytes(DataPacket(test_id, i, time.time_ns(), size)))
 
         elapsed = pace(total, pps, one)
         time.sleep(0.5)
         sock.settimeout(1.0)
         report = None
+        request = bytes(CountersRequest(test_id))
         for _ in range(5):
             with contextlib.suppress(ConnectionRefusedError):
-                sock.send(UDP_MAGIC + b"\x02" + test_id)
+                sock.send(request)
             try:
-                data = sock.recv(65535)
-            except (TimeoutError, ConnectionRefusedError):
+                answer = CountersReport.parse(sock.recv(65535))
+            except (TimeoutError, ConnectionRefusedError, BwFrameError):
                 continue
-            if data[:5] == UDP_MAGIC + b"\x03" and data[5:13] == test_id:
-                report = json.loads(data[13:])
+            if answer.test_id == test_id:
+                report = answer.counters
                 break
     if report is None:
         raise PeerError(f"the responder at {addr[0]} port {addr[1]} did not report UDP counters")
     return _result("up", rate, size, total, elapsed, report)
 
 
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise PeerError("the responder closed the control connection")
+        buf += chunk
+    return buf
+
+
 def _recv_msg(sock: socket.socket) -> dict:
-    head = b""
-    while len(head) < 4:
-        chunk = sock.recv(4 - len(head))
-        if not chunk:
-            raise PeerError("the responder closed the control connection")
-        head += chunk
-    (n,) = struct.unpack("!I", head)
-    body = b""
-    while len(body) < n:
-        chunk = sock.recv(n - len(body))
-        if not chunk:
-            raise PeerError("the responder closed the control connection")
-        body += chunk
-    msg = json.loads(body)
-    if not isinstance(msg, dict):
-        raise PeerError("the responder's reply is not a JSON object")
-    return msg
+    try:
+        n = ControlMessage.read_length(_recv_exact(sock, LENGTH_LEN), MAX_REPLY)
+        return ControlMessage.parse_body(_recv_exact(sock, n))
+    except BwFrameError as exc:
+        raise PeerError(f"the responder's reply is malformed: {exc}") from None
 
 
 def udp_down(family: int, addr: tuple, rate: float, size: int, seconds: float) -> UdpRateResult:
@@ -111,7 +117,7 @@ def udp_down(family: int, addr: tuple, rate: float, size: int, seconds: float) -
         ) from None
     counters = UdpTestCounters()
     with ctl, socket.socket(family, socket.SOCK_DGRAM) as us:
-        ctl.sendall(frame(hello))
+        ctl.sendall(bytes(ControlMessage(hello)))
         reply = _recv_msg(ctl)
         if not reply.get("ok"):
             raise PeerError(f"responder refused the UDP test: {reply.get('error')}")
@@ -119,6 +125,7 @@ def udp_down(family: int, addr: tuple, rate: float, size: int, seconds: float) -
         sockopts.enable_rx_metadata(us)
         us.connect(addr)
         us.settimeout(0.1)
+        hello_dgram = bytes(Hello(test_id))
         start = time.monotonic()
         last_rx = None
         next_hello = start
@@ -126,7 +133,7 @@ def udp_down(family: int, addr: tuple, rate: float, size: int, seconds: float) -
             now = time.monotonic()
             if counters.received == 0 and now >= next_hello and now - start < 5:
                 with contextlib.suppress(OSError):
-                    us.send(UDP_MAGIC + bytes([HELLO]) + test_id)
+                    us.send(hello_dgram)
                 next_hello = now + 0.1
             if counters.received == 0 and now - start > 5 + 0.5:
                 break
@@ -138,13 +145,16 @@ def udp_down(family: int, addr: tuple, rate: float, size: int, seconds: float) -
                 data, anc, _f, _a = us.recvmsg(65535, sockopts.ANCBUF)
             except (TimeoutError, ConnectionRefusedError):
                 continue
-            if len(data) < UDP_HDR.size or data[:5] != UDP_MAGIC + b"\x01" or data[5:13] != test_id:
+            try:
+                pkt = DataPacket.parse(data)
+            except BwFrameError:
                 continue
-            _, _, _, seq, send_ns = UDP_HDR.unpack_from(data)
-            counters.add(seq, send_ns, sockopts.parse_ancillary(anc).time_ns, len(data))
+            if pkt.test_id != test_id:
+                continue
+            counters.add(pkt.seq, pkt.send_ns, sockopts.parse_ancillary(anc).time_ns, pkt.size)
             last_rx = time.monotonic()
         ctl.settimeout(30)
-        ctl.sendall(frame({"cmd": "result"}))
+        ctl.sendall(bytes(ControlMessage({"cmd": "result"})))
         far = _recv_msg(ctl)
     if not far.get("hello"):
         raise PeerError("the responder never received our UDP hello (UDP blocked on the way up?)")

@@ -1,7 +1,9 @@
 """Bandwidth server: TCP sink/source with parallel streams, and a UDP constant-rate sink.
 
-Several agents may test at once: every test has its own id and streams. Wire protocol on
-TCP (each message a 4-octet big-endian length and a JSON object):
+Several agents may test at once: every test has its own id and streams. The byte layouts
+(control messages, UDP datagrams) are value objects in `agent/wire/bwframe.py`; this module
+does the socket I/O. Wire protocol on TCP (each message a `ControlMessage`: a 4-octet
+big-endian length and a JSON object of at most `MAX_MSG` octets):
 
 - control connection: `{"v":1,"role":"control","test":ID,"dir":"up"|"down","streams":N,
   "seconds":T}` -> `{"ok":true}`; later `{"cmd":"result"}` -> `{"ok":true,"streams":[...]}`
@@ -11,11 +13,12 @@ TCP (each message a 4-octet big-endian length and a JSON object):
   bytes: "up" the client sends until it shuts its side down; "down" the server sends for T
   seconds (sendfile from a memfd: no copy through Python) and shuts its side down.
 
-UDP (same port number): datagrams `QSBU` + type + 8-octet test id; type 1 carries a 32-bit
-sequence number and the send time (ns), type 2 asks for the test's counters, answered with
-type 3 + JSON. Downstream UDP (`agent.responder.udpsource`): a control connection with
-`"dir":"udp-down"` and `rate_kbps`, `size`, `seconds`; the agent's type 5 "hello" from the
-control connection's IP says where to send; `{"cmd":"result"}` -> `{"sent":N,...}`.
+UDP (same port number): datagrams `QSBU` + type + 8-octet test id; type 1 (`DataPacket`)
+carries a 32-bit sequence number and the send time (ns), type 2 (`CountersRequest`) asks for
+the test's counters, answered with type 3 + JSON (`CountersReport`). Downstream UDP
+(`agent.responder.udpsource`): a control connection with `"dir":"udp-down"` and
+`rate_kbps`, `size`, `seconds`; the agent's type 5 `Hello` from the control connection's IP
+says where to send; `{"cmd":"result"}` -> `{"sent":N,...}`.
 Data is moved by threads (the GIL is released in the socket calls).
 """
 
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -35,28 +37,38 @@ from typing import Any, Protocol
 
 from agent.responder import sockopts
 from agent.responder.tcpinfo import tcp_info
-from agent.responder.udpsink import UDP_HDR, UDP_MAGIC, UdpSink
-from agent.responder.udpsource import HELLO, DownTest, run_down_test
+from agent.responder.udpsink import UdpSink
+from agent.responder.udpsource import DownTest, run_down_test
+from agent.wire.bwframe import (
+    LENGTH_LEN,
+    MAX_MSG,
+    BwFrameError,
+    ControlMessage,
+    CountersReport,
+    CountersRequest,
+    DataPacket,
+    Hello,
+    parse_datagram,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_SECONDS = 300
 MAX_STREAMS = 64
 MAX_TESTS = 32
-MAX_MSG = 65536
 CHUNK = 1 << 20
 
 
 async def recv_msg(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> dict[str, Any]:
-    """Read one length-prefixed JSON message from a non-blocking socket."""
-    head = await _recv_exact(loop, sock, 4)
-    (n,) = struct.unpack("!I", head)
-    if n > MAX_MSG:
-        raise ValueError(f"message of {n} octets is too long")
-    body = json.loads(await _recv_exact(loop, sock, n))
-    if not isinstance(body, dict):
-        raise ValueError("message is not a JSON object")
-    return body
+    """Read one control message from a non-blocking socket (BwFrameError if malformed)."""
+    n = ControlMessage.read_length(await _recv_exact(loop, sock, LENGTH_LEN), MAX_MSG)
+    return ControlMessage.parse_body(await _recv_exact(loop, sock, n))
+
+
+async def send_msg(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, msg: dict[str, Any]
+) -> None:
+    await loop.sock_sendall(sock, bytes(ControlMessage(msg)))
 
 
 async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
@@ -67,11 +79,6 @@ async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: i
             raise ConnectionError("peer closed the connection")
         buf += chunk
     return bytes(buf)
-
-
-def frame(msg: dict[str, Any]) -> bytes:
-    body = json.dumps(msg).encode()
-    return struct.pack("!I", len(body)) + body
 
 
 @dataclass
@@ -293,7 +300,7 @@ class BandwidthServer:
         except (ValueError, KeyError, TypeError, TimeoutError) as exc:
             self.malformed += 1
             with contextlib.suppress(OSError):
-                await loop.sock_sendall(conn, frame({"ok": False, "error": str(exc)}))
+                await send_msg(loop, conn, {"ok": False, "error": str(exc)})
         except (ConnectionError, OSError):
             pass
         finally:
@@ -313,7 +320,7 @@ class BandwidthServer:
         test = TcpTest(test_id, direction, streams, seconds, peer)
         self.tests[test_id] = test
         try:
-            await loop.sock_sendall(conn, frame({"ok": True}))
+            await send_msg(loop, conn, {"ok": True})
             async with asyncio.timeout(seconds + 60):
                 msg = await recv_msg(loop, conn)
                 if msg.get("cmd") != "result":
@@ -322,7 +329,7 @@ class BandwidthServer:
                     async with asyncio.timeout(15):
                         await test.done.wait()
             results = [r.as_dict() for _, r in sorted(test.results.items())]
-            await loop.sock_sendall(conn, frame({"ok": True, "streams": results}))
+            await send_msg(loop, conn, {"ok": True, "streams": results})
             total = sum(r.bytes for r in test.results.values())
             log.info(
                 "bandwidth test %s from %s: tcp %s, %d streams, %.1f s, %d bytes",
@@ -341,7 +348,7 @@ class BandwidthServer:
         assert self._usock is not None
         self.down_tests[test.test_id] = test
         try:
-            await loop.sock_sendall(conn, frame({"ok": True}))
+            await send_msg(loop, conn, {"ok": True})
             await run_down_test(test, self._usock)
             async with asyncio.timeout(30):
                 msg = await recv_msg(loop, conn)
@@ -349,7 +356,7 @@ class BandwidthServer:
                 raise ValueError("expected {'cmd': 'result'}")
             reply = {"ok": True, "sent": test.sent, "seconds": test.elapsed,
                      "hello": test.addr.done()}  # fmt: skip
-            await loop.sock_sendall(conn, frame(reply))
+            await send_msg(loop, conn, reply)
             log.info(
                 "bandwidth test %s from %s: udp down %.0f kbit/s, %d packets sent in %.1f s",
                 test.test_id.hex()[:8], peer, test.rate_kbps, test.sent, test.elapsed,
@@ -364,7 +371,7 @@ class BandwidthServer:
         if test is None or not 0 <= stream < test.streams or stream in test.results:
             raise ValueError("unknown test or stream")
         res = test.results[stream] = StreamResult(stream)
-        await loop.sock_sendall(conn, frame({"ok": True}))
+        await send_msg(loop, conn, {"ok": True})
         conn.setblocking(True)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 30, 0))
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 30, 0))
@@ -393,30 +400,31 @@ class BandwidthServer:
                 return
             except OSError:
                 continue
-            if len(data) < 13 or data[:4] != UDP_MAGIC:
+            try:
+                msg = parse_datagram(data)
+            except BwFrameError:
                 self.malformed += 1
                 continue
-            kind, test_id = data[4], data[5:13]
-            if kind == 1 and len(data) >= UDP_HDR.size:
-                _, _, _, seq, send_ns = UDP_HDR.unpack_from(data)
+            if isinstance(msg, DataPacket):
                 meta = sockopts.parse_ancillary(anc)
-                self.udp.add(test_id, seq, send_ns, meta.time_ns, len(data), time.monotonic())
-            elif kind == HELLO:
-                down = self.down_tests.get(test_id)
+                self.udp.add(
+                    msg.test_id, msg.seq, msg.send_ns, meta.time_ns, msg.size, time.monotonic()
+                )
+            elif isinstance(msg, Hello):
+                down = self.down_tests.get(msg.test_id)
                 if down is not None:
                     down.hello_from(addr)
-            elif kind == 2:
-                report = self.udp.report(test_id)
-                body = json.dumps(report).encode()
+            elif isinstance(msg, CountersRequest):
+                report = self.udp.report(msg.test_id)
                 log.info(
                     "bandwidth test %s from %s port %s: udp, %d packets received, "
                     "%d duplicates, jitter %.3f ms",
-                    test_id.hex()[:8], addr[0], addr[1], report["received"],
+                    msg.test_id.hex()[:8], addr[0], addr[1], report["received"],
                     report["duplicates"], report["jitter_ms"],
                 )  # fmt: skip
                 with contextlib.suppress(OSError):
-                    sock.sendto(UDP_MAGIC + b"\x03" + test_id + body, addr)
-            else:
+                    sock.sendto(bytes(CountersReport(msg.test_id, report)), addr)
+            else:  # a report is sent by the responder, never to it
                 self.malformed += 1
 
 

@@ -1,17 +1,14 @@
 """Counters of the UDP constant-rate sink, per test: loss, duplicates, reordering, RFC 3550 jitter.
 
 Pure: times are passed in (send time from the packet, kernel receive time, a monotonic
-`now` for expiry). The layout of a data datagram is `UDP_HDR` followed by padding.
+`now` for expiry). The datagrams are `agent.wire.bwframe.DataPacket`s.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-UDP_MAGIC = b"QSBU"
-UDP_HDR = struct.Struct("!4sB8sIQ")  # magic, type (1 data), test id, seq, send time ns
 EXPIRE_S = 120.0
 MAX_TESTS = 256
 MAX_TRACKED = 2_000_000  # sequence numbers remembered per test for duplicate detection

@@ -2,9 +2,10 @@
 
 A downstream test is asked for on a TCP control connection (so the source address is
 proven: the responder never sends a UDP stream to an address that did not open a TCP
-connection, and cannot be used as a traffic reflector). The agent then sends `QSBU` type 5
-"hello" datagrams from its UDP socket; the first one from the control connection's IP
-tells the responder where to send (through NAT, since the hello opened the mapping).
+connection, and cannot be used as a traffic reflector). The agent then sends `Hello`
+datagrams (`agent.wire.bwframe`, `QSBU` type 5) from its UDP socket; the first one from the
+control connection's IP tells the responder where to send (through NAT, since the hello
+opened the mapping).
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.responder.udpsink import UDP_HDR, UDP_MAGIC
+from agent.wire.bwframe import DATA_HEADER_LEN, TEST_ID_LEN, DataPacket
 
 MAX_RATE_KBPS = 1_000_000
-HELLO = 5
 
 
 def pace(total: int, pps: float, send_one: Callable[[int], None]) -> float:
@@ -63,10 +63,10 @@ class DownTest:
         rate, size, seconds = float(hello["rate_kbps"]), int(hello["size"]), float(hello["seconds"])
         if not 0 < rate <= MAX_RATE_KBPS:
             raise ValueError(f"rate_kbps must be in 0..{MAX_RATE_KBPS}")
-        if not UDP_HDR.size <= size <= 9000 or not 0 < seconds <= 300:
-            raise ValueError(f"size must be {UDP_HDR.size}..9000 and seconds 0..300")
+        if not DATA_HEADER_LEN <= size <= 9000 or not 0 < seconds <= 300:
+            raise ValueError(f"size must be {DATA_HEADER_LEN}..9000 and seconds 0..300")
         test_id = bytes.fromhex(str(hello["test"]))
-        if len(test_id) != 8:
+        if len(test_id) != TEST_ID_LEN:
             raise ValueError("a UDP test id is 8 octets (16 hex digits)")
         return cls(test_id, peer_ip, rate, size, seconds)
 
@@ -78,10 +78,9 @@ class DownTest:
         """Send the stream from `sock` (non-blocking: wait for room when the buffer is full)."""
         pps = self.rate_kbps * 1000.0 / 8.0 / self.size
         total = max(1, round(pps * self.seconds))
-        pad = bytes(self.size - UDP_HDR.size)
 
         def one(i: int) -> None:
-            pkt = UDP_HDR.pack(UDP_MAGIC, 1, self.test_id, i, time.time_ns()) + pad
+            pkt = bytes(DataPacket(self.test_id, i, time.time_ns(), self.size))
             for _ in range(100):
                 try:
                     sock.sendto(pkt, addr)
