@@ -21,6 +21,17 @@ from collector.schema import latest, results, rule_state, ticket_events, tickets
 from collector.timefmt import iso
 
 OPEN_STATES = ("open", "acknowledged")
+ACTOR_MAX = 200  # ticket_events.actor
+
+
+def partner_actor(partner: dict[str, Any]) -> str:
+    """The audit actor of a request authenticated with a partner key on the API."""
+    return f"partner:{partner['name']}"[:ACTOR_MAX]
+
+
+def web_actor(partner: dict[str, Any]) -> str:
+    """The audit actor of a partner logged in on the support web pages."""
+    return f"web:{partner['name']}"[:ACTOR_MAX]
 
 
 def _event(

@@ -82,10 +82,12 @@ class OverridesIn(_In):
 
 
 class NoteIn(_In):
+    """An ack or resolve note; who did it comes from the credential, not the body."""
+
     message: str = ""
-    actor: str = Field(default="partner", max_length=200)
 
 
 class CommentIn(_In):
+    """A comment; who wrote it comes from the credential, not the body."""
+
     message: str = Field(min_length=1)
-    actor: str = Field(default="partner", max_length=200)

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.wire.readiness import CallInfo
-from collector import readiness
+from collector import readiness, tickets
 from collector.api.routes_partner import PartnerDep, _read, _write
 from collector.api.state import app_state
 from collector.errors import Conflict, NotFound
@@ -24,10 +24,6 @@ class ReadinessIn(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="ReadinessOptions")
     call_info: CallInfo | None = None
     open_ticket: bool = Field(default=True, description="a failed test opens a ticket")
-
-
-class CallInfoIn(CallInfo):
-    actor: str = Field(default="partner", max_length=200)
 
 
 @router.post("/sites/{site_id}/readiness", status_code=201)
@@ -90,20 +86,21 @@ async def ticket_from_readiness(p: PartnerDep, job_id: str, request: Request) ->
     """Open (or return) the ticket for a failed or warned test, with the report attached."""
     st = app_state(request)
     cfg = st.store.config
-    tid = await _write(st, lambda c: readiness.open_ticket(c, cfg, p["id"], job_id, st.clock()))
+    actor = tickets.partner_actor(p)
+    tid = await _write(
+        st, lambda c: readiness.open_ticket(c, cfg, p["id"], job_id, st.clock(), actor)
+    )
     return {"ticket_id": tid}
 
 
 @router.put("/tickets/{ticket_id}/call_info")
 async def ticket_call_info(
-    p: PartnerDep, ticket_id: str, body: CallInfoIn, request: Request
+    p: PartnerDep, ticket_id: str, body: CallInfo, request: Request
 ) -> dict[str, Any]:
-    """Gathered call info (user, numbers, time, firewall, circuit) for a ticket."""
-    st = app_state(request)
-    info = CallInfo.model_validate(body.model_dump(exclude={"actor"}))
+    """Gathered call info (user, numbers, time, firewall, circuit) for a ticket; the event
+    names the authenticated partner as its actor (a body naming `actor` is a 422)."""
+    st, actor = app_state(request), tickets.partner_actor(p)
     return await _write(
         st,
-        lambda c: readiness.add_ticket_call_info(
-            c, p["id"], ticket_id, info, body.actor, st.clock()
-        ),
+        lambda c: readiness.add_ticket_call_info(c, p["id"], ticket_id, body, actor, st.clock()),
     )

@@ -1,4 +1,7 @@
-"""Ticket routes: list and filter, details with events and evidence, ack/resolve/comment."""
+"""Ticket routes: list and filter, details with events and evidence, ack/resolve/comment.
+
+The actor recorded in a ticket's events is the authenticated partner ("partner:<name>"),
+never a value from the request body (a body naming `actor` is refused with a 422)."""
 
 from __future__ import annotations
 
@@ -41,9 +44,9 @@ async def get_ticket(p: PartnerDep, ticket_id: str, request: Request) -> dict[st
 async def ack(
     p: PartnerDep, ticket_id: str, request: Request, body: NoteIn | None = None
 ) -> dict[str, Any]:
-    st, b = app_state(request), body or NoteIn()
+    st, b, actor = app_state(request), body or NoteIn(), tickets.partner_actor(p)
     return await _write(
-        st, lambda c: tickets.acknowledge(c, p["id"], ticket_id, b.actor, b.message, st.clock())
+        st, lambda c: tickets.acknowledge(c, p["id"], ticket_id, actor, b.message, st.clock())
     )
 
 
@@ -51,11 +54,11 @@ async def ack(
 async def resolve(
     p: PartnerDep, ticket_id: str, request: Request, body: NoteIn | None = None
 ) -> dict[str, Any]:
-    st, b = app_state(request), body or NoteIn()
+    st, b, actor = app_state(request), body or NoteIn(), tickets.partner_actor(p)
     cfg = st.store.config
     return await _write(
         st,
-        lambda c: tickets.resolve(c, cfg, p["id"], ticket_id, b.actor, b.message, st.clock()),
+        lambda c: tickets.resolve(c, cfg, p["id"], ticket_id, actor, b.message, st.clock()),
     )
 
 
@@ -63,7 +66,7 @@ async def resolve(
 async def add_comment(
     p: PartnerDep, ticket_id: str, body: CommentIn, request: Request
 ) -> dict[str, Any]:
-    st = app_state(request)
+    st, actor = app_state(request), tickets.partner_actor(p)
     return await _write(
-        st, lambda c: tickets.comment(c, p["id"], ticket_id, body.actor, body.message, st.clock())
+        st, lambda c: tickets.comment(c, p["id"], ticket_id, actor, body.message, st.clock())
     )

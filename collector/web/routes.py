@@ -272,8 +272,9 @@ async def readiness_ticket(request: Request, job_id: str) -> Response:
     await _form(request)
     st = app_state(request)
     cfg = st.store.config
+    actor = tickets.web_actor(p)
     tid = await _write(st, lambda c: readiness.open_ticket(c, cfg, p["id"], job_id, st.clock(),
-                                                          p["name"]))  # fmt: skip
+                                                          actor))  # fmt: skip
     return RedirectResponse(f"/ui/tickets/{tid}", status_code=303)
 
 
@@ -314,7 +315,7 @@ async def ticket_action(request: Request, ticket_id: str, action: str) -> Respon
         return _to_login(request)
     form = await _form(request)
     st = app_state(request)
-    actor, msg, now = p["name"], form.get("message", "").strip(), st.clock()
+    actor, msg, now = tickets.web_actor(p), form.get("message", "").strip(), st.clock()
     cfg = st.store.config
     try:
         if action == "ack":

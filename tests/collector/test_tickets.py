@@ -110,7 +110,7 @@ def test_ack_comment_resolve_workflow(make_store, serve):
     t.post(icmp(300))
     [tk] = _tickets(t)
     tid = tk["id"]
-    r = t.partner.post(f"/api/v1/tickets/{tid}/ack", json={"actor": "bob", "message": "on it"})
+    r = t.partner.post(f"/api/v1/tickets/{tid}/ack", json={"message": "on it"})
     assert r.status_code == 200 and r.json()["state"] == "acknowledged"
     assert t.partner.post(f"/api/v1/tickets/{tid}/ack").status_code == 409
     r = t.partner.post(f"/api/v1/tickets/{tid}/comments", json={"message": "ISP called"})
@@ -121,7 +121,7 @@ def test_ack_comment_resolve_workflow(make_store, serve):
     assert r.json()["state"] == "resolved"
     events = r.json()["events"]
     assert [e["kind"] for e in events] == ["opened", "acknowledged", "comment", "resolved"]
-    assert events[1]["actor"] == "bob" and events[2]["message"] == "ISP called"
+    assert events[1]["actor"] == "partner:acme" and events[2]["message"] == "ISP called"
     assert t.partner.post(f"/api/v1/tickets/{tid}/resolve").status_code == 409
     # The condition is still there: resolving by hand resets the rule, so it trips again
     # and, within the flap window, reopens the same ticket.
@@ -332,3 +332,91 @@ def test_a_capacity_ramp_overload_is_stored_but_trips_nothing(make_store, serve)
     scrape = httpx.get(f"{srv.url}/metrics")
     assert scrape.status_code == 200 and "# TYPE qos_scout_loss_pct gauge" in scrape.text
     assert "qos_scout_loss_pct{" not in scrape.text
+
+
+def _actor_refused(r: httpx.Response) -> None:
+    """422 with the detail naming the `actor` field of the body."""
+    assert r.status_code == 422, r.text
+    assert ["body", "actor"] in [e["loc"] for e in r.json()["detail"]], r.text
+
+
+def test_the_actor_in_the_audit_trail_is_the_api_key_never_the_body(make_store, serve):
+    srv = serve(make_store(rules={"rtt": {"trip_after": 1}}))
+    t = new_tenant(srv, "acme")
+    t.post(icmp(300))
+    [tk] = _tickets(t)
+    base = f"/api/v1/tickets/{tk['id']}"
+    forged = {"actor": "someone-else", "message": "x"}
+    _actor_refused(t.partner.post(f"{base}/ack", json=forged))
+    _actor_refused(t.partner.post(f"{base}/resolve", json=forged))
+    _actor_refused(t.partner.post(f"{base}/comments", json=forged))
+    _actor_refused(t.partner.put(f"{base}/call_info", json={"user": "Al", "actor": "x"}))
+    assert [e["kind"] for e in t.partner.get(base).json()["events"]] == ["opened"]  # nothing
+    assert t.partner.post(f"{base}/ack", json={"message": "on it"}).status_code == 200
+    assert t.partner.post(f"{base}/comments", json={"message": "ISP"}).status_code == 201
+    assert t.partner.put(f"{base}/call_info", json={"user": "Al"}).status_code == 200
+    r = t.partner.post(f"{base}/resolve", json={"message": "fixed"})
+    assert r.status_code == 200, r.text
+    assert [(e["kind"], e["actor"]) for e in r.json()["events"]] == [
+        ("opened", "collector"), ("acknowledged", "partner:acme"), ("comment", "partner:acme"),
+        ("call_info", "partner:acme"), ("resolved", "partner:acme")]  # fmt: skip
+
+
+def _form_fields(html: str, action: str) -> dict[str, str]:
+    """The hidden inputs of the page's form posting to `action` (whatever the page puts
+    there, e.g. an anti-forgery token), so a test submits the form as a browser would."""
+    import re
+
+    m = re.search(rf'<form[^>]*action="{re.escape(action)}"[^>]*>(.*?)</form>', html, re.S)
+    assert m, f"no form posting to {action}"
+    fields = {}
+    for tag in re.findall(r"<input[^>]*>", m.group(1)):
+        if 'type="hidden"' in tag:
+            name = re.search(r'name="([^"]*)"', tag)
+            value = re.search(r'value="([^"]*)"', tag)
+            if name:
+                fields[name.group(1)] = value.group(1) if value else ""
+    return fields
+
+
+def _web_login(srv, key: str) -> httpx.Client:
+    ui = httpx.Client(base_url=srv.url, timeout=30)
+    page = ui.get("/ui/login")
+    form = {**_form_fields(page.text, "/ui/login"), "key": key, "next": "/ui/"}
+    r = ui.post("/ui/login", data=form)
+    assert r.status_code == 303, r.text
+    return ui
+
+
+def _web_submit(ui: httpx.Client, page: str, action: str, data: dict[str, str]) -> None:
+    html = ui.get(page).text
+    r = ui.post(action, data={**_form_fields(html, action), **data},
+                headers={"Origin": str(ui.base_url).rstrip("/")})  # fmt: skip
+    assert r.status_code == 303 and "notice=" not in r.headers["location"], r.headers
+
+
+def test_the_actor_in_the_audit_trail_is_the_logged_in_partner_on_the_web(make_store, serve):
+    from collector.tenants import create_partner
+
+    srv = serve(make_store(rules={"rtt": {"trip_after": 1}}))
+    with srv.store.write() as c:
+        _, key = create_partner(c, "globex", time.time())
+    t = new_tenant(srv, "acme")
+    acme_key = t.partner.headers["authorization"].split()[1]
+    t.post(icmp(300))
+    [tk] = _tickets(t)
+    page = base = f"/ui/tickets/{tk['id']}"
+    ui = _web_login(srv, acme_key)
+    forged = {"actor": "someone-else"}
+    _web_submit(ui, page, f"{base}/ack", {"message": "looking", **forged})
+    _web_submit(ui, page, f"{base}/comments", {"message": "called the ISP", **forged})
+    _web_submit(ui, page, f"{base}/call_info", {"user": "Alice", **forged})
+    _web_submit(ui, page, f"{base}/resolve", {"message": "fixed", **forged})
+    events = t.partner.get(f"/api/v1/tickets/{tk['id']}").json()["events"]
+    assert [(e["kind"], e["actor"]) for e in events] == [
+        ("opened", "collector"), ("acknowledged", "web:acme"), ("comment", "web:acme"),
+        ("call_info", "web:acme"), ("resolved", "web:acme")]  # fmt: skip
+    # Another partner logged in on the web reaches none of it.
+    other = _web_login(srv, key)
+    assert other.post(f"{base}/comments", data={"message": "hi"}).status_code in (303, 404)
+    assert len(t.partner.get(f"/api/v1/tickets/{tk['id']}").json()["events"]) == 5
