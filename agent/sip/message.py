@@ -237,12 +237,11 @@ class SipMessage:
         lines = head.replace("\r\n", "\n").split("\n")
         msg = _parse_start_line(lines[0])
         msg.headers = _parse_headers(lines[1:])
-        length = msg.get("Content-Length")
-        if length is None:
+        n = declared_length(msg.get_all("Content-Length"))
+        if n is None:
             if stream:
                 raise SipParseError("Content-Length is missing on a stream transport")
         else:
-            n = _content_length(length)
             if n > len(body):
                 raise SipParseError(
                     f"Content-Length {n} is larger than the {len(body)} body bytes received"
@@ -265,6 +264,43 @@ def _content_length(value: str) -> int:
     if not is_number(v) or len(v) > 6:
         raise SipParseError(f"Content-Length {value!r} is not a number")
     return int(v)
+
+
+def declared_length(values: list[str]) -> int | None:
+    """The body length the Content-Length headers (full or compact `l`) declare, or None.
+
+    Repeated headers that agree are one length; repeated headers that disagree make the
+    message's framing ambiguous (a proxy may cut it where we do not: request smuggling), so
+    they are refused rather than the first one winning and the rest of the body dropped.
+    """
+    lengths = [_content_length(v) for v in values]
+    if len(set(lengths)) > 1:
+        shown = ", ".join(str(n) for n in lengths)
+        raise SipParseError(
+            f"Content-Length appears {len(lengths)} times with different values ({shown})"
+        )
+    return lengths[0] if lengths else None
+
+
+def _framing_values(head: str) -> list[str]:
+    """Every Content-Length value of a header block (folded lines joined, compact `l`
+    included), without judging the other headers: the stream framer only needs the length."""
+    values: list[str] = []
+    current: str | None = None
+    for line in head.replace("\r\n", "\n").split("\n")[1:]:
+        if line[:1] in (" ", "\t"):
+            if current is not None:
+                current = f"{current} {line.strip()}".strip()
+            continue
+        if current is not None:
+            values.append(current)
+            current = None
+        name, colon, value = line.partition(":")
+        if colon and name.strip().lower() in ("content-length", "l"):
+            current = value.strip()
+    if current is not None:
+        values.append(current)
+    return values
 
 
 def _parse_start_line(line: str) -> SipMessage:
@@ -315,8 +351,9 @@ class StreamFramer:
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return every complete message now available (raw bytes).
 
-        Raises SipParseError when the stream cannot be framed (no Content-Length, or a
-        header block too large); the connection should then be closed.
+        Raises SipParseError when the stream cannot be framed (no Content-Length, repeated
+        Content-Length headers that disagree, or a header block too large); the connection
+        should then be closed.
         """
         self._buf += data
         out: list[bytes] = []
@@ -328,10 +365,9 @@ class StreamFramer:
                     raise SipParseError("header block longer than 65535 bytes")
                 return out
             head = self._buf[:end].decode("utf-8", "replace")
-            m = re.search(r"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\S*)", head)
-            if m is None:
+            length = declared_length(_framing_values(head))
+            if length is None:
                 raise SipParseError("Content-Length is missing on a stream transport")
-            length = _content_length(m.group(1))
             total = end + 4 + length
             if len(self._buf) < total:
                 return out

@@ -105,6 +105,90 @@ def test_stream_framer_splits_by_content_length() -> None:
     assert framer.feed(b"") == []
 
 
+OPTIONS_HEAD = (
+    b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nCSeq: 1 OPTIONS\r\n"
+    b"Call-ID: c\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        b"Content-Length: 4\r\nContent-Length: 10\r\n",
+        b"Content-Length: 10\r\nl: 4\r\n",
+        b"l: 4\r\ncontent-length :10\r\n",
+    ],
+)
+def test_repeated_content_length_that_disagrees_is_refused(lengths: bytes) -> None:
+    # The first one used to win: 4 bytes of body kept, the other 6 dropped without a word.
+    raw = OPTIONS_HEAD + lengths + b"\r\n" + b"v=0\r\nabcd"
+    for stream in (False, True):
+        with pytest.raises(SipParseError, match=r"appears 2 times with different values"):
+            SipMessage.parse(raw, stream=stream)
+    with pytest.raises(SipParseError, match=r"appears 2 times with different values"):
+        StreamFramer().feed(raw)
+
+
+def test_repeated_content_length_that_agrees_is_one_length() -> None:
+    raw = OPTIONS_HEAD + b"Content-Length: 4\r\nl: 4\r\n\r\nv=0\rEXTRA"
+    assert SipMessage.parse(raw).body == b"v=0\r"
+    assert StreamFramer().feed(raw) == [raw[: -len(b"EXTRA")]]
+
+
+def test_stream_framer_reads_a_folded_content_length_as_the_parser_does() -> None:
+    # The framer used to read the first line only ('' -> "not a number", connection closed).
+    raw = OPTIONS_HEAD + b"Content-Length:\r\n 4\r\n\r\nv=0\r"
+    assert SipMessage.parse(raw, stream=True).body == b"v=0\r"
+    framer = StreamFramer()
+    assert framer.feed(raw + raw[:5]) == [raw]
+
+
+def test_udp_body_follows_content_length_rfc3261_18_3() -> None:
+    # Longer datagram: the extra bytes are not the body; shorter: the message is refused;
+    # no Content-Length on UDP: the body is the rest of the datagram.
+    assert SipMessage.parse(OPTIONS_HEAD + b"l: 2\r\n\r\nabcdef").body == b"ab"
+    with pytest.raises(SipParseError, match="Content-Length 9 is larger than the 6"):
+        SipMessage.parse(OPTIONS_HEAD + b"l: 9\r\n\r\nabcdef")
+    assert SipMessage.parse(OPTIONS_HEAD + b"\r\nabcdef").body == b"abcdef"
+
+
+_CL_NAMES = st.sampled_from([b"Content-Length", b"content-length", b"l", b"L", b"CONTENT-LENGTH "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_CL_NAMES, st.integers(0, 40)), min_size=1, max_size=4),
+    st.binary(max_size=40),
+)
+def test_framer_and_parser_agree_on_any_set_of_content_lengths(
+    headers: list[tuple[bytes, int]], body: bytes
+) -> None:
+    """One length, or several that agree: both cut the same body; several that disagree:
+    both refuse, naming the repetition; never anything but SipParseError."""
+    raw = OPTIONS_HEAD + b"".join(n + b": " + str(v).encode() + b"\r\n" for n, v in headers)
+    raw += b"\r\n" + body
+    values = {v for _, v in headers}
+    if len(values) > 1:
+        for parse in (
+            lambda: SipMessage.parse(raw),
+            lambda: SipMessage.parse(raw, stream=True),
+            lambda: StreamFramer().feed(raw),
+        ):
+            with pytest.raises(SipParseError, match="different values"):
+                parse()
+        return
+    (n,) = values
+    if n > len(body):
+        with pytest.raises(SipParseError, match="larger than"):
+            SipMessage.parse(raw)
+        assert StreamFramer().feed(raw) == []  # waits for the rest
+        return
+    frames = StreamFramer().feed(raw)
+    assert len(frames) == 1
+    assert SipMessage.parse(frames[0], stream=True).body == body[:n]
+    assert SipMessage.parse(raw).body == body[:n]
+
+
 def test_uri_and_via_helpers() -> None:
     u = SipUri.parse("sip:alice:secret@[2001:db8::1]:5070;transport=tcp")
     assert (u.user, u.host, u.port, u.params) == (
