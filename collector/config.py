@@ -73,10 +73,22 @@ class OutboxConfig(_Model):
 
 
 class LimitsConfig(_Model):
-    """Ingest limits: request body size (after gzip decoding) and items per batch."""
+    """Request and ingest limits (docs/collector.md, "Limits").
+
+    Bodies: `max_body_bytes` for the agents' routes (result batches after gzip decoding, job
+    status with its report), `max_request_bytes` for every other route. Results: items per
+    batch, how old and how far in the future `started_at` may be, how deep an item may
+    nest. Cardinality: distinct targets per agent and series per partner in `latest` (what
+    /metrics exposes)."""
 
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     max_batch_items: int = Field(default=1000, ge=1)
+    max_result_age_s: float = Field(default=400 * 86400.0, gt=0)
+    max_result_future_s: float = Field(default=86400.0, ge=0)
+    max_item_depth: int = Field(default=32, ge=4, le=256)
+    max_targets_per_agent: int = Field(default=256, ge=1)
+    max_series_per_partner: int = Field(default=100_000, ge=1)
 
 
 class CollectorConfig(_Model):

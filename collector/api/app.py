@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from agent.wire import VERSION
 from collector.api import routes_agent, routes_partner, routes_readiness, routes_tickets
+from collector.api.limits import BodyLimit
 from collector.api.state import AppState
 from collector.db import current_revision, head_revision
 from collector.errors import CollectorError
@@ -115,5 +116,6 @@ def create_app(
         body = await run_in_threadpool(generate_latest, reg)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(BodyLimit, limits=store.config.limits)
     app.add_middleware(AccessLog)
     return app
