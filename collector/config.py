@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.wire.errors import format_validation_error
 
@@ -22,18 +30,44 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class WebhookChannel(_Model):
-    """POST a JSON document, signed with HMAC-SHA256 over the body."""
+class _Routed(_Model):
+    """Whose ticket events a channel receives, said explicitly: `partners: [...]` (those
+    partners' only) or `scope: operator` (every partner's, for the operator's own use)."""
+
+    partners: list[str] | None = Field(default=None, min_length=1)
+    scope: Literal["operator"] | None = None
+
+    @model_validator(mode="after")
+    def _routing(self) -> Self:
+        if self.partners is None and self.scope is None:
+            raise ValueError(
+                "a channel must say whose ticket events it receives: `partners: [names]` "
+                "(only those partners') or `scope: operator` (every partner's)"
+            )
+        if self.partners is not None and self.scope is not None:
+            raise ValueError(
+                "`partners` and `scope: operator` exclude each other: an operator channel "
+                "receives every partner's events"
+            )
+        return self
+
+    def takes(self, partner_name: str) -> bool:
+        """Does this channel receive the events of this partner's tickets?"""
+        return self.scope == "operator" or partner_name in (self.partners or ())
+
+
+class WebhookChannel(_Routed):
+    """POST a JSON document, signed with HMAC-SHA256 over a timestamp, the delivery id and
+    the body (see notifiers.sign)."""
 
     type: Literal["webhook"]
     name: str = "webhook"
     url: str
     secret: str = ""
     timeout_s: float = Field(default=10.0, gt=0)
-    partners: list[str] | None = None
 
 
-class SmtpChannel(_Model):
+class SmtpChannel(_Routed):
     """Send a plain-text e-mail through an SMTP server."""
 
     type: Literal["email"]
@@ -46,17 +80,15 @@ class SmtpChannel(_Model):
     username: str | None = None
     password: str | None = None
     timeout_s: float = Field(default=10.0, gt=0)
-    partners: list[str] | None = None
 
 
-class AlertmanagerChannel(_Model):
+class AlertmanagerChannel(_Routed):
     """Push alerts to Prometheus Alertmanager's v2 API (`POST /api/v2/alerts`)."""
 
     type: Literal["alertmanager"]
     name: str = "alertmanager"
     url: str
     timeout_s: float = Field(default=10.0, gt=0)
-    partners: list[str] | None = None
 
 
 Channel = Annotated[WebhookChannel | SmtpChannel | AlertmanagerChannel, Field(discriminator="type")]
@@ -91,6 +123,52 @@ class LimitsConfig(_Model):
     max_series_per_partner: int = Field(default=100_000, ge=1)
 
 
+METRICS_TOKEN_ENV = "QOS_SCOUT_METRICS_TOKEN"
+
+
+class MetricsConfig(_Model):
+    """The operator's `/metrics` (every partner's series): scraped with
+    `Authorization: Bearer <token>`, the token read from `token_file` (a Docker secret,
+    say), else from the QOS_SCOUT_METRICS_TOKEN environment variable, else `token` here
+    (the config file is then a secret). No token configured: `/metrics` answers 401 on the
+    agents' port. `listen` adds a listener of its own that serves only `/metrics` (for a
+    private interface; the token is required there too when one is configured)."""
+
+    token_file: Path | None = None
+    token: str | None = Field(default=None, min_length=16)
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
+
+    def scrape_token(self) -> str | None:
+        """The configured token; ConfigFileError when `token_file` cannot be read or holds
+        fewer than 16 characters."""
+        if self.token_file is not None:
+            try:
+                text = self.token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigFileError(
+                    f"metrics.token_file {self.token_file}: cannot read: {exc.strerror}"
+                ) from None
+            if len(text) < 16:
+                raise ConfigFileError(
+                    f"metrics.token_file {self.token_file}: the token must be at least 16 "
+                    "characters"
+                )
+            return text
+        env = os.environ.get(METRICS_TOKEN_ENV, "").strip()
+        if env:
+            if len(env) < 16:
+                raise ConfigFileError(f"{METRICS_TOKEN_ENV}: the token must be at least 16 characters")
+            return env
+        return self.token
+
+
 class CollectorConfig(_Model):
     """Everything `qos-scout collector serve` reads from its config file."""
 
@@ -107,6 +185,8 @@ class CollectorConfig(_Model):
     alertmanager_refresh_s: float = Field(default=60.0, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    api_docs: bool = False  # serve /docs, /redoc and /openapi.json (off: 404)
 
     @field_validator("listen")
     @classmethod

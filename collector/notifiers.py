@@ -1,6 +1,9 @@
 """Notification channels: a signed JSON webhook, e-mail over SMTP, Alertmanager v2.
 
-Each sender raises DeliveryError with a readable reason; the outbox retries it.
+Each sender raises DeliveryError with a readable reason; the outbox retries it. Channel
+URLs are often secrets (a token in the path or query): no message, error or log line
+carries more of them than `scheme://host:port/…` (`redact_url`), and the HTTP client's own
+request log lines are redacted the same way (`RedactUrls` on the "httpx" logger).
 """
 
 from __future__ import annotations
@@ -8,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -18,22 +23,78 @@ import httpx
 from collector.config import AlertmanagerChannel, SmtpChannel, WebhookChannel
 
 SIGNATURE_HEADER = "X-QoS-Scout-Signature"
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 class DeliveryError(Exception):
     """One delivery attempt failed (the outbox will retry)."""
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def redact_url(url: str | httpx.URL) -> str:
+    """`scheme://host:port/…`: no userinfo, path, query or fragment (they may be secret)."""
+    try:
+        u = httpx.URL(str(url))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "<url>"
+    if not u.scheme or not u.host:
+        return "<url>"
+    host = f"[{u.host}]" if ":" in u.host else u.host
+    port = u.port or {"http": 80, "https": 443}.get(u.scheme)
+    return f"{u.scheme}://{host}{f':{port}' if port else ''}/…"
+
+
+def redact_text(text: str) -> str:
+    """Every URL in `text` redacted (exception messages, answers that echo the URL)."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
+
+
+class RedactUrls(logging.Filter):
+    """Redacts the URLs in a record's message and arguments (the HTTP client logs every
+    request with its full URL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_arg(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _redact_arg(v) for k, v in record.args.items()}
+        return True
+
+
+def _redact_arg(a: Any) -> Any:
+    if isinstance(a, httpx.URL):
+        return redact_url(a)
+    if isinstance(a, str | bytes):
+        return redact_text(a if isinstance(a, str) else a.decode("utf-8", "replace"))
+    return a
+
+
+for _name in ("httpx", "httpcore"):
+    if not any(isinstance(f, RedactUrls) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(RedactUrls())
+
+
+def sign(secret: str, body: bytes, delivery_id: int, now: float) -> str:
+    """`t=<unix seconds>,id=<delivery id>,v1=<hex HMAC-SHA256 of "<t>.<id>.<body>">`: the
+    receiver checks the MAC, that `t` is recent and that it has not seen `id` before."""
+    t = int(now)
+    signed = f"{t}.{delivery_id}.".encode() + body
+    mac = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={t},id={delivery_id},v1={mac}"
 
 
 def _check(resp: httpx.Response, what: str) -> None:
     if resp.status_code // 100 != 2:
-        raise DeliveryError(f"{what} answered HTTP {resp.status_code}: {resp.text[:200]}")
+        answer = redact_text(resp.text[:200])
+        raise DeliveryError(f"{what} answered HTTP {resp.status_code}: {answer}")
 
 
-def send_webhook(ch: WebhookChannel, payload: dict[str, Any], delivery_id: int) -> None:
+def _failed(what: str, exc: Exception) -> DeliveryError:
+    return DeliveryError(f"{what}: {redact_text(repr(exc))}")
+
+
+def send_webhook(ch: WebhookChannel, payload: dict[str, Any], delivery_id: int, now: float) -> None:
     body = json.dumps(payload, sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",
@@ -41,12 +102,13 @@ def send_webhook(ch: WebhookChannel, payload: dict[str, Any], delivery_id: int) 
         "X-QoS-Scout-Event": str(payload.get("event", "")),
     }
     if ch.secret:
-        headers[SIGNATURE_HEADER] = sign(ch.secret, body)
+        headers[SIGNATURE_HEADER] = sign(ch.secret, body, delivery_id, now)
+    what = f"webhook {redact_url(ch.url)}"
     try:
         resp = httpx.post(ch.url, content=body, headers=headers, timeout=ch.timeout_s)
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"webhook {ch.url}: {exc!r}") from None
-    _check(resp, f"webhook {ch.url}")
+        raise _failed(what, exc) from None
+    _check(resp, what)
 
 
 def _subject(payload: dict[str, Any]) -> str:
@@ -76,7 +138,7 @@ def send_email(ch: SmtpChannel, payload: dict[str, Any], delivery_id: int) -> No
                 smtp.login(ch.username, ch.password or "")
             smtp.send_message(msg)
     except (OSError, smtplib.SMTPException) as exc:
-        raise DeliveryError(f"smtp {ch.host}:{ch.port}: {exc!r}") from None
+        raise _failed(f"smtp {ch.host}:{ch.port}", exc) from None
 
 
 def alert_for(payload: dict[str, Any]) -> dict[str, Any]:
@@ -108,16 +170,18 @@ def send_alertmanager(ch: AlertmanagerChannel, payload: dict[str, Any], _id: int
 
 def send_alertmanager_batch(ch: AlertmanagerChannel, payloads: list[dict[str, Any]]) -> None:
     url = ch.url.rstrip("/") + "/api/v2/alerts"
+    what = f"alertmanager {redact_url(url)}"
     try:
         resp = httpx.post(url, json=[alert_for(p) for p in payloads], timeout=ch.timeout_s)
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"alertmanager {url}: {exc!r}") from None
-    _check(resp, f"alertmanager {url}")
+        raise _failed(what, exc) from None
+    _check(resp, what)
 
 
-def deliver(ch: Any, payload: dict[str, Any], delivery_id: int) -> None:
+def deliver(ch: Any, payload: dict[str, Any], delivery_id: int, now: float) -> None:
+    """One attempt of outbox row `delivery_id` at time `now` (a webhook signs it then)."""
     if isinstance(ch, WebhookChannel):
-        send_webhook(ch, payload, delivery_id)
+        send_webhook(ch, payload, delivery_id, now)
     elif isinstance(ch, SmtpChannel):
         send_email(ch, payload, delivery_id)
     elif isinstance(ch, AlertmanagerChannel):

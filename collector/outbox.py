@@ -19,7 +19,8 @@ def enqueue(
     payload: dict[str, Any],
     now: float,
 ) -> int:
-    """One row per configured channel that takes this partner's notifications."""
+    """One row per configured channel that takes this partner's notifications: the
+    channels naming the partner in `partners`, and the operator's (`scope: operator`)."""
     rows = [
         {
             "channel": ch.name,
@@ -32,7 +33,7 @@ def enqueue(
             "state": "pending",
         }
         for ch in config.notifications
-        if ch.partners is None or partner_name in ch.partners
+        if ch.takes(partner_name)
     ]
     if rows:
         conn.execute(outbox.insert(), rows)

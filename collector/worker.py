@@ -39,7 +39,7 @@ def deliver_due(st: AppState) -> int:
         try:
             if ch is None:
                 raise DeliveryError(f"channel {row.channel!r} is no longer configured")
-            deliver(ch, row.payload, row.id)
+            deliver(ch, row.payload, row.id, st.clock())
         except DeliveryError as exc:
             with st.store.write() as conn:
                 state = outbox.mark_failed(conn, cfg.outbox, row.id, attempts, str(exc), st.clock())
@@ -126,8 +126,7 @@ def refresh_alertmanager(st: AppState) -> int:
     payloads = open_ticket_payloads(st)
     sent = 0
     for ch in chans:
-        allowed = ch.partners
-        mine = [p for p in payloads if allowed is None or p["ticket"]["partner"] in allowed]
+        mine = [p for p in payloads if ch.takes(p["ticket"]["partner"])]
         if not mine:
             continue
         try:

@@ -28,11 +28,39 @@ INVALID = [
     (
         {
             "notifications": [
-                {"type": "webhook", "url": "http://a"},
-                {"type": "webhook", "url": "http://b"},
+                {"type": "webhook", "url": "http://a", "scope": "operator"},
+                {"type": "webhook", "url": "http://b", "partners": ["acme"]},
             ]
         },
         "config: notifications: notification channel names must be unique: webhook",
+    ),
+    (
+        {"notifications": [{"type": "webhook", "url": "http://a"}]},
+        "config: notifications.0.webhook: a channel must say whose ticket events it receives: "
+        "`partners: [names]` (only those partners') or `scope: operator` (every partner's)",
+    ),
+    (
+        {"notifications": [{"type": "email", "host": "h", "from": "a@x", "to": ["b@x"]}]},
+        "config: notifications.0.email: a channel must say whose ticket events it receives: "
+        "`partners: [names]` (only those partners') or `scope: operator` (every partner's)",
+    ),
+    (
+        {"notifications": [{"type": "alertmanager", "url": "http://am", "partners": []}]},
+        "config: notifications.0.alertmanager.partners: List should have at least 1 item after "
+        "validation, not 0",
+    ),
+    (
+        {
+            "notifications": [
+                {"type": "alertmanager", "url": "http://am", "partners": ["a"], "scope": "operator"}
+            ]
+        },
+        "config: notifications.0.alertmanager: `partners` and `scope: operator` exclude each "
+        "other: an operator channel receives every partner's events",
+    ),
+    (
+        {"notifications": [{"type": "webhook", "url": "http://a", "scope": "all"}]},
+        "config: notifications.0.webhook.scope: Input should be 'operator'",
     ),
     ({"rules": {"rtt": {"warnng": 1}}}, "config: rules: rule 'rtt': warnng: unknown key"),
     (
@@ -81,7 +109,7 @@ def test_config_file_loads_channels_and_defaults(tmp_path):
     p.write_text(
         "db: postgresql://u@h/db\nlisten: 0.0.0.0:9000\nflap_window_s: 600\n"
         "notifications:\n"
-        "  - {type: email, host: smtp.example.net, from: a@x, to: [b@x]}\n"
+        "  - {type: email, host: smtp.example.net, from: a@x, to: [b@x], scope: operator}\n"
         "  - {type: alertmanager, url: 'http://am:9093', partners: [acme]}\n"
         "rules:\n  rtt: {warning: 100}\n"
     )
@@ -89,6 +117,8 @@ def test_config_file_loads_channels_and_defaults(tmp_path):
     assert cfg.listen == "0.0.0.0:9000" and cfg.flap_window_s == 600
     assert [c.type for c in cfg.notifications] == ["email", "alertmanager"]
     assert cfg.notifications[0].port == 25 and cfg.silent_agent_timeout_s == 600
+    assert cfg.notifications[0].takes("globex") and cfg.notifications[1].takes("acme")
+    assert not cfg.notifications[1].takes("globex")
     with pytest.raises(ConfigFileError, match="cannot read"):
         load_config(tmp_path / "missing.yml")
     (tmp_path / "bad.yml").write_text("a: [1\n")

@@ -71,7 +71,7 @@ def _samples(text: str) -> dict[str, list]:
 
 
 def test_metrics_expose_every_documented_name(make_store, serve):
-    hook = {"type": "webhook", "url": "http://127.0.0.1:9/never"}
+    hook = {"type": "webhook", "url": "http://127.0.0.1:9/never", "scope": "operator"}
     srv = serve(make_store(rules={"rtt": {"trip_after": 1}}, notifications=[hook]))
     t = new_tenant(
         srv, "acme", site={"contracted_down_bps": 100_000_000, "contracted_up_bps": 20_000_000}

@@ -269,7 +269,7 @@ def test_a_version_1_voice_stream_is_upgraded_and_trips_only_its_direction(make_
 
 
 def test_a_ticket_opened_by_hand_is_one_per_key_notified_and_takes_evidence(make_store, serve):
-    hook = {"type": "webhook", "url": "http://127.0.0.1:9/never"}
+    hook = {"type": "webhook", "url": "http://127.0.0.1:9/never", "partners": ["acme"]}
     store = make_store(notifications=[hook])
     srv = serve(store, background=False)
     t = new_tenant(srv, "acme")
