@@ -11,11 +11,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from collector import jobs, readiness, tenants
 from collector.api.models import EnrollIn, JobStatusIn
+from collector.api.responses import ERRORS
 from collector.api.state import app_state, current_agent
 from collector.errors import CollectorError, PayloadTooLarge
 from collector.ingest import decode_body, ingest
 
-router = APIRouter(prefix="/api/v1", tags=["agents"])
+router = APIRouter(prefix="/api/v1", tags=["agents"], responses=ERRORS)
 AgentDep = Annotated[dict[str, Any], Depends(current_agent)]
 MAX_WAIT_S = 60.0
 

@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.wire.readiness import CallInfo
 from collector import readiness, tickets
+from collector.api.responses import ERRORS
 from collector.api.routes_partner import PartnerDep, _read, _write
 from collector.api.state import app_state
 from collector.errors import Conflict, NotFound
 
-router = APIRouter(prefix="/api/v1", tags=["readiness"])
+router = APIRouter(prefix="/api/v1", tags=["readiness"], responses=ERRORS)
 
 
 class ReadinessIn(BaseModel):

@@ -11,11 +11,12 @@ from fastapi import APIRouter, Request
 
 from collector import tickets
 from collector.api.models import CommentIn, NoteIn
+from collector.api.responses import ERRORS
 from collector.api.routes_partner import PartnerDep, _read, _write
 from collector.api.state import app_state
 from collector.errors import Invalid
 
-router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
+router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"], responses=ERRORS)
 
 
 @router.get("")
