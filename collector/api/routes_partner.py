@@ -20,13 +20,14 @@ from collector.api.models import (
     SitePatch,
     TokenIn,
 )
+from collector.api.responses import ERRORS
 from collector.api.state import AppState, app_state, current_partner
 from collector.errors import Invalid
 from collector.rules import apply_overrides, effective_rules
 from collector.schema import partners, sites
 from collector.timefmt import iso
 
-router = APIRouter(prefix="/api/v1", tags=["partners"])
+router = APIRouter(prefix="/api/v1", tags=["partners"], responses=ERRORS)
 Partner = dict[str, Any]
 PartnerDep = Annotated[Partner, Depends(current_partner)]
 T = TypeVar("T")
