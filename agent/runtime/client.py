@@ -10,26 +10,67 @@ import gzip
 import json
 import os
 import socket
+import time
 from dataclasses import asdict, dataclass
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 from agent import __version__
 from agent.runtime.http import HttpError, Response, request
+from agent.wire.ingest import IngestAnswer, IngestAnswerError
 from agent.wire.jobs import JobStatus
 
 
 class CollectorError(Exception):
-    """A call to the collector failed. `retry` says whether trying again later can help."""
+    """A call to the collector failed. `retry` says whether trying again later can help;
+    `status` is the HTTP status when the collector answered (None: no answer);
+    `retry_after_s` is what its Retry-After header asked for; `detail` its reason."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry: bool = True,
+        retry_after_s: float | None = None,
+        detail: str = "",
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry = retry
+        self.retry_after_s = retry_after_s
+        self.detail = detail
 
 
 class AuthError(CollectorError):
     """The collector refused the token or the agent key (401/403)."""
+
+
+class AnswerError(CollectorError):
+    """The collector answered 2xx with something that is not the answer of the API."""
+
+
+# Ingest answers are a few hundred bytes per item; more than this is not an answer.
+MAX_INGEST_ANSWER = 4 * 1024 * 1024
+MAX_RETRY_AFTER_S = 3600.0
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds a Retry-After header value asks to wait (delta-seconds or an HTTP date),
+    within [0, MAX_RETRY_AFTER_S]; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, min(when.timestamp() - now, MAX_RETRY_AFTER_S))
 
 
 @dataclass(frozen=True)
@@ -78,18 +119,31 @@ def _detail(resp: Response) -> str:
     return json.dumps(body)[:200]
 
 
-def _check(resp: Response, what: str) -> Any:
+def _raise_for_status(resp: Response, what: str) -> None:
     if resp.status in (401, 403):
-        raise AuthError(f"{what}: {resp.status} {_detail(resp)}", status=resp.status, retry=False)
-    if resp.status >= 400:
-        retry = resp.status >= 500 or resp.status in (408, 429)
-        raise CollectorError(
-            f"{what}: {resp.status} {_detail(resp)}", status=resp.status, retry=retry
+        detail = _detail(resp)
+        raise AuthError(
+            f"{what}: {resp.status} {detail}", status=resp.status, retry=False, detail=detail
         )
+    if resp.status >= 400 or resp.status < 200:
+        detail = _detail(resp)
+        raise CollectorError(
+            f"{what}: {resp.status} {detail}",
+            status=resp.status,
+            retry=resp.status >= 500 or resp.status in (408, 429),
+            retry_after_s=retry_after(resp.headers.get("retry-after"), time.time()),
+            detail=detail,
+        )
+
+
+def _check(resp: Response, what: str) -> Any:
+    _raise_for_status(resp, what)
     try:
         return resp.json()
-    except ValueError:
-        raise CollectorError(f"{what}: the collector answered something that is not JSON") from None
+    except (ValueError, RecursionError):
+        raise AnswerError(
+            f"{what}: the collector answered something that is not JSON", status=resp.status
+        ) from None
 
 
 async def enroll(
@@ -132,7 +186,11 @@ class CollectorClient:
     async def aclose(self) -> None:
         """Nothing to release: every request has its own connection."""
 
-    async def _call(
+    def set_key(self, key: str) -> None:
+        """Use another agent key from the next call on (the agent was enrolled again)."""
+        self._headers["Authorization"] = f"Bearer {key}"
+
+    async def _exchange(
         self,
         method: str,
         path: str,
@@ -142,9 +200,10 @@ class CollectorClient:
         headers: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
         timeout_s: float | None = None,
-    ) -> Any:
+        max_body: int | None = None,
+    ) -> Response:
         try:
-            resp = await request(
+            return await request(
                 method,
                 self.url + path,
                 params=params,
@@ -152,24 +211,34 @@ class CollectorClient:
                 body=body,
                 timeout_s=timeout_s or self.timeout_s,
                 verify=self.verify,
+                **({} if max_body is None else {"max_body": max_body}),
             )
         except HttpError as exc:
             raise CollectorError(f"{what}: {exc}") from None
-        return _check(resp, what)
 
-    async def post_results(self, results_json: list[bytes]) -> dict[str, Any]:
-        """POST already-serialised results as one gzip batch; returns the ingest answer."""
+    async def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
+        return _check(await self._exchange(method, path, what, **kw), what)
+
+    async def post_results(self, ids: list[str], results_json: list[bytes]) -> IngestAnswer:
+        """POST already-serialised results (whose spool ids are `ids`) as one gzip batch;
+        returns the ingest answer, validated against the batch (`wire.ingest`). A 4xx/5xx
+        raises CollectorError with its status; an answer that is not the model raises
+        AnswerError."""
         body = b'{"results":[' + b",".join(results_json) + b"]}"
-        data = await self._call(
+        what = "ship results"
+        resp = await self._exchange(
             "POST",
             "/api/v1/results",
-            "ship results",
+            what,
             body=gzip.compress(body, compresslevel=6),
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            max_body=MAX_INGEST_ANSWER,
         )
-        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
-            raise CollectorError("ship results: answer lacks `items`")
-        return data
+        _raise_for_status(resp, what)
+        try:
+            return IngestAnswer.parse(resp.body, ids)
+        except IngestAnswerError as exc:
+            raise AnswerError(f"{what}: {resp.status} {exc}", status=resp.status) from None
 
     async def poll_jobs(self, wait_s: float) -> list[dict[str, Any]]:
         """The jobs offered, as sent: the job runner validates each (`wire.jobs.Job.parse`),

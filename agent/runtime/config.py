@@ -56,6 +56,7 @@ class SpoolConfig(_Strict):
     path: Path = DEFAULT_STATE_DIR / "spool.db"
     max_mb: float = Field(default=64.0, gt=0)
     max_age_h: float = Field(default=168.0, gt=0)
+    max_rejected: int = Field(default=1000, ge=0, le=100_000)
 
 
 class ShippingConfig(_Strict):
@@ -63,6 +64,8 @@ class ShippingConfig(_Strict):
     interval_s: float = Field(default=5.0, gt=0, le=3600)
     backoff_initial_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
+    bisect_after: int = Field(default=3, ge=1, le=100)
+    quarantine_after: int = Field(default=3, ge=1, le=100)
 
     @model_validator(mode="after")
     def _order(self) -> ShippingConfig:

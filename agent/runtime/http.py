@@ -63,7 +63,7 @@ def parse_head(data: bytes) -> tuple[int, str, dict[str, str]]:
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
     body = bytearray()
     while True:
         line = await reader.readuntil(b"\r\n")
@@ -76,7 +76,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
                 pass
             return bytes(body)
-        if len(body) + size > MAX_BODY:
+        if len(body) + size > max_body:
             raise HttpError("response body is too large")
         body += await reader.readexactly(size)
         if await reader.readexactly(2) != b"\r\n":
@@ -84,24 +84,31 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
 
 
 async def _read_body(
-    reader: asyncio.StreamReader, method: str, status: int, headers: dict[str, str]
+    reader: asyncio.StreamReader,
+    method: str,
+    status: int,
+    headers: dict[str, str],
+    max_body: int = MAX_BODY,
 ) -> bytes:
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         return b""
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        return await _read_chunked(reader)
+        return await _read_chunked(reader, max_body)
     if "content-length" in headers:
         try:
             n = int(headers["content-length"])
         except ValueError:
             raise HttpError(f"bad Content-Length {headers['content-length'][:20]!r}") from None
-        if not 0 <= n <= MAX_BODY:
-            raise HttpError(f"Content-Length {n} is out of range")
+        if not 0 <= n <= max_body:
+            raise HttpError(f"Content-Length {n} is out of range (at most {max_body})")
         return await reader.readexactly(n)
-    body = await reader.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        raise HttpError("response body is too large")
-    return body
+    body = bytearray()
+    while len(body) <= max_body:
+        chunk = await reader.read(65536)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    raise HttpError(f"response body is larger than {max_body} bytes")
 
 
 def _ssl_context(verify: bool) -> ssl.SSLContext:
@@ -121,8 +128,10 @@ async def request(
     body: bytes = b"",
     timeout_s: float = 15.0,
     verify: bool = True,
+    max_body: int = MAX_BODY,
 ) -> Response:
-    """One HTTP exchange; raises HttpError for anything but a complete HTTP response."""
+    """One HTTP exchange; raises HttpError for anything but a complete HTTP response (the
+    whole exchange within `timeout_s`, a body of at most `max_body` bytes)."""
     u = urlsplit(url)
     if u.scheme not in ("http", "https") or not u.hostname:
         raise HttpError(f"not an http(s) URL: {url!r}")
@@ -152,7 +161,7 @@ async def request(
             while status == 100:  # an interim answer: the real one follows
                 raw = await reader.readuntil(b"\r\n\r\n")
                 status, reason, rh = parse_head(raw[:-4])
-            data = await _read_body(reader, method, status, rh)
+            data = await _read_body(reader, method, status, rh, max_body)
     except TimeoutError:
         raise HttpError(f"{method} {url}: no complete answer within {timeout_s:g} s") from None
     except asyncio.IncompleteReadError:

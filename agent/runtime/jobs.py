@@ -120,14 +120,24 @@ class JobRunner:
                     )
                     await asyncio.sleep(delay)
                     continue
+                except Exception:  # a bug must not end the poll (nor cancel running jobs)
+                    failures += 1
+                    log.exception("job poll crashed (%d in a row)", failures)
+                    await asyncio.sleep(backoff_delay(failures - 1, 1.0, 60.0, self.rng))
+                    continue
                 for job in jobs:
                     t = asyncio.create_task(self.execute(job), name=f"job:{job.get('id')}")
                     self._tasks.add(t)
-                    t.add_done_callback(self._tasks.discard)
+                    t.add_done_callback(self._job_ended)
         finally:
             for t in list(self._tasks):
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _job_ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s ended with an error", task.get_name(), exc_info=task.exception())
 
     async def execute(self, job: dict[str, Any]) -> None:
         job_id = job.get("id")

@@ -8,6 +8,8 @@ import logging
 import random
 import sqlite3
 import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.errors import ConfigError
@@ -16,13 +18,14 @@ from agent.runtime.config import AgentConfig
 from agent.runtime.jobs import JobRunner
 from agent.runtime.metrics import AgentCollector, ResultBook, serve
 from agent.runtime.scheduler import Scheduler
-from agent.runtime.shipper import Shipper
+from agent.runtime.shipper import Shipper, backoff_delay
 from agent.runtime.spool import Spool
 from agent.wire.results import ProbeResult
 
 log = logging.getLogger(__name__)
 
 SPOOL_ENFORCE_EVERY_S = 60.0
+RESTART_INITIAL_S, RESTART_MAX_S = 1.0, 60.0
 
 
 def release_memory() -> None:
@@ -46,6 +49,7 @@ class Agent:
             cfg.spool.path,
             max_bytes=int(cfg.spool.max_mb * 1_000_000),
             max_age_s=cfg.spool.max_age_h * 3600.0,
+            max_rejected=cfg.spool.max_rejected,
         )
         self.book = ResultBook()
         self.spool_errors = 0
@@ -62,7 +66,10 @@ class Agent:
             interval_s=sh.interval_s,
             backoff_initial_s=sh.backoff_initial_s,
             backoff_max_s=sh.backoff_max_s,
+            bisect_after=sh.bisect_after,
+            quarantine_after=sh.quarantine_after,
             rng=self.rng,
+            reload_key=self._reload_key,
         )
         from agent.probes.host import default_gateway
 
@@ -87,6 +94,19 @@ class Agent:
             else None
         )
         self.metrics_server: Any = None
+        self.restarts: Counter[str] = Counter()
+
+    def _reload_key(self) -> str | None:
+        """The agent key in the credentials file when it differs from the one in use (the
+        agent was enrolled again while it ran); None otherwise."""
+        try:
+            creds = Credentials.load(self.cfg.collector.credentials_file)
+        except (OSError, ValueError):
+            return None
+        if creds.agent_key == self.creds.agent_key:
+            return None
+        self.creds = creds
+        return creds.agent_key
 
     def sink(self, result: ProbeResult) -> None:
         """Every result is committed to the spool before anything else sees it."""
@@ -116,7 +136,10 @@ class Agent:
         registry = CollectorRegistry(auto_describe=True)
         registry.register(
             AgentCollector(
-                self.book, lambda: self.spool.stats(time.time()), lambda: self.shipper.stats
+                self.book,
+                lambda: self.spool.stats(time.time()),
+                lambda: self.shipper.stats,
+                lambda: dict(self.restarts),
             )
         )
         try:
@@ -138,19 +161,42 @@ class Agent:
                 log.warning("spool bounds dropped %d old results", dropped)
             release_memory()
 
+    async def supervise(self, name: str, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run the loop `fn` until cancelled; when it raises (or returns), log it, count it
+        (`qos_scout_agent_task_restarts_total`) and start it again after a backoff, so no
+        bug in one loop ends the agent."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await fn()
+                log.error("%s loop ended by itself; starting it again", name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s loop crashed; starting it again", name)
+            self.restarts[name] += 1
+            failures = 1 if time.monotonic() - started > RESTART_MAX_S * 10 else failures + 1
+            await asyncio.sleep(
+                backoff_delay(failures - 1, RESTART_INITIAL_S, RESTART_MAX_S, self.rng)
+            )
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then stop probes, flush the spool and close."""
         self.start_metrics()
         release_memory()  # what loading and validating the config left behind
         mods = ", ".join(f"{n}({m.probe})" for n, m in self.cfg.enabled_modules().items())
         log.warning("agent %s started; modules: %s", self.creds.agent_id, mods or "none")
-        tasks = [
-            asyncio.create_task(self.scheduler.run(), name="scheduler"),
-            asyncio.create_task(self.shipper.run(), name="shipper"),
-            asyncio.create_task(self._housekeeping(), name="housekeeping"),
-        ]
+        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "scheduler": self.scheduler.run,
+            "shipper": self.shipper.run,
+            "housekeeping": self._housekeeping,
+        }
         if self.jobs is not None:
-            tasks.append(asyncio.create_task(self.jobs.run(), name="jobs"))
+            loops["jobs"] = self.jobs.run
+        tasks = [
+            asyncio.create_task(self.supervise(name, fn), name=name) for name, fn in loops.items()
+        ]
         stopper = asyncio.create_task(stop.wait(), name="stop")
         try:
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -59,10 +59,12 @@ class AgentCollector:
         book: ResultBook,
         spool_stats: Callable[[], SpoolStats],
         ship_stats: Callable[[], ShipStats],
+        restarts: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.book = book
         self.spool_stats = spool_stats
         self.ship_stats = ship_stats
+        self.restarts = restarts
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -72,17 +74,20 @@ class AgentCollector:
         yield GaugeMetricFamily(P + "spool_bytes", "Bytes of results in the spool", value=sp.bytes)
         yield GaugeMetricFamily(
             P + "spool_rejected",
-            "Results the collector rejected, kept in the spool",
+            "Results given up (rejected by the collector or quarantined), kept for inspection",
             value=sp.rejected,
         )
         age = GaugeMetricFamily(P + "spool_oldest_age_seconds", "Age of the oldest spooled result")
         age.add_metric([], sp.oldest_age_s or 0.0)
         yield age
         dropped = CounterMetricFamily(
-            P + "spool_dropped", "Results the spool bounds dropped, oldest first", labels=["reason"]
+            P + "spool_dropped",
+            "Results that left the spool unstored: by the bounds (age, size), refused by the "
+            "collector (rejected), or isolated as failing the collector (quarantined)",
+            labels=["reason"],
         )
-        dropped.add_metric(["age"], sp.dropped_age)
-        dropped.add_metric(["size"], sp.dropped_size)
+        for reason, n in sp.dropped.items():
+            dropped.add_metric([reason], n)
         yield dropped
 
         st = self.ship_stats()
@@ -95,6 +100,41 @@ class AgentCollector:
         yield CounterMetricFamily(
             P + "ship_failures", "Failed shipping attempts", value=st.failures
         )
+        kinds = CounterMetricFamily(
+            P + "ship_errors",
+            "Failed shipping attempts by kind: network (no answer), answer (not the ingest "
+            "model), http_4xx, http_5xx, busy (429/503), auth (401/403)",
+            labels=["kind"],
+        )
+        for kind, n in sorted(st.by_failure.items()):
+            kinds.add_metric([kind], n)
+        yield kinds
+        yield GaugeMetricFamily(
+            P + "ship_consecutive_failures",
+            "Failed shipping attempts since the last accepted batch",
+            value=st.consecutive_failures,
+        )
+        yield GaugeMetricFamily(
+            P + "collector_auth_refused",
+            "1 while the collector refuses this agent's key (revoked or replaced: enroll again)",
+            value=1.0 if st.auth_refused else 0.0,
+        )
+        yield GaugeMetricFamily(
+            P + "ship_batch_limit",
+            "Results per batch now (below shipping.batch_size while isolating a failing result)",
+            value=st.batch_limit,
+        )
+        yield GaugeMetricFamily(
+            P + "ship_held_back",
+            "Results that failed alone, held back from batches and retried alone",
+            value=st.suspects,
+        )
+        restarts = CounterMetricFamily(
+            P + "task_restarts", "Agent loops restarted after a crash", labels=["task"]
+        )
+        for task, n in sorted(self.restarts().items()):
+            restarts.add_metric([task], n)
+        yield restarts
         shipped = CounterMetricFamily(
             P + "shipped_results", "Results answered by the collector", labels=["status"]
         )

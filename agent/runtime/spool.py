@@ -1,10 +1,13 @@
 """Store-and-forward spool: every result is committed to SQLite (WAL) before it is shipped.
 
-Results leave the spool only when the collector acknowledged them (`ack`), or when the
-spool's bounds push them out: older than `max_age_s`, or the oldest beyond `max_bytes` of
-stored result bodies. What the bounds drop is counted, persistently, by reason. Items the
-collector rejected stay on disk for inspection (never re-sent) until the bounds age them out.
-Time is passed in (`now`, Unix seconds), so the bounds are testable without a clock.
+Results leave the spool only when the collector acknowledged them (`ack`), when the
+spool's bounds push them out (older than `max_age_s`, or the oldest beyond `max_bytes` of
+stored result bodies), or when they are given up (`reject`): the collector refused the item
+(`rejected`), or the shipper isolated it as the item that makes the collector fail
+(`quarantined`). What leaves without being stored is counted, persistently, by reason; a
+given-up item moves to the `rejected` table (id, reason, kind, time and the body), which keeps
+the newest `max_rejected` for inspection and is never re-sent. Time is passed in (`now`,
+Unix seconds), so the bounds are testable without a clock.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -27,7 +30,20 @@ CREATE TABLE IF NOT EXISTS results (
     rejected TEXT
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rejected (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    body BLOB NOT NULL
+);
 """
+
+# Why a result left the spool without being stored (the counters' names are `dropped_<why>`).
+DROP_REASONS = ("age", "size", "rejected", "quarantined")
+GiveUp = Literal["rejected", "quarantined"]
+MAX_REJECTED = 1000  # given-up items kept for inspection, newest first
 
 
 @dataclass(frozen=True)
@@ -42,24 +58,48 @@ class SpooledItem:
 
 
 @dataclass(frozen=True)
+class RejectedItem:
+    id: str
+    kind: str  # "rejected" | "quarantined"
+    reason: str
+    at: float
+    body: bytes
+
+
+@dataclass(frozen=True)
 class SpoolStats:
     depth: int  # results waiting to be shipped
-    rejected: int  # results the collector refused, kept for inspection
+    rejected: int  # given-up results kept for inspection in the `rejected` table
     bytes: int
     oldest_age_s: float | None
-    dropped_age: int
-    dropped_size: int
+    dropped: dict[str, int]  # reason (DROP_REASONS) -> results dropped, across restarts
+
+    @property
+    def dropped_age(self) -> int:
+        return self.dropped.get("age", 0)
+
+    @property
+    def dropped_size(self) -> int:
+        return self.dropped.get("size", 0)
 
 
 class Spool:
     """A bounded SQLite queue of JSON results keyed by result id (a re-put is ignored)."""
 
-    def __init__(self, path: Path | str, *, max_bytes: int, max_age_s: float) -> None:
-        if max_bytes <= 0 or max_age_s <= 0:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_bytes: int,
+        max_age_s: float,
+        max_rejected: int = MAX_REJECTED,
+    ) -> None:
+        if max_bytes <= 0 or max_age_s <= 0 or max_rejected < 0:
             raise ValueError("spool bounds must be positive")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
+        self.max_rejected = max_rejected
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._owner = threading.get_ident()
@@ -67,6 +107,7 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._move_marked_rejects()
 
     def close(self) -> None:
         try:
@@ -92,11 +133,26 @@ class Spool:
             self._enforce(now)
         return added
 
-    def batch(self, limit: int) -> list[SpooledItem]:
-        """The oldest `limit` results waiting to be shipped."""
+    def batch(self, limit: int, *, exclude: Iterable[str] = ()) -> list[SpooledItem]:
+        """The oldest `limit` results waiting to be shipped, but those in `exclude` (a few
+        ids held back by the shipper)."""
+        held = sorted({str(i) for i in exclude})
+        cond = f" AND id NOT IN ({','.join('?' * len(held))})" if held else ""
         cur = self._db.execute(
-            "SELECT seq, id, body FROM results WHERE rejected IS NULL ORDER BY seq LIMIT ?",
-            (limit,),
+            f"SELECT seq, id, body FROM results WHERE rejected IS NULL{cond} ORDER BY seq LIMIT ?",
+            (*held, limit),
+        )
+        return [SpooledItem(seq, id_, bytes(body)) for seq, id_, body in cur]
+
+    def get(self, ids: Iterable[str]) -> list[SpooledItem]:
+        """The results with these ids that are still waiting, oldest first."""
+        keys = sorted({str(i) for i in ids})
+        if not keys:
+            return []
+        cur = self._db.execute(
+            f"SELECT seq, id, body FROM results WHERE rejected IS NULL"
+            f" AND id IN ({','.join('?' * len(keys))}) ORDER BY seq",
+            keys,
         )
         return [SpooledItem(seq, id_, bytes(body)) for seq, id_, body in cur]
 
@@ -108,13 +164,33 @@ class Spool:
             self._db.executemany("DELETE FROM results WHERE id = ?", keys)
             return self._db.total_changes - before
 
-    def reject(self, reasons: dict[str, str]) -> None:
-        """Mark results the collector refused: never re-sent, kept until the bounds drop them."""
+    def reject(self, reasons: dict[str, str], now: float, kind: GiveUp = "rejected") -> int:
+        """Give up these results (id -> reason): they leave the spool for the `rejected`
+        table, counted as `dropped_<kind>`; returns how many were still spooled."""
         with self._tx():
-            self._db.executemany(
-                "UPDATE results SET rejected = ? WHERE id = ?",
-                [(reason or "rejected", str(i)) for i, reason in reasons.items()],
-            )
+            moved = 0
+            for rid, reason in reasons.items():
+                row = self._db.execute(
+                    "SELECT body FROM results WHERE id = ?", (str(rid),)
+                ).fetchone()
+                if row is None:
+                    continue
+                self._db.execute(
+                    "INSERT INTO rejected (id, kind, reason, at, body) VALUES (?, ?, ?, ?, ?)",
+                    (str(rid), kind, reason or kind, now, row[0]),
+                )
+                self._db.execute("DELETE FROM results WHERE id = ?", (str(rid),))
+                moved += 1
+            self._count(f"dropped_{kind}", moved)
+            self._trim_rejected()
+            return moved
+
+    def rejected(self, limit: int = 100) -> list[RejectedItem]:
+        """The given-up results kept for inspection, newest first."""
+        cur = self._db.execute(
+            "SELECT id, kind, reason, at, body FROM rejected ORDER BY seq DESC LIMIT ?", (limit,)
+        )
+        return [RejectedItem(i, k, r, at, bytes(b)) for i, k, r, at, b in cur]
 
     def enforce(self, now: float) -> int:
         """Apply the age and size bounds; returns how many results were dropped."""
@@ -133,18 +209,17 @@ class Spool:
 
     @staticmethod
     def _stats(db: sqlite3.Connection, now: float) -> SpoolStats:
-        depth, rejected, size, oldest = db.execute(
-            "SELECT COUNT(*) - COUNT(rejected), COUNT(rejected), COALESCE(SUM(size), 0),"
-            " MIN(created) FROM results"
+        depth, size, oldest = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM results"
         ).fetchone()
+        (rejected,) = db.execute("SELECT COUNT(*) FROM rejected").fetchone()
         counters = dict(db.execute("SELECT name, value FROM counters"))
         return SpoolStats(
             depth=depth,
             rejected=rejected,
             bytes=size,
             oldest_age_s=None if oldest is None else max(0.0, now - oldest),
-            dropped_age=counters.get("dropped_age", 0),
-            dropped_size=counters.get("dropped_size", 0),
+            dropped={r: counters.get(f"dropped_{r}", 0) for r in DROP_REASONS},
         )
 
     def _enforce(self, now: float) -> int:
@@ -164,14 +239,35 @@ class Spool:
                 freed += size
             self._db.executemany("DELETE FROM results WHERE seq = ?", [(s,) for s in doomed])
             by_size = len(doomed)
-        for name, n in (("dropped_age", by_age), ("dropped_size", by_size)):
-            if n:
-                self._db.execute(
-                    "INSERT INTO counters (name, value) VALUES (?, ?)"
-                    " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                    (name, n),
-                )
+        self._count("dropped_age", by_age)
+        self._count("dropped_size", by_size)
         return by_age + by_size
+
+    def _count(self, name: str, n: int) -> None:
+        if n:
+            self._db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (name, n),
+            )
+
+    def _trim_rejected(self) -> None:
+        self._db.execute(
+            "DELETE FROM rejected WHERE seq <= (SELECT MAX(seq) FROM rejected) - ?",
+            (self.max_rejected,),
+        )
+
+    def _move_marked_rejects(self) -> None:
+        """A spool of an earlier release kept refused results in `results` with a reason in
+        its `rejected` column: move them to the `rejected` table (not counted again)."""
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO rejected (id, kind, reason, at, body)"
+                " SELECT id, 'rejected', rejected, created, body FROM results"
+                " WHERE rejected IS NOT NULL ORDER BY seq"
+            )
+            self._db.execute("DELETE FROM results WHERE rejected IS NOT NULL")
+            self._trim_rejected()
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
