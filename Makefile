@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-loaded lint typecheck unit venv clean bench
+.PHONY: demo test test-loaded lint typecheck unit venv clean bench fuzz
 
 venv: $(STAMP)
 
@@ -35,6 +35,14 @@ test-loaded: lint typecheck
 	stress-ng --cpu 2 --quiet & load=$$!; \
 	trap 'kill $$load; wait $$load' EXIT; trap 'exit 130' INT TERM HUP; \
 	$(BIN)/python -m pytest tests
+
+# The fuzzers alone: schemathesis against a running collector on SQLite and PostgreSQL
+# (tests/security) with ten times the examples `make test` runs, and the hypothesis fuzzers
+# of the parsers of untrusted bytes (SIP, SDP, TWAMP, bandwidth frames, the responder).
+fuzz: $(STAMP)
+	QS_FUZZ_SCALE=10 $(BIN)/python -m pytest tests/security tests/sip/test_fuzz.py \
+		tests/sip/test_message.py tests/net/test_responder_fuzz.py tests/net/test_bwframe.py \
+		tests/net/test_twamp_packets.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/accuracy.py

@@ -163,8 +163,12 @@ def fuzz_operation(
             for failure in group.exceptions:
                 why = " ".join(str(getattr(failure, "message", "")).split())[:300]
                 found(response.status_code, getattr(failure, "title", repr(failure)), why)
-        if run.foreign and "{" in operation.path and 200 <= response.status_code < 300:
-            found(response.status_code, "another partner's object answered 2xx")
+        if run.foreign and 200 <= response.status_code < 300:
+            if "{" in operation.path:
+                found(response.status_code, "another partner's object answered 2xx")
+            leaked = [name for name, value in ids.items() if value in response.text]
+            if leaked:
+                found(response.status_code, "another partner's ids in a 2xx answer", str(leaked))
 
     try:
         one()

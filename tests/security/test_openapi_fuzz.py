@@ -6,6 +6,7 @@ must be one the schema documents (status code, content type, body)."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -16,13 +17,14 @@ from schemathesis import GenerationMode
 from tests.collector.conftest import icmp, new_tenant
 from tests.security.fuzz import Run, Tally, fuzz_operation, load_schema, operations
 
-# Examples per (operation, run). The whole run stays near 30-60 s per database on a
-# 2-core machine; raise them locally to dig deeper (the generation is derandomized, so a
-# given number always generates the same requests).
-OWNER_VALID = 8
-OWNER_GENERATED_IDS = 4
-OWNER_INVALID = 6
-OTHERS = 2
+# Examples per (operation, run). The whole run stays near 15-30 s per database on a
+# 2-core machine; `make fuzz` multiplies them by QS_FUZZ_SCALE to dig deeper (the generation
+# is derandomized, so a given number always generates the same requests).
+SCALE = int(os.environ.get("QS_FUZZ_SCALE", "1"))
+OWNER_VALID = 8 * SCALE
+OWNER_GENERATED_IDS = 4 * SCALE
+OWNER_INVALID = 6 * SCALE
+OTHERS = 2 * SCALE
 
 AGENT_PATHS = ("/api/v1/enroll", "/api/v1/agent/", "POST /api/v1/results")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/api/v1/enroll")
