@@ -42,13 +42,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 # `/readyz`: the database does not answer or its schema is not the newest.
 READYZ: dict[int | str, dict[str, Any]] = {
-    503: {"description": "Not ready: the database does not answer or is not migrated."}
-}
-
-# `/metrics`: the Prometheus text format, not JSON.
-METRICS: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "Prometheus text exposition format.",
-        "content": {"text/plain": {"schema": {"type": "string"}}},
+    503: {
+        "description": "Not ready: the database does not answer or is not migrated.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
+                }
+            }
+        },
     }
 }
+
+# `/metrics` (with `response_class=PlainTextResponse`, the Prometheus text format): a scrape
+# without the credential it needs.
+METRICS: dict[int | str, dict[str, Any]] = {401: ERRORS[401]}
