@@ -1,10 +1,16 @@
 """`qos-scout collector ...`: serve, migrate, and the admin commands that create partners,
-customers, sites and enrollment tokens (printing keys once; `--json` for scripts)."""
+customers, sites and enrollment tokens (printing keys once; `--json` for scripts), and take
+credentials away: disable, enable, revoke or rekey an agent, list and revoke tokens.
+
+The database URL comes from `--db`, else QOS_SCOUT_DB_URL, else the config file; its
+password may come from the file named by QOS_SCOUT_DB_PASSWORD_FILE (a Docker secret), so
+no password has to sit on a command line."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -108,6 +114,36 @@ def add_commands(subparsers: Any) -> None:
     tc.add_argument("--ttl", type=float, help="validity in seconds (default from config: 1 day)")
     common(tc)
     tc.set_defaults(func=_cmd(_token_create))
+    tl = tos.add_parser("list", help="list enrollment tokens and their state")
+    tl.add_argument("--partner", required=True, help="partner id")
+    tl.add_argument("--site", help="only this site's")
+    common(tl)
+    tl.set_defaults(func=_cmd(_token_list))
+    tr = tos.add_parser("revoke", help="revoke an enrollment token that was not used yet")
+    tr.add_argument("--partner", required=True, help="partner id")
+    tr.add_argument("token_id", help="the token's id (from `token list` or `token create`)")
+    common(tr)
+    tr.set_defaults(func=_cmd(_token_revoke))
+
+    ag = sub.add_parser("agent", help="enrolled agents and their keys")
+    ags = ag.add_subparsers(dest="action", metavar="ACTION")
+    ags.required = True
+    al = ags.add_parser("list", help="list a partner's agents and their state")
+    al.add_argument("--partner", required=True, help="partner id")
+    al.add_argument("--site", help="only this site's")
+    common(al)
+    al.set_defaults(func=_cmd(_agent_list))
+    for action, helptext in (
+        ("disable", "refuse the agent's key until it is enabled again"),
+        ("enable", "accept a disabled agent's key again"),
+        ("revoke", "refuse the agent's key for good (enroll it again to bring it back)"),
+        ("rotate-key", "issue a new key for the agent (printed once; the old one stops)"),
+    ):
+        ap = ags.add_parser(action, help=helptext)
+        ap.add_argument("--partner", required=True, help="partner id")
+        ap.add_argument("agent_id")
+        common(ap)
+        ap.set_defaults(func=_cmd(_agent_action), agent_action=action)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -118,8 +154,12 @@ def _config(args: argparse.Namespace) -> Any:
     except ConfigFileError as exc:
         raise CliError(str(exc)) from None
     updates: dict[str, Any] = {}
-    if getattr(args, "db", None):
-        updates["db"] = args.db
+    db = getattr(args, "db", None) or os.environ.get(DB_URL_ENV, "").strip() or cfg.db
+    pw_file = os.environ.get(DB_PASSWORD_FILE_ENV, "").strip()
+    if pw_file:
+        db = _with_password(db, pw_file)
+    if db != cfg.db:
+        updates["db"] = db
     if getattr(args, "listen", None):
         from collector.config import parse_listen
 
@@ -129,6 +169,30 @@ def _config(args: argparse.Namespace) -> Any:
             raise CliError(str(exc)) from None
         updates["listen"] = args.listen
     return cfg.model_copy(update=updates)
+
+
+DB_URL_ENV = "QOS_SCOUT_DB_URL"
+DB_PASSWORD_FILE_ENV = "QOS_SCOUT_DB_PASSWORD_FILE"
+
+
+def _with_password(url: str, path: str) -> str:
+    """The database URL with the password read from `path` (surrounding blanks dropped)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from collector.db import DatabaseError, normalise_url
+
+    try:
+        password = open(path, encoding="utf-8").read().strip()
+    except OSError as exc:
+        raise CliError(f"{DB_PASSWORD_FILE_ENV} {path}: cannot read: {exc.strerror}") from None
+    if not password:
+        raise CliError(f"{DB_PASSWORD_FILE_ENV} {path}: the file is empty")
+    try:
+        u = make_url(normalise_url(url))
+    except (DatabaseError, ArgumentError) as exc:
+        raise CliError(str(exc)) from None
+    return u.set(password=password).render_as_string(hide_password=False)
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -181,29 +245,78 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from collector.api.app import create_app
-    from collector.config import parse_listen
+    from collector.config import ConfigFileError, parse_listen
     from collector.logs import setup_json_logging
 
     cfg = _config(args)
     setup_json_logging(cfg.log_level)
     store = _store(args)
     host, port = parse_listen(cfg.listen)
-    app = create_app(store, freeze_gc=True)
+    try:
+        app = create_app(store, freeze_gc=True)
+    except ConfigFileError as exc:
+        store.dispose()
+        raise CliError(str(exc)) from None
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
     # handler it found: this one, so a requested stop exits 0 (as the agent does) instead of
     # dying by the signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stopped)
     try:
-        uvicorn.run(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-            timeout_graceful_shutdown=5,
-        )  # fmt: skip
+        if cfg.metrics.listen is None:
+            uvicorn.run(
+                app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+                timeout_graceful_shutdown=5,
+            )  # fmt: skip
+        else:
+            _serve_with_metrics_listener(app, host, port, cfg.metrics.listen)
     except _Stopped:
         pass
     finally:
         store.dispose()
     return 0
+
+
+def _serve_with_metrics_listener(app: Any, host: str, port: int, metrics_listen: str) -> None:
+    """The app on host:port and its /metrics alone on `metrics_listen`, in one event loop;
+    the main server owns the signals and the metrics listener stops with it."""
+    import asyncio
+    from contextlib import contextmanager
+
+    import uvicorn
+
+    from collector.api.app import create_metrics_app
+    from collector.config import parse_listen
+
+    class _Quiet(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Any:  # the main server handles SIGTERM/SIGINT
+            yield
+
+    mhost, mport = parse_listen(metrics_listen)
+    main = uvicorn.Server(
+        uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+    )  # fmt: skip
+    side = _Quiet(
+        uvicorn.Config(
+            create_metrics_app(app), host=mhost, port=mport, log_config=None,
+            access_log=False, lifespan="off",
+        )
+    )  # fmt: skip
+
+    async def both() -> None:
+        side_task = asyncio.create_task(side.serve())
+        try:
+            await main.serve()
+        finally:
+            side.should_exit = True
+            await side_task
+
+    with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
+        runner.run(both())
 
 
 class _Stopped(Exception):
@@ -304,3 +417,71 @@ def _token_create(args: argparse.Namespace) -> int:
     return _emit(
         args, doc, f"enrollment token (one use, until {doc['expires_at']}): {out['token']}"
     )
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from collector.tenants import get_partner, list_tokens
+    from collector.timefmt import iso
+
+    def run(c: Any, now: float) -> Any:
+        get_partner(c, args.partner)
+        return list_tokens(c, args.partner, now, args.site)
+
+    rows = _admin(args, run)
+    for r in rows:
+        for k in ("created_at", "expires_at", "used_at", "revoked_at"):
+            r[k] = iso(r[k])
+    return _emit(args, rows, _table(rows, ["id", "site_id", "state", "expires_at", "agent_id"]))
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from collector.tenants import revoke_token
+    from collector.timefmt import iso
+
+    row = _admin(args, lambda c, now: revoke_token(c, args.partner, args.token_id, now))
+    row = {**row, **{k: iso(row[k]) for k in ("created_at", "expires_at", "used_at", "revoked_at")}}
+    return _emit(args, row, f"enrollment token {row['id']} revoked at {row['revoked_at']}")
+
+
+AGENT_TIMES = ("created_at", "last_seen_at", "disabled_at", "revoked_at", "key_rotated_at")
+
+
+def _agent_doc(a: dict[str, Any]) -> dict[str, Any]:
+    from collector.tenants import agent_state
+    from collector.timefmt import iso
+
+    return {**a, "state": agent_state(a), **{k: iso(a.get(k)) for k in AGENT_TIMES}}
+
+
+def _agent_list(args: argparse.Namespace) -> int:
+    from collector.tenants import get_partner, list_agents
+
+    def run(c: Any, _now: float) -> Any:
+        get_partner(c, args.partner)
+        return list_agents(c, args.partner, args.site)
+
+    rows = [_agent_doc(a) for a in _admin(args, run)]
+    return _emit(args, rows, _table(rows, ["id", "hostname", "site_id", "state", "last_seen_at"]))
+
+
+def _agent_action(args: argparse.Namespace) -> int:
+    """disable, enable, revoke or rotate-key: effective on every running collector within
+    2 s (they read the credentials epoch once a second)."""
+    from collector import tenants
+
+    pid, aid, action = args.partner, args.agent_id, args.agent_action
+    key = None
+    if action == "rotate-key":
+        a, key = _admin(args, lambda c, now: tenants.rotate_agent_key(c, pid, aid, now))
+    elif action == "revoke":
+        a = _admin(args, lambda c, now: tenants.revoke_agent(c, pid, aid, now))
+    else:
+        off = action == "disable"
+        a = _admin(args, lambda c, now: tenants.set_agent_disabled(c, pid, aid, off, now))
+    doc = _agent_doc(a)
+    if key is not None:
+        doc["agent_key"] = key
+        text = f"agent {aid}: new key (shown once): {key}\nthe old key stops working within 2 s"
+    else:
+        text = f"agent {aid} ({doc['hostname']}) is {doc['state']}"
+    return _emit(args, doc, text)

@@ -164,7 +164,9 @@ class MetricsConfig(_Model):
         env = os.environ.get(METRICS_TOKEN_ENV, "").strip()
         if env:
             if len(env) < 16:
-                raise ConfigFileError(f"{METRICS_TOKEN_ENV}: the token must be at least 16 characters")
+                raise ConfigFileError(
+                    f"{METRICS_TOKEN_ENV}: the token must be at least 16 characters"
+                )
             return env
         return self.token
 

@@ -6,6 +6,11 @@ Result series come from the declarations on the measurement models
 (`agent.wire.exposition`): a field marked as a gauge there is exported here, with the
 labels its declaration gives; nothing here names a measurement field.
 
+Scoping: with `partner_id` the collector yields only that partner's series (results, sites,
+agents, its open tickets) and none of the process's own counters: what a partner's own
+Prometheus scrapes from `GET /api/v1/metrics`. Without it, every partner's: the operator's
+`/metrics`, behind the scrape token.
+
 Cardinality: result series are one per (agent, probe, target) reported in the last
 `metrics_stale_after_s` seconds, times the fixed `stat`/`direction`/`metric` values.
 """
@@ -69,12 +74,16 @@ def _num(v: Any) -> float | None:
 class StoreCollector(Collector):
     def __init__(
         self, store: Store, stats: Stats, clock: Callable[[], float] = time.time,
-        before: Callable[[], object] | None = None,
+        before: Callable[[], object] | None = None, partner_id: str | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.stats = stats
         self.clock = clock
         self.before = before  # e.g. write pending agent contacts first
+        self.partner_id = partner_id  # only this partner's series, without process counters
+
+    def _scoped(self, q: sa.Select[Any]) -> sa.Select[Any]:
+        return q if self.partner_id is None else q.where(partners.c.id == self.partner_id)
 
     def collect(self) -> Iterator[Metric]:
         if self.before is not None:
@@ -83,8 +92,9 @@ class StoreCollector(Collector):
             yield from self._results(conn)
             yield from self._sites_and_agents(conn)
             yield from self._tickets(conn)
-            pending = pending_count(conn)
-        yield from self._own(pending)
+            pending = pending_count(conn) if self.partner_id is None else 0
+        if self.partner_id is None:
+            yield from self._own(pending)
 
     def _results(self, conn: sa.Connection) -> Iterator[Metric]:
         success = GaugeMetricFamily(
@@ -113,6 +123,7 @@ class StoreCollector(Collector):
             .join(partners, partners.c.id == sites.c.partner_id)
             .where(latest.c.started_at >= self.clock() - self.store.config.metrics_stale_after_s)
         )  # fmt: skip
+        q = self._scoped(q)
         for pn, cn, sn, an, probe, target, started, ok, m in conn.execute(q):
             lab = [pn, cn, sn, an, probe, target]
             success.add_metric(lab, 1.0 if ok else 0.0)
@@ -144,6 +155,7 @@ class StoreCollector(Collector):
             .join(customers, customers.c.id == sites.c.customer_id)
             .join(partners, partners.c.id == sites.c.partner_id)
         )  # fmt: skip
+        q = self._scoped(q)
         for sid, pn, cn, sn, down, up in conn.execute(q):
             lab = [pn, cn, sn]
             if down:
@@ -164,7 +176,7 @@ class StoreCollector(Collector):
             .join(customers, customers.c.id == sites.c.customer_id)
             .join(partners, partners.c.id == sites.c.partner_id)
         )  # fmt: skip
-        for pn, cn, sn, an, last in conn.execute(q2):
+        for pn, cn, sn, an, last in conn.execute(self._scoped(q2)):
             if last is not None:
                 seen.add_metric([pn, cn, sn, an], last)
         yield seen
@@ -182,8 +194,8 @@ class StoreCollector(Collector):
             .where(tickets.c.state.in_(OPEN_STATES))
             .group_by(partners.c.name, tickets.c.severity)
         )
-        counts = {(pn, sev): n for pn, sev, n in conn.execute(q)}
-        for pn in conn.execute(sa.select(partners.c.name)).scalars():
+        counts = {(pn, sev): n for pn, sev, n in conn.execute(self._scoped(q))}
+        for pn in conn.execute(self._scoped(sa.select(partners.c.name))).scalars():
             for sev in ("warning", "critical"):
                 fam.add_metric([pn, sev], float(counts.get((pn, sev), 0)))
         yield fam

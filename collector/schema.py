@@ -91,6 +91,7 @@ enrollment_tokens = sa.Table(
     sa.Column("expires_at", Time, nullable=False),
     sa.Column("used_at", Time),
     sa.Column("agent_id", sa.String(36)),
+    sa.Column("revoked_at", Time),
 )
 
 agents = sa.Table(
@@ -104,7 +105,23 @@ agents = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("last_seen_at", Time),
+    # Lifecycle: a disabled agent is refused until enabled again; a revoked one for good
+    # (enroll it again); key_rotated_at says when the key in key_hash was issued last.
+    sa.Column("disabled_at", Time),
+    sa.Column("revoked_at", Time),
+    sa.Column("key_rotated_at", Time),
     sa.Index("ix_agents_site", "site_id"),
+)
+
+# One row (id 1): bumped in the same transaction as any change that takes a credential
+# away (agent disabled, revoked or rekeyed, partner key rotated). Every collector process
+# reads it at most once a second and drops its key cache when it moved.
+credentials_epoch = sa.Table(
+    "credentials_epoch",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("changed_at", Time, nullable=False),
 )
 
 results = sa.Table(

@@ -15,7 +15,16 @@ from collector.keys import (
     new_id,
     new_secret,
 )
-from collector.schema import SITE_FIELDS, agents, customers, enrollment_tokens, partners, sites
+from collector.schema import (
+    SITE_FIELDS,
+    agents,
+    credentials_epoch,
+    customers,
+    enrollment_tokens,
+    partners,
+    sites,
+)
+from collector.timefmt import iso
 
 
 def _row(r: Any, what: str, ident: str) -> dict[str, Any]:
@@ -43,14 +52,36 @@ def create_partner(conn: sa.Connection, name: str, now: float) -> tuple[dict[str
     return row, key
 
 
-def rotate_partner_key(conn: sa.Connection, partner_id: str) -> str:
+def rotate_partner_key(conn: sa.Connection, partner_id: str, now: float = 0.0) -> str:
     key = new_secret(PARTNER_PREFIX)
     res = conn.execute(
         partners.update().where(partners.c.id == partner_id).values(key_hash=hash_secret(key))
     )
     if res.rowcount == 0:
         raise NotFound(f"partner {partner_id} not found")
+    bump_epoch(conn, now)
     return key
+
+
+# -- credentials epoch ----------------------------------------------------------------
+
+
+def bump_epoch(conn: sa.Connection, now: float) -> None:
+    """Say that a credential was taken away, in the caller's transaction: every collector
+    process drops its key cache at its next epoch read (at most EPOCH_CHECK_S later)."""
+    conn.execute(
+        credentials_epoch.update()
+        .where(credentials_epoch.c.id == 1)
+        .values(epoch=credentials_epoch.c.epoch + 1, changed_at=now)
+    )
+
+
+def read_epoch(conn: sa.Connection) -> int:
+    return int(
+        conn.execute(
+            sa.select(credentials_epoch.c.epoch).where(credentials_epoch.c.id == 1)
+        ).scalar_one()
+    )
 
 
 def list_partners(conn: sa.Connection) -> list[dict[str, Any]]:
@@ -196,7 +227,12 @@ def create_token(
             expires_at=now + ttl_s,
         )
     )
-    return {"token": token, "site_id": site_id, "expires_at": now + ttl_s}
+    return {
+        "token": token,
+        "id": hash_secret(token)[:TOKEN_ID_CHARS],
+        "site_id": site_id,
+        "expires_at": now + ttl_s,
+    }
 
 
 def enroll(
@@ -209,6 +245,8 @@ def enroll(
     ).first()
     if t is None:
         raise Unauthorized("enrollment token is not valid")
+    if t.revoked_at is not None:
+        raise Unauthorized(f"enrollment token was revoked at {iso(t.revoked_at)}")
     if t.used_at is not None:
         raise Unauthorized("enrollment token was already used")
     if t.expires_at < now:
@@ -218,7 +256,11 @@ def enroll(
     # Spend the token first, conditionally, so two concurrent enrollments cannot both win.
     spent = conn.execute(
         enrollment_tokens.update()
-        .where(enrollment_tokens.c.token_hash == th, enrollment_tokens.c.used_at.is_(None))
+        .where(
+            enrollment_tokens.c.token_hash == th,
+            enrollment_tokens.c.used_at.is_(None),
+            enrollment_tokens.c.revoked_at.is_(None),
+        )
         .values(used_at=now, agent_id=agent_id)
     )
     if spent.rowcount != 1:
@@ -233,9 +275,74 @@ def enroll(
             key_hash=hash_secret(key),
             created_at=now,
             last_seen_at=now,
+            key_rotated_at=now,
         )
     )
     return {"agent_id": agent_id, "agent_key": key, "site_id": t.site_id}
+
+
+TOKEN_ID_CHARS = 16  # a token's id: the start of its SHA-256 (the token itself is not kept)
+
+
+def _token_view(r: Any, now: float) -> dict[str, Any]:
+    if r.revoked_at is not None:
+        state = "revoked"
+    elif r.used_at is not None:
+        state = "used"
+    elif r.expires_at < now:
+        state = "expired"
+    else:
+        state = "valid"
+    return {
+        "id": r.token_hash[:TOKEN_ID_CHARS],
+        "site_id": r.site_id,
+        "state": state,
+        "created_at": r.created_at,
+        "expires_at": r.expires_at,
+        "used_at": r.used_at,
+        "agent_id": r.agent_id,
+        "revoked_at": r.revoked_at,
+    }
+
+
+def list_tokens(
+    conn: sa.Connection, partner_id: str, now: float, site_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The partner's enrollment tokens (newest first) with their state: valid, used,
+    expired or revoked."""
+    q = sa.select(enrollment_tokens).where(enrollment_tokens.c.partner_id == partner_id)
+    if site_id:
+        q = q.where(enrollment_tokens.c.site_id == site_id)
+    q = q.order_by(enrollment_tokens.c.created_at.desc())
+    return [_token_view(r, now) for r in conn.execute(q)]
+
+
+def revoke_token(conn: sa.Connection, partner_id: str, token_id: str, now: float) -> dict[str, Any]:
+    """Revoke a token that was not used yet (a used one already is spent: revoke its
+    agent). Revoking twice keeps the first time."""
+    if len(token_id) != TOKEN_ID_CHARS or not all(c in "0123456789abcdef" for c in token_id):
+        raise NotFound(f"enrollment token {token_id} not found")
+    where = sa.and_(
+        enrollment_tokens.c.partner_id == partner_id,
+        enrollment_tokens.c.token_hash.startswith(token_id),
+    )
+    r = conn.execute(sa.select(enrollment_tokens).where(where)).first()
+    if r is None:
+        raise NotFound(f"enrollment token {token_id} not found")
+    if r.used_at is not None:
+        raise Conflict(
+            f"enrollment token {token_id} was already used by agent {r.agent_id}: "
+            "revoke the agent instead"
+        )
+    if r.revoked_at is None:
+        conn.execute(
+            enrollment_tokens.update()
+            .where(enrollment_tokens.c.token_hash == r.token_hash)
+            .where(enrollment_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+    r = conn.execute(sa.select(enrollment_tokens).where(where)).first()
+    return _token_view(r, now)
 
 
 AGENT_COLUMNS = (
@@ -246,14 +353,36 @@ AGENT_COLUMNS = (
     agents.c.version,
     agents.c.created_at,
     agents.c.last_seen_at,
+    agents.c.disabled_at,
+    agents.c.revoked_at,
+    agents.c.key_rotated_at,
 )
 
 
+def agent_state(agent: dict[str, Any]) -> str:
+    if agent.get("revoked_at") is not None:
+        return "revoked"
+    if agent.get("disabled_at") is not None:
+        return "disabled"
+    return "active"
+
+
 def agent_by_key(conn: sa.Connection, key: str) -> dict[str, Any]:
+    """The agent holding this key; Unauthorized with the reason when it may not call in."""
     q = sa.select(*AGENT_COLUMNS).where(agents.c.key_hash == hash_secret(key))
     r = conn.execute(q).first()
     if r is None:
         raise Unauthorized("unknown agent key")
+    if r.revoked_at is not None:
+        raise Unauthorized(
+            f"this agent was revoked at {iso(r.revoked_at)}; "
+            "enroll it again with a new token (qos-scout agent enroll)"
+        )
+    if r.disabled_at is not None:
+        raise Unauthorized(
+            f"this agent was disabled at {iso(r.disabled_at)}; "
+            f"its partner can enable it again (POST /api/v1/agents/{r.id}/enable)"
+        )
     return dict(r._mapping)
 
 
@@ -269,6 +398,49 @@ def list_agents(
 def get_agent(conn: sa.Connection, partner_id: str, agent_id: str) -> dict[str, Any]:
     q = sa.select(*AGENT_COLUMNS).where(agents.c.id == agent_id, agents.c.partner_id == partner_id)
     return _row(conn.execute(q).first(), "agent", agent_id)
+
+
+def set_agent_disabled(
+    conn: sa.Connection, partner_id: str, agent_id: str, disabled: bool, now: float
+) -> dict[str, Any]:
+    """Disable an agent (its key is refused until it is enabled again) or enable it.
+    A revoked agent cannot be enabled (Conflict)."""
+    a = get_agent(conn, partner_id, agent_id)
+    if a["revoked_at"] is not None:
+        raise Conflict(f"agent {agent_id} was revoked at {iso(a['revoked_at'])}: enroll it again")
+    if disabled and a["disabled_at"] is None:
+        conn.execute(agents.update().where(agents.c.id == agent_id).values(disabled_at=now))
+        bump_epoch(conn, now)
+    elif not disabled and a["disabled_at"] is not None:
+        conn.execute(agents.update().where(agents.c.id == agent_id).values(disabled_at=None))
+    return get_agent(conn, partner_id, agent_id)
+
+
+def revoke_agent(conn: sa.Connection, partner_id: str, agent_id: str, now: float) -> dict[str, Any]:
+    """Revoke an agent for good: its key is refused with the time of revocation (the key
+    hash is kept so the refusal can say so). Revoking twice keeps the first time."""
+    a = get_agent(conn, partner_id, agent_id)
+    if a["revoked_at"] is None:
+        conn.execute(agents.update().where(agents.c.id == agent_id).values(revoked_at=now))
+        bump_epoch(conn, now)
+    return get_agent(conn, partner_id, agent_id)
+
+
+def rotate_agent_key(
+    conn: sa.Connection, partner_id: str, agent_id: str, now: float
+) -> tuple[dict[str, Any], str]:
+    """A new key for the agent (returned once); the old one stops working."""
+    a = get_agent(conn, partner_id, agent_id)
+    if a["revoked_at"] is not None:
+        raise Conflict(f"agent {agent_id} was revoked at {iso(a['revoked_at'])}: enroll it again")
+    key = new_secret(AGENT_PREFIX)
+    conn.execute(
+        agents.update()
+        .where(agents.c.id == agent_id)
+        .values(key_hash=hash_secret(key), key_rotated_at=now)
+    )
+    bump_epoch(conn, now)
+    return get_agent(conn, partner_id, agent_id), key
 
 
 def touch_agent(conn: sa.Connection, agent_id: str, now: float) -> None:

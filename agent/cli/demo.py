@@ -225,7 +225,11 @@ def summary(stack: Stack, ticket: dict[str, Any], job: dict[str, Any], agent_met
             say(f"  {line}")
     say()
     say(f"API docs:          {stack.collector_url}/docs")
-    say(f"Collector metrics: {stack.collector_url}/metrics")
+    say(
+        f"Collector metrics: {stack.collector_url}/metrics "
+        f"(operator: 'Authorization: Bearer' + the token in {stack.metrics_token_file.name})"
+    )
+    say(f"Partner metrics:   {stack.collector_url}/api/v1/metrics (with the partner key)")
     say(f"Agent metrics:     http://127.0.0.1:{stack.agent_metrics_port}/metrics")
     say("(all stopped now; run `qos-scout demo --keep` to keep the logs and databases)")
 

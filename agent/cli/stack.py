@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -81,6 +82,9 @@ class Stack:
         self.site_id = ""
         self.customer_id = ""
         self.agent_metrics_port: int | None = None
+        # The operator's /metrics scrape token, in a file the collector's config names.
+        self.metrics_token = "scrape-" + secrets.token_urlsafe(24)
+        self.metrics_token_file = self.workdir / "metrics-token"
 
     # ---------------------------------------------------------------- processes
 
@@ -149,19 +153,42 @@ class Stack:
 
     # ---------------------------------------------------------------- collector
 
+    def collector_config(self) -> Path:
+        """`collector.yml`: the scrape token file of /metrics, API docs on (a lab)."""
+        self.metrics_token_file.write_text(self.metrics_token + "\n")
+        self.metrics_token_file.chmod(0o600)
+        path = self.workdir / "collector.yml"
+        doc = {"metrics": {"token_file": str(self.metrics_token_file)}, "api_docs": True}
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
     def start_collector(self, port: int | None = None, name: str = "collector") -> str:
         port = port or free_port()
         self.collector_url = f"http://127.0.0.1:{port}"
+        config = self.collector_config()
         self.spawn(
-            name, ["collector", "serve", "--db", self.db_url, "--listen", f"127.0.0.1:{port}"]
-        )
+            name,
+            ["collector", "serve", "--config", str(config), "--db", self.db_url,
+             "--listen", f"127.0.0.1:{port}"],
+        )  # fmt: skip
 
         def up() -> bool:
             self._check_alive(name)
-            return httpx.get(f"{self.collector_url}/openapi.json", timeout=2).status_code == 200
+            return httpx.get(f"{self.collector_url}/healthz", timeout=2).status_code == 200
 
         wait_for("the collector to answer", up, 60.0)
         return self.collector_url
+
+    def collector_metrics(self) -> str:
+        """The operator's scrape of the collector's /metrics (with the scrape token)."""
+        resp = httpx.get(
+            f"{self.collector_url}/metrics",
+            headers={"Authorization": f"Bearer {self.metrics_token}"},
+            timeout=10,
+        )
+        if resp.status_code != 200:
+            raise StackError(f"GET /metrics: {resp.status_code} {resp.text[:300]}")
+        return resp.text
 
     def api(self, method: str, path: str, **kw: Any) -> Any:
         """Call the collector's partner API with the partner key."""

@@ -1,9 +1,11 @@
-"""The FastAPI application: routes, error mapping, /healthz, /readyz, /metrics, background
-loops (outbox delivery, silent-agent check) tied to the application's lifespan."""
+"""The FastAPI application: routes, error mapping, /healthz, /readyz, /metrics (behind the
+operator's scrape token), background loops (outbox delivery, silent-agent check) tied to
+the application's lifespan; and the app of the separate metrics listener."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -18,7 +20,7 @@ from collector.api import routes_agent, routes_partner, routes_readiness, routes
 from collector.api.limits import BodyLimit
 from collector.api.state import AppState
 from collector.db import current_revision, head_revision
-from collector.errors import CollectorError
+from collector.errors import CollectorError, Unauthorized
 from collector.evaluation import RuleBook
 from collector.logs import AccessLog
 from collector.metrics import StoreCollector
@@ -74,12 +76,17 @@ def create_app(
                 with suppress(asyncio.CancelledError):
                     await t
 
+    docs = store.config.api_docs
     app = FastAPI(
         title="qos-scout collector",
         version=VERSION,
         description="Tenants, enrollment, result ingest, rules, tickets and on-demand jobs.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
+    scrape_token = store.config.metrics.scrape_token()
     app.state.qs = st
     app.state.registry = reg
     app.include_router(routes_agent.router)
@@ -111,11 +118,53 @@ def create_app(
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok", "revision": rev})
 
-    @app.get("/metrics", tags=["ops"])
-    async def metrics() -> Response:
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Every partner's series and the process's own counters (docs/metrics.md), for the
+        operator's Prometheus: `Authorization: Bearer <scrape token>` (config
+        `metrics.token_file`); 401 without it. A partner scrapes `/api/v1/metrics`."""
+        check_scrape_token(request, scrape_token)
         body = await run_in_threadpool(generate_latest, reg)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, limits=store.config.limits)
     app.add_middleware(AccessLog)
     return app
+
+
+def check_scrape_token(request: Request, token: str | None) -> None:
+    """Unauthorized unless the request carries the operator's scrape token."""
+    if token is None:
+        raise Unauthorized(
+            "no scrape token is configured on this collector: the operator sets "
+            "metrics.token_file (or QOS_SCOUT_METRICS_TOKEN) and scrapes with "
+            "'Authorization: Bearer <token>'; partners scrape /api/v1/metrics with their key"
+        )
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthorized("/metrics needs 'Authorization: Bearer <scrape token>'")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthorized("wrong scrape token for /metrics")
+
+
+def create_metrics_app(app: FastAPI) -> FastAPI:
+    """The app of the separate metrics listener (config `metrics.listen`): `/metrics` of
+    `app` and nothing else; the scrape token is required when one is configured."""
+    st: AppState = app.state.qs
+    reg: CollectorRegistry = app.state.registry
+    token = st.store.config.metrics.scrape_token()
+    side = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @side.exception_handler(CollectorError)
+    async def _collector_error(_req: Request, exc: CollectorError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    @side.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        if token is not None:
+            check_scrape_token(request, token)
+        body = await run_in_threadpool(generate_latest, reg)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return side

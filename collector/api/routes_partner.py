@@ -1,4 +1,5 @@
-"""Partner routes: customers, sites, tokens, agents, results, jobs and rules."""
+"""Partner routes: customers, sites, tokens, agents (and their credentials' lifecycle),
+results, jobs, rules and the partner's own Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from collector import ingest, jobs, tenants
 from collector.api.models import (
@@ -23,6 +26,7 @@ from collector.api.models import (
 from collector.api.responses import ERRORS
 from collector.api.state import AppState, app_state, current_partner
 from collector.errors import Invalid
+from collector.metrics import StoreCollector
 from collector.rules import apply_overrides, effective_rules
 from collector.schema import partners, sites
 from collector.timefmt import iso
@@ -50,7 +54,10 @@ async def _read(st: AppState, fn: Callable[[sa.Connection], T]) -> T:
 
 
 def _times(d: dict[str, Any]) -> dict[str, Any]:
-    for k in ("created_at", "last_seen_at", "expires_at"):
+    for k in (
+        "created_at", "last_seen_at", "expires_at", "used_at", "disabled_at", "revoked_at",
+        "key_rotated_at",
+    ):  # fmt: skip
         if k in d:
             d[k] = iso(d[k])
     d.pop("key_hash", None)
@@ -148,13 +155,104 @@ async def create_token(
 @router.get("/agents")
 async def list_agents(p: PartnerDep, request: Request, site_id: str | None = None) -> list[Any]:
     rows = await _read(app_state(request), lambda c: tenants.list_agents(c, p["id"], site_id))
-    return [_times(r) for r in rows]
+    return [_agent_view(r) for r in rows]
 
 
 @router.get("/agents/{agent_id}")
 async def get_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[str, Any]:
     st = app_state(request)
-    return _times(await _read(st, lambda c: tenants.get_agent(c, p["id"], agent_id)))
+    return _agent_view(await _read(st, lambda c: tenants.get_agent(c, p["id"], agent_id)))
+
+
+def _agent_view(a: dict[str, Any]) -> dict[str, Any]:
+    return _times({**a, "state": tenants.agent_state(a)})
+
+
+@router.post("/agents/{agent_id}/disable")
+async def disable_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[str, Any]:
+    """Refuse the agent's key (401 naming the time it was disabled) until it is enabled
+    again; on every collector replica within 2 s."""
+    st = app_state(request)
+    a = await _write(
+        st, lambda c: tenants.set_agent_disabled(c, p["id"], agent_id, True, st.clock())
+    )
+    st.drop_auth_cache()
+    return _agent_view(a)
+
+
+@router.post("/agents/{agent_id}/enable")
+async def enable_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[str, Any]:
+    """Accept a disabled agent's key again (409 for a revoked agent: enroll it again)."""
+    st = app_state(request)
+    a = await _write(
+        st, lambda c: tenants.set_agent_disabled(c, p["id"], agent_id, False, st.clock())
+    )
+    return _agent_view(a)
+
+
+@router.post("/agents/{agent_id}/revoke")
+async def revoke_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[str, Any]:
+    """Refuse the agent's key for good (401: "this agent was revoked at <time>; enroll it
+    again with a new token"), on every collector replica within 2 s. Its results stay."""
+    st = app_state(request)
+    a = await _write(st, lambda c: tenants.revoke_agent(c, p["id"], agent_id, st.clock()))
+    st.drop_auth_cache()
+    return _agent_view(a)
+
+
+@router.post("/agents/{agent_id}/rotate-key")
+async def rotate_agent_key(p: PartnerDep, agent_id: str, request: Request) -> dict[str, Any]:
+    """Issue a new key for the agent, shown only in this answer (`agent_key`); the old key
+    is refused on every replica within 2 s. Put the new key in the agent's credentials file."""
+    st = app_state(request)
+    a, key = await _write(st, lambda c: tenants.rotate_agent_key(c, p["id"], agent_id, st.clock()))
+    st.drop_auth_cache()
+    return {**_agent_view(a), "agent_key": key}
+
+
+# -- enrollment tokens ----------------------------------------------------------------
+
+
+@router.get("/tokens")
+async def list_tokens(
+    p: PartnerDep, request: Request, site_id: Annotated[str | None, Query(max_length=64)] = None
+) -> list[Any]:
+    """The partner's enrollment tokens, newest first: `id` (the start of the token's hash;
+    the token itself is never stored), site, `state` (valid, used, expired, revoked)."""
+    st = app_state(request)
+    rows = await _read(st, lambda c: tenants.list_tokens(c, p["id"], st.clock(), site_id))
+    return [_times(r) for r in rows]
+
+
+@router.post("/tokens/{token_id}/revoke")
+async def revoke_token(p: PartnerDep, token_id: str, request: Request) -> dict[str, Any]:
+    """Revoke an enrollment token that was not used yet: enrolling with it answers 401
+    naming the revocation. A used token answers 409 (revoke its agent instead)."""
+    st = app_state(request)
+    return _times(
+        await _write(st, lambda c: tenants.revoke_token(c, p["id"], token_id, st.clock()))
+    )
+
+
+# -- the partner's metrics ------------------------------------------------------------
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+)
+async def partner_metrics(p: PartnerDep, request: Request) -> Response:
+    """This partner's series only (results, sites, agents, open tickets; docs/metrics.md) in
+    the Prometheus text format, for the partner's own Prometheus (scrape with
+    `authorization: {credentials_file: <file holding the partner key>}`)."""
+    st = app_state(request)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(
+        StoreCollector(st.store, st.stats, st.clock, before=st.flush_seen, partner_id=p["id"])
+    )
+    body = await run_in_threadpool(generate_latest, reg)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/results")

@@ -1,4 +1,5 @@
-"""Per-application state shared by the routes: store, rules, counters, clock, job signals."""
+"""Per-application state shared by the routes: store, rules, counters, clock, job signals,
+and the agent key cache (dropped when the credentials epoch moves)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ from collector.schema import agents
 from collector.stats import Stats
 from collector.store import Store
 
+# An agent's key is looked up once and cached; the cache is dropped whenever the database's
+# credentials epoch moves (tenants.bump_epoch: a disable, revoke or rekey on any replica).
+# The epoch is read at most every EPOCH_CHECK_S per process, before a cached key is trusted,
+# so a credential taken away on one replica is refused on every replica within
+# EPOCH_CHECK_S (plus the request in flight): the documented bound is 2 s. AUTH_CACHE_S only
+# bounds how long an entry lives without an epoch change.
+EPOCH_CHECK_S = 1.0
 AUTH_CACHE_S = 300.0
 
 
@@ -36,6 +44,39 @@ class AppState:
     _agent_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _seen: dict[str, float] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
+    _cache_gen: int = 0  # moves on every drop: a lookup begun before it is not cached
+    _epoch: int | None = None
+    _epoch_read_at: float = float("-inf")
+    _epoch_lock: asyncio.Lock | None = None
+    epoch_reads: int = 0
+
+    async def check_epoch(self) -> None:
+        """Read the credentials epoch if the last read is EPOCH_CHECK_S old (one query per
+        process per second however many requests come); drop the key cache if it moved."""
+        if time.monotonic() - self._epoch_read_at < EPOCH_CHECK_S:
+            return
+        if self._epoch_lock is None:
+            self._epoch_lock = asyncio.Lock()
+        async with self._epoch_lock:
+            started = time.monotonic()
+            if started - self._epoch_read_at < EPOCH_CHECK_S:
+                return  # another request read it while this one waited
+            epoch = await run_in_threadpool(self._read_epoch)
+            if epoch != self._epoch:
+                self.drop_auth_cache()
+                self._epoch = epoch
+            self._epoch_read_at = started
+
+    def _read_epoch(self) -> int:
+        with self.store.read() as conn:
+            epoch = tenants.read_epoch(conn)
+        self.epoch_reads += 1
+        return epoch
+
+    def drop_auth_cache(self) -> None:
+        with self._cache_lock:
+            self._agent_cache.clear()
+            self._cache_gen += 1
 
     def note_seen(self, agent_id: str, now: float) -> None:
         """Record an agent's contact; written to the database by `flush_seen` (every
@@ -75,12 +116,14 @@ class AppState:
     def agent_for_key(self, key: str) -> dict[str, Any]:
         h = hash_secret(key)
         now = time.monotonic()
+        gen = self._cache_gen
         with self.store.read() as conn:
             agent = tenants.agent_by_key(conn, key)
         with self._cache_lock:
             if len(self._agent_cache) > 100_000:
                 self._agent_cache.clear()
-            self._agent_cache[h] = (now + AUTH_CACHE_S, agent)
+            if gen == self._cache_gen:  # no drop since the lookup began: it is current
+                self._agent_cache[h] = (now + AUTH_CACHE_S, agent)
         return agent
 
 
@@ -111,7 +154,9 @@ async def current_partner(request: Request) -> dict[str, Any]:
 async def current_agent(request: Request) -> dict[str, Any]:
     key = bearer(request)
     st = app_state(request)
-    # Keys are looked up at most every AUTH_CACHE_S per agent; a hit needs no thread hop.
+    # A cached key is trusted only while the credentials epoch read within the last
+    # EPOCH_CHECK_S is unchanged; a hit needs no thread hop.
+    await st.check_epoch()
     agent = st.cached_agent(key)
     if agent is None:
         agent = await run_in_threadpool(st.agent_for_key, key)

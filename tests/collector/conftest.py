@@ -24,6 +24,7 @@ from collector.tenants import create_partner
 from tests.collector.pg import PgCluster, free_port, pg_bin
 
 TEMPLATE_DB = "qs_template"
+SCRAPE_TOKEN = "test-scrape-token-0123456789"  # the operator's /metrics token in tests
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +71,7 @@ def make_store(db_url: str) -> Iterator[Callable[..., Store]]:
     stores: list[Store] = []
 
     def make(**config: Any) -> Store:
+        config.setdefault("metrics", {"token": SCRAPE_TOKEN})
         store = Store(CollectorConfig(db=db_url, **config))
         store.migrate()
         stores.append(store)
@@ -102,6 +104,11 @@ class LiveServer:
     @property
     def state(self) -> Any:
         return self.app.state.qs
+
+    @property
+    def scrape_headers(self) -> dict[str, str]:
+        """What the operator's Prometheus sends to /metrics."""
+        return {"Authorization": f"Bearer {self.store.config.metrics.scrape_token()}"}
 
     def start(self) -> LiveServer:
         self.thread.start()

@@ -107,7 +107,7 @@ def test_metrics_expose_every_documented_name(make_store, serve):
         result("nat_binding", "198.51.100.7:8620", {"survived_s": 60.0}),
         {"schema_version": 7},
     )
-    text = httpx.get(f"{srv.url}/metrics").text
+    text = httpx.get(f"{srv.url}/metrics", headers=srv.scrape_headers).text
     s = _samples(text)
     documented = set(re.findall(r"^\| `(qos_scout_[a-z_]+)`", DOC.read_text(), re.M))
     assert len(documented) >= 17

@@ -53,7 +53,7 @@ def test_webhook_signed_and_retried_until_delivered(make_store, serve):
         t.post(icmp(10))
         wait_for(lambda: len(hook.requests) == 2, what="the resolved notification")
         assert hook.events()[1]["event"] == "resolved"
-        text = httpx.get(f"{srv.url}/metrics").text
+        text = httpx.get(f"{srv.url}/metrics", headers=srv.scrape_headers).text
         assert 'qos_scout_notifications_total{channel="webhook",status="failed"} 2.0' in text
         assert 'qos_scout_notifications_total{channel="webhook",status="sent"} 2.0' in text
     finally:

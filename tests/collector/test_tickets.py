@@ -329,7 +329,7 @@ def test_a_capacity_ramp_overload_is_stored_but_trips_nothing(make_store, serve)
     assert t.post(*ramp)["stored"] == 4
     assert _tickets(t) == []
     assert len(t.partner.get("/api/v1/results", params={"limit": 10}).json()) == 4
-    scrape = httpx.get(f"{srv.url}/metrics")
+    scrape = httpx.get(f"{srv.url}/metrics", headers=srv.scrape_headers)
     assert scrape.status_code == 200 and "# TYPE qos_scout_loss_pct gauge" in scrape.text
     assert "qos_scout_loss_pct{" not in scrape.text
 

@@ -39,7 +39,7 @@ CUSTOMER = "Contract Customer"
 class Prometheus:
     """Debian's prometheus on a loopback port, scraping one target every second."""
 
-    def __init__(self, work: Path, target: str) -> None:
+    def __init__(self, work: Path, target: str, token_file: Path) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         cfg = work / "prometheus.yml"
@@ -47,6 +47,7 @@ class Prometheus:
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "scrape_configs:\n"
             "  - job_name: qos-scout-collector\n"
+            f"    authorization: {{credentials_file: '{token_file}'}}\n"
             f"    static_configs: [{{targets: ['{target}']}}]\n"
         )
         self.log = work / "prometheus.log"
@@ -97,7 +98,7 @@ class Contract:
         ]
         if shutil.which("prometheus"):
             host_port = self.stack.collector_url.removeprefix("http://")
-            self.prom = Prometheus(work, host_port)
+            self.prom = Prometheus(work, host_port, self.stack.metrics_token_file)
 
     def close(self) -> None:
         if self.prom is not None:
@@ -185,7 +186,7 @@ class Site:
 
     def series(self, family: str, probe: str, target: str, **extra: str) -> float:
         """The value of the one /metrics sample of `family` with exactly these labels."""
-        text = httpx.get(f"{self.contract.stack.collector_url}/metrics", timeout=10).text
+        text = self.contract.stack.collector_metrics()
         want = self.labels(probe, target, **extra)
         found, near = [], []
         for fam in text_string_to_metric_families(text):

@@ -154,6 +154,7 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "scrape_configs:\n"
             "  - job_name: qos-scout-collector\n"
+            f"    authorization: {{credentials_file: '{stack.metrics_token_file}'}}\n"
             f"    static_configs: [{{targets: ['{host}:{cport}']}}]\n"
         )
         log = open(work / "prometheus.log", "wb")
