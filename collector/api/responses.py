@@ -38,6 +38,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: _error("The object is not in a state that allows this (the detail says which)."),
     413: _error("The body is over the route's size limit; the detail names the limit."),
     422: _error("A field, parameter or item is invalid; the detail names it."),
+    429: {
+        **_error(
+            "Throttled: too many failed authentications from this address, or too many "
+            "requests for this partner key (`web.*` in the config); retry after "
+            "`Retry-After` seconds."
+        ),
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before the next request.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    },
 }
 
 # `/readyz`: the database does not answer or its schema is not the newest.

@@ -180,6 +180,120 @@ def fuzz_operation(
         session.close()
 
 
+def oversized_body(
+    operation: Any, key: str, base_url: str, ids: dict[str, str], limit: int, tally: Tally
+) -> None:
+    """One request of a method with a body whose JSON body is one byte over the route's
+    limit: it must be refused with a documented 413, whatever the route."""
+    label = f"{operation.method.upper()} {operation.path}"
+    headers = {"Authorization": f"Bearer {key}"}
+    path = operation.path
+
+    @settings(
+        max_examples=1,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(operation.as_strategy(path_parameters={k: v for k, v in ids.items() if k in path}))
+    def one(case: Any) -> None:
+        case.body = {"padding": "x" * (limit + 1 - len('{"padding":""}'))}
+        case.media_type = "application/json"
+        tally.cases += 1
+        tally.by_operation[label] += 1
+        response = case.call(base_url=base_url, headers=headers, timeout=60)
+        tally.by_status[response.status_code] += 1
+        url = response.request.url or ""
+
+        def found(title: str) -> None:
+            tally.findings.append(
+                Finding(
+                    label,
+                    "owner key, body over the limit",
+                    response.status_code,
+                    title,
+                    case.method,
+                    url,
+                    f"{limit + 1} bytes",
+                )
+            )
+
+        if response.status_code != 413:
+            found(f"a body of {limit + 1} bytes (limit {limit}) was not refused")
+        try:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+        except FailureGroup as group:
+            for failure in group.exceptions:
+                found(getattr(failure, "title", repr(failure)))
+
+    one()
+
+
+def throttle_check(ops: list[Any], base_url: str, key: str, tally: Tally) -> None:
+    """Against a collector with its default throttles: made-up keys from one address until
+    it is throttled, then a valid key on every GET operation; every answer (401, 429 and
+    whatever the valid key gets) must be documented."""
+    session = requests.Session()
+    bad = {"Authorization": "Bearer qs_" + "1" * 40}
+    customers = next(
+        op for op in ops if (op.method.upper(), op.path) == ("GET", "/api/v1/customers")
+    )
+    statuses: list[int] = []
+    for _ in range(100):
+        statuses.append(
+            _checked(customers, base_url, session, bad, "made-up key until throttled", tally)
+        )
+        if statuses[-1] == 429:
+            break
+    if 429 not in statuses:
+        tally.findings.append(
+            Finding(
+                "GET /api/v1/customers",
+                "made-up key until throttled",
+                statuses[-1],
+                "100 failed authentications from one address were not throttled",
+                "GET",
+                base_url + "/api/v1/customers",
+                "-",
+            )
+        )
+    good = {"Authorization": f"Bearer {key}"}
+    for op in ops:
+        if op.method.upper() == "GET" and "{" not in op.path:
+            _checked(op, base_url, session, good, "throttled address, valid key", tally)
+    session.close()
+
+
+def _checked(
+    op: Any, base_url: str, session: Any, headers: dict[str, str], run: str, tally: Tally
+) -> int:
+    """One request of `op` without parameters, its answer checked against the schema."""
+    case = op.Case()
+    response = case.call(base_url=base_url, session=session, headers=headers, timeout=60)
+    label = f"{op.method.upper()} {op.path}"
+    tally.cases += 1
+    tally.by_operation[label] += 1
+    tally.by_status[response.status_code] += 1
+    try:
+        case.validate_response(response, checks=CHECKS, headers=headers)
+    except FailureGroup as group:
+        for failure in group.exceptions:
+            tally.findings.append(
+                Finding(
+                    label,
+                    run,
+                    response.status_code,
+                    getattr(failure, "title", ""),
+                    case.method,
+                    response.request.url or "",
+                    "-",
+                )
+            )
+    return int(response.status_code)
+
+
 def load_schema(app: Any) -> Any:
     """The schema the app serves, taken from `app.openapi()` (whether or not /openapi.json
     is published)."""
