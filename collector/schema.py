@@ -221,6 +221,21 @@ ticket_events = sa.Table(
     sa.Index("ix_ticket_events_ticket", "ticket_id"),
 )
 
+# The audit trail of what is kept on a site (its call info): who changed it, when, before
+# and after (collector/audit.py), as ticket_events is for a ticket.
+site_events = sa.Table(
+    "site_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("site_id", sa.String(36), sa.ForeignKey("sites.id"), nullable=False),
+    sa.Column("partner_id", sa.String(36), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Index("ix_site_events_site", "site_id"),
+)
+
 jobs = sa.Table(
     "jobs",
     metadata,

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from collector import ingest, jobs, tenants
+from collector import audit, ingest, jobs, tenants, tickets
 from collector.api.models import (
     CustomerIn,
     CustomerPatch,
@@ -133,8 +133,10 @@ async def patch_site(
     p: PartnerDep, site_id: str, body: SitePatch, request: Request
 ) -> dict[str, Any]:
     values = body.model_dump(exclude_unset=True)
-    st = app_state(request)
-    row = await _write(st, lambda c: tenants.update_site(c, p["id"], site_id, values))
+    st, actor = app_state(request), tickets.partner_actor(p)
+    row = await _write(
+        st, lambda c: audit.update_site(c, p["id"], site_id, values, actor, st.clock())
+    )
     st.book.invalidate()
     return _times(row)
 

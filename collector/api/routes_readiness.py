@@ -1,16 +1,17 @@
 """Readiness routes: queue a site's readiness test, follow it, fetch its report, open a
-ticket from it, and attach gathered call info to a ticket."""
+ticket from it, attach gathered call info to a ticket, and read who changed a site's call
+info."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.wire.readiness import CallInfo
-from collector import readiness, tickets
+from collector import audit, readiness, tickets
 from collector.api.responses import ERRORS
 from collector.api.routes_partner import PartnerDep, _read, _write
 from collector.api.state import app_state
@@ -92,6 +93,18 @@ async def ticket_from_readiness(p: PartnerDep, job_id: str, request: Request) ->
         st, lambda c: readiness.open_ticket(c, cfg, p["id"], job_id, st.clock(), actor)
     )
     return {"ticket_id": tid}
+
+
+@router.get("/sites/{site_id}/call_info/events")
+async def site_call_info_events(
+    p: PartnerDep, site_id: str, request: Request, limit: int = Query(200, ge=1, le=1000)
+) -> list[Any]:
+    """Who changed the site's call info (the authenticated credential: `partner:<name>` on
+    the API, `web:<name>` on the site page), when, and the call info before and after;
+    newest first."""
+    return await _read(
+        app_state(request), lambda c: audit.list_site_events(c, p["id"], site_id, limit)
+    )
 
 
 @router.put("/tickets/{ticket_id}/call_info")

@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 
 from agent.wire.readiness import CallInfo
-from collector import readiness, tenants, tickets
+from collector import audit, readiness, tenants, tickets
 from collector.api.routes_partner import _read, _write
 from collector.api.state import AppState, app_state
 from collector.errors import CollectorError, Unauthorized
@@ -206,8 +206,9 @@ async def site_call_info(request: Request, site_id: str) -> Response:
     form = await _form(request)
     info = {k: form.get(k, "").strip() for k, _ in CALLINFO_FIELDS}
     info = {k: v for k, v in info.items() if v}
-    st = app_state(request)
-    await _write(st, lambda c: tenants.update_site(c, p["id"], site_id, {"call_info": info}))
+    st, actor = app_state(request), tickets.web_actor(p)
+    await _write(st, lambda c: audit.update_site(c, p["id"], site_id, {"call_info": info},
+                                                 actor, st.clock()))  # fmt: skip
     return RedirectResponse(f"/ui/sites/{site_id}", status_code=303)
 
 
