@@ -171,6 +171,41 @@ class MetricsConfig(_Model):
         return self.token
 
 
+class WebConfig(_Model):
+    """The HTTP front (docs/collector.md, "Web hardening and rate limits"): whose
+    X-Forwarded-For / X-Forwarded-Proto is believed, and the throttles of
+    collector/api/security.py (per replica, in memory, no database query).
+
+    `auth_failures_max` failed authentications (any 401: a wrong API key, a wrong web login)
+    from one client address are allowed at once, refilled at `auth_failures_max` per
+    `auth_failures_window_s`; beyond that the address gets 429 with Retry-After (credentials
+    already seen working from it still pass). A partner's key may make
+    `partner_requests_per_s` requests a second with bursts of `partner_burst` (API and web
+    pages together). 0 turns a throttle off. At most `max_tracked` addresses and keys are
+    remembered (least recently seen forgotten first)."""
+
+    trusted_proxies: list[str] = Field(default_factory=list)
+    auth_failures_max: int = Field(default=10, ge=0)
+    auth_failures_window_s: float = Field(default=60.0, gt=0)
+    partner_requests_per_s: float = Field(default=20.0, ge=0)
+    partner_burst: int = Field(default=400, ge=1)
+    max_tracked: int = Field(default=100_000, ge=100)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+                ) from None
+        return [i.strip() for i in v]
+
+
 class CollectorConfig(_Model):
     """Everything `qos-scout collector serve` reads from its config file."""
 
@@ -187,6 +222,7 @@ class CollectorConfig(_Model):
     alertmanager_refresh_s: float = Field(default=60.0, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     api_docs: bool = False  # serve /docs, /redoc and /openapi.json (off: 404)
 

@@ -18,6 +18,8 @@ class Stats:
         self.ingest_results: Counter[str] = Counter()
         self.ingest_errors: Counter[str] = Counter()  # whole requests refused, by status
         self.notifications: Counter[tuple[str, str]] = Counter()
+        self.auth_failures = 0  # 401 answers (a wrong key, a wrong web login)
+        self.throttled: Counter[str] = Counter()  # 429 answers, by reason
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
 
@@ -40,12 +42,24 @@ class Stats:
         with self._lock:
             self.notifications[(channel, status)] += 1
 
+    def auth_failure(self) -> None:
+        with self._lock:
+            self.auth_failures += 1
+
+    def throttle(self, reason: str) -> None:
+        """A request answered 429: `auth_failures` (its address failed too often) or
+        `partner_rate` (its partner's request rate)."""
+        with self._lock:
+            self.throttled[reason] += 1
+
     def snapshot(self) -> dict[str, object]:
         with self._lock:
             return {
                 "ingest_results": dict(self.ingest_results),
                 "ingest_errors": dict(self.ingest_errors),
                 "notifications": dict(self.notifications),
+                "auth_failures": self.auth_failures,
+                "throttled": dict(self.throttled),
                 "latency_counts": list(self.latency_counts),
                 "latency_sum": self.latency_sum,
             }

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from agent.wire import VERSION
 from collector.api import routes_agent, routes_partner, routes_readiness, routes_tickets
 from collector.api.limits import BodyLimit
+from collector.api.security import Security
 from collector.api.state import AppState
 from collector.db import current_revision, head_revision
 from collector.errors import CollectorError, Unauthorized
@@ -128,6 +129,7 @@ def create_app(
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, limits=store.config.limits)
+    app.add_middleware(Security, config=store.config.web, stats=st.stats)
     app.add_middleware(AccessLog)
     return app
 

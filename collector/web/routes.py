@@ -1,16 +1,22 @@
 """The support web pages (/ui): log in with a partner key, sites, readiness tests, tickets.
 
 Authentication: the login form checks a partner key and keeps it in an HttpOnly,
-SameSite=Strict cookie (every request re-checks it, like the API's bearer key). POSTs must
-come from the same origin (Origin/Referer checked when the browser sends them). Every
-query is scoped to the logged-in partner through the same store functions as the API.
+SameSite=Strict cookie (every request re-checks it, like the API's bearer key). Every form
+carries an anti-forgery token bound to that session (web/csrf.py); a POST without the
+right token, or whose Origin/Referer names another site, is refused with a 403 page. Pages
+load their script and style from /ui/static/ (the CSP of api/security.py forbids inline
+ones). Every query is scoped to the logged-in partner through the same store functions as
+the API.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from html import escape
-from typing import Any
+from pathlib import Path
+from typing import Any, ParamSpec
 from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Request
@@ -24,6 +30,7 @@ from collector.api.routes_partner import _read, _write
 from collector.api.state import AppState, app_state
 from collector.errors import CollectorError, Unauthorized
 from collector.timefmt import iso
+from collector.web import csrf
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 COOKIE = "qs_partner_key"
@@ -40,9 +47,62 @@ CALLINFO_FIELDS = [
 ]  # fmt: skip
 
 
-def render(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+P = ParamSpec("P")
+STATIC_DIR = Path(__file__).with_name("static")
+
+
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    from agent.wire.report import STYLE
+
+    files = {"report.css": (STYLE.encode(), "text/css; charset=utf-8")}
+    for f in STATIC_DIR.iterdir():
+        kind = {".css": "text/css", ".js": "text/javascript"}.get(f.suffix)
+        if kind:
+            files[f.name] = (f.read_bytes(), f"{kind}; charset=utf-8")
+    return files
+
+
+STATIC = _static_files()
+
+
+def _cookie(request: Request, resp: Response, name: str, value: str, **kw: Any) -> None:
+    resp.set_cookie(name, value, httponly=True, samesite="strict", path="/ui",
+                    secure=request.url.scheme == "https", **kw)  # fmt: skip
+
+
+def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    """A page, with the anti-forgery token of this browser's session for its forms (a
+    browser without a nonce cookie gets one)."""
+    nonce = request.cookies.get(csrf.NONCE_COOKIE)
+    fresh = not nonce
+    if not nonce:
+        nonce = csrf.new_nonce()
     ctx.setdefault("callinfo_fields", CALLINFO_FIELDS)
-    return HTMLResponse(ENV.get_template(name).render(**ctx), status_code=status)
+    ctx["csrf"] = csrf.token(nonce, request.cookies.get(COOKIE, ""))
+    resp = HTMLResponse(ENV.get_template(name).render(**ctx), status_code=status)
+    if fresh:
+        _cookie(request, resp, csrf.NONCE_COOKIE, nonce)
+    return resp
+
+
+class FormRefused(Exception):
+    """A POST that may not have come from our own page: answered with the 403 page."""
+
+
+def guarded(fn: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+    """Answer a refused form (`FormRefused` from `_form`) with a 403 page naming why."""
+
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return await fn(*args, **kwargs)
+        except FormRefused as exc:
+            request = kwargs["request"]
+            assert isinstance(request, Request)
+            p = await _partner(request)
+            return render(request, "forbidden.html", 403, partner=p, reason=str(exc))
+
+    return run
 
 
 async def _partner(request: Request) -> dict[str, Any] | None:
@@ -61,12 +121,27 @@ def _to_login(request: Request) -> RedirectResponse:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """The urlencoded form body; refuses a cross-origin POST."""
+    """The urlencoded form body of a POST from one of our own pages: its anti-forgery token
+    must match this browser's session, always; an Origin or Referer naming another site is
+    refused too. Raises FormRefused."""
     origin = request.headers.get("origin") or request.headers.get("referer")
-    if origin and urlsplit(origin).netloc != request.url.netloc:
-        raise Unauthorized("cross-origin form submission refused")
+    if origin is not None and urlsplit(origin).netloc != request.url.netloc:
+        raise FormRefused(
+            "The form was sent from another site "
+            f"({urlsplit(origin).netloc or origin!r}, not {request.url.netloc})."
+        )
     body = (await request.body()).decode("utf-8", errors="replace")
-    return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+    form = {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+    nonce = request.cookies.get(csrf.NONCE_COOKIE)
+    if not csrf.valid(nonce, request.cookies.get(COOKIE, ""), form.pop(csrf.FIELD, None)):
+        why = (
+            "its anti-forgery token is missing or does not match your session"
+            if nonce
+            else "your browser sent no anti-forgery cookie (cookies may be blocked)"
+        )
+        raise FormRefused(f"The form could not be verified: {why}. "
+                          "It may be a page from before you logged in or out.")  # fmt: skip
+    return form
 
 
 def _ts(v: Any) -> str | None:
@@ -80,12 +155,23 @@ def _ts(v: Any) -> str | None:
 # --------------------------------------------------------------------------- login
 
 
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    """The pages' script and style files."""
+    if name not in STATIC:
+        return HTMLResponse("no such file", status_code=404)
+    body, kind = STATIC[name]
+    return Response(body, media_type=kind, headers={"Cache-Control": "public, max-age=300"})
+
+
 @router.get("/login", response_class=HTMLResponse)
-async def login_page(next: str = "/ui/") -> HTMLResponse:
-    return render("login.html", next=next if next.startswith("/ui") else "/ui/", partner=None)
+async def login_page(request: Request, next: str = "/ui/") -> HTMLResponse:
+    nxt = next if next.startswith("/ui") else "/ui/"
+    return render(request, "login.html", next=nxt, partner=None)
 
 
 @router.post("/login")
+@guarded
 async def login(request: Request) -> Response:
     form = await _form(request)
     key = form.get("key", "").strip()
@@ -96,17 +182,21 @@ async def login(request: Request) -> Response:
     try:
         await _read(st, lambda c: tenants.partner_by_key(c, key))
     except Unauthorized:
-        return render("login.html", 401, next=nxt, partner=None, error="Unknown partner key.")
+        return render(request, "login.html", 401, next=nxt, partner=None,
+                      error="Unknown partner key.")  # fmt: skip
     resp = RedirectResponse(nxt, status_code=303)
-    resp.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/ui",
-                    secure=request.url.scheme == "https", max_age=12 * 3600)  # fmt: skip
+    _cookie(request, resp, COOKIE, key, max_age=12 * 3600)
+    _cookie(request, resp, csrf.NONCE_COOKIE, csrf.new_nonce())  # a new session, a new nonce
     return resp
 
 
 @router.post("/logout")
+@guarded
 async def logout(request: Request) -> Response:
+    await _form(request)
     resp = RedirectResponse("/ui/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/ui")
+    resp.delete_cookie(csrf.NONCE_COOKIE, path="/ui")
     return resp
 
 
@@ -141,7 +231,7 @@ async def sites_page(request: Request) -> Response:
         return _to_login(request)
     st = app_state(request)
     rows = await _read(st, lambda c: _sites_overview(st, c, p["id"]))
-    return render("sites.html", partner=p, sites=rows)
+    return render(request, "sites.html", partner=p, sites=rows)
 
 
 def _site_page_data(c: Any, pid: str, site_id: str) -> dict[str, Any]:
@@ -165,11 +255,12 @@ async def site_page(request: Request, site_id: str) -> Response:
         return _to_login(request)
     data = await _read(app_state(request), lambda c: _site_page_data(c, p["id"], site_id))
     defaults = {"calls": 10, "responder": "", "options": ""}
-    return render("site.html", partner=p, defaults=defaults,
+    return render(request, "site.html", partner=p, defaults=defaults,
                   callinfo_action=f"/ui/sites/{site_id}/call_info", **data)  # fmt: skip
 
 
 @router.post("/sites/{site_id}/readiness")
+@guarded
 async def run_readiness(request: Request, site_id: str) -> Response:
     p = await _partner(request)
     if p is None:
@@ -189,7 +280,7 @@ async def run_readiness(request: Request, site_id: str) -> Response:
     except (ValueError, CollectorError) as exc:
         msg = exc.message if isinstance(exc, CollectorError) else str(exc)
         data = await _read(st, lambda c: _site_page_data(c, p["id"], site_id))
-        return render("site.html", 400, partner=p, error=msg,
+        return render(request, "site.html", 400, partner=p, error=msg,
                       defaults={"calls": form.get("calls", 10),
                                 "responder": form.get("responder", ""),
                                 "options": form.get("options", "")},
@@ -199,6 +290,7 @@ async def run_readiness(request: Request, site_id: str) -> Response:
 
 
 @router.post("/sites/{site_id}/call_info")
+@guarded
 async def site_call_info(request: Request, site_id: str) -> Response:
     p = await _partner(request)
     if p is None:
@@ -217,7 +309,7 @@ async def site_call_info(request: Request, site_id: str) -> Response:
 
 @router.get("/readiness/{job_id}", response_class=HTMLResponse)
 async def readiness_page(request: Request, job_id: str) -> Response:
-    from agent.wire.report import STYLE, load_json, render_body
+    from agent.wire.report import load_json, render_body
 
     p = await _partner(request)
     if p is None:
@@ -230,8 +322,7 @@ async def readiness_page(request: Request, job_id: str) -> Response:
 
     test, site = await _read(st, run)
     html = render_body(load_json(test["report"])) if test["report"] else ""
-    return render("readiness.html", partner=p, test=test, site=site, report_html=html,
-                  report_style=STYLE)  # fmt: skip
+    return render(request, "readiness.html", partner=p, test=test, site=site, report_html=html)
 
 
 @router.get("/readiness/{job_id}/status")
@@ -266,6 +357,7 @@ async def readiness_report(request: Request, job_id: str, fmt: str) -> Response:
 
 
 @router.post("/readiness/{job_id}/ticket")
+@guarded
 async def readiness_ticket(request: Request, job_id: str) -> Response:
     p = await _partner(request)
     if p is None:
@@ -290,7 +382,7 @@ async def tickets_page(request: Request, state: str = "open") -> Response:
     st_filter = state if state in ("open", "acknowledged", "resolved") else "open"
     rows = await _read(app_state(request),
                        lambda c: tickets.list_tickets(c, p["id"], st_filter))  # fmt: skip
-    return render("tickets.html", partner=p, tickets=rows)
+    return render(request, "tickets.html", partner=p, tickets=rows)
 
 
 @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
@@ -301,7 +393,7 @@ async def ticket_page(request: Request, ticket_id: str, notice: str = "") -> Res
     t = await _read(app_state(request), lambda c: tickets.get_ticket(c, p["id"], ticket_id))
     ev = t.get("evidence") or {}
     return render(
-        "ticket.html", partner=p, ticket=t, notice=notice,
+        request, "ticket.html", partner=p, ticket=t, notice=notice,
         readiness_job=ev.get("readiness_job_id"), failed_checks=ev.get("failed_checks") or [],
         results=ev.get("results") or [], rule=ev.get("rule"),
         callinfo={**((ev.get("site") or {}).get("call_info") or {}), **(ev.get("call_info") or {})},
@@ -310,6 +402,7 @@ async def ticket_page(request: Request, ticket_id: str, notice: str = "") -> Res
 
 
 @router.post("/tickets/{ticket_id}/{action}")
+@guarded
 async def ticket_action(request: Request, ticket_id: str, action: str) -> Response:
     p = await _partner(request)
     if p is None:

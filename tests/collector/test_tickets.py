@@ -418,5 +418,7 @@ def test_the_actor_in_the_audit_trail_is_the_logged_in_partner_on_the_web(make_s
         ("call_info", "web:acme"), ("resolved", "web:acme")]  # fmt: skip
     # Another partner logged in on the web reaches none of it.
     other = _web_login(srv, key)
-    assert other.post(f"{base}/comments", data={"message": "hi"}).status_code in (303, 404)
+    token = _form_fields(other.get("/ui/").text, "/ui/logout")  # its own session's token
+    r = other.post(f"{base}/comments", data={**token, "message": "hi"})
+    assert r.status_code in (303, 404)
     assert len(t.partner.get(f"/api/v1/tickets/{tk['id']}").json()["events"]) == 5
