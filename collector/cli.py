@@ -257,6 +257,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigFileError as exc:
         store.dispose()
         raise CliError(str(exc)) from None
+    # uvicorn believes no X-Forwarded-* header (its default trusts 127.0.0.1): the app's
+    # web.trusted_proxies decides (collector/api/security.py).
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
     # handler it found: this one, so a requested stop exits 0 (as the agent does) instead of
     # dying by the signal.
@@ -266,7 +268,7 @@ def _serve(args: argparse.Namespace) -> int:
         if cfg.metrics.listen is None:
             uvicorn.run(
                 app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                timeout_graceful_shutdown=5,
+                timeout_graceful_shutdown=5, proxy_headers=False,
             )  # fmt: skip
         else:
             _serve_with_metrics_listener(app, host, port, cfg.metrics.listen)
@@ -297,7 +299,7 @@ def _serve_with_metrics_listener(app: Any, host: str, port: int, metrics_listen:
     main = uvicorn.Server(
         uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=5, proxy_headers=False,
         )
     )  # fmt: skip
     side = _Quiet(

@@ -474,3 +474,44 @@ def test_the_pages_work_in_chromium_under_the_csp(make_store: Any, server: Any) 
     assert [f for f in failed if not f.endswith("/favicon.ico")] == []
     assert [c for c in console if c.startswith("error") and "404" not in c] == []
     assert t.partner.get(f"/api/v1/tickets/{tk['id']}").json()["state"] == "acknowledged"
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def test_collector_serve_believes_forwarded_headers_only_from_its_trusted_proxies(
+    tmp_path: Any,
+) -> None:
+    """The real `collector serve` process: uvicorn's own proxy-header handling (which trusts
+    127.0.0.1 by default) is off, so only `web.trusted_proxies` decides."""
+    from tests.collector.peers import start_collector
+    from tests.collector.pg import free_port
+
+    bad = {"Authorization": "Bearer qsp_guess"}
+
+    def serve(name: str, web: str) -> tuple[Any, str]:
+        cfg = tmp_path / f"{name}.yml"
+        cfg.write_text(f"db: sqlite:///{tmp_path}/{name}.db\nweb: {web}\n")
+        port = free_port()
+        return start_collector(port, "--config", str(cfg)), f"http://127.0.0.1:{port}"
+
+    def fail(url: str, client: str) -> int:
+        h = {**bad, "X-Forwarded-For": client}
+        return httpx.get(f"{url}/api/v1/customers", headers=h).status_code
+
+    proc, url = serve("default", "{auth_failures_max: 2}")
+    try:
+        assert [fail(url, f"203.0.113.{i}") for i in range(3)] == [401, 401, 429]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    proc, url = serve("proxied", "{auth_failures_max: 2, trusted_proxies: [127.0.0.1]}")
+    try:
+        assert [fail(url, "203.0.113.1") for _ in range(3)] == [401, 401, 429]
+        assert fail(url, "203.0.113.2") == 401
+        # X-Forwarded-Proto from the proxy: the cookies are Secure behind a TLS front.
+        r = httpx.get(f"{url}/ui/login", headers={"X-Forwarded-Proto": "https"})
+        assert "secure" in r.headers["set-cookie"].lower()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
