@@ -36,7 +36,7 @@ OWNER_INVALID = 6 * SCALE
 OTHERS = 2 * SCALE
 
 AGENT_PATHS = ("/api/v1/enroll", "/api/v1/agent/", "POST /api/v1/results")
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/api/v1/enroll")
+SCRAPE_TOKEN = "operator-scrape-token-" + "7" * 16
 
 
 def _world(srv: Any) -> tuple[dict[str, str], dict[str, str]]:
@@ -76,6 +76,7 @@ def _world(srv: Any) -> tuple[dict[str, str], dict[str, str]]:
         "agent": key(a.agent),
         "other_partner": key(b.partner),
         "other_agent": key(b.agent),
+        "operator": SCRAPE_TOKEN,
     }
     return ids, keys
 
@@ -85,6 +86,8 @@ def _runs(label: str, keys: dict[str, str]) -> list[Run]:
     owner, other, wrong = (
         ("agent", "other_agent", "partner") if agent_op else ("partner", "other_partner", "agent")
     )
+    if label == "GET /metrics":  # the operator's scrape of every partner's series
+        owner, other, wrong = "operator", "other_partner", "agent"
     pos, neg = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
     return [
         Run("owner key, valid input, real ids", keys[owner], pos, True, OWNER_VALID),
@@ -107,7 +110,9 @@ def test_every_operation_answers_as_documented(
     # The throttles would answer most of the run 429 (it fails authentication on purpose,
     # from one address): off here, and their own answers are checked at the end.
     unthrottled = {"auth_failures_max": 0, "partner_requests_per_s": 0}
-    store = make_store(rules={"loss": {"trip_after": 1}}, web=unthrottled)
+    store = make_store(
+        rules={"loss": {"trip_after": 1}}, web=unthrottled, metrics={"token": SCRAPE_TOKEN}
+    )
     srv = serve(store)
     ids, keys = _world(srv)
     schema = load_schema(srv.app)
