@@ -57,6 +57,10 @@ def deliver_due(st: AppState) -> int:
 
 
 async def outbox_loop(st: AppState) -> None:
+    for ch in st.store.config.notifications:
+        if ch.scope == "operator":
+            log.info("notification channel %s receives every partner's ticket events "
+                     "(scope: operator)", ch.name)  # fmt: skip
     interval = st.store.config.outbox.poll_interval_s
     await asyncio.sleep(random.uniform(0, interval))
     while True:

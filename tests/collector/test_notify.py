@@ -365,6 +365,10 @@ def test_channel_urls_are_never_logged_whole(db_url, tmp_path, make_store):
     assert f"webhook http://127.0.0.1:{dead}/…: ConnectError" in msgs
     assert f"alertmanager https://127.0.0.1:{dead}/…: ConnectError" in msgs
     assert any(f"http://127.0.0.1:{dead}/…" in e for e in errors)
+    # An operator channel says so when the collector starts; a partner's channel does not.
+    for name in ("am", "gone", "am2"):
+        assert f"notification channel {name} receives every partner's ticket events" in msgs
+    assert "notification channel psa receives" not in msgs
 
 
 def _ready(port: int, proc: subprocess.Popen[bytes]) -> bool:
