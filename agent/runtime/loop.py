@@ -38,6 +38,34 @@ def release_memory() -> None:
         pass
 
 
+async def supervise(
+    name: str,
+    fn: Callable[[], Coroutine[Any, Any, None]],
+    restarts: Counter[str],
+    rng: random.Random,
+    *,
+    initial_s: float = RESTART_INITIAL_S,
+    max_s: float = RESTART_MAX_S,
+) -> None:
+    """Run the loop `fn` until cancelled; when it raises (or returns), log it, count it in
+    `restarts` (`qos_scout_agent_task_restarts_total`) and start it again after a backoff
+    (`initial_s` doubling to `max_s`; back to `initial_s` after a long good run), so no bug
+    in one loop ends the agent."""
+    failures = 0
+    while True:
+        started = time.monotonic()
+        try:
+            await fn()
+            log.error("%s loop ended by itself; starting it again", name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s loop crashed; starting it again", name)
+        restarts[name] += 1
+        failures = 1 if time.monotonic() - started > max_s * 10 else failures + 1
+        await asyncio.sleep(backoff_delay(failures - 1, initial_s, max_s, rng))
+
+
 class Agent:
     def __init__(
         self, cfg: AgentConfig, creds: Credentials, *, rng: random.Random | None = None
@@ -162,24 +190,7 @@ class Agent:
             release_memory()
 
     async def supervise(self, name: str, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run the loop `fn` until cancelled; when it raises (or returns), log it, count it
-        (`qos_scout_agent_task_restarts_total`) and start it again after a backoff, so no
-        bug in one loop ends the agent."""
-        failures = 0
-        while True:
-            started = time.monotonic()
-            try:
-                await fn()
-                log.error("%s loop ended by itself; starting it again", name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s loop crashed; starting it again", name)
-            self.restarts[name] += 1
-            failures = 1 if time.monotonic() - started > RESTART_MAX_S * 10 else failures + 1
-            await asyncio.sleep(
-                backoff_delay(failures - 1, RESTART_INITIAL_S, RESTART_MAX_S, self.rng)
-            )
+        await supervise(name, fn, self.restarts, self.rng)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then stop probes, flush the spool and close."""

@@ -206,8 +206,8 @@ def test_a_spool_with_poison_items_ships_everything_else_to_the_real_collector(
     failing = {**template, "id": "00000000-0000-4000-8000-000000000097"}
     db = sqlite3.connect(stack.workdir / "collector.sqlite3")
     db.execute(
-        "CREATE TRIGGER poison BEFORE INSERT ON results WHEN NEW.id = ?"
-        " BEGIN SELECT RAISE(ABORT, 'poison row'); END".replace("?", f"'{failing['id']}'")
+        f"CREATE TRIGGER poison BEFORE INSERT ON results WHEN NEW.id = '{failing['id']}'"
+        " BEGIN SELECT RAISE(ABORT, 'poison row'); END"
     )
     db.commit()
     db.close()
@@ -233,3 +233,29 @@ def test_a_spool_with_poison_items_ships_everything_else_to_the_real_collector(
     assert f"collector rejected result {unknown['id']}, dropped from the spool" in log
     assert f"result {failing['id']} dropped from the spool: quarantined" in log
     assert stack.stop("agent", sig=signal.SIGTERM) == 0
+
+
+def test_a_spool_that_fails_under_the_shipper_does_not_end_the_agent(
+    stack: Stack, hostile: Hostile
+) -> None:
+    """A write to the spool that fails (here a trigger refuses to delete one row, as a
+    failing disk would) is logged and retried; the agent used to exit with status 1."""
+    valid = seed(stack.workdir / "spool.db", 5)
+    db = sqlite3.connect(stack.workdir / "spool.db")
+    db.execute(
+        f"CREATE TRIGGER stuck BEFORE DELETE ON results WHEN OLD.id = '{valid[2]}'"
+        " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+    db.commit()
+    config = hostile_agent(stack, hostile)
+    stack.start_agent(config)
+    wait_for("the batch stored", lambda: set(valid) <= set(hostile.stored), 30)
+    wait_for("two failed acknowledgements", lambda: len(hostile.seen) >= 3, 30)
+    assert stack.alive("agent"), stack.log_tail("agent")
+    assert "shipping crashed" in stack.log_tail("agent", 200)
+    db.execute("DROP TRIGGER stuck")
+    db.commit()
+    db.close()
+    wait_for("the spool drained", lambda: metric(stack.agent_metrics(),
+             "qos_scout_agent_spool_depth") == 0, 30)  # fmt: skip
+    assert stack.stop("agent") == 0

@@ -231,3 +231,33 @@ async def test_flush_survives_a_hostile_answer(tmp_path: Path, hostile: Hostile)
 
 
 logging.getLogger("agent").setLevel(logging.INFO)
+
+
+async def test_a_loop_that_raises_is_restarted_with_backoff_logged_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from collections import Counter
+
+    from agent.runtime.loop import supervise
+
+    calls: list[float] = []
+    forever = asyncio.Event()
+
+    async def flaky() -> None:
+        calls.append(time.monotonic())
+        if len(calls) <= 2:
+            raise KeyError("stored")  # what `{"stored": "lots"}`-like bugs raised
+        await forever.wait()
+
+    restarts: Counter[str] = Counter()
+    task = asyncio.create_task(
+        supervise("shipper", flaky, restarts, random.Random(1), initial_s=0.1, max_s=1.0)
+    )
+    await until("the third start", lambda: len(calls) >= 3, task)
+    assert restarts == {"shipper": 2}
+    assert calls[1] - calls[0] >= 0.05 and calls[2] - calls[1] >= 0.1  # backoff, doubling
+    assert caplog.text.count("shipper loop crashed; starting it again") == 2
+    assert "KeyError: 'stored'" in caplog.text  # the traceback is logged
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
