@@ -1,7 +1,8 @@
 """The support web page in headless Chromium (Debian's `chromium`, driven by Playwright):
 log in, open a site, run a readiness test against a real agent, watch its progress, read
-the report's verdict, open the ticket it raised and acknowledge it. Screenshots are saved
-to the test's temp directory (or to $QS_SCREENSHOT_DIR when set)."""
+the report's verdict, open the ticket it raised and acknowledge it, all under the
+collector's Content-Security-Policy (no violation reported by the browser). Screenshots are
+saved to the test's temp directory (or to $QS_SCREENSHOT_DIR when set)."""
 
 from __future__ import annotations
 
@@ -34,11 +35,17 @@ def test_tier1_runs_a_readiness_test_and_acknowledges_its_ticket_in_the_browser(
     shots = Path(os.environ.get("QS_SCREENSHOT_DIR") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     base = rs.stack.collector_url
+    console: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 768})
             page.set_default_timeout(30_000)
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.add_init_script(
+                "document.addEventListener('securitypolicyviolation', e => console.error("
+                "'CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
+            )
             page.goto(f"{base}/ui/")
             assert "/ui/login" in page.url
             page.get_by_label("Partner key").fill(rs.stack.partner_key)
@@ -83,6 +90,7 @@ def test_tier1_runs_a_readiness_test_and_acknowledges_its_ticket_in_the_browser(
             page.screenshot(path=str(shots / "6-acknowledged.png"), full_page=True)
         finally:
             browser.close()
+    assert [c for c in console if "violation" in c.lower() or "refused" in c.lower()] == []
     t = rs.api("GET", "/api/v1/tickets", params={"site_id": rs.stack.site_id}).json()
     assert [x["state"] for x in t] == ["acknowledged"]
     assert len(list(shots.glob("*.png"))) == 6
