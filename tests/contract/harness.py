@@ -145,8 +145,8 @@ class Site:
                 sent.append(result if i == 0 else again)
         client = CollectorClient(self.creds.collector_url, self.creds.agent_key)
         for r in sent:
-            answer = asyncio.run(client.post_results([json.dumps(r).encode()]))
-            assert [i["status"] for i in answer["items"]] == ["stored"], answer
+            answer = asyncio.run(client.post_results([str(r["id"])], [json.dumps(r).encode()]))
+            assert [i.status for i in answer.items] == ["stored"], answer
         return sent
 
     def override_rules(self, overrides: dict[str, dict[str, Any]]) -> None:
