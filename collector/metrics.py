@@ -238,3 +238,17 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(
             "qos_scout_outbox_pending", "Notifications waiting for delivery", value=pending
         )
+        yield CounterMetricFamily(
+            "qos_scout_auth_failures",
+            "Answers 401: a missing, unknown or revoked key, a wrong web login",
+            value=float(cast(int, snap["auth_failures"])),
+        )
+        thr = CounterMetricFamily("qos_scout_throttled", "Requests answered 429", labels=["reason"])
+        throttled = {
+            "auth_failures": 0,
+            "partner_rate": 0,
+            **cast(dict[str, int], snap["throttled"]),
+        }
+        for reason, n in sorted(throttled.items()):
+            thr.add_metric([reason], float(n))
+        yield thr

@@ -262,6 +262,13 @@ def test_failed_authentications_from_an_address_get_429_but_working_keys_still_p
     assert httpx.get(f"{srv.url}/api/v1/customers", headers=bad).status_code == 401
     r = httpx.get(f"{srv.url}/api/v1/customers", headers=bad)
     assert r.status_code == 429 and r.headers["retry-after"] == "6"
+    # The operator sees them on /metrics (the partner's own scrape does not).
+    now[0] += 60.0
+    text = httpx.get(f"{srv.url}/metrics", headers=srv.scrape_headers).text
+    assert "qos_scout_auth_failures_total 11.0" in text
+    assert 'qos_scout_throttled_total{reason="auth_failures"} 5.0' in text
+    assert 'qos_scout_throttled_total{reason="partner_rate"} 0.0' in text
+    assert "qos_scout_throttled" not in t.partner.get("/api/v1/metrics").text
 
 
 def test_failed_web_logins_are_throttled_with_a_page(make_store: Any, server: Any) -> None:
