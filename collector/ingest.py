@@ -1,13 +1,18 @@
 """Batch ingest: validate each item, store new results once, keep `latest`, run the rules.
 
 Idempotent by result id: an id already stored answers `duplicate` and is not stored again.
-A batch with invalid items stores the valid ones and names the invalid ones.
+A batch with invalid items stores the valid ones and names the invalid ones: each item is
+checked on its own (strict types, finite numbers, integers within 64 bits, nesting depth,
+text PostgreSQL can store, `started_at` within the accepted window) and refused with the
+path of the problem; only the envelope (not JSON, `results` not a list, too many items,
+too large) refuses the whole batch.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,14 +26,31 @@ from agent.wire.results import (
     LOAD_TEST_TAG,
     SUPPORTED_SCHEMA_VERSIONS,
     ProbeResult,
-    non_finite_path,
     upgrade,
 )
+from collector.config import LimitsConfig
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
 from collector.ingest_pg import insert_results_and_latest
 from collector.schema import agents, latest, results
 from collector.store import Store
+
+MAX_INT = 2**63 - 1  # what a JSON integer in an item may be: int8 in both databases
+MAX_ERROR_CHARS = 500  # a rejected item's reason, as answered
+
+
+class TooBigNumber:
+    """An integer literal too long to be read as a number (the fallback parser leaves this
+    in its place, so the item holding it is refused by path rather than the whole body)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _parse_int(text: str) -> int | TooBigNumber:
+    return int(text) if len(text) <= 20 else TooBigNumber(len(text))
 
 
 @dataclass
@@ -75,11 +97,15 @@ def decode_body(body: bytes, encoding: str | None, max_bytes: int) -> Batch:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        finite = False  # NaN/Infinity literals or a huge exponent: Python's parser takes them
+        # NaN/Infinity literals, a huge exponent or integer, lone surrogates, deep nesting:
+        # Python's parser takes them, and the item holding one is refused by its path.
+        finite = False
         try:
-            doc = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise Invalid(f"body is not valid JSON: {exc}") from None
+            doc = json.loads(body, parse_int=_parse_int)
+        except RecursionError:
+            raise Invalid("body is not valid JSON: it nests too deeply to be read") from None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise Invalid(f"body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
         raise Invalid('body must be a JSON object {"results": [ProbeResult, ...]}')
     return Batch(doc["results"], finite)
@@ -91,29 +117,106 @@ def json_text(value: Any, finite: bool) -> str:
     return orjson.dumps(value).decode() if finite else json.dumps(value)
 
 
-def validate_item(item: Any, finite: bool = False) -> ProbeResult:
-    """One wire item -> ProbeResult; an unknown schema version is refused before anything
-    else (its other fields may legitimately differ). Unless the body is known to hold only
-    finite numbers, a NaN or infinity inside the measurement is refused: it has no JSON
-    form to store."""
+def validate_item(
+    item: Any, now: float | None = None, limits: LimitsConfig | None = None
+) -> ProbeResult:
+    """One wire item -> ProbeResult, or ValueError naming the path and the problem.
+
+    An unknown schema version is refused before anything else (its other fields may
+    legitimately differ). Every value of the item is checked before the model: numbers
+    finite (NaN and infinity have no JSON form to store) and integers within 64 bits,
+    nesting no deeper than `limits.max_item_depth`, text without NUL or lone surrogates
+    (neither database stores them). With `now`, `started_at` must lie in the window
+    [now - limits.max_result_age_s, now + limits.max_result_future_s]."""
+    limits = limits or LimitsConfig()
     if not isinstance(item, dict):
         raise ValueError("item must be a JSON object")
     version = item.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"schema_version: must be an integer, not {_kind(version)}")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         known = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
         raise ValueError(
-            f"schema_version {version!r} is not supported by this collector (known: {known})"
+            f"schema_version {version} is not supported by this collector (known: {known})"
         )
+    bad = _value_problem(item, 0, limits.max_item_depth)
+    if bad is not None:
+        path, reason = bad
+        where = ".".join(str(k) for k in reversed(path))
+        if len(where) > 200:
+            where = where[:200] + "..."
+        raise ValueError(f"{where}: {reason}")
     try:
         r = ProbeResult.model_validate(upgrade(item))
     except ValidationError as exc:
-        raise ValueError(
-            format_validation_error(exc, unknown="unknown field", root=None, strip_value_error=True)
-        ) from None
-    bad = None if finite else non_finite_path(r.measurement, "measurement")
-    if bad:
-        raise ValueError(f"{bad}: NaN and infinite numbers are not JSON; send null")
+        msg = format_validation_error(
+            exc, unknown="unknown field", root=None, strip_value_error=True
+        )
+        raise ValueError(msg[:MAX_ERROR_CHARS]) from None
+    if now is not None:
+        ts = r.started_at.timestamp()
+        if ts < now - limits.max_result_age_s:
+            raise ValueError(
+                f"started_at: {r.started_at.isoformat()} is older than "
+                f"{limits.max_result_age_s / 86400:g} days (limits.max_result_age_s)"
+            )
+        if ts > now + limits.max_result_future_s:
+            raise ValueError(
+                f"started_at: {r.started_at.isoformat()} is more than "
+                f"{limits.max_result_future_s:g} s in the future (limits.max_result_future_s)"
+            )
     return r
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+def _value_problem(value: Any, depth: int, max_depth: int) -> tuple[list[Any], str] | None:
+    """(reversed path, reason) of the first value of an item that cannot be stored as it is
+    sent, or None. Recursion is bounded by `max_depth`."""
+    t = type(value)
+    if t is str:
+        return _text_problem(value)
+    if t is float:
+        if math.isfinite(value):
+            return None
+        return [], "NaN and infinite numbers are not JSON; send null"
+    if t is int:
+        return None if -MAX_INT - 1 <= value <= MAX_INT else ([], "integer out of range (64 bits)")
+    if t is dict:
+        items: Any = value.items()
+    elif t is list:
+        items = enumerate(value)
+    elif t is TooBigNumber:
+        return [], f"integer of {value.digits} digits is out of range (64 bits)"
+    else:
+        return None  # bool, None
+    if depth >= max_depth:
+        return [], f"nests deeper than {max_depth} levels (limits.max_item_depth)"
+    for k, v in items:
+        if type(k) is str:
+            bad = _text_problem(k)
+            if bad is not None:
+                return [k.encode("utf-8", "backslashreplace").decode()], "key " + bad[1]
+        found = _value_problem(v, depth + 1, max_depth)
+        if found is not None:
+            found[0].append(k)
+            return found
+    return None
+
+
+def _text_problem(text: str) -> tuple[list[Any], str] | None:
+    if "\x00" in text:
+        return [], "text must not contain NUL characters"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return [], "text is not valid Unicode (a lone surrogate)"
+    return None
 
 
 def ingest(
@@ -126,20 +229,28 @@ def ingest(
     finite: bool = False,
 ) -> IngestOutcome:
     """Store a batch for `agent`. With `touch_agent=False` the caller records the agent's
-    last contact itself (the HTTP app batches those updates). `finite=True` promises that
-    no number in `items` is NaN or infinite (see `Batch`)."""
-    if len(items) > store.config.limits.max_batch_items:
+    last contact itself (the HTTP app batches those updates). Every stored item has passed
+    `validate_item`, so its numbers are finite and the fast encoder writes them (`finite`
+    is kept for callers; it is implied)."""
+    limits = store.config.limits
+    if not isinstance(items, list):
+        raise Invalid('body must be a JSON object {"results": [ProbeResult, ...]}')
+    if len(items) > limits.max_batch_items:
         raise PayloadTooLarge(
-            f"batch has {len(items)} results, the limit is {store.config.limits.max_batch_items}"
+            f"batch has {len(items)} results, the limit is {limits.max_batch_items} "
+            "(limits.max_batch_items)"
         )
+    finite = True
     out = IngestOutcome()
     statuses: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
         raw_id = item.get("id") if isinstance(item, dict) else None
+        if not (isinstance(raw_id, str) and len(raw_id) <= 64 and _text_problem(raw_id) is None):
+            raw_id = None  # echoed back only when it can be
         try:
-            r = validate_item(item, finite)
+            r = validate_item(item, now, limits)
         except ValueError as exc:
             statuses.append({"index": index, "id": raw_id, "status": "rejected", "error": str(exc)})
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,8 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 # ramp): the collector stores it, but it neither becomes the latest figure nor trips rules.
 LOAD_TEST_TAG = "load_test"
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 
 class ProbeErrorInfo(BaseModel):
     """Why a probe failed: the error class, its category and a sentence a person can read."""
@@ -28,27 +31,36 @@ class ProbeErrorInfo(BaseModel):
     message: str
 
 
+MAX_TARGET_CHARS = 512
+MAX_TAGS = 32
+
+
 class ProbeResult(BaseModel):
     """One probe run against one target.
 
     `measurement` holds the probe's own model dumped to a dict (units in field names).
     `job_id` ties the result to an on-demand job; `tags` carries free labels.
+
+    Types are strict: `success` is a JSON boolean, `schema_version` an integer,
+    `duration_ms` a finite number, `started_at` an ISO 8601 string with its offset; `probe`
+    is a lower-case name and `target` holds no control character (both label /metrics
+    series).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = Field(default=SCHEMA_VERSION, strict=True)
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    probe: str = Field(min_length=1, max_length=64)
-    target: str = Field(min_length=1, max_length=512)
+    probe: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    target: str = Field(min_length=1, max_length=MAX_TARGET_CHARS)
     module: str | None = Field(default=None, max_length=128)
     started_at: datetime
-    duration_ms: float = Field(ge=0)
-    success: bool
+    duration_ms: float = Field(ge=0, strict=True, allow_inf_nan=False)
+    success: bool = Field(strict=True)
     error: ProbeErrorInfo | None = None
     measurement: dict[str, Any] | None = None
     job_id: str | None = Field(default=None, max_length=64)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=MAX_TAGS)
 
     @field_validator("schema_version")
     @classmethod
@@ -58,12 +70,38 @@ class ProbeResult(BaseModel):
             raise ValueError(f"schema_version {v} is not supported (known: {known})")
         return v
 
+    @field_validator("target")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        bad = control_char(v)
+        if bad is not None:
+            raise ValueError(f"target must not contain control characters (found {bad!r})")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_lengths(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, x in v.items():
+            if len(k) > 64 or len(x) > 256:
+                raise ValueError(f"tag {k[:64]!r}: keys hold at most 64, values 256 characters")
+        return v
+
+    @field_validator("started_at", mode="before")
+    @classmethod
+    def _iso_text(cls, v: Any) -> Any:
+        if not isinstance(v, str | datetime):
+            raise ValueError("started_at must be an ISO 8601 timestamp string")
+        return v
+
     @field_validator("started_at")
     @classmethod
     def _utc(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             raise ValueError("started_at must carry a timezone (UTC)")
-        return v.astimezone(UTC)
+        try:
+            return v.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("started_at is out of range once converted to UTC") from None
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-ready dict (UUID, datetime as strings), `error.class` spelt as on the wire."""
@@ -124,6 +162,12 @@ def non_finite_path(value: Any, path: str) -> str | None:
         if found:
             return found
     return None
+
+
+def control_char(text: str) -> str | None:
+    """The first control character (C0, DEL, C1) in `text`, or None."""
+    m = _CONTROL.search(text)
+    return m.group() if m else None
 
 
 def utcnow() -> datetime:

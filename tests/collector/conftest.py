@@ -181,7 +181,9 @@ def new_tenant(srv: LiveServer, name: str, site: dict[str, Any] | None = None) -
     )
 
 
-_T0 = datetime(2030, 1, 1, tzinfo=UTC)
+# Results start two hours ago and one second apart: inside the collector's accepted window
+# (limits.max_result_age_s, max_result_future_s) and fresh for /metrics.
+_T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 _seq = iter(range(10**9))
 
 

@@ -104,7 +104,9 @@ def test_gzip_and_size_limits(make_store, serve):
     assert r.status_code == 200 and r.json()["stored"] == 5
     big = t.agent.post("/api/v1/results", json={"results": [icmp(1) for _ in range(11)]})
     assert big.status_code == 413
-    assert big.json()["detail"] == "batch has 11 results, the limit is 10"
+    assert big.json()["detail"] == (
+        "batch has 11 results, the limit is 10 (limits.max_batch_items)"
+    )
     bomb = gzip.compress(b'{"results": [' + b" " * 100_000 + b"]}")
     r = t.agent.post("/api/v1/results", content=bomb, headers={"Content-Encoding": "gzip"})
     assert r.status_code == 413 and "larger than 20000 bytes" in r.json()["detail"]
