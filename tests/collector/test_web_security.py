@@ -237,6 +237,9 @@ def test_failed_authentications_from_an_address_get_429_but_working_keys_still_p
     t.post(icmp(20))  # the agent's key has worked from this address
     assert t.partner.get("/api/v1/customers").status_code == 200
     bad = {"Authorization": "Bearer qsp_guess"}
+    # A key is not "seen working" by a 2xx of a route that does not check it.
+    assert httpx.get(f"{srv.url}/healthz", headers=bad).status_code == 200
+    assert httpx.get(f"{srv.url}/ui/login", headers=bad).status_code == 200
     codes = [httpx.get(f"{srv.url}/api/v1/customers", headers=bad).status_code for _ in range(10)]
     assert codes == [401] * 10
     r = httpx.get(f"{srv.url}/api/v1/customers", headers=bad)
