@@ -1,16 +1,62 @@
-"""Request bodies of the HTTP API (validated; unknown fields rejected)."""
+"""Request bodies of the HTTP API (validated; unknown fields rejected; every text, list and
+mapping bounded, so a 422 names the field that is too long and the OpenAPI schema shows the
+bound)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from agent.wire.jobs import JOB_SCHEMA_VERSION, JobKind, JobStatus
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def json_bytes_at_most(limit: int) -> AfterValidator:
+    """A mapping whose JSON form is at most `limit` bytes (the message says how large)."""
+
+    def check(value: Any) -> Any:
+        try:
+            size = len(orjson.dumps(value))
+        except (TypeError, orjson.JSONEncodeError):
+            raise ValueError("must be plain JSON (finite numbers, 64-bit integers)") from None
+        if size > limit:
+            raise ValueError(f"is {size} bytes as JSON, the limit is {limit}")
+        return value
+
+    return AfterValidator(check)
+
+
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+NOTES_CHARS = 10_000
+MESSAGE_CHARS = 10_000
+ShortText = Annotated[str, Field(max_length=200)]
+CALL_INFO_VALUE_CHARS = 4000
+
+
+def _call_info_values(value: dict[str, Any]) -> dict[str, Any]:
+    for k, v in value.items():
+        if not isinstance(v, str | int | float | bool | None):
+            raise ValueError(f"{k!r}: a value is a text, a number, true/false or null")
+        if isinstance(v, str) and len(v) > CALL_INFO_VALUE_CHARS:
+            raise ValueError(f"{k!r}: {len(v)} characters, the limit is {CALL_INFO_VALUE_CHARS}")
+    return value
+
+
+CallInfoDict = Annotated[
+    dict[Annotated[str, Field(min_length=1, max_length=64)], Any],
+    Field(
+        max_length=32,
+        description="at most 32 keys of 64 characters, each value a text of at most "
+        f"{CALL_INFO_VALUE_CHARS} characters, a number, true/false or null; 16 KiB as JSON",
+    ),
+    AfterValidator(_call_info_values),
+    json_bytes_at_most(16 * 1024),
+]
 
 
 class EnrollIn(_In):
@@ -21,41 +67,56 @@ class EnrollIn(_In):
 
 class CustomerIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    notes: str = ""
+    notes: str = Field(default="", max_length=NOTES_CHARS)
 
 
 class CustomerPatch(_In):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    notes: str | None = None
+    notes: str | None = Field(default=None, max_length=NOTES_CHARS)
 
 
 class Contact(BaseModel):
+    """A person to call about the site. Fields beyond these four are kept (at most 8, each
+    a key of 64 and a text of 500 characters)."""
+
     model_config = ConfigDict(extra="allow")
-    name: str = ""
-    role: str = ""
-    phone: str = ""
-    email: str = ""
+    name: str = Field(default="", max_length=200)
+    role: str = Field(default="", max_length=200)
+    phone: str = Field(default="", max_length=64)
+    email: str = Field(default="", max_length=254)
+
+    @model_validator(mode="after")
+    def _bounded_extra(self) -> Contact:
+        extra = self.model_extra or {}
+        if len(extra) > 8:
+            raise ValueError(f"{len(extra)} extra fields, the limit is 8")
+        for k, v in extra.items():
+            if len(k) > 64 or not isinstance(v, str | int | float | bool | None):
+                raise ValueError(f"extra field {k[:64]!r}: a key of 64 characters, plain value")
+            if isinstance(v, str) and len(v) > 500:
+                raise ValueError(f"extra field {k!r}: at most 500 characters")
+        return self
 
 
 class SiteFields(_In):
-    address: str | None = None
-    contracted_down_bps: int | None = Field(default=None, ge=0)
-    contracted_up_bps: int | None = Field(default=None, ge=0)
-    firewall_make: str | None = None
-    firewall_model: str | None = None
-    sip_server: str | None = None
-    sip_domain: str | None = None
-    contacts: list[Contact] | None = None
-    call_info: dict[str, Any] | None = None
+    address: str | None = Field(default=None, max_length=500)
+    contracted_down_bps: int | None = Field(default=None, ge=0, le=10**12)
+    contracted_up_bps: int | None = Field(default=None, ge=0, le=10**12)
+    firewall_make: ShortText | None = None
+    firewall_model: ShortText | None = None
+    sip_server: str | None = Field(default=None, max_length=255)
+    sip_domain: str | None = Field(default=None, max_length=255)
+    contacts: list[Contact] | None = Field(default=None, max_length=20)
+    call_info: CallInfoDict | None = None
 
 
 class SiteIn(SiteFields):
-    customer_id: str
+    customer_id: Id
     name: str = Field(min_length=1, max_length=200)
 
 
 class SitePatch(SiteFields):
-    customer_id: str | None = None
+    customer_id: Id | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
@@ -69,7 +130,11 @@ class JobIn(_In):
 
     schema_version: int = JOB_SCHEMA_VERSION
     kind: JobKind
-    spec: dict[str, Any]
+    spec: Annotated[
+        dict[str, Any],
+        Field(description="at most 32 KiB as JSON"),
+        json_bytes_at_most(32 * 1024),
+    ]
 
 
 class JobStatusIn(JobStatus):
@@ -77,17 +142,24 @@ class JobStatusIn(JobStatus):
 
 
 class OverridesIn(_In):
-    site_id: str | None = None
-    overrides: dict[str, dict[str, Any]]
+    site_id: Id | None = None
+    overrides: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=64)],
+            Annotated[dict[str, Any], Field(max_length=32)],
+        ],
+        Field(max_length=256, description="at most 256 rules; 32 KiB as JSON"),
+        json_bytes_at_most(32 * 1024),
+    ]
 
 
 class NoteIn(_In):
     """An ack or resolve note; who did it comes from the credential, not the body."""
 
-    message: str = ""
+    message: str = Field(default="", max_length=MESSAGE_CHARS)
 
 
 class CommentIn(_In):
     """A comment; who wrote it comes from the credential, not the body."""
 
-    message: str = Field(min_length=1)
+    message: str = Field(min_length=1, max_length=MESSAGE_CHARS)

@@ -93,3 +93,73 @@ def test_a_declared_length_over_the_limit_is_answered_without_reading_the_body(m
                 break
             answer += part
     assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def _loc(r: httpx.Response) -> list[list[object]]:
+    assert r.status_code == 422, r.text
+    return [e["loc"] for e in r.json()["detail"]]
+
+
+def test_free_text_fields_and_lists_are_bounded_with_a_422_naming_the_field(make_store, serve):
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    p = t.partner
+    # Customer notes: 10 MB were stored before; now 10,000 characters at most.
+    assert _loc(p.post("/api/v1/customers", json={"name": "n", "notes": "x" * 10_001})) == [
+        ["body", "notes"]
+    ]
+    assert p.post("/api/v1/customers", json={"name": "n", "notes": "x" * 10_000}).status_code == 201
+    site = {"customer_id": t.customer_id, "name": "s"}
+    contact = {"name": "Ann", "phone": "+1555"}
+    cases: list[tuple[dict[str, object], list[object]]] = [
+        ({"address": "a" * 501}, ["body", "address"]),
+        ({"firewall_model": "f" * 201}, ["body", "firewall_model"]),
+        ({"sip_domain": "d" * 256}, ["body", "sip_domain"]),
+        ({"contacts": [contact] * 21}, ["body", "contacts"]),
+        ({"contacts": [{"phone": "1" * 65}]}, ["body", "contacts", 0, "phone"]),
+        ({"contacts": [{"pager": "p" * 501}]}, ["body", "contacts", 0]),
+        ({"call_info": {f"k{i}": "v" for i in range(33)}}, ["body", "call_info"]),
+        ({"call_info": {"trunk": "t" * 4001}}, ["body", "call_info"]),
+        ({"call_info": {"k" * 65: "v"}}, ["body", "call_info", "k" * 65, "[key]"]),
+        ({"call_info": {"nested": {"a": 1}}}, ["body", "call_info"]),
+    ]
+    for extra, loc in cases:
+        assert loc in _loc(p.post("/api/v1/sites", json={**site, **extra})), extra
+        assert loc in _loc(p.patch(f"/api/v1/sites/{t.site_id}", json=extra)), extra
+    big_info = {f"k{i}": "v" * 1000 for i in range(17)}  # every value fits, 17 KB in all
+    r = p.patch(f"/api/v1/sites/{t.site_id}", json={"call_info": big_info})
+    assert _loc(r) == [["body", "call_info"]]
+    assert "the limit is 16384" in r.json()["detail"][0]["msg"]
+    ok = {"contacts": [{**contact, "pager": "p1"}], "call_info": {"trunk": "primary", "n": 2}}
+    assert p.patch(f"/api/v1/sites/{t.site_id}", json=ok).status_code == 200
+    # Ticket comments and notes (150 MB were stored before): 10,000 characters.
+    assert _loc(p.post("/api/v1/tickets/x/comments", json={"message": "m" * 10_001})) == [
+        ["body", "message"]
+    ]
+    assert _loc(p.post("/api/v1/tickets/x/ack", json={"message": "m" * 10_001})) == [
+        ["body", "message"]
+    ]
+    # Job spec and rule overrides: by size and count.
+    spec = {"probe": "icmp", "targets": ["192.0.2.1"], "options": {"pad": "x" * 40_000}}
+    r = p.post(f"/api/v1/sites/{t.site_id}/jobs", json={"kind": "probe", "spec": spec})
+    assert _loc(r) == [["body", "spec"]] and "the limit is 32768" in r.text
+    many = {f"rule{i}": {"enabled": False} for i in range(257)}
+    assert _loc(p.put("/api/v1/rules/overrides", json={"overrides": many})) == [
+        ["body", "overrides"]
+    ]
+    # Another partner's site with a valid body is still a 404, not a 422.
+    other = new_tenant(srv, "other")
+    assert other.partner.patch(f"/api/v1/sites/{t.site_id}", json=ok).status_code == 404
+
+
+def test_the_openapi_schema_documents_the_bounds(make_store, serve):
+    srv = serve(make_store())
+    schemas = srv.app.openapi()["components"]["schemas"]
+    assert schemas["CustomerIn"]["properties"]["notes"]["maxLength"] == 10_000
+    assert schemas["CommentIn"]["properties"]["message"]["maxLength"] == 10_000
+    contacts = schemas["SiteIn"]["properties"]["contacts"]["anyOf"][0]
+    assert contacts["maxItems"] == 20
+    call_info = schemas["SiteIn"]["properties"]["call_info"]["anyOf"][0]
+    assert call_info["maxProperties"] == 32 and "16 KiB" in call_info["description"]
+    assert schemas["Contact"]["properties"]["phone"]["maxLength"] == 64
+    assert schemas["CallInfo"]["properties"]["notes"]["anyOf"][0]["maxLength"] == 4000
