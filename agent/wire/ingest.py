@@ -58,6 +58,8 @@ class IngestAnswer(BaseModel):
             data = json.loads(body)
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise IngestAnswerError(f"answer is not JSON: {body[:80]!r}") from None
+        if not isinstance(data, dict):
+            raise IngestAnswerError(f"answer is not a JSON object but {type(data).__name__}")
         try:
             answer = cls.model_validate(data)
         except ValidationError as exc:
