@@ -52,6 +52,12 @@ DOCS_CSP = (
     "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
+# A downloaded readiness report (`.../report.html`) is one self-contained page whose style
+# is inline: it may have that style and nothing else (no script, no fetch, no form).
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'none'"
+)
 HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
@@ -68,7 +74,12 @@ AGENT_KEY_PREFIX = "qsa_"
 
 def security_headers(path: str, docs_paths: Iterable[str | None] = ()) -> list[tuple[bytes, bytes]]:
     """The headers every answer to `path` carries (a header the route set wins)."""
-    csp = DOCS_CSP if path in docs_paths else CSP
+    if path in docs_paths:
+        csp = DOCS_CSP
+    elif path.endswith("/report.html"):
+        csp = REPORT_CSP
+    else:
+        csp = CSP
     out = [(b"content-security-policy", csp.encode()), *HEADERS]
     if (path.startswith(("/ui", "/api/")) and not path.startswith(STATIC_PREFIX)) or (
         path == "/metrics"
@@ -122,6 +133,17 @@ def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str:
         if not any(ip in net for net in trusted):
             break
     return addr
+
+
+def failure_key(addr: str) -> str:
+    """Whose failure budget a client address spends: an IPv4 address its own, an IPv6
+    address its /64 (one site's prefix: a client there can pick any address in it)."""
+    if ":" not in addr:
+        return addr  # IPv4 (or "unknown"): as it is, without parsing
+    ip = _ip(addr)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip.ipv4_mapped) if isinstance(ip, ipaddress.IPv6Address) else addr
 
 
 def forwarded_scheme(scope: Scope, trusted: tuple[Network, ...]) -> str | None:
@@ -288,7 +310,8 @@ class Security:
         now = self.clock()
         cred = credential(scope)
         h = cred[0] if cred else None
-        wait = self.throttle.blocked_for(addr, now)
+        budget = failure_key(addr)
+        wait = self.throttle.blocked_for(budget, now)
         if wait and (h is None or h not in self.throttle.working or path.startswith(LOGIN_PATHS)):
             self.stats.throttle("auth_failures")
             why = (
@@ -326,7 +349,7 @@ class Security:
         finally:
             if status == 401:
                 self.stats.auth_failure()
-                self.throttle.failed(addr, h, self.clock())
+                self.throttle.failed(budget, h, self.clock())
             elif h is not None and _proves_credential(path, status):
                 self.throttle.worked(h)
 

@@ -18,6 +18,7 @@ from collector.api.security import (
     Security,
     client_address,
     credential,
+    failure_key,
     parse_networks,
 )
 from collector.web import csrf
@@ -123,6 +124,17 @@ def test_the_pages_have_no_inline_script_or_style(make_store: Any, server: Any) 
     assert ui.get("/ui/static/readiness.js").headers["content-type"].startswith("text/javascript")
     assert ".qsr" in ui.get("/ui/static/report.css").text
     assert ui.get("/ui/static/../routes.py").status_code == 404
+    # The downloadable report is a page of its own with inline style: that and nothing else.
+    r = t.agent.post(f"/api/v1/agent/jobs/{jid}/status",
+                     json={"state": "done", "report": {"readiness": _report()}})  # fmt: skip
+    assert r.status_code == 200, r.text
+    for got in (ui.get(f"/ui/readiness/{jid}/report.html"),
+                t.partner.get(f"/api/v1/readiness/{jid}/report.html")):  # fmt: skip
+        assert got.status_code == 200 and "<style>" in got.text
+        assert got.headers["content-security-policy"] == (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+            "frame-ancestors 'none'; form-action 'none'"
+        )
 
 
 # --------------------------------------------------------------------------- CSRF
@@ -375,6 +387,13 @@ def test_client_address_and_credential_from_the_scope() -> None:
     assert client_address(scope("10.0.0.1", "[2001:db9::1]:443"), proxies) == "2001:db9::1"
     assert client_address(scope("10.0.0.1"), proxies) == "10.0.0.1"
     assert client_address(scope("192.0.2.1", "203.0.113.5"), proxies) == "192.0.2.1"
+    assert failure_key("192.0.2.1") == "192.0.2.1"
+    assert (
+        failure_key("2001:db8:1:2:aaaa::1")
+        == failure_key("2001:db8:1:2::ffff")
+        == ("2001:db8:1:2::/64")
+    )
+    assert failure_key("::ffff:192.0.2.1") == "192.0.2.1"
     cred = credential({"path": "/api/v1/x", "headers": [(b"authorization", b"Bearer qsa_k")]})
     assert cred is not None and cred[1] is False  # an agent's key: no partner rate
     cred = credential({"path": "/ui/", "headers": [(b"cookie", b"a=b; qs_partner_key=qsp_k")]})
@@ -525,3 +544,24 @@ def test_collector_serve_believes_forwarded_headers_only_from_its_trusted_proxie
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(
+    ("web", "message"),
+    [
+        ({"trusted_proxies": ["proxy.local"]}, "web.trusted_proxies: 'proxy.local' is not an IP "
+         "address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"),
+        ({"trusted": []}, "web.trusted: unknown key"),
+        ({"partner_requests_per_s": -1},
+         "web.partner_requests_per_s: Input should be greater than or equal to 0"),
+        ({"max_tracked": 10}, "web.max_tracked: Input should be greater than or equal to 100"),
+    ],
+)  # fmt: skip
+def test_the_web_config_names_what_is_wrong(web: dict[str, Any], message: str) -> None:
+    from collector.config import ConfigFileError, parse_config
+
+    with pytest.raises(ConfigFileError) as exc:
+        parse_config({"web": web})
+    assert str(exc.value) == f"config: {message}"
+    cfg = parse_config({"web": {"trusted_proxies": ["10.0.0.5", " 2001:db8::/32 "]}})
+    assert cfg.web.trusted_proxies == ["10.0.0.5", "2001:db8::/32"]
