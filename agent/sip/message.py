@@ -222,13 +222,10 @@ class SipMessage:
         """Parse one whole message. On a stream transport Content-Length is mandatory."""
         if len(data) > MAX_MESSAGE:
             raise SipParseError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}")
-        end = data.find(b"\r\n\r\n")
-        sep = 4
-        if end < 0:
-            end = data.find(b"\n\n")
-            sep = 2
-        if end < 0:
+        found = header_end(data)
+        if found is None:
             raise SipParseError("no empty line after the headers")
+        end, sep = found
         try:
             head = data[:end].decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -257,6 +254,13 @@ class SipMessage:
             raise SipParseError(f"CSeq method {method} does not match request {msg.method}")
         del number
         return msg
+
+
+def header_end(data: bytes) -> tuple[int, int] | None:
+    """Where the header block ends and the length of the empty line that ends it: the first
+    CRLF CRLF or bare LF LF, whichever comes first (a body may hold the other one)."""
+    ends = [(i, len(sep)) for sep in (b"\r\n\r\n", b"\n\n") if (i := data.find(sep)) >= 0]
+    return min(ends) if ends else None
 
 
 def _content_length(value: str) -> int:
@@ -359,16 +363,20 @@ class StreamFramer:
         out: list[bytes] = []
         while True:
             self._buf = self._buf.lstrip(b"\r\n")  # CRLF keep-alives (RFC 5626 §3.5.1)
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
+            found = header_end(self._buf)
+            if found is None:
                 if len(self._buf) > MAX_MESSAGE:
                     raise SipParseError("header block longer than 65535 bytes")
                 return out
+            end, sep = found
             head = self._buf[:end].decode("utf-8", "replace")
             length = declared_length(_framing_values(head))
             if length is None:
                 raise SipParseError("Content-Length is missing on a stream transport")
-            total = end + 4 + length
+            total = end + sep + length
+            if total > MAX_MESSAGE:
+                # Refused before its body is buffered, as SipMessage.parse would refuse it.
+                raise SipParseError(f"message of {total} bytes exceeds {MAX_MESSAGE}")
             if len(self._buf) < total:
                 return out
             out.append(self._buf[:total])

@@ -152,6 +152,26 @@ def test_udp_body_follows_content_length_rfc3261_18_3() -> None:
     assert SipMessage.parse(OPTIONS_HEAD + b"\r\nabcdef").body == b"abcdef"
 
 
+def test_the_first_empty_line_ends_the_headers_whichever_its_line_ending() -> None:
+    # Bare-LF headers and a body holding CRLF CRLF: the body's empty line used to be taken
+    # as the end of the headers (its lines parsed as headers, Content-Length read there).
+    head = OPTIONS_HEAD.replace(b"\r\n", b"\n")
+    body = b"v=0\r\n\r\nX: y\r\n"
+    raw = head + b"l: " + str(len(body)).encode() + b"\n\n" + body
+    msg = SipMessage.parse(raw, stream=True)
+    assert msg.body == body and msg.get("X") is None
+    assert StreamFramer().feed(raw + raw) == [raw, raw]
+
+
+def test_stream_framer_refuses_a_content_length_past_the_message_limit() -> None:
+    # It used to buffer up to 999999 bytes of body for a message the parser then refuses.
+    raw = OPTIONS_HEAD + b"Content-Length: 999999\r\n\r\nabc"
+    with pytest.raises(SipParseError, match="exceeds 65535"):
+        StreamFramer().feed(raw)
+    ok = OPTIONS_HEAD + b"Content-Length: 3\r\n\r\nabc"
+    assert StreamFramer().feed(ok) == [ok]
+
+
 _CL_NAMES = st.sampled_from([b"Content-Length", b"content-length", b"l", b"L", b"CONTENT-LENGTH "])
 
 
