@@ -69,6 +69,9 @@ class AccessLog:
                     "path": scope["path"],
                     "status": status,
                     "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
-                    "client": (scope.get("client") or ["-"])[0],
+                    # The client as the security middleware saw it (through the trusted
+                    # proxies), else the peer.
+                    "client": (scope.get("state") or {}).get("client_address")
+                    or (scope.get("client") or ["-"])[0],
                 },
             )

@@ -5,6 +5,7 @@ proxies), the per-partner request rate; the limiter's pieces with the time passe
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -544,6 +545,11 @@ def test_collector_serve_believes_forwarded_headers_only_from_its_trusted_proxie
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+    # The access log names the client the throttle saw, not the proxy.
+    assert proc.stderr is not None
+    lines = [json.loads(x) for x in proc.stderr.read().decode().splitlines() if x.startswith("{")]
+    clients = {x.get("client") for x in lines if x.get("path") == "/api/v1/customers"}
+    assert clients == {"203.0.113.1", "203.0.113.2"}, clients
 
 
 @pytest.mark.parametrize(
