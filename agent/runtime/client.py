@@ -125,6 +125,12 @@ def _raise_for_status(resp: Response, what: str) -> None:
         raise AuthError(
             f"{what}: {resp.status} {detail}", status=resp.status, retry=False, detail=detail
         )
+    if 300 <= resp.status < 400:
+        where = resp.headers.get("location", "?")[:200]
+        raise CollectorError(
+            f"{what}: {resp.status} redirect to {where}; set collector.url to the final address",
+            status=resp.status,
+        )
     if resp.status >= 400 or resp.status < 200:
         detail = _detail(resp)
         raise CollectorError(

@@ -187,6 +187,9 @@ class Shipper:
         if self.stats.auth_refused:
             log.warning("the collector accepts this agent's key again")
         st = self.stats
+        for s in self.suspects.values():
+            if s.accepted_at_first == st.accepted:  # held back with no evidence: try it now
+                s.next_try = min(s.next_try, self.clock())
         st.auth_refused = False
         st.batches += 1
         st.accepted += 1

@@ -34,6 +34,7 @@ CANNED: dict[str, tuple[int, dict[str, str], bytes]] = {
     ),
     "list": (200, {}, b"[1, 2, 3]"),
     "jobs_lots": (200, {}, b'{"jobs": "lots"}'),
+    "moved": (301, {"Location": "https://collector.example/api/v1/results"}, b""),
     "deep": (200, {}, b"[" * 100_000 + b"]" * 100_000),
     "html500": (500, {"Content-Type": "text/html"}, b"<html><body>Internal error</body></html>"),
     "busy": (503, {"Retry-After": "1"}, b'{"detail": "overloaded"}'),

@@ -100,7 +100,7 @@ async def test_malformed_answers_are_retried_and_never_stop_the_shipper(
 ) -> None:
     hostile.faults = [
         "lots", "garbage", "no_items", "wrong_status", "list", "deep", "short", "reset",
-        "huge", "hang", "stored_then_garbage", "html500",
+        "huge", "hang", "stored_then_garbage", "html500", "moved",
     ]  # fmt: skip
     hostile.hang_s = 3.0
     shipper, spool, ids = setup(tmp_path, hostile, 40)
@@ -221,6 +221,20 @@ async def test_a_revoked_key_keeps_the_spool_says_what_to_do_and_picks_up_a_new_
     await until("every result stored", lambda: set(ids) <= set(hostile.stored), task)
     assert not shipper.stats.auth_refused and spool.stats(0).depth == 0
     assert shipper.stats.quarantined == 0
+
+
+async def test_a_redirect_is_an_error_naming_where_it_points(
+    tmp_path: Path, hostile: Hostile
+) -> None:
+    hostile.faults = ["moved"]
+    shipper, spool, _ = setup(tmp_path, hostile, 2)
+    with pytest.raises(Exception) as exc:
+        await shipper.ship_once()
+    assert str(exc.value) == (
+        "ship results: 301 redirect to https://collector.example/api/v1/results; "
+        "set collector.url to the final address"
+    )
+    assert await shipper.ship_once() == 2 and spool.stats(0).depth == 0
 
 
 async def test_flush_survives_a_hostile_answer(tmp_path: Path, hostile: Hostile) -> None:
