@@ -424,6 +424,11 @@ def _report() -> dict[str, Any]:
     return rep.model_dump(mode="json")
 
 
+def _note_failure(failed: list[str], status: int, url: str) -> None:
+    if status >= 400:
+        failed.append(f"{status} {url}")
+
+
 def test_the_pages_work_in_chromium_under_the_csp(make_store: Any, server: Any) -> None:
     """Every page in a real browser: styled, the readiness page's progress updates live
     from its script file, forms submit with their token, and the browser reports no CSP
@@ -450,7 +455,7 @@ def test_the_pages_work_in_chromium_under_the_csp(make_store: Any, server: Any) 
             page = browser.new_page()
             page.set_default_timeout(30_000)
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.status} {r.url}"))
+            page.on("response", lambda r: _note_failure(failed, r.status, r.url))
             page.add_init_script(
                 "document.addEventListener('securitypolicyviolation', e => console.error("
                 "'CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
