@@ -48,6 +48,9 @@ class Run:
     real_ids: bool  # path/query/body ids replaced by objects that exist
     examples: int
     foreign: bool = False  # the objects belong to another partner: no 2xx may come back
+    # After generation: "nul" appends U+0000 to every string (PostgreSQL text refuses it),
+    # "null" sets every field of the body to null (columns that are NOT NULL).
+    mutate: str | None = None
 
 
 @dataclass
@@ -109,6 +112,27 @@ def _substitute(case: Any, ids: dict[str, str]) -> None:
                 case.body[name] = ids[name]
 
 
+def _with_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value + "\x00"
+    if isinstance(value, list):
+        return [_with_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _with_nul(v) for k, v in value.items()}
+    return value
+
+
+def _mutate(case: Any, how: str) -> None:
+    if how == "nul":
+        for container in (case.path_parameters, case.query):
+            for name in list(container or {}):
+                container[name] = _with_nul(container[name])
+        if isinstance(case.body, dict | list):
+            case.body = _with_nul(case.body)
+    elif how == "null" and isinstance(case.body, dict):
+        case.body = dict.fromkeys(case.body)
+
+
 def _bound_poll(case: Any) -> None:
     wait = (case.query or {}).get("wait")
     if isinstance(wait, int | float) and not isinstance(wait, bool):
@@ -138,6 +162,8 @@ def fuzz_operation(
     def one(case: Any) -> None:
         if run.real_ids:
             _substitute(case, ids)
+        if run.mutate:
+            _mutate(case, run.mutate)
         if operation.path == "/api/v1/agent/jobs":
             _bound_poll(case)
         tally.cases += 1

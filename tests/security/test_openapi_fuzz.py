@@ -93,6 +93,8 @@ def _runs(label: str, keys: dict[str, str]) -> list[Run]:
         Run("owner key, valid input, real ids", keys[owner], pos, True, OWNER_VALID),
         Run("owner key, valid input", keys[owner], pos, False, OWNER_GENERATED_IDS),
         Run("owner key, invalid input", keys[owner], neg, False, OWNER_INVALID),
+        Run("owner key, NUL in every string", keys[owner], pos, True, OTHERS, mutate="nul"),
+        Run("owner key, every field null", keys[owner], pos, True, OTHERS, mutate="null"),
         Run("other partner's key, real ids", keys[other], pos, True, OTHERS, foreign=True),
         Run("wrong kind of key, real ids", keys[wrong], pos, True, OTHERS),
         Run("made-up key, real ids", "qs_" + "0" * 40, pos, True, OTHERS),
