@@ -1,8 +1,10 @@
 """schemathesis against a running collector (real uvicorn on loopback, SQLite and
 PostgreSQL): every operation of its OpenAPI schema, called with the owner's key on objects
-that exist, with generated and with invalid input, with another partner's key, the wrong
-kind of key, a made-up key and no key. No answer may be a server error, and every answer
-must be one the schema documents (status code, content type, body)."""
+that exist, with generated and with invalid input, with NUL in every string, with every
+field null, with a body one byte over the route's limit, with another partner's key, the
+wrong kind of key, a made-up key and no key, and finally from a throttled address. No
+answer may be a server error, every answer must be one the schema documents (status code,
+content type, body), and no 2xx to another partner may carry the first partner's ids."""
 
 from __future__ import annotations
 
