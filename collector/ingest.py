@@ -3,9 +3,9 @@
 Idempotent by result id: an id already stored answers `duplicate` and is not stored again.
 A batch with invalid items stores the valid ones and names the invalid ones: each item is
 checked on its own (strict types, finite numbers, integers within 64 bits, nesting depth,
-text PostgreSQL can store, `started_at` within the accepted window) and refused with the
-path of the problem; only the envelope (not JSON, `results` not a list, too many items,
-too large) refuses the whole batch.
+text PostgreSQL can store, `started_at` within the accepted window, the cardinality bounds)
+and refused with the path of the problem; only the envelope (not JSON, `results` not a
+list, too many items, too large) refuses the whole batch.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from agent.wire.results import (
     ProbeResult,
     upgrade,
 )
+from collector.cardinality import admit, series_cache
 from collector.config import LimitsConfig
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
@@ -139,7 +140,11 @@ def validate_item(
         raise ValueError(
             f"schema_version {version} is not supported by this collector (known: {known})"
         )
-    bad = _value_problem(item, 0, limits.max_item_depth)
+    bad = (
+        None
+        if _plain(item, limits.max_item_depth)
+        else _value_problem(item, 0, limits.max_item_depth)
+    )
     if bad is not None:
         path, reason = bad
         where = ".".join(str(k) for k in reversed(path))
@@ -172,6 +177,42 @@ def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
         type(value), "null" if value is None else "a number"
     )
+
+
+def _plain(item: dict[str, Any], max_depth: int) -> bool:
+    """True when no value of the item needs a closer look (the common case, checked
+    without building paths): finite floats, 64-bit integers, ASCII text without NUL,
+    nesting within `max_depth`. False sends the item to `_value_problem`, which names the
+    path (non-ASCII text is fine there too)."""
+    stack: list[tuple[Any, int]] = [(item, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v, depth = pop()
+        if type(v) is dict:
+            for k in v:
+                if "\x00" in k or not k.isascii():
+                    return False
+            values = v.values()
+        else:
+            values = v
+        for x in values:
+            t = type(x)
+            if t is float:
+                if x - x != 0.0:  # NaN or infinite
+                    return False
+            elif t is str:
+                if "\x00" in x or not x.isascii():
+                    return False
+            elif t is dict or t is list:
+                if depth + 1 >= max_depth:
+                    return False
+                push((x, depth + 1))
+            elif t is int:
+                if not -MAX_INT - 1 <= x <= MAX_INT:
+                    return False
+            elif t is TooBigNumber:
+                return False
+    return True
 
 
 def _value_problem(value: Any, depth: int, max_depth: int) -> tuple[list[Any], str] | None:
@@ -244,6 +285,7 @@ def ingest(
     out = IngestOutcome()
     statuses: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
+    row_statuses: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
         raw_id = item.get("id") if isinstance(item, dict) else None
@@ -261,6 +303,7 @@ def ingest(
             status["status"] = "duplicate"
             continue
         seen.add(rid)
+        row_statuses.append(status)
         rows.append(
             {
                 "id": rid,
@@ -282,6 +325,11 @@ def ingest(
             }
         )
     with store.write() as conn:
+        refused = admit(conn, store.config, series_cache(store), agent, rows, now) if rows else {}
+        if refused:
+            for i, reason in refused.items():
+                row_statuses[i].update(status="rejected", error=reason)
+            rows = [row for i, row in enumerate(rows) if i not in refused]
         new_ids: set[str] = set()
         latest_done = False  # PostgreSQL: `latest` kept by the same statement
         load_test = any(LOAD_TEST_TAG in (row["tags"] or {}) for row in rows)
