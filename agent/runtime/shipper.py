@@ -252,6 +252,10 @@ class Shipper:
             self._failing = {i.id for i in items}
             if blames_content(exc) or exc.status == 413:
                 self._next_delay = 0.0  # a different, smaller request: at once
+            else:  # the next half is another request: the first step of the backoff
+                self._next_delay = backoff_delay(
+                    0, self.backoff_initial_s, self.backoff_max_s, self.rng
+                )
             self._sync_gauges()
             return
         self._strike(items[0], exc, now, strikes_needed)
