@@ -4,7 +4,9 @@ its route's limit with a 413 naming the limit, before the route reads it.
 The agents' routes (result ingest, job status) take `limits.max_body_bytes`; every other
 route `limits.max_request_bytes`. A declared `Content-Length` over the limit is answered
 at once, without reading the body; a body without one (chunked) is counted as it streams
-and cut as soon as it passes the limit, so no route ever holds more than its limit.
+and cut as soon as it passes the limit, so no route ever holds more than its limit. The
+ingest route applies the same limit itself (`routes_agent.post_results`, which also counts
+what it refuses in `qos_scout_ingest_errors_total`), so the middleware leaves it alone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Routes whose bodies come from agents (batches of results, readiness reports).
 AGENT_BODY_PREFIXES = ("/api/v1/results", "/api/v1/agent/")
+SELF_LIMITED = frozenset({"/api/v1/results"})
 
 
 def body_limit(limits: LimitsConfig, path: str) -> tuple[int, str]:
@@ -46,7 +49,7 @@ class BodyLimit:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in SELF_LIMITED:
             await self.app(scope, receive, send)
             return
         limit, key = body_limit(self.limits, scope.get("path", ""))

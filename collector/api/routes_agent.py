@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from collector import jobs, readiness, tenants
+from collector.api.limits import too_large as body_too_large
 from collector.api.models import EnrollIn, JobStatusIn
 from collector.api.responses import ERRORS
 from collector.api.state import app_state, current_agent
@@ -40,14 +41,15 @@ async def post_results(agent: AgentDep, request: Request) -> dict[str, Any]:
     t0 = time.perf_counter()
     limits = st.store.config.limits
     try:
+        too_large = body_too_large(limits.max_body_bytes, "limits.max_body_bytes")
         length = int(request.headers.get("content-length") or 0)
         if length > limits.max_body_bytes:
-            raise PayloadTooLarge(f"body is larger than {limits.max_body_bytes} bytes")
+            raise PayloadTooLarge(too_large)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limits.max_body_bytes:
-                raise PayloadTooLarge(f"body is larger than {limits.max_body_bytes} bytes")
+                raise PayloadTooLarge(too_large)
         encoding = request.headers.get("content-encoding")
 
         def run() -> dict[str, Any]:

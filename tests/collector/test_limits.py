@@ -66,6 +66,14 @@ def test_agent_routes_keep_the_larger_ingest_limit(make_store, serve):
     assert r.json()["detail"] == (
         "request body is larger than 4194304 bytes (limits.max_body_bytes)"
     )
+    r = t.agent.post("/api/v1/results", content=_chunks(5 * MB, 256 * 1024))  # chunked
+    assert r.status_code == 413 and "limits.max_body_bytes" in r.json()["detail"]
+    assert srv.state.stats.ingest_errors["413"] == 2  # the ingest route counts its refusals
+    # The job status route (readiness reports) has the agents' limit too, chunked or not.
+    r = t.agent.post("/api/v1/agent/jobs/nope/status", content=b"x" * (5 * MB))
+    assert r.status_code == 413 and "limits.max_body_bytes" in r.json()["detail"]
+    r = t.agent.post("/api/v1/agent/jobs/nope/status", content=_chunks(5 * MB, 256 * 1024))
+    assert r.status_code == 413 and "limits.max_body_bytes" in r.json()["detail"]
 
 
 def test_the_limit_is_configurable(make_store, serve):
