@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from agent import __version__
 from agent.runtime.http import HttpError, Response, request
@@ -262,11 +263,12 @@ class CollectorClient:
         return [j for j in jobs if isinstance(j, dict)]
 
     async def job_status(self, job_id: str, status: JobStatus) -> None:
-        """POST the job's status (the wire model `wire.jobs.JobStatus`)."""
+        """POST the job's status (the wire model `wire.jobs.JobStatus`). The id is the
+        collector's, escaped into the path (a malformed job's id is whatever was sent)."""
         await self._call(
             "POST",
-            f"/api/v1/agent/jobs/{job_id}/status",
-            f"job {job_id} status",
+            f"/api/v1/agent/jobs/{quote(job_id, safe='')}/status",
+            f"job {job_id[:64]!r} status",
             body=status.model_dump_json(exclude_none=True).encode(),
             headers={"Content-Type": "application/json"},
         )

@@ -156,6 +156,8 @@ class Hostile:
         if not self._authorized(h):
             return
         if not h.path.startswith("/api/v1/results"):
+            with self.lock:
+                self.seen.append(Seen(time.monotonic(), h.path, [], "404"))
             self._send(h, 404, b'{"detail": "Not Found"}')
             return
         if h.headers.get("Content-Encoding") == "gzip":

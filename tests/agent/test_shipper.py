@@ -237,6 +237,18 @@ async def test_a_redirect_is_an_error_naming_where_it_points(
     assert await shipper.ship_once() == 2 and spool.stats(0).depth == 0
 
 
+async def test_a_job_id_from_the_collector_is_escaped_into_the_status_path(
+    hostile: Hostile,
+) -> None:
+    from agent.runtime.client import CollectorError
+    from agent.wire.jobs import JobStatus
+
+    client = CollectorClient(hostile.url, "good-key", timeout_s=2)  # type: ignore[attr-defined]
+    with pytest.raises(CollectorError, match=r"job 'a/b c\\r\\nX: 1' status: 404"):
+        await client.job_status("a/b c\r\nX: 1", JobStatus.of("failed", message="malformed"))
+    assert hostile.seen[-1].path == "/api/v1/agent/jobs/a%2Fb%20c%0D%0AX%3A%201/status"
+
+
 async def test_flush_survives_a_hostile_answer(tmp_path: Path, hostile: Hostile) -> None:
     hostile.faults = ["lots"] * 100
     shipper, spool, _ = setup(tmp_path, hostile, 3)
