@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.wire.jobs import JOB_SCHEMA_VERSION, JobKind, JobStatus
 
@@ -70,9 +70,17 @@ class CustomerIn(_In):
     notes: str = Field(default="", max_length=NOTES_CHARS)
 
 
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may be left out, not null (the column has no empty value)")
+    return value
+
+
 class CustomerPatch(_In):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     notes: str | None = Field(default=None, max_length=NOTES_CHARS)
+
+    _present = field_validator("name", "notes")(_not_null)
 
 
 class Contact(BaseModel):
@@ -116,8 +124,16 @@ class SiteIn(SiteFields):
 
 
 class SitePatch(SiteFields):
+    """Fields sent are changed; a field left out is kept. Only the contracted speeds may be
+    cleared with null."""
+
     customer_id: Id | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
+
+    _present = field_validator(
+        "customer_id", "name", "address", "firewall_make", "firewall_model", "sip_server",
+        "sip_domain", "contacts", "call_info",
+    )(_not_null)  # fmt: skip
 
 
 class TokenIn(_In):

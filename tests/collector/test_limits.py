@@ -171,3 +171,20 @@ def test_the_openapi_schema_documents_the_bounds(make_store, serve):
     assert call_info["maxProperties"] == 32 and "16 KiB" in call_info["description"]
     assert schemas["Contact"]["properties"]["phone"]["maxLength"] == 64
     assert schemas["CallInfo"]["properties"]["notes"]["anyOf"][0]["maxLength"] == 4000
+
+
+def test_a_patch_sending_null_for_a_required_column_is_a_422(make_store, serve):
+    """PATCH {"name": null} reached the database (NOT NULL constraint: a 500); now the field
+    is named. The contracted speeds alone may be cleared with null."""
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    site = f"/api/v1/sites/{t.site_id}"
+    for field in ("name", "address", "sip_server", "contacts", "call_info", "customer_id"):
+        assert _loc(t.partner.patch(site, json={field: None})) == [["body", field]], field
+    for field in ("name", "notes"):
+        r = t.partner.patch(f"/api/v1/customers/{t.customer_id}", json={field: None})
+        assert _loc(r) == [["body", field]], field
+    r = t.partner.patch(site, json={"contracted_down_bps": 5_000_000})
+    assert r.status_code == 200 and r.json()["contracted_down_bps"] == 5_000_000
+    r = t.partner.patch(site, json={"contracted_down_bps": None})
+    assert r.status_code == 200 and r.json()["contracted_down_bps"] is None
