@@ -4,9 +4,10 @@ its route's limit with a 413 naming the limit, before the route reads it.
 The agents' routes (result ingest, job status) take `limits.max_body_bytes`; every other
 route `limits.max_request_bytes`. A declared `Content-Length` over the limit is answered
 at once, without reading the body; a body without one (chunked) is counted as it streams
-and cut as soon as it passes the limit, so no route ever holds more than its limit. The
-ingest route applies the same limit itself (`routes_agent.post_results`, which also counts
-what it refuses in `qos_scout_ingest_errors_total`), so the middleware leaves it alone.
+and cut as soon as it passes the limit, so no route ever holds more than its limit, and
+an oversized body is refused before the credential is even looked at. What it refuses on
+the ingest route is counted in `qos_scout_ingest_errors_total{code="413"}`, as the route's
+own refusals are.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Routes whose bodies come from agents (batches of results, readiness reports).
 AGENT_BODY_PREFIXES = ("/api/v1/results", "/api/v1/agent/")
-SELF_LIMITED = frozenset({"/api/v1/results"})
+COUNTED = frozenset({"/api/v1/results"})  # refusals counted as ingest errors
 
 
 def body_limit(limits: LimitsConfig, path: str) -> tuple[int, str]:
@@ -49,12 +50,13 @@ class BodyLimit:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in SELF_LIMITED:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit, key = body_limit(self.limits, scope.get("path", ""))
         declared = _content_length(scope)
         if declared is not None and declared > limit:
+            _count(scope)
             await _refuse(send, too_large(limit, key))
             return
         seen = 0
@@ -65,12 +67,20 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    _count(scope)
                     # An HTTPException: FastAPI's body parsing and the routes pass it on, and
                     # the app's exception handler answers it (413 with this detail).
                     raise HTTPException(413, detail=too_large(limit, key))
             return message
 
         await self.app(scope, counted, send)
+
+
+def _count(scope: Scope) -> None:
+    if scope.get("path") in COUNTED:
+        qs = getattr(getattr(scope.get("app"), "state", None), "qs", None)
+        if qs is not None:
+            qs.stats.ingest_error(413)
 
 
 def _content_length(scope: Scope) -> int | None:
