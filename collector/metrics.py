@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from prometheus_client.core import (
@@ -37,6 +37,8 @@ from collector.schema import agents, customers, latest, partners, sites
 from collector.stats import LATENCY_BUCKETS, Stats
 from collector.store import Store
 from collector.tickets import OPEN_STATES, worst_open_by_site
+
+_Q = TypeVar("_Q", bound=sa.Select[Any])
 
 RESULT_LABELS = ["partner", "customer", "site", "agent", "probe", "target"]
 SITE_LABELS = ["partner", "customer", "site"]
@@ -82,7 +84,7 @@ class StoreCollector(Collector):
         self.before = before  # e.g. write pending agent contacts first
         self.partner_id = partner_id  # only this partner's series, without process counters
 
-    def _scoped(self, q: sa.Select[Any]) -> sa.Select[Any]:
+    def _scoped(self, q: _Q) -> _Q:
         return q if self.partner_id is None else q.where(partners.c.id == self.partner_id)
 
     def collect(self) -> Iterator[Metric]:
