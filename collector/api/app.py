@@ -12,12 +12,19 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from agent.wire import VERSION
-from collector.api import routes_agent, routes_partner, routes_readiness, routes_tickets
+from collector.api import (
+    responses,
+    routes_agent,
+    routes_partner,
+    routes_readiness,
+    routes_tickets,
+)
 from collector.api.limits import BodyLimit
+from collector.api.nul import RefuseNul
 from collector.api.security import Security
 from collector.api.state import AppState
 from collector.db import current_revision, head_revision
@@ -106,7 +113,7 @@ def create_app(
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], responses=responses.READYZ)
     async def readyz() -> JSONResponse:
         """The database answers and its schema is at the newest revision."""
         try:
@@ -119,7 +126,9 @@ def create_app(
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok", "revision": rev})
 
-    @app.get("/metrics", tags=["ops"], response_class=Response)
+    @app.get(
+        "/metrics", tags=["ops"], response_class=PlainTextResponse, responses=responses.METRICS
+    )
     async def metrics(request: Request) -> Response:
         """Every partner's series and the process's own counters (docs/metrics.md), for the
         operator's Prometheus: `Authorization: Bearer <scrape token>` (config
@@ -128,6 +137,7 @@ def create_app(
         body = await run_in_threadpool(generate_latest, reg)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(RefuseNul)  # inside the body limit: never reads more than it allows
     app.add_middleware(BodyLimit, limits=store.config.limits)
     app.add_middleware(Security, config=store.config.web, stats=st.stats)
     app.add_middleware(AccessLog)

@@ -13,6 +13,7 @@ batches) are left to the ingest's per-item validation.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -83,7 +84,12 @@ def body_problem(content_type: str, body: bytes) -> str | None:
         try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return None  # not JSON: the route answers that
+            # orjson refuses what the routes' own decoder (json) accepts, such as a lone
+            # surrogate escape (\ud800): decode as the route will.
+            try:
+                value = json.loads(body)
+            except ValueError:
+                return None  # not JSON: the route answers that
         return refused(found) if (found := nul_path(value, "body")) else None
     if content_type.startswith("application/x-www-form-urlencoded"):
         if not _FORM_NUL.search(body):

@@ -70,4 +70,4 @@ READYZ: dict[int | str, dict[str, Any]] = {
 
 # `/metrics` (with `response_class=PlainTextResponse`, the Prometheus text format): a scrape
 # without the credential it needs.
-METRICS: dict[int | str, dict[str, Any]] = {401: ERRORS[401]}
+METRICS: dict[int | str, dict[str, Any]] = {401: ERRORS[401], 429: ERRORS[429]}

@@ -68,6 +68,9 @@ STATIC_PREFIX = "/ui/static/"
 # Routes whose whole point is to check a secret sent in the body: never let through for an
 # address over its failure budget, whatever credential rides along.
 LOGIN_PATHS = ("/ui/login", "/api/v1/enroll")
+# Probes of a load balancer or an orchestrator: no credential, never throttled (a health
+# check sharing an address with a client that guessed keys must not take a replica out).
+HEALTH_PATHS = ("/healthz", "/readyz")
 UI_COOKIE = "qs_partner_key"
 AGENT_KEY_PREFIX = "qsa_"
 
@@ -273,7 +276,7 @@ def _proves_credential(path: str, status: int) -> bool:
     """A 2xx from a route that checks the credential it was sent."""
     if not 200 <= status < 300 or path.startswith(LOGIN_PATHS) or path.startswith(STATIC_PREFIX):
         return False
-    return path.startswith(("/api/", "/ui"))
+    return path.startswith(("/api/", "/ui")) or path == "/metrics"
 
 
 class Security:
@@ -312,6 +315,8 @@ class Security:
         h = cred[0] if cred else None
         budget = failure_key(addr)
         wait = self.throttle.blocked_for(budget, now)
+        if path in HEALTH_PATHS:
+            wait = 0.0
         if wait and (h is None or h not in self.throttle.working or path.startswith(LOGIN_PATHS)):
             self.stats.throttle("auth_failures")
             why = (

@@ -287,6 +287,24 @@ def test_failed_authentications_from_an_address_get_429_but_working_keys_still_p
     assert "qos_scout_throttled" not in t.partner.get("/api/v1/metrics").text
 
 
+def test_health_checks_and_a_working_scrape_token_pass_a_throttled_address(
+    make_store: Any, server: Any
+) -> None:
+    """A load balancer's health check and the operator's Prometheus share an address with a
+    client that guessed keys: /healthz and /readyz are never throttled, and a scrape token
+    seen working keeps working (both answered 429 once the address was over budget)."""
+    srv = server(make_store())
+    _frozen_clock(srv)
+    assert httpx.get(f"{srv.url}/metrics", headers=srv.scrape_headers).status_code == 200
+    bad = {"Authorization": "Bearer qsp_guess"}
+    codes = [httpx.get(f"{srv.url}/api/v1/customers", headers=bad).status_code for _ in range(11)]
+    assert codes == [401] * 10 + [429]
+    assert httpx.get(f"{srv.url}/healthz").status_code == 200
+    assert httpx.get(f"{srv.url}/readyz").status_code == 200
+    assert httpx.get(f"{srv.url}/metrics", headers=srv.scrape_headers).status_code == 200
+    assert httpx.get(f"{srv.url}/metrics", headers=bad).status_code == 429
+
+
 def test_failed_web_logins_are_throttled_with_a_page(make_store: Any, server: Any) -> None:
     srv = server(make_store(web={"auth_failures_max": 3}))
     t = new_tenant(srv, "acme")
