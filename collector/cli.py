@@ -109,7 +109,7 @@ def add_commands(subparsers: Any) -> None:
     tos = to.add_subparsers(dest="action", metavar="ACTION")
     tos.required = True
     tc = tos.add_parser("create", help="create an enrollment token for a site")
-    tc.add_argument("--partner", required=True, help="partner id")
+    tc.add_argument("--partner", help="partner id (default: the site's partner)")
     tc.add_argument("--site", required=True, help="site id")
     tc.add_argument("--ttl", type=float, help="validity in seconds (default from config: 1 day)")
     common(tc)
@@ -406,11 +406,12 @@ def _site_list(args: argparse.Namespace) -> int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from collector.tenants import create_token
+    from collector.tenants import create_token, site_partner
 
     def run(c: Any, now: float) -> Any:
         ttl = args.ttl or _config(args).token_ttl_s
-        return create_token(c, args.partner, args.site, ttl, now)
+        partner = args.partner or site_partner(c, args.site)
+        return create_token(c, partner, args.site, ttl, now)
 
     out = _admin(args, run)
     from collector.timefmt import iso

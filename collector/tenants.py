@@ -192,6 +192,14 @@ def list_sites(
     return [dict(r._mapping) for r in conn.execute(q.order_by(sites.c.name))]
 
 
+def site_partner(conn: sa.Connection, site_id: str) -> str:
+    """The id of the partner a site belongs to (the operator's CLI: a site id is enough)."""
+    pid = conn.execute(sa.select(sites.c.partner_id).where(sites.c.id == site_id)).scalar()
+    if pid is None:
+        raise NotFound(f"site {site_id} not found")
+    return str(pid)
+
+
 def get_site(conn: sa.Connection, partner_id: str, site_id: str) -> dict[str, Any]:
     q = _site_query().where(sites.c.id == site_id, sites.c.partner_id == partner_id)
     return _row(conn.execute(q).first(), "site", site_id)

@@ -51,6 +51,11 @@ def test_admin_commands_set_up_a_partner_end_to_end(db_url, make_store, serve):
     )
     tok = js("token", "create", "--partner", p["partner_id"], "--site", s["site_id"], *db)
     assert tok["token"].startswith("qse_") and tok["expires_at"]
+    # The site id is enough, as README.md shows it: the partner is the site's.
+    tok2 = js("token", "create", "--site", s["site_id"], *db)
+    assert tok2["site_id"] == s["site_id"] and tok2["token"] != tok["token"]
+    gone = run("token", "create", "--site", "no-such-site", *db)
+    assert gone.returncode == 2 and "site no-such-site not found" in gone.stderr
     dup = run("partner", "create", "acme", *db)
     assert dup.returncode == 2 and "partner 'acme' already exists" in dup.stderr
     bad = run("site", "create", "--partner", p["partner_id"], "--customer", "nope", "X", *db)
