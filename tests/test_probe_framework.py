@@ -21,7 +21,7 @@ class _M(BaseModel):
     value_ms: float
 
 
-@register("t_sleep", _Opts, timeout_s=0.3, measurement=_M)
+@register("tf_sleep", _Opts, timeout_s=0.3, measurement=_M)
 async def _sleepy(target: Target, opts: _Opts, ctx: ProbeContext) -> _M:
     await asyncio.sleep(opts.sleep_s)
     if opts.fail == "resolve":
@@ -36,56 +36,56 @@ class _Ratio(BaseModel):
     ok: float
 
 
-@register("t_inf", _Opts, measurement=_Ratio)
+@register("tf_inf", _Opts, measurement=_Ratio)
 async def _infinite(target: Target, opts: _Opts, ctx: ProbeContext) -> _Ratio:
     return _Ratio(ratio=float("inf"), ok=2.5)
 
 
 async def test_figure_that_could_not_be_computed_ships_as_null() -> None:
     """JSON has no infinity: the runner writes null for it (as pydantic's JSON does)."""
-    r = await run_probe("t_inf", "h")
+    r = await run_probe("tf_inf", "h")
     assert r.success and r.measurement == {"ratio": None, "ok": 2.5}
 
 
 async def test_success_is_timed() -> None:
-    r = await run_probe("t_sleep", "h", {"sleep_s": 0.05})
+    r = await run_probe("tf_sleep", "h", {"sleep_s": 0.05})
     assert r.success and r.error is None
     assert r.measurement == {"value_ms": 50.0}
     assert 45 <= r.duration_ms < 1000
 
 
 async def test_deadline_is_enforced_by_the_runner() -> None:
-    r = await run_probe("t_sleep", "h:80", {"sleep_s": 5})
+    r = await run_probe("tf_sleep", "h:80", {"sleep_s": 5})
     assert not r.success
     assert r.error is not None and r.error.category == "timeout"
-    assert r.error.message == "t_sleep to h:80 did not finish within 0.3 s"
+    assert r.error.message == "tf_sleep to h:80 did not finish within 0.3 s"
     assert r.duration_ms < 1000
 
 
 async def test_probe_error_becomes_a_readable_failure() -> None:
-    r = await run_probe("t_sleep", "nowhere", {"fail": "resolve"})
+    r = await run_probe("tf_sleep", "nowhere", {"fail": "resolve"})
     assert r.error is not None
     assert (r.error.error_class, r.error.category) == ("ResolveError", "dns")
     assert r.error.message == "host name 'nowhere' does not resolve"
 
 
 async def test_a_bug_in_a_probe_is_caught_and_named() -> None:
-    r = await run_probe("t_sleep", "h", {"fail": "bug"})
+    r = await run_probe("tf_sleep", "h", {"fail": "bug"})
     assert not r.success
     assert r.error is not None and r.error.category == "internal"
     assert r.error.message == "KeyError: 'oops'"
 
 
 async def test_bad_options_and_unknown_probe_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="t_sleep options: bogus: unknown key"):
-        await run_probe("t_sleep", "h", {"bogus": 1})
+    with pytest.raises(ConfigError, match="tf_sleep options: bogus: unknown key"):
+        await run_probe("tf_sleep", "h", {"bogus": 1})
     with pytest.raises(ConfigError, match="unknown probe 'nope'"):
         get_probe("nope")
 
 
 async def test_run_many_bounds_concurrency() -> None:
     t0 = asyncio.get_running_loop().time()
-    res = await run_many("t_sleep", ["a", "b", "c", "d"], {"sleep_s": 0.1}, concurrency=2)
+    res = await run_many("tf_sleep", ["a", "b", "c", "d"], {"sleep_s": 0.1}, concurrency=2)
     elapsed = asyncio.get_running_loop().time() - t0
     assert [r.target for r in res] == ["a", "b", "c", "d"]
     assert 0.19 <= elapsed < 0.6

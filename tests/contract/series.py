@@ -72,7 +72,7 @@ def collector_families(workdir: Path) -> dict[str, Family]:
     """Every family `StoreCollector` builds, run on a store holding one of everything."""
     config = CollectorConfig(
         db=f"sqlite:///{workdir / 'families.sqlite3'}",
-        notifications=[{"type": "webhook", "url": "http://127.0.0.1:9/hook"}],
+        notifications=[{"type": "webhook", "url": "http://127.0.0.1:9/hook", "scope": "operator"}],
     )
     store = Store(config)
     store.migrate()
