@@ -560,9 +560,13 @@ def relay_main(argv: Sequence[str] | None = None) -> int:
     listen = _udp((lhost, int(lport)))
     clients: dict[tuple[str, int], socket.socket] = {}
     owner: dict[socket.socket, tuple[str, int]] = {}
-    heap: list[tuple[int, int, socket.socket, bytes, tuple[str, int]]] = []
+    heap: list[tuple[int, int, socket.socket, bytes, tuple[str, int], str, int]] = []
     counters = {"fwd": 0, "back": 0}
     late_ns: list[int] = []
+    # The delay each packet really got (kernel receive stamp to sendto), in arrival order per
+    # direction: the ground truth when the relay itself ran late on a loaded machine.
+    applied: dict[str, list[float]] = {"fwd": [], "back": []}
+    received: dict[tuple[str, int], int] = {}
     stop = False
 
     def on_term(*_: object) -> None:
@@ -599,17 +603,21 @@ def relay_main(argv: Sequence[str] | None = None) -> int:
                 else:
                     d, out, dest = "back", listen, owner[s]
                 delay = sched[d].base_ms + rng[d].uniform(0.0, sched[d].spread_ms)
+                index = counters[d]
                 counters[d] += 1
+                applied[d].append(0.0)
                 seq += 1
-                heapq.heappush(
-                    heap, (t + int(delay * 1e6), seq, out, _replace(data, repl[d]), dest)
-                )  # type: ignore[arg-type]
+                payload = _replace(data, repl[d])  # type: ignore[arg-type]
+                heapq.heappush(heap, (t + int(delay * 1e6), seq, out, payload, dest, d, index))
+                received[(d, index)] = t
         now = time.time_ns()
         while heap and heap[0][0] <= now:
-            due, _, out, data, dest = heapq.heappop(heap)
+            due, _, out, data, dest, d, index = heapq.heappop(heap)
             with contextlib.suppress(OSError):
                 out.sendto(data, dest)
-            late_ns.append(time.time_ns() - due)
+            sent = time.time_ns()
+            late_ns.append(sent - due)
+            applied[d][index] = (sent - received.pop((d, index))) / 1e6
             now = time.time_ns()
     late = sorted(late_ns) or [0]
     Path(args.stats).write_text(
@@ -620,6 +628,8 @@ def relay_main(argv: Sequence[str] | None = None) -> int:
                 "late_median_us": late[len(late) // 2] / 1000,
                 "late_p99_us": late[int(len(late) * 0.99)] / 1000,
                 "late_max_us": late[-1] / 1000,
+                "fwd_delays_ms": applied["fwd"],
+                "back_delays_ms": applied["back"],
             }
         )
     )

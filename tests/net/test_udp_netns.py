@@ -49,11 +49,17 @@ def test_jitter_and_rtt_match_the_relay_schedule(rlab: netlab.NetLab) -> None:
     assert res["success"], res["error"]
     m = res["measurement"]
     assert m["received"] == n and stats["fwd_packets"] == n
-    for name, sched in (("out", fwd), ("back", back)):
-        expected = netlab.expected_jitter_ms(sched.delays_ms(n))
+    for name, sched, key in (("out", fwd, "fwd_delays_ms"), ("back", back, "back_delays_ms")):
+        # The relay ran the schedule (its applied delays stay within a few tenths of a ms of
+        # it); the probe is held to what the packets really got, so a relay that woke late
+        # on a loaded machine does not count against the probe.
+        applied = stats[key]
+        assert len(applied) == n
+        assert max(abs(a - s) for a, s in zip(applied, sched.delays_ms(n), strict=True)) < 5
+        expected = netlab.expected_jitter_ms(applied)
         got = m[name]["jitter_ms"]
         assert abs(got - expected) <= max(0.05 * expected, 0.1), (name, got, expected)
-    delays = [f + b for f, b in zip(fwd.delays_ms(n), back.delays_ms(n), strict=True)]
+    delays = [f + b for f, b in zip(stats["fwd_delays_ms"], stats["back_delays_ms"], strict=True)]
     expected_rtt = sorted(delays)[n // 2 - 1 : n // 2 + 1]
     injected = sum(expected_rtt) / 2 + idle["rtt_ms"]["median"]
     assert abs(m["rtt_ms"]["median"] - injected) <= 0.5
