@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from agent.wire.jobs import JOB_SCHEMA_VERSION, check_version, parse_spec
 from collector.errors import Conflict, Invalid, NotFound
+from collector.jobwake import notify_job
 from collector.keys import new_id
 from collector.schema import jobs
 from collector.tenants import get_site
@@ -61,6 +62,7 @@ def create_job(
             updated_at=now,
         )
     )  # fmt: skip
+    notify_job(conn, site_id)  # delivered to every collector process when this commits
     return get_job(conn, partner_id, jid)
 
 
@@ -75,6 +77,14 @@ def get_job(conn: sa.Connection, partner_id: str, job_id: str) -> dict[str, Any]
 
 def has_queued(conn: sa.Connection, site_id: str, now: float) -> bool:
     return conn.execute(_dispatchable(site_id, now).limit(1)).first() is not None
+
+
+def leases(conn: sa.Connection) -> list[tuple[float, str]]:
+    """(when the lease lapses, site) of every job handed out but not started yet."""
+    q = sa.select(jobs.c.dispatched_at, jobs.c.site_id).where(
+        jobs.c.state == "queued", jobs.c.dispatched_at.is_not(None)
+    )
+    return [(float(t) + DISPATCH_LEASE_S, s) for t, s in conn.execute(q)]
 
 
 def _dispatchable(site_id: str, now: float) -> sa.Select[Any]:

@@ -449,7 +449,3 @@ def rotate_agent_key(
     )
     bump_epoch(conn, now)
     return get_agent(conn, partner_id, agent_id), key
-
-
-def touch_agent(conn: sa.Connection, agent_id: str, now: float) -> None:
-    conn.execute(agents.update().where(agents.c.id == agent_id).values(last_seen_at=now))

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from fastapi.concurrency import run_in_threadpool
 
 from collector import outbox
-from collector.api.state import AppState
+from collector.api.state import SEEN_FLUSH_S, AppState
 from collector.config import AlertmanagerChannel
 from collector.evaluation import check_silent_agents
 from collector.notifiers import DeliveryError, deliver, send_alertmanager_batch
@@ -151,7 +151,7 @@ async def alertmanager_loop(st: AppState) -> None:
             log.exception("alertmanager refresh failed; retrying")
 
 
-async def seen_loop(st: AppState, interval: float = 2.0) -> None:
+async def seen_loop(st: AppState, interval: float = SEEN_FLUSH_S) -> None:
     """Write the agents' last contact in one statement every `interval` seconds."""
     try:
         while True:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from agent.wire import VERSION
+from collector import jobs
 from collector.api import (
     responses,
     routes_agent,
@@ -30,6 +31,7 @@ from collector.api.state import AppState
 from collector.db import current_revision, head_revision
 from collector.errors import CollectorError, Unauthorized
 from collector.evaluation import RuleBook
+from collector.jobwake import JobWaker, PgJobWaker, notify_job
 from collector.logs import AccessLog
 from collector.metrics import StoreCollector
 from collector.store import Store
@@ -56,16 +58,21 @@ def create_app(
     silent-agent loops to the caller (tests drive them by hand). `freeze_gc=True` (the
     `serve` command: it owns the process) runs `gc_loop`, which keeps the garbage
     collector's pauses short."""
-    st = AppState(store=store, book=RuleBook(store.config), clock=clock)
+    st = AppState(
+        store=store, book=RuleBook(store.config), clock=clock, waker=make_waker(store, clock)
+    )
     reg = registry or CollectorRegistry(auto_describe=False)
     reg.register(StoreCollector(store, st.stats, clock, before=st.flush_seen))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         st.loop = asyncio.get_running_loop()
-        tasks = []
+        st.waker.start(st.loop)
+        tasks = [asyncio.create_task(st.waker.run())]
+        for expires_at, site_id in await run_in_threadpool(_leases, store):
+            st.waker.arm_lease(expires_at, site_id)
         if background:
-            tasks = [
+            tasks += [
                 asyncio.create_task(outbox_loop(st)),
                 asyncio.create_task(silent_loop(st)),
                 asyncio.create_task(alertmanager_loop(st)),
@@ -142,6 +149,24 @@ def create_app(
     app.add_middleware(Security, config=store.config.web, stats=st.stats)
     app.add_middleware(AccessLog)
     return app
+
+
+def make_waker(store: Store, clock: Callable[[], float]) -> JobWaker:
+    """In process on SQLite; LISTEN/NOTIFY on PostgreSQL, where replicas share the queue."""
+    if store.is_sqlite:
+        return JobWaker(clock)
+
+    def notify(site_id: str) -> None:
+        with store.write() as conn:
+            notify_job(conn, site_id)
+
+    dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return PgJobWaker(clock, dsn, notify)
+
+
+def _leases(store: Store) -> list[tuple[float, str]]:
+    with store.read() as conn:
+        return jobs.leases(conn)
 
 
 def check_scrape_token(request: Request, token: str | None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated, Any
 
@@ -73,34 +72,40 @@ async def post_results(agent: AgentDep, request: Request) -> dict[str, Any]:
 
 @router.get("/agent/jobs")
 async def poll_jobs(agent: AgentDep, request: Request, wait: float = 0.0) -> dict[str, Any]:
-    """Long poll: answers as soon as a job is queued for the agent's site, or after `wait` s."""
+    """Long poll: answers as soon as a job is queued for the agent's site, or after `wait` s.
+    A waiting poll queries once when it starts and once when woken (collector/jobwake.py),
+    and at its deadline only if a notification may have been lost."""
     st = app_state(request)
     wait = max(0.0, min(wait, MAX_WAIT_S))
     deadline = time.monotonic() + wait
     site_id = agent["site_id"]
+    st.note_seen(agent["id"], st.clock())
 
     def take() -> list[dict[str, Any]]:
-        with st.store.write() as conn:
-            tenants.touch_agent(conn, agent["id"], st.clock())
-            return jobs.take_jobs(conn, agent, st.clock())
-
-    def peek() -> bool:
+        now = st.clock()
         with st.store.read() as conn:
-            return jobs.has_queued(conn, site_id, st.clock())
+            if not jobs.has_queued(conn, site_id, now):
+                return []
+        with st.store.write() as conn:
+            handed = jobs.take_jobs(conn, agent, now)
+        for _ in handed:
+            st.waker.arm_lease(now + jobs.DISPATCH_LEASE_S, site_id)
+        return handed
 
-    found = await run_in_threadpool(take)
-    ev = st.job_events.setdefault(site_id, asyncio.Event())
-    while not found and time.monotonic() < deadline:
-        ev.clear()
-        remaining = deadline - time.monotonic()
-        try:
-            await asyncio.wait_for(ev.wait(), timeout=min(remaining, 1.0))
-        except TimeoutError:
-            if not await run_in_threadpool(peek):
-                continue
+    sub = st.waker.subscribe(site_id)  # before the first query: a job queued after it wakes
+    try:
         found = await run_in_threadpool(take)
-        if await request.is_disconnected():
-            break
+        while not found:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if not await sub.wait(remaining) and sub.reliable:
+                break  # nothing was queued for the site: no need to look
+            found = await run_in_threadpool(take)
+            if found or await request.is_disconnected():
+                break
+    finally:
+        sub.close()
     return {"jobs": found}
 
 

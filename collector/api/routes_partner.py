@@ -156,14 +156,16 @@ async def create_token(
 
 @router.get("/agents")
 async def list_agents(p: PartnerDep, request: Request, site_id: str | None = None) -> list[Any]:
-    rows = await _read(app_state(request), lambda c: tenants.list_agents(c, p["id"], site_id))
-    return [_agent_view(r) for r in rows]
+    st = app_state(request)
+    rows = await _read(st, lambda c: tenants.list_agents(c, p["id"], site_id))
+    return [_agent_view(st.fresh_seen(r)) for r in rows]
 
 
 @router.get("/agents/{agent_id}")
 async def get_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[str, Any]:
     st = app_state(request)
-    return _agent_view(await _read(st, lambda c: tenants.get_agent(c, p["id"], agent_id)))
+    row = await _read(st, lambda c: tenants.get_agent(c, p["id"], agent_id))
+    return _agent_view(st.fresh_seen(row))
 
 
 def _agent_view(a: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Per-application state shared by the routes: store, rules, counters, clock, job signals,
-and the agent key cache (dropped when the credentials epoch moves)."""
+"""Per-application state shared by the routes: store, rules, counters, clock, job wake-ups,
+agents' last contact (batched) and the agent key cache (dropped when the credentials epoch
+moves)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from collector import tenants
 from collector.errors import Unauthorized
 from collector.evaluation import RuleBook
+from collector.jobwake import JobWaker
 from collector.keys import hash_secret
 from collector.schema import agents
 from collector.stats import Stats
@@ -30,6 +32,7 @@ from collector.store import Store
 # bounds how long an entry lives without an epoch change.
 EPOCH_CHECK_S = 1.0
 AUTH_CACHE_S = 300.0
+SEEN_FLUSH_S = 2.0  # agents' last contact is written in one statement this often
 
 
 @dataclass
@@ -38,7 +41,7 @@ class AppState:
     book: RuleBook
     stats: Stats = field(default_factory=Stats)
     clock: Callable[[], float] = time.time
-    job_events: dict[str, asyncio.Event] = field(default_factory=dict)
+    waker: JobWaker = field(default_factory=lambda: JobWaker(time.time))
     loop: asyncio.AbstractEventLoop | None = None
     ingest_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     _agent_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
@@ -80,7 +83,9 @@ class AppState:
 
     def note_seen(self, agent_id: str, now: float) -> None:
         """Record an agent's contact; written to the database by `flush_seen` (every
-        couple of seconds, before silence checks and scrapes) rather than per request."""
+        SEEN_FLUSH_S, before silence checks and scrapes, and at shutdown) rather than per
+        request. Readers in this process see it at once (`fresh_seen`); other replicas
+        see it at most SEEN_FLUSH_S (plus the write) late."""
         with self._cache_lock:
             self._seen[agent_id] = max(now, self._seen.get(agent_id, 0.0))
 
@@ -102,11 +107,19 @@ class AppState:
             conn.execute(stmt, rows)
         return len(rows)
 
+    def fresh_seen(self, agent: dict[str, Any]) -> dict[str, Any]:
+        """`agent` (a row as a dict) with the contact noted here but not yet written."""
+        with self._cache_lock:
+            pending = self._seen.get(agent["id"])
+        last = agent.get("last_seen_at")
+        if pending is not None and (last is None or pending > last):
+            return {**agent, "last_seen_at": pending}
+        return agent
+
     def signal_jobs(self, site_id: str) -> None:
-        """Wake this process's long polls for the site (other replicas poll the table)."""
-        ev = self.job_events.get(site_id)
-        if ev is not None and self.loop is not None:
-            self.loop.call_soon_threadsafe(ev.set)
+        """Wake this process's long polls for the site at once (other replicas hear of the
+        job through the database: jobs.create_job sends the NOTIFY)."""
+        self.waker.signal(site_id)
 
     def cached_agent(self, key: str) -> dict[str, Any] | None:
         with self._cache_lock:

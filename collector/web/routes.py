@@ -207,7 +207,7 @@ def _sites_overview(st: AppState, c: Any, pid: str) -> list[dict[str, Any]]:
     worst = tickets.worst_open_by_site(c)
     customers = {x["id"]: x["name"] for x in tenants.list_customers(c, pid)}
     seen: dict[str, Any] = {}
-    for a in tenants.list_agents(c, pid):
+    for a in map(st.fresh_seen, tenants.list_agents(c, pid)):
         last = a.get("last_seen_at")
         if last is not None and (a["site_id"] not in seen or last > seen[a["site_id"]]):
             seen[a["site_id"]] = last
@@ -234,11 +234,11 @@ async def sites_page(request: Request) -> Response:
     return render(request, "sites.html", partner=p, sites=rows)
 
 
-def _site_page_data(c: Any, pid: str, site_id: str) -> dict[str, Any]:
+def _site_page_data(st: AppState, c: Any, pid: str, site_id: str) -> dict[str, Any]:
     site = tenants.get_site(c, pid, site_id)
     agents = [
         {"hostname": a["hostname"], "last_seen": (_ts(a.get("last_seen_at")) or "")[:19]}
-        for a in tenants.list_agents(c, pid, site_id)
+        for a in map(st.fresh_seen, tenants.list_agents(c, pid, site_id))
     ]
     return {
         "site": site, "agents": agents, "facts": readiness.site_call_info(site),
@@ -253,7 +253,8 @@ async def site_page(request: Request, site_id: str) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
-    data = await _read(app_state(request), lambda c: _site_page_data(c, p["id"], site_id))
+    st = app_state(request)
+    data = await _read(st, lambda c: _site_page_data(st, c, p["id"], site_id))
     defaults = {"calls": 10, "responder": "", "options": ""}
     return render(request, "site.html", partner=p, defaults=defaults,
                   callinfo_action=f"/ui/sites/{site_id}/call_info", **data)  # fmt: skip
@@ -279,7 +280,7 @@ async def run_readiness(request: Request, site_id: str) -> Response:
                                                          True, st.clock()))  # fmt: skip
     except (ValueError, CollectorError) as exc:
         msg = exc.message if isinstance(exc, CollectorError) else str(exc)
-        data = await _read(st, lambda c: _site_page_data(c, p["id"], site_id))
+        data = await _read(st, lambda c: _site_page_data(st, c, p["id"], site_id))
         return render(request, "site.html", 400, partner=p, error=msg,
                       defaults={"calls": form.get("calls", 10),
                                 "responder": form.get("responder", ""),
