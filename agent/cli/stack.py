@@ -244,7 +244,13 @@ class Stack:
                 "timeout_s": 5,
             },
             "spool": {"path": spool},
-            "shipping": {"interval_s": 1, "backoff_initial_s": 0.5, "backoff_max_s": 2},
+            # A demo ships every result at once (an agent in the field waits max_delay_s).
+            "shipping": {
+                "interval_s": 1,
+                "max_delay_s": 0,
+                "backoff_initial_s": 0.5,
+                "backoff_max_s": 2,
+            },
             "jobs": {"wait_s": 5},
             "metrics": {"port": self.agent_metrics_port},
             "scheduler": {"first_run_within_s": 1, "shutdown_flush_s": 5},

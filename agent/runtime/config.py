@@ -62,6 +62,9 @@ class SpoolConfig(_Strict):
 class ShippingConfig(_Strict):
     batch_size: int = Field(default=200, ge=1, le=5000)
     interval_s: float = Field(default=5.0, gt=0, le=3600)
+    # A result waits up to this long for others to share its request (failed probes and
+    # job results do not wait): the default schedule then ships about once a minute.
+    max_delay_s: float = Field(default=60.0, ge=0, le=3600)
     backoff_initial_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
     bisect_after: int = Field(default=3, ge=1, le=100)

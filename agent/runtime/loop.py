@@ -18,7 +18,7 @@ from agent.runtime.config import AgentConfig
 from agent.runtime.jobs import JobRunner
 from agent.runtime.metrics import AgentCollector, ResultBook, serve
 from agent.runtime.scheduler import Scheduler
-from agent.runtime.shipper import Shipper, backoff_delay
+from agent.runtime.shipper import Shipper, backoff_delay, is_urgent
 from agent.runtime.spool import Spool
 from agent.wire.results import ProbeResult
 
@@ -92,6 +92,7 @@ class Agent:
             self.client,
             batch_size=sh.batch_size,
             interval_s=sh.interval_s,
+            max_delay_s=sh.max_delay_s,
             backoff_initial_s=sh.backoff_initial_s,
             backoff_max_s=sh.backoff_max_s,
             bisect_after=sh.bisect_after,
@@ -115,7 +116,7 @@ class Agent:
                 self.scheduler,
                 cfg.site,
                 wait_s=cfg.jobs.wait_s,
-                on_results=self.shipper.notify,
+                on_results=lambda: self.shipper.notify(urgent=True),
                 rng=self.rng,
             )
             if cfg.jobs.enabled
@@ -153,7 +154,7 @@ class Agent:
                 result.target,
                 result.error.message,
             )
-        self.shipper.notify()
+        self.shipper.notify(urgent=is_urgent(result))
 
     def start_metrics(self) -> None:
         m = self.cfg.metrics

@@ -12,6 +12,11 @@ spool only what the collector acknowledged, and cannot be stalled by what it ans
   where everything fails, quarantines nothing; an item that only seems to break the
   connection or the answer is held back, never dropped; the batch size grows back by
   doubling with each success.
+- Results are batched by time as well as count: a result waits up to `max_delay_s` for
+  others to share its request, unless the waiting results reach `batch_size` or one is
+  urgent (`is_urgent`: a failed probe, a job's result), which ships at once (after a
+  short debounce). Waiting results are in the spool: a restart ships them at start, a
+  stop flushes them.
 - 429/503 wait for Retry-After; 401/403 (key revoked or replaced) keep the spool, log what
   to do and retry slowly; an answer that is not the ingest model is an error like no
   answer. Waits are exponential with jitter.
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from agent.runtime.client import AnswerError, AuthError, CollectorClient, CollectorError
 from agent.runtime.spool import Spool, SpooledItem
 from agent.wire.ingest import IngestAnswer
+from agent.wire.results import ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,14 @@ ENROLL_HINT = (
     "--token TOKEN --config CONFIG --force (the running agent picks up the new key)"
 )
 LOG_REJECTS_PER_BATCH = 5
+DEBOUNCE_S = 0.2  # after an urgent result or a full batch: let a burst join the request
+
+
+def is_urgent(result: ProbeResult) -> bool:
+    """A result the collector must see now rather than in the next time batch: a failed
+    probe (the collector's rules and tickets react to it) or a result of an on-demand job
+    (someone is waiting for it)."""
+    return not result.success or result.job_id is not None
 
 
 def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: random.Random) -> float:
@@ -103,6 +117,7 @@ class Shipper:
         *,
         batch_size: int = 200,
         interval_s: float = 5.0,
+        max_delay_s: float = 0.0,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 300.0,
         bisect_after: int = 3,
@@ -117,6 +132,7 @@ class Shipper:
         self.client = client
         self.batch_size = batch_size
         self.interval_s = interval_s
+        self.max_delay_s = max_delay_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.bisect_after = bisect_after
@@ -135,10 +151,32 @@ class Shipper:
         self._head: str | None = None  # first id of the batch that keeps failing
         self._head_failures = 0
         self._next_delay = 0.0
+        self._pending = 0  # results notified since the last batch was taken from the spool
+        self._first_pending: float | None = None  # when the first of them came (clock)
+        self._urgent = False
+        self.idle = False  # the loop waits for results to become due (nothing to send)
 
-    def notify(self) -> None:
-        """A new result is in the spool: ship it without waiting for the interval."""
+    def notify(self, urgent: bool = False) -> None:
+        """A new result is in the spool: ship it within `max_delay_s`, at once if `urgent`
+        or if the waiting results fill a batch."""
+        self._pending += 1
+        if self._first_pending is None:
+            self._first_pending = self.clock()
+        self._urgent = self._urgent or urgent
         self.wake.set()
+
+    def due_in(self) -> float | None:
+        """Seconds until the waiting results are due to ship (0: now), None if none wait."""
+        if self._first_pending is None:
+            return None
+        if self._urgent or self._pending >= self.limit:
+            return 0.0
+        return max(0.0, self._first_pending + self.max_delay_s - self.clock())
+
+    def _taken(self) -> None:
+        """A batch is about to be read from the spool: what was notified so far is in it
+        or queued behind it, so the time batch starts afresh."""
+        self._pending, self._first_pending, self._urgent = 0, None, False
 
     # ------------------------------------------------------------------ one exchange
 
@@ -153,6 +191,7 @@ class Shipper:
             if not items:  # the spool bounds dropped it meanwhile
                 del self.suspects[due]
         if not items:
+            self._taken()
             items = self.spool.batch(self.limit, exclude=self.suspects)
         if not items:
             return 0
@@ -356,16 +395,31 @@ class Shipper:
             await self._idle()
 
     async def _idle(self) -> None:
-        """Wait for new results, the interval, or the next suspect's retry."""
-        wait = self.interval_s
-        if self.suspects:
-            soonest = min(s.next_try for s in self.suspects.values())
-            wait = max(0.0, min(wait, soonest - self.clock()))
-        try:
-            await asyncio.wait_for(self.wake.wait(), timeout=wait)
-            await asyncio.sleep(0.2)  # let a burst of results collect into one batch
-        except TimeoutError:
-            pass
+        """Wait until the waiting results are due (`due_in`), the next suspect's retry, or
+        (when no result waits) the interval's look at the spool; new results re-evaluate
+        what is due."""
+        while True:
+            self.wake.clear()
+            due = self.due_in()
+            if due == 0.0:
+                if self._urgent or self._pending >= self.limit:
+                    await asyncio.sleep(DEBOUNCE_S)  # let a burst join the request
+                return
+            wait = self.interval_s if due is None else due
+            if self.suspects:
+                soonest = min(s.next_try for s in self.suspects.values())
+                wait = max(0.0, min(wait, soonest - self.clock()))
+            self.idle = True
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+                # that comes as the event is set, and a stopping agent would wait on.
+                async with asyncio.timeout(wait):
+                    await self.wake.wait()
+            except TimeoutError:
+                if self.due_in() in (None, 0.0) or self._due_suspect(self.clock()):
+                    return
+            finally:
+                self.idle = False
 
     async def flush(self, timeout_s: float) -> bool:
         """Try to empty the spool within `timeout_s`; True if it is empty at the end."""

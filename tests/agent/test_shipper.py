@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agent.runtime.client import CollectorClient
-from agent.runtime.shipper import Shipper, backoff_delay
+from agent.runtime.shipper import Shipper, backoff_delay, is_urgent
 from agent.runtime.spool import Spool
 from agent.wire.results import ProbeResult, utcnow
 from tests.agent.hostile import Hostile
@@ -160,7 +160,8 @@ async def test_a_400_for_the_whole_batch_is_bisected_to_the_one_item(
     assert gone.id == poison and "400 batch refused (400)" in gone.reason
     # halving: 16, 8, then the failing half of each: at most log2(16) + 2 with the poison
     assert len(hostile.requests_with(poison)) <= 6
-    assert spool.stats(0).depth == 0
+    # stored at the collector before the answer reaches the agent: wait for its ack
+    await until("the spool empty", lambda: spool.stats(0).depth == 0, task)
 
 
 async def test_per_item_rejects_leave_the_spool_counted_with_the_reason(
@@ -287,3 +288,98 @@ async def test_a_loop_that_raises_is_restarted_with_backoff_logged_and_counted(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# -- batching by time as well as count --------------------------------------------------
+
+
+def _posts(h: Hostile) -> list[Any]:
+    return [s for s in h.seen if s.path.endswith("/results")]
+
+
+def _add(shipper: Shipper, spool: Spool, *res: ProbeResult) -> list[str]:
+    """What the agent's sink does: spool each result, then tell the shipper."""
+    for r in res:
+        spool.put(r.to_json_dict(), time.time())
+        shipper.notify(urgent=is_urgent(r))
+    return [str(r.id) for r in res]
+
+
+def _result(i: int, **kw: Any) -> ProbeResult:
+    kw.setdefault("success", True)
+    return ProbeResult(
+        probe="icmp", target=f"192.0.2.{i}", started_at=utcnow(), duration_ms=1.0, **kw
+    )
+
+
+def test_failed_probes_and_job_results_are_urgent() -> None:
+    assert not is_urgent(_result(1))
+    assert is_urgent(_result(1, success=False))
+    assert is_urgent(_result(1, job_id="j-1"))
+
+
+async def test_results_wait_for_the_time_batch_and_share_one_request(
+    tmp_path: Path, hostile: Hostile, running: Any
+) -> None:
+    shipper, spool, _ = setup(tmp_path, hostile, 0, max_delay_s=2.0, interval_s=0.05)
+    task = running(shipper)
+    await until("the shipper idle", lambda: shipper.idle, task)
+    first = time.monotonic()
+    ids = _add(shipper, spool, _result(1))
+    await asyncio.sleep(0.3)  # the next result of the schedule comes a little later
+    ids += _add(shipper, spool, _result(2), _result(3))
+    await until("the results stored", lambda: set(ids) <= set(hostile.stored), task)
+    [post] = _posts(hostile)  # one request for the three, not one per wake-up
+    assert sorted(post.ids) == sorted(ids)
+    assert post.at - first >= 2.0  # the first result waited for its batch
+
+
+async def test_a_full_batch_ships_without_waiting(
+    tmp_path: Path, hostile: Hostile, running: Any
+) -> None:
+    shipper, spool, _ = setup(tmp_path, hostile, 0, max_delay_s=3600, batch_size=4)
+    task = running(shipper)
+    await until("the shipper idle", lambda: shipper.idle, task)
+    ids = _add(shipper, spool, *(_result(i) for i in range(4)))
+    await until("the full batch stored", lambda: set(ids) <= set(hostile.stored), task)
+    [post] = _posts(hostile)
+    assert sorted(post.ids) == sorted(ids)
+
+
+@pytest.mark.parametrize("urgent", [{"success": False}, {"job_id": "j-1"}])
+async def test_an_urgent_result_ships_at_once_with_what_waits(
+    tmp_path: Path, hostile: Hostile, running: Any, urgent: dict[str, Any]
+) -> None:
+    shipper, spool, _ = setup(tmp_path, hostile, 0, max_delay_s=3600)
+    task = running(shipper)
+    await until("the shipper idle", lambda: shipper.idle, task)
+    ids = _add(shipper, spool, _result(1), _result(2))
+    assert shipper.due_in() is not None and shipper.due_in() > 3000  # type: ignore[operator]
+    ids += _add(shipper, spool, _result(3, **urgent))
+    assert shipper.due_in() == 0.0
+    await until("the batch stored", lambda: set(ids) <= set(hostile.stored), task)
+    [post] = _posts(hostile)  # the waiting results went with the urgent one
+    assert sorted(post.ids) == sorted(ids)
+
+
+async def test_results_waiting_for_their_batch_survive_a_crash_and_a_stop_ships_them(
+    tmp_path: Path, hostile: Hostile
+) -> None:
+    shipper, spool, _ = setup(tmp_path, hostile, 0, max_delay_s=3600)
+    task = asyncio.create_task(shipper.run())
+    await until("the shipper idle", lambda: shipper.idle, task)
+    ids = _add(shipper, spool, _result(1), _result(2))
+    await until("the results waiting", lambda: shipper.idle and shipper.due_in() is not None, task)
+    task.cancel()  # the agent dies while they wait
+    await asyncio.gather(task, return_exceptions=True)
+    assert not hostile.stored and spool.stats(0).depth == 2  # still in the spool
+    again = Shipper(spool, shipper.client, max_delay_s=3600, rng=random.Random(2))
+    task = asyncio.create_task(again.run())  # the restarted agent ships them at start
+    try:
+        await until("shipped after the restart", lambda: set(ids) <= set(hostile.stored), task)
+        later = _add(again, spool, _result(3))
+        assert await again.flush(5.0)  # a stop does not wait for the time batch
+        assert set(later) <= set(hostile.stored) and spool.stats(0).depth == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
