@@ -9,6 +9,7 @@ no password has to sit on a command line."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -264,6 +265,7 @@ def _serve(args: argparse.Namespace) -> int:
     # dying by the signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stopped)
+    _raise_nofile()
     try:
         if cfg.metrics.listen is None:
             uvicorn.run(
@@ -277,6 +279,17 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         store.dispose()
     return 0
+
+
+def _raise_nofile() -> None:
+    """Every waiting agent holds a socket: lift the soft open-files limit to the hard one
+    (often 1,024 soft, which would refuse the 1,000th long poll)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _serve_with_metrics_listener(app: Any, host: str, port: int, metrics_listen: str) -> None:

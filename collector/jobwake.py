@@ -50,8 +50,9 @@ class Subscription:
 
     async def wait(self, within_s: float) -> bool:
         """True if woken within `within_s` s; re-arms itself for the next wait."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self.future), within_s)
+        try:  # asyncio.timeout: wait_for on 3.11 may swallow a cancel that meets a wake-up
+            async with asyncio.timeout(within_s):
+                await asyncio.shield(self.future)
             woken = True
         except TimeoutError:
             woken = False
