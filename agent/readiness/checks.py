@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.probes import PROBE_MODULES
+from agent.readiness.path import PathFacts
 from agent.readiness.thresholds import G711_ETHERNET_BPS, Threshold, get
 from agent.wire.errors import category_message
 from agent.wire.readiness import Check, Status
@@ -284,20 +285,46 @@ def capacity_check(capacity: int | None, needed: int, ceiling: int, reason: str)
 # --------------------------------------------------------------------------- bandwidth
 
 
-def bandwidth_check(direction: str, bps: float | None, contracted_bps: float | None) -> Check:
-    """Throughput in one direction, graded against the contracted speed when known."""
+def bandwidth_check(
+    direction: str, bps: float | None, contracted_bps: float | None,
+    path: PathFacts | None = None,
+) -> Check:  # fmt: skip
+    """Throughput in one direction, graded against the contracted speed when known. On a
+    path that is not a customer's line, or above what the interface can carry, the figure is
+    shown as not meaningful rather than graded; above the contract it is "contract met",
+    never a percentage over 100."""
     label = "upload" if direction == "up" else "download"
     cid, name = f"bandwidth.{direction}", f"Bandwidth {label}"
     if bps is None:
         return skipped(cid, "bandwidth", name, "no throughput measured")
     shown = f"{bps / 1e6:.2f} Mbit/s"
+    why = path.not_meaningful if path is not None else None
+    if why is None and path is not None and path.above_interface(bps):
+        why = f"above the speed of {path.interface} ({path.interface_mbps:g} Mbit/s)"
+    if why is not None:
+        return not_meaningful(cid, "bandwidth", name, shown, why, throughput_bps=bps,
+                              contracted_bps=contracted_bps)  # fmt: skip
     if not contracted_bps:
         return info(cid, "bandwidth", name, f"{shown} (no contracted speed given)",
                     throughput_bps=bps)  # fmt: skip
     pct = 100.0 * bps / contracted_bps
-    return graded(cid, "bandwidth", name, get("bandwidth_pct_of_contracted"), pct, "bandwidth",
-                  display=f"{shown} = {pct:.0f} % of {contracted_bps / 1e6:g} Mbit/s",
+    contract = f"{contracted_bps / 1e6:g} Mbit/s"
+    display = (f"{shown}: the contracted {contract} is met" if pct >= 100.0
+               else f"{shown} = {pct:.0f} % of {contract}")  # fmt: skip
+    return graded(cid, "bandwidth", name, get("bandwidth_pct_of_contracted"), min(pct, 100.0),
+                  "bandwidth", display=display,
                   details={"throughput_bps": bps, "contracted_bps": contracted_bps})  # fmt: skip
+
+
+def not_meaningful(
+    check_id: str, group: str, name: str, shown: str, why: str, **details: Any
+) -> Check:
+    """A figure measured on a path that cannot describe the customer's line: shown, labelled,
+    never graded (so it is neither a finding nor a pass)."""
+    return Check(id=check_id, group=group, name=name, status="info",
+                 display=f"{shown}: not meaningful on this path ({why})",
+                 explanation=f"Not a property of the customer's line: {why}.",
+                 details={**details, "not_meaningful": why})  # fmt: skip
 
 
 # --------------------------------------------------------------------------- host / gateway
