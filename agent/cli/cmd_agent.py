@@ -92,7 +92,8 @@ def _enroll(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         raise CliError(f"already enrolled ({path} exists); use --force to enroll again")
     try:
-        creds = asyncio.run(enroll(args.collector, args.token, timeout_s=cfg.collector.timeout_s))
+        creds = asyncio.run(enroll(args.collector, args.token, timeout_s=cfg.collector.timeout_s,
+                                   verify=cfg.collector.verify_tls))  # fmt: skip
     except CollectorError as exc:
         raise CliError(str(exc)) from None
     try:

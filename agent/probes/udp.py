@@ -160,7 +160,16 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
         malformed_replies=malformed,
     )
     if not refl:
-        why = " (ICMP port unreachable: nothing listens there)" if refused else ""
+        if refused:
+            why = (" (ICMP port unreachable: nothing listens there); start `qos-scout "
+                   "responder` on that host or check the port")  # fmt: skip
+        elif malformed:
+            why = (f"; {malformed} replies came back that are not TWAMP-light reflections: "
+                   "check that the port is a TWAMP-light reflector's")  # fmt: skip
+        else:
+            why = (f": the reflector is down or a firewall drops UDP port {port} on the way; "
+                   f"check that `qos-scout responder` runs there and UDP {port} is open both "
+                   "ways")  # fmt: skip
         raise PeerError(
             f"no TWAMP-light reflection came back from {sockaddr[0]} port {port}{why}",
             measurement=m,

@@ -143,6 +143,30 @@ def _raise_for_status(resp: Response, what: str) -> None:
         )
 
 
+# What to check next, per kind of connection failure (HttpError.kind).
+NEXT_STEP = {
+    "dns": "check the spelling of the collector URL and this host's DNS servers",
+    "refused": "check the host and port of the collector URL, and that the collector is running "
+    "(`qos-scout collector serve`, or its service)",
+    "unreachable": "check the collector URL and this host's network route to it",
+    "connect-timeout": "check the collector URL, and that the site's firewall lets this host "
+    "open TCP connections to it",
+    "tls-verify": "install the CA that signed the collector's certificate on this host "
+    "(update-ca-certificates, or SSL_CERT_FILE), or in a lab set collector.verify_tls: false",
+    "tls": "check the URL's scheme: https:// for a collector behind TLS, http:// without",
+    "timeout": "the collector accepted the connection but did not answer in time; check its "
+    "logs and load",
+    "closed": "the connection broke mid-answer; a proxy in between may cut it (check its logs)",
+    "url": "give the collector URL as http(s)://host[:port]",
+}
+
+
+def connection_failed(what: str, exc: HttpError) -> CollectorError:
+    """A CollectorError for a failed exchange: the cause, then what to check next."""
+    step = NEXT_STEP.get(exc.kind)
+    return CollectorError(f"{what}: {exc}" + (f"; {step}" if step else ""))
+
+
 def _check(resp: Response, what: str) -> Any:
     _raise_for_status(resp, what)
     try:
@@ -169,8 +193,16 @@ async def enroll(
             verify=verify,
         )
     except HttpError as exc:
-        raise CollectorError(f"enroll: {exc}") from None
-    data = _check(resp, f"enroll at {url}")
+        raise connection_failed("enroll", exc) from None
+    try:
+        data = _check(resp, f"enroll at {url}")
+    except AuthError as exc:
+        raise AuthError(
+            f"enroll at {url}: {exc.detail or exc}; ask for a new token (each enrolls one agent): "
+            "`qos-scout collector token create --site SITE_ID` at the collector, "
+            "or the partner's token API",
+            status=exc.status, retry=False, detail=exc.detail,
+        ) from None  # fmt: skip
     try:
         return Credentials(url, str(data["agent_id"]), str(data["agent_key"]), str(data["site_id"]))
     except (KeyError, TypeError):
@@ -221,7 +253,7 @@ class CollectorClient:
                 **({} if max_body is None else {"max_body": max_body}),
             )
         except HttpError as exc:
-            raise CollectorError(f"{what}: {exc}") from None
+            raise connection_failed(what, exc) from None
 
     async def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
         return _check(await self._exchange(method, path, what, **kw), what)
