@@ -113,8 +113,8 @@ def _run(args: argparse.Namespace) -> int:
     from agent.runtime.client import Credentials
     from agent.runtime.loop import Agent
 
-    if logging.getLogger().level > logging.INFO:
-        logging.getLogger().setLevel(logging.WARNING)
+    if logging.getLogger().level > logging.INFO:  # the agent's own start, stop and failed
+        logging.getLogger("agent").setLevel(logging.INFO)  # probes; -v adds the libraries
     cfg, _ = _load(args.config)
     try:
         creds = Credentials.load(cfg.collector.credentials_file)

@@ -198,7 +198,7 @@ async def enroll(
         data = _check(resp, f"enroll at {url}")
     except AuthError as exc:
         raise AuthError(
-            f"enroll at {url}: {exc.detail or exc}; ask for a new token (each enrolls one agent): "
+            f"{exc}; ask for a new token (each enrolls one agent): "
             "`qos-scout collector token create --site SITE_ID` at the collector, "
             "or the partner's token API",
             status=exc.status, retry=False, detail=exc.detail,

@@ -197,7 +197,7 @@ class Agent:
         self.start_metrics()
         release_memory()  # what loading and validating the config left behind
         mods = ", ".join(f"{n}({m.probe})" for n, m in self.cfg.enabled_modules().items())
-        log.warning("agent %s started; modules: %s", self.creds.agent_id, mods or "none")
+        log.info("agent %s started; modules: %s", self.creds.agent_id, mods or "none")
         loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "scheduler": self.scheduler.run,
             "shipper": self.shipper.run,
@@ -235,7 +235,7 @@ class Agent:
         self.spool.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
-        log.warning(
+        log.info(
             "agent stopped: %d results produced, %d acknowledged by the collector, %d in the spool",
             self.produced,
             self.shipper.stats.by_status.get("stored", 0)
