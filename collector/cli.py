@@ -92,8 +92,8 @@ def add_commands(subparsers: Any) -> None:
     sc.add_argument("--customer", required=True, help="customer id")
     sc.add_argument("name")
     sc.add_argument("--address", default="")
-    sc.add_argument("--down-bps", type=int, help="contracted download speed, bit/s")
-    sc.add_argument("--up-bps", type=int, help="contracted upload speed, bit/s")
+    sc.add_argument("--down-mbps", type=_mbps, help="contracted download speed, Mbit/s")
+    sc.add_argument("--up-mbps", type=_mbps, help="contracted upload speed, Mbit/s")
     sc.add_argument("--firewall-make", default="")
     sc.add_argument("--firewall-model", default="")
     sc.add_argument("--sip-server", default="")
@@ -193,6 +193,19 @@ def _with_password(url: str, path: str) -> str:
     except (DatabaseError, ArgumentError) as exc:
         raise CliError(str(exc)) from None
     return u.set(password=password).render_as_string(hide_password=False)
+
+
+def _mbps(text: str) -> int:
+    """A speed given in Mbit/s (as people say it), as the bit/s the API stores."""
+    try:
+        mbps = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a speed in Mbit/s, e.g. 100 or 0.5"
+        ) from None
+    if not 0 < mbps <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text} Mbit/s: expected more than 0, at most 1000000")
+    return round(mbps * 1e6)
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -386,8 +399,8 @@ def _site_create(args: argparse.Namespace) -> int:
     values = {
         "name": args.name,
         "address": args.address,
-        "contracted_down_bps": args.down_bps,
-        "contracted_up_bps": args.up_bps,
+        "contracted_down_bps": args.down_mbps,
+        "contracted_up_bps": args.up_mbps,
         "firewall_make": args.firewall_make,
         "firewall_model": args.firewall_model,
         "sip_server": args.sip_server,

@@ -41,10 +41,10 @@ def test_admin_commands_set_up_a_partner_end_to_end(db_url, make_store, serve):
         "--customer",
         c["customer_id"],
         "HQ",
-        "--down-bps",
-        "100000000",
-        "--up-bps",
-        "20000000",
+        "--down-mbps",
+        "100",
+        "--up-mbps",
+        "20",
         "--sip-server",
         "sip.x",
         *db,
@@ -60,6 +60,10 @@ def test_admin_commands_set_up_a_partner_end_to_end(db_url, make_store, serve):
     assert dup.returncode == 2 and "partner 'acme' already exists" in dup.stderr
     bad = run("site", "create", "--partner", p["partner_id"], "--customer", "nope", "X", *db)
     assert bad.returncode == 2 and "customer nope not found" in bad.stderr
+    speed = run("site", "create", "--partner", p["partner_id"], "--customer", c["customer_id"],
+                "Y", "--down-mbps", "100000000", *db)  # fmt: skip
+    assert speed.returncode == 2
+    assert "100000000 Mbit/s: expected more than 0, at most 1000000" in speed.stderr
     text = run("partner", "list", *db)
     assert text.returncode == 0 and "acme" in text.stdout
     # The key and token work against a running collector on the same database.
