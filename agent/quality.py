@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 # --------------------------------------------------------------------------- summaries
 
@@ -39,29 +38,40 @@ class Summary:
         }
 
 
-def percentile(values: Sequence[float] | np.ndarray, q: float) -> float | None:
+def _sorted_percentile(ordered: Sequence[float], q: float) -> float:
+    """The q-th percentile of sorted, non-empty values, interpolated linearly between the
+    closest ranks (numpy's default "linear" method, R's type 7)."""
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
     """The q-th percentile (0..100) with linear interpolation (numpy's default), None if empty."""
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"percentile {q} is outside 0..100")
-    arr = np.asarray(values, dtype=float)
-    if arr.size == 0:
+    ordered = sorted(float(v) for v in values)
+    if not ordered:
         return None
-    return float(np.percentile(arr, q))
+    return _sorted_percentile(ordered, q)
 
 
 def summarize(values: Iterable[float]) -> Summary:
     """min/avg/median/p95/max and population standard deviation of `values`."""
-    arr = np.fromiter(values, dtype=float)
-    if arr.size == 0:
+    ordered = sorted(float(v) for v in values)
+    if not ordered:
         return Summary(0, None, None, None, None, None, None)
+    n = len(ordered)
+    avg = math.fsum(ordered) / n
     return Summary(
-        count=int(arr.size),
-        min=float(arr.min()),
-        avg=float(arr.mean()),
-        median=float(np.median(arr)),
-        p95=float(np.percentile(arr, 95)),
-        max=float(arr.max()),
-        stdev=float(arr.std()),
+        count=n,
+        min=ordered[0],
+        avg=avg,
+        median=_sorted_percentile(ordered, 50.0),
+        p95=_sorted_percentile(ordered, 95.0),
+        max=ordered[-1],
+        stdev=math.sqrt(math.fsum((v - avg) ** 2 for v in ordered) / n),
     )
 
 
@@ -70,16 +80,15 @@ def mean_abs_delta_ms(rtts_ms: Sequence[float]) -> float | None:
 
     This is what most ping-based VoIP tests call "jitter"; it is not RFC 3550 jitter.
     """
-    arr = np.asarray(rtts_ms, dtype=float)
-    if arr.size < 2:
+    if len(rtts_ms) < 2:
         return None
-    return float(np.mean(np.abs(np.diff(arr))))
+    return math.fsum(abs(b - a) for a, b in itertools.pairwise(rtts_ms)) / (len(rtts_ms) - 1)
 
 
 # --------------------------------------------------------------------------- jitter / IPDV
 
 
-def rfc3550_jitter_series(send_s: Sequence[float], recv_s: Sequence[float]) -> np.ndarray:
+def rfc3550_jitter_series(send_s: Sequence[float], recv_s: Sequence[float]) -> list[float]:
     """RFC 3550 §6.4.1 interarrival jitter after each packet, in ms.
 
     For consecutive packets i-1, i (in the order given, which should be arrival order):
@@ -87,42 +96,40 @@ def rfc3550_jitter_series(send_s: Sequence[float], recv_s: Sequence[float]) -> n
     A constant clock offset between sender and receiver cancels in D. The series has one
     entry per packet (the first is 0).
     """
-    s = np.asarray(send_s, dtype=float)
-    r = np.asarray(recv_s, dtype=float)
-    if s.shape != r.shape:
-        raise ValueError("send and receive times must have the same length")
-    out = np.zeros(s.size)
-    if s.size < 2:
-        return out
-    d = np.abs(np.diff(r) - np.diff(s)) * 1000.0
+    _same_length(send_s, recv_s)
+    out = [0.0] * len(send_s)
     j = 0.0
-    for i, di in enumerate(d, start=1):
-        j += (di - j) / 16.0
+    for i in range(1, len(send_s)):
+        d = abs((recv_s[i] - recv_s[i - 1]) - (send_s[i] - send_s[i - 1])) * 1000.0
+        j += (d - j) / 16.0
         out[i] = j
     return out
+
+
+def _same_length(send_s: Sequence[float], recv_s: Sequence[float]) -> None:
+    if len(send_s) != len(recv_s):
+        raise ValueError("send and receive times must have the same length")
 
 
 def rfc3550_jitter_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> float:
     """Final RFC 3550 interarrival jitter (ms) over the stream; 0 for fewer than 2 packets."""
     series = rfc3550_jitter_series(send_s, recv_s)
-    return float(series[-1]) if series.size else 0.0
+    return float(series[-1]) if series else 0.0
 
 
-def one_way_delays_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> np.ndarray:
+def one_way_delays_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> list[float]:
     """Per-packet one-way delay R_i - S_i in ms (includes any clock offset between the ends)."""
-    s = np.asarray(send_s, dtype=float)
-    r = np.asarray(recv_s, dtype=float)
-    if s.shape != r.shape:
-        raise ValueError("send and receive times must have the same length")
-    return (r - s) * 1000.0
+    _same_length(send_s, recv_s)
+    return [(r - s) * 1000.0 for s, r in zip(send_s, recv_s, strict=True)]
 
 
-def ipdv_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> np.ndarray:
+def ipdv_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> list[float]:
     """RFC 3393 IP packet delay variation: D(i) - D(i-1) of one-way delays, sign kept (ms).
 
     Pass packets in sequence order with lost ones removed; the clock offset cancels.
     """
-    return np.diff(one_way_delays_ms(send_s, recv_s))
+    d = one_way_delays_ms(send_s, recv_s)
+    return [b - a for a, b in itertools.pairwise(d)]
 
 
 # --------------------------------------------------------------------------- sequence numbers
@@ -304,9 +311,9 @@ def burst_stats(received_mask: Sequence[bool]) -> BurstStats:
     burst_ratio = 1.0 / (p + q) if lost_runs and got_runs and (p + q) > 0 else 1.0
     return BurstStats(
         bursts=len(lost_runs),
-        mean_burst_len=float(np.mean(lost_runs)) if lost_runs else 0.0,
+        mean_burst_len=statistics.fmean(lost_runs) if lost_runs else 0.0,
         max_burst_len=max(lost_runs) if lost_runs else 0,
-        mean_gap_len=float(np.mean(got_runs)) if got_runs else 0.0,
+        mean_gap_len=statistics.fmean(got_runs) if got_runs else 0.0,
         p_loss_after_received=p,
         p_received_after_loss=q,
         burst_ratio=burst_ratio,
@@ -448,10 +455,7 @@ def jitter_buffer_late(send_s: Sequence[float], recv_s: Sequence[float], buffer_
     Playout of packet i is scheduled at `S_i + (R_0 - S_0) + buffer`, anchored on the
     first packet received; a packet arriving after its playout time is late.
     """
-    s = np.asarray(send_s, dtype=float)
-    r = np.asarray(recv_s, dtype=float)
-    if s.size == 0:
+    if len(send_s) == 0:
         return 0
-    offset = r[0] - s[0]
-    playout = s + offset + buffer_ms / 1000.0
-    return int(np.count_nonzero(r > playout + 1e-9))
+    lag = recv_s[0] - send_s[0] + buffer_ms / 1000.0
+    return sum(1 for s, r in zip(send_s, recv_s, strict=False) if r > s + lag + 1e-9)

@@ -143,7 +143,7 @@ def test_ipdv_keeps_sign() -> None:
     send = [0.0, 0.02, 0.04]
     recv = [0.010, 0.033, 0.049]  # one-way delays 10, 13, 9 ms
     assert q.ipdv_ms(send, recv) == pytest.approx([3.0, -4.0])
-    assert q.ipdv_ms([], []).size == 0
+    assert q.ipdv_ms([], []) == []
 
 
 def test_mean_abs_delta() -> None:
@@ -277,3 +277,27 @@ def test_percentile() -> None:
     assert q.percentile([], 50) is None
     with pytest.raises(ValueError, match="outside"):
         q.percentile([1], 101)
+
+
+@given(
+    st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1, max_size=200),
+    st.floats(min_value=0, max_value=100),
+)
+def test_order_statistics_equal_numpys_without_numpy(values: list[float], pct: float) -> None:
+    # The agent computes these in pure Python (numpy costs an idle agent ~12 MiB); they must
+    # stay what numpy's linear interpolation gives.
+    assert q.percentile(values, pct) == pytest.approx(float(np.percentile(values, pct)), abs=1e-6)
+    s = q.summarize(values)
+    assert s.median == pytest.approx(float(np.median(values)), abs=1e-6)
+    assert s.p95 == pytest.approx(float(np.percentile(values, 95)), abs=1e-6)
+    assert s.avg == pytest.approx(float(np.mean(values)), abs=1e-6)
+    assert s.stdev == pytest.approx(float(np.std(values)), rel=1e-6, abs=1e-6)
+
+
+def test_the_maths_module_does_not_load_numpy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, agent.quality, agent.probes.udp_analysis; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

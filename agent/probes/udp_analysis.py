@@ -20,10 +20,9 @@ so a constant offset between the clocks cancels. RTT = (T4 - T1) - (T3 - T2).
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from dataclasses import dataclass
-
-import numpy as np
 
 from agent import quality
 from agent.probes import summary_stats
@@ -157,8 +156,8 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             method = "unavailable: nothing came back"
 
     if p.synchronized_clocks and uniq:
-        owd_f: float | None = float(np.median([(x.t2_ns - x.t1_ns) / 1e6 for x in uniq]))
-        owd_b: float | None = float(np.median([(x.t4_ns - x.t3_ns) / 1e6 for x in uniq]))
+        owd_f: float | None = statistics.median([(x.t2_ns - x.t1_ns) / 1e6 for x in uniq])
+        owd_b: float | None = statistics.median([(x.t4_ns - x.t3_ns) / 1e6 for x in uniq])
         owd_method = "timestamps (clocks declared synchronised)"
     else:
         owd_f = owd_b = None
@@ -206,7 +205,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
         reordered=seq.reordered,
         rtt_ms=rtt,
         rtt_samples_ms=_samples(uniq, p.sent),
-        reflector_dwell_ms_median=float(np.median(dwell)) if dwell else None,
+        reflector_dwell_ms_median=statistics.median(dwell) if dwell else None,
         direction_loss_method=method,
         lost_unknown_direction=unknown,
         one_way_delay_method=owd_method,
