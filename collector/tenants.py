@@ -364,6 +364,9 @@ AGENT_COLUMNS = (
     agents.c.disabled_at,
     agents.c.revoked_at,
     agents.c.key_rotated_at,
+    agents.c.config_version,
+    agents.c.config_error,
+    agents.c.config_reported_at,
 )
 
 
