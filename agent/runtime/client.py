@@ -296,11 +296,13 @@ class CollectorClient:
             raise AnswerError(f"{what}: {msg}", status=resp.status) from None
 
     async def report_config(self, report: ConfigReport) -> None:
-        """POST the config version the agent runs and its software version."""
-        await self._call(
+        """POST the config version the agent runs and its software version (answered 204)."""
+        what = "report config"
+        resp = await self._exchange(
             "POST",
             "/api/v1/agent/config/status",
-            "report config",
+            what,
             body=report.model_dump_json().encode(),
             headers={"Content-Type": "application/json"},
         )
+        _raise_for_status(resp, what)

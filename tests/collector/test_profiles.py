@@ -153,3 +153,41 @@ def test_outdated_and_silent_agents(make_store, serve):
     assert (a["outdated"], a["silent"], a["config_version"]) == (False, False, None)
     srv.state.clock = lambda: time.time() + 120
     assert t.partner.get("/api/v1/agents").json()[0]["silent"] is True
+
+
+async def test_agent_sync_downloads_once_applies_and_reports(make_store, serve):
+    """The agent's side against the real routes: the first fetch applies and reports, the
+    next ones are 304s (nothing applied, nothing re-reported) until the profile changes."""
+    import asyncio
+    import random
+
+    from agent.runtime.central import LOCAL, ConfigSync
+    from agent.runtime.client import CollectorClient
+    from agent.runtime.config import parse_config
+    from agent.runtime.scheduler import Scheduler
+
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    key = str(t.agent.headers["Authorization"]).removeprefix("Bearer ")
+    client = CollectorClient(srv.url, key, timeout_s=10)
+    cfg = parse_config({"modules": {"pinned": HOST}}, check_probes=True)
+    sched = Scheduler(cfg.enabled_modules(), lambda r: None, rng=random.Random(1))
+    sync = ConfigSync(client, sched, cfg, rng=random.Random(1))
+
+    assert await sync.sync_once() is True  # no profile yet: the local schedule, reported
+    assert sync.version == LOCAL and set(sched.modules) == {"pinned"}
+    assert t.partner.get(f"/api/v1/agents/{t.agent_id}").json()["config_version"] == LOCAL
+    assert await sync.sync_once() is False  # 304
+
+    put = await asyncio.to_thread(
+        _put, t.partner, f"site/{t.site_id}", {"ping_gw": PING, "pinned": {**HOST, "interval_s": 5}}
+    )
+    assert put.status_code == 200, put.text
+    assert await sync.sync_once() is True
+    assert set(sched.modules) == {"ping_gw", "pinned"}
+    assert sched.modules["pinned"].interval_s == 300  # the local file's pinned module wins
+    assert sched.plan.intervals == {"ping_gw": 60, "pinned": 300}
+    row = t.partner.get(f"/api/v1/agents/{t.agent_id}").json()
+    assert row["config_version"] == sync.version != LOCAL and row["version"] == VERSION
+    assert await sync.sync_once() is False
+    assert sync.applied == 2
