@@ -30,7 +30,7 @@ from agent.wire.profiles import (
     validate_modules,
 )
 from collector import tenants
-from collector.errors import Invalid, NotFound, PreconditionFailed
+from collector.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from collector.schema import agents, probe_profiles, sites
 from collector.timefmt import iso
 
@@ -81,41 +81,50 @@ def _layers(conn: sa.Connection, partner_id: str) -> dict[tuple[str, str], Profi
 
 
 def _chains(
-    conn: sa.Connection, partner_id: str, layers: dict[tuple[str, str], Profile]
-) -> list[tuple[str, list[tuple[Scope, Profile]]]]:
-    """Every stored layer with the layers above it: (what to call it, [layers top first])."""
+    conn: sa.Connection,
+    partner_id: str,
+    layers: dict[tuple[str, str], Profile],
+    changed: tuple[Scope, str],
+) -> list[tuple[str, list[Profile]]]:
+    """The stored layers the change touches (the changed one and those below it), each with
+    the layers above it: (what to call it, [layers, top first])."""
     site_customer = dict(
         conn.execute(
             sa.select(sites.c.id, sites.c.customer_id).where(sites.c.partner_id == partner_id)
         ).all()
     )
-    top: list[tuple[Scope, Profile]] = []
-    if ("partner", partner_id) in layers:
-        top = [("partner", layers[("partner", partner_id)])]
-    out: list[tuple[str, list[tuple[Scope, Profile]]]] = []
-    for (scope, sid), prof in sorted(layers.items()):
-        if scope == "partner":
-            out.append(("partner profile", [("partner", prof)]))
-        elif scope == "customer":
-            out.append((f"customer {sid}", [*top, ("customer", prof)]))
-        else:
+    top = [layers[("partner", partner_id)]] if ("partner", partner_id) in layers else []
+    scope, changed_id = changed
+    out: list[tuple[str, list[Profile]]] = []
+    for (s, sid), prof in sorted(layers.items()):
+        if s == "partner" and scope == "partner":
+            out.append((_label("partner", sid), [prof]))
+        elif s == "customer" and (scope == "partner" or (s, sid) == changed):
+            out.append((_label("customer", sid), [*top, prof]))
+        elif s == "site" and (
+            scope == "partner"
+            or (scope == "customer" and site_customer.get(sid) == changed_id)
+            or (s, sid) == changed
+        ):
             cust = layers.get(("customer", site_customer.get(sid, "")))
-            mid: list[tuple[Scope, Profile]] = [("customer", cust)] if cust else []
-            out.append((f"site {sid}", [*top, *mid, ("site", prof)]))
+            out.append((_label("site", sid), [*top, *([cust] if cust else []), prof]))
     return out
 
 
 def check_layers(
-    conn: sa.Connection, partner_id: str, layers: dict[tuple[str, str], Profile], changed: str
+    conn: sa.Connection,
+    partner_id: str,
+    layers: dict[tuple[str, str], Profile],
+    changed: tuple[Scope, str],
 ) -> None:
-    """Invalid naming the key when a layer and those above it do not make a valid config.
-    The message names the other profile when the changed one breaks it (`changed`: the
-    changed layer's own label, named without a prefix)."""
-    for label, chain in _chains(conn, partner_id, layers):
+    """Invalid naming the key when the changed layer, or one below it, does not make a valid
+    config with the layers above it; a layer below is named in the message."""
+    for label, chain in _chains(conn, partner_id, layers, changed):
         try:
-            validate_modules(merge([p for _, p in chain]))
+            validate_modules(merge(chain))
         except ProfileError as exc:
-            raise Invalid(str(exc) if label == changed else f"{label}: {exc}") from None
+            own = label == _label(*changed)
+            raise Invalid(str(exc) if own else f"{label}: {exc}") from None
 
 
 def _label(scope: Scope, scope_id: str) -> str:
@@ -147,7 +156,7 @@ def put_profile(
         )
     layers = _layers(conn, partner_id)
     layers[(scope, scope_id)] = profile
-    check_layers(conn, partner_id, layers, _label(scope, scope_id))
+    check_layers(conn, partner_id, layers, (scope, scope_id))
     doc = profile.model_dump(mode="json", exclude_unset=True)
     if r is None:
         conn.execute(
@@ -177,7 +186,7 @@ def delete_profile(
         )
     layers = _layers(conn, partner_id)
     del layers[(scope, scope_id)]
-    check_layers(conn, partner_id, layers, _label(scope, scope_id))
+    check_layers(conn, partner_id, layers, (scope, scope_id))
     conn.execute(
         probe_profiles.delete().where(
             probe_profiles.c.scope == scope, probe_profiles.c.scope_id == scope_id
@@ -195,7 +204,13 @@ def effective(conn: sa.Connection, partner_id: str, site_id: str) -> EffectiveCo
     )
     found = {r.scope: Profile.model_validate(r.document) for r in conn.execute(q)}
     present: list[Scope] = [s for s in SCOPES if s in found]
-    modules = validate_modules(merge([found[s] for s in present])) if present else {}
+    try:
+        modules = validate_modules(merge([found[s] for s in present])) if present else {}
+    except ProfileError as exc:  # a site moved to another customer, a probe kind retired
+        raise Conflict(
+            f"the profiles of site {site_id} ({', '.join(present)}) do not make a valid "
+            f"config: {exc}"
+        ) from None
     return EffectiveConfig(
         version=config_version(modules) if present else "local",
         central=bool(present),

@@ -191,3 +191,29 @@ async def test_agent_sync_downloads_once_applies_and_reports(make_store, serve):
     assert row["config_version"] == sync.version != LOCAL and row["version"] == VERSION
     assert await sync.sync_once() is False
     assert sync.applied == 2
+
+
+def test_a_site_moved_under_another_customer_gets_a_conflict_not_a_crash(make_store, serve):
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    p = t.partner
+    assert _put(p, f"customer/{t.customer_id}", {"ping_gw": PING}).status_code == 200
+    assert _put(p, f"site/{t.site_id}", {"ping_gw": {"interval_s": 10}}).status_code == 200
+    other = p.post("/api/v1/customers", json={"name": "second"}).json()["id"]
+    moved = p.patch(f"/api/v1/sites/{t.site_id}", json={"customer_id": other})
+    assert moved.status_code == 200, moved.text
+    got = t.agent.get("/api/v1/agent/config")
+    assert got.status_code == 409
+    assert got.json()["detail"] == (
+        f"the profiles of site {t.site_id} (site) do not make a valid config: "
+        "modules.ping_gw.probe: Field required; modules.ping_gw.targets: Field required"
+    )
+    # deleting a customer takes its profile with it
+    lone = p.post("/api/v1/customers", json={"name": "third"}).json()["id"]
+    assert _put(p, f"customer/{lone}", {"h": HOST}).status_code == 200
+    assert p.delete(f"/api/v1/customers/{lone}").status_code == 204
+    with srv.store.read() as c:
+        from collector.schema import probe_profiles
+
+        left = c.execute(probe_profiles.select().where(probe_profiles.c.scope_id == lone))
+        assert left.first() is None
