@@ -217,6 +217,8 @@ class CollectorConfig(_Model):
     flap_window_s: float = Field(default=3600.0, ge=0)
     silent_agent_timeout_s: float = Field(default=600.0, gt=0)
     silent_check_interval_s: float = Field(default=30.0, gt=0)
+    # Agents older than this (or than the collector's own release) are listed as outdated.
+    min_agent_version: str | None = Field(default=None, pattern=r"^\d+(\.\d+){0,3}$")
     token_ttl_s: float = Field(default=86400.0, gt=0)
     metrics_stale_after_s: float = Field(default=86400.0, gt=0)
     alertmanager_refresh_s: float = Field(default=60.0, gt=0)

@@ -110,7 +110,26 @@ agents = sa.Table(
     sa.Column("disabled_at", Time),
     sa.Column("revoked_at", Time),
     sa.Column("key_rotated_at", Time),
+    # What the agent last reported running (POST /api/v1/agent/config/status): the config
+    # version ("local" for its own schedule), why it refused the last one, and when.
+    sa.Column("config_version", sa.String(64)),
+    sa.Column("config_error", sa.Text),
+    sa.Column("config_reported_at", Time),
     sa.Index("ix_agents_site", "site_id"),
+)
+
+# Probe profiles (agent.wire.profiles): one layer of modules for a partner, a customer or a
+# site (`scope_id` is the partner's, customer's or site's id); `version` counts its edits.
+probe_profiles = sa.Table(
+    "probe_profiles",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column("scope_id", sa.String(36), primary_key=True),
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), nullable=False),
+    sa.Column("document", JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_probe_profiles_partner", "partner_id"),
 )
 
 # One row (id 1): bumped in the same transaction as any change that takes a credential

@@ -22,6 +22,7 @@ from collector.schema import (
     customers,
     enrollment_tokens,
     partners,
+    probe_profiles,
     sites,
 )
 from collector.timefmt import iso
@@ -148,6 +149,11 @@ def delete_customer(conn: sa.Connection, partner_id: str, customer_id: str) -> N
     get_customer(conn, partner_id, customer_id)
     if conn.execute(sa.select(sites.c.id).where(sites.c.customer_id == customer_id)).first():
         raise Conflict(f"customer {customer_id} still has sites")
+    conn.execute(
+        probe_profiles.delete().where(
+            probe_profiles.c.scope == "customer", probe_profiles.c.scope_id == customer_id
+        )
+    )
     conn.execute(customers.delete().where(customers.c.id == customer_id))
 
 
@@ -364,6 +370,9 @@ AGENT_COLUMNS = (
     agents.c.disabled_at,
     agents.c.revoked_at,
     agents.c.key_rotated_at,
+    agents.c.config_version,
+    agents.c.config_error,
+    agents.c.config_reported_at,
 )
 
 

@@ -1,4 +1,5 @@
-"""The agent's side of the collector API (docs/api.md): enrollment, ingest, job long-poll.
+"""The agent's side of the collector API (docs/api.md): enrollment, ingest, job long-poll,
+the effective config (with its ETag) and the config report.
 
 The agent key is obtained once with a one-time token and kept in a credentials file
 (JSON, mode 0600); every later call authenticates with that key alone.
@@ -21,6 +22,7 @@ from agent import __version__
 from agent.runtime.http import HttpError, Response, request
 from agent.wire.ingest import IngestAnswer, IngestAnswerError
 from agent.wire.jobs import JobStatus
+from agent.wire.profiles import ConfigReport, EffectiveConfig, ProfileError
 
 
 class CollectorError(Exception):
@@ -54,6 +56,8 @@ class AnswerError(CollectorError):
 
 # Ingest answers are a few hundred bytes per item; more than this is not an answer.
 MAX_INGEST_ANSWER = 4 * 1024 * 1024
+# An effective config is at most 64 modules of a few hundred bytes.
+MAX_CONFIG_ANSWER = 1024 * 1024
 MAX_RETRY_AFTER_S = 3600.0
 
 
@@ -304,3 +308,33 @@ class CollectorClient:
             body=status.model_dump_json(exclude_none=True).encode(),
             headers={"Content-Type": "application/json"},
         )
+
+    async def get_config(self, etag: str | None) -> EffectiveConfig | None:
+        """The effective config (`wire.profiles.EffectiveConfig`), or None when the collector
+        answers 304 to `If-None-Match: etag` (unchanged: nothing is downloaded). An answer
+        that is not the model raises AnswerError naming the key."""
+        what = "fetch config"
+        headers = {"If-None-Match": f'"{etag}"'} if etag else {}
+        resp = await self._exchange(
+            "GET", "/api/v1/agent/config", what, headers=headers, max_body=MAX_CONFIG_ANSWER
+        )
+        if resp.status == 304:
+            return None
+        _raise_for_status(resp, what)
+        try:
+            return EffectiveConfig.parse(json.loads(resp.body))
+        except (ValueError, RecursionError) as exc:
+            msg = str(exc) if isinstance(exc, ProfileError) else "not JSON"
+            raise AnswerError(f"{what}: {msg}", status=resp.status) from None
+
+    async def report_config(self, report: ConfigReport) -> None:
+        """POST the config version the agent runs and its software version (answered 204)."""
+        what = "report config"
+        resp = await self._exchange(
+            "POST",
+            "/api/v1/agent/config/status",
+            what,
+            body=report.model_dump_json().encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        _raise_for_status(resp, what)

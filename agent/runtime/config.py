@@ -13,11 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.errors import ConfigError
 from agent.probes import get_probe
 from agent.wire.errors import format_validation_error
+from agent.wire.profiles import ModuleConfig
 
 DEFAULT_STATE_DIR = Path("/var/lib/qos-scout")
 DEFAULT_CONFIG_PATH = Path("/etc/qos-scout/agent.yml")
@@ -93,29 +102,13 @@ class SchedulerConfig(_Strict):
     shutdown_flush_s: float = Field(default=5.0, ge=0, le=300)
 
 
-class LossTrigger(_Strict):
-    """Run a module against a target when another module saw loss to it."""
+class CentralConfig(_Strict):
+    """The schedule kept at the collector (probe profiles): fetched every `interval_s` with
+    an ETag and applied without a restart. Modules of this file's `modules:` section win
+    over central modules of the same name (they are pinned locally)."""
 
-    loss_pct_over: float = Field(default=1.0, ge=0, le=100)
-    cooldown_s: float = Field(default=900.0, ge=0)
-
-
-class ModuleConfig(_Strict):
-    """A named probe module: probe kind, options, targets, and when it runs."""
-
-    probe: str = Field(min_length=1)
-    targets: list[str] = Field(min_length=1)
-    interval_s: float | None = Field(default=None, ge=1)
-    on_loss: LossTrigger | None = None
-    timeout_s: float | None = Field(default=None, gt=0)
-    options: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
-
-    @model_validator(mode="after")
-    def _when(self) -> ModuleConfig:
-        if (self.interval_s is None) == (self.on_loss is None):
-            raise ValueError("set exactly one of interval_s or on_loss")
-        return self
+    interval_s: float = Field(default=60.0, ge=1, le=3600)
 
 
 class AgentConfig(_Strict):
@@ -126,7 +119,15 @@ class AgentConfig(_Strict):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    central: CentralConfig = Field(default_factory=CentralConfig)
     modules: dict[str, ModuleConfig] | None = None
+    # True when `modules` came from default_modules() (the file has no `modules:` section).
+    _default_modules: bool = PrivateAttr(default=False)
+
+    @property
+    def pinned(self) -> dict[str, ModuleConfig]:
+        """The modules this file states itself: they win over central ones of that name."""
+        return {} if self._default_modules else dict(self.modules or {})
 
     def enabled_modules(self) -> dict[str, ModuleConfig]:
         return {k: m for k, m in (self.modules or {}).items() if m.enabled}
@@ -197,13 +198,23 @@ def parse_config(
         cfg.collector.credentials_file = base_dir / cfg.collector.credentials_file
         cfg.spool.path = base_dir / cfg.spool.path
     assert cfg.modules is not None
-    for name, mod in cfg.modules.items():
+    cfg._default_modules = defaults
+    resolve_modules(cfg.modules, cfg.site, source, check_probes=check_probes)
+    return cfg
+
+
+def resolve_modules(
+    modules: dict[str, ModuleConfig], site: SiteConfig, source: str, *, check_probes: bool = True
+) -> dict[str, ModuleConfig]:
+    """Substitute the site's `$placeholders` in the targets and check each module's probe kind
+    and options against the installed probes (in place); ConfigError names the key."""
+    for name, mod in modules.items():
         mod.targets = [
-            _substitute(t, cfg.site, f"{source}: modules.{name}.targets") for t in mod.targets
+            _substitute(t, site, f"{source}: modules.{name}.targets") for t in mod.targets
         ]
         if check_probes:
             _check_probe(mod, f"{source}: modules.{name}")
-    return cfg
+    return modules
 
 
 def _probe_known(name: str) -> bool:

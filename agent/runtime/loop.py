@@ -1,5 +1,6 @@
 """The agent's main loop (`qos-scout agent run`): scheduler -> spool -> shipper, the job
-long-poll and the local /metrics, with a clean stop that flushes the spool."""
+long-poll, the central config and the local /metrics, with a clean stop that flushes the
+spool."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.runtime.central import ConfigSync
 from agent.runtime.client import CollectorClient, Credentials
 from agent.runtime.config import AgentConfig
 from agent.runtime.jobs import JobRunner
@@ -121,6 +123,11 @@ class Agent:
             if cfg.jobs.enabled
             else None
         )
+        self.central = (
+            ConfigSync(self.client, self.scheduler, cfg, rng=self.rng)
+            if cfg.central.enabled
+            else None
+        )
         self.metrics_server: Any = None
         self.restarts: Counter[str] = Counter()
 
@@ -205,6 +212,8 @@ class Agent:
         }
         if self.jobs is not None:
             loops["jobs"] = self.jobs.run
+        if self.central is not None:
+            loops["config"] = self.central.run
         tasks = [
             asyncio.create_task(self.supervise(name, fn), name=name) for name, fn in loops.items()
         ]

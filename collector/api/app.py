@@ -20,6 +20,7 @@ from collector.api import (
     responses,
     routes_agent,
     routes_partner,
+    routes_profiles,
     routes_readiness,
     routes_tickets,
 )
@@ -99,6 +100,7 @@ def create_app(
     app.state.registry = reg
     app.include_router(routes_agent.router)
     app.include_router(routes_partner.router)
+    app.include_router(routes_profiles.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
     app.include_router(web_routes.router)

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from collector import audit, ingest, jobs, tenants, tickets
+from collector import audit, ingest, jobs, profiles, tenants, tickets
 from collector.api.models import (
     CustomerIn,
     CustomerPatch,
@@ -156,18 +156,28 @@ async def create_token(
 
 @router.get("/agents")
 async def list_agents(p: PartnerDep, request: Request, site_id: str | None = None) -> list[Any]:
-    rows = await _read(app_state(request), lambda c: tenants.list_agents(c, p["id"], site_id))
-    return [_agent_view(r) for r in rows]
+    """The partner's agents: state, software `version` and `outdated` (older than this
+    collector's release or `min_agent_version`), `silent` (not heard from for
+    `silent_agent_timeout_s`), and the `config_version` each reported running."""
+    st = app_state(request)
+    await run_in_threadpool(st.flush_seen)
+    rows = await _read(st, lambda c: tenants.list_agents(c, p["id"], site_id))
+    return [_agent_view(st, r) for r in rows]
 
 
 @router.get("/agents/{agent_id}")
 async def get_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[str, Any]:
     st = app_state(request)
-    return _agent_view(await _read(st, lambda c: tenants.get_agent(c, p["id"], agent_id)))
+    return _agent_view(st, await _read(st, lambda c: tenants.get_agent(c, p["id"], agent_id)))
 
 
-def _agent_view(a: dict[str, Any]) -> dict[str, Any]:
-    return _times({**a, "state": tenants.agent_state(a)})
+def _agent_view(st: AppState, a: dict[str, Any]) -> dict[str, Any]:
+    cfg = st.store.config
+    health = profiles.agent_health(
+        a, st.clock(), silent_after_s=cfg.silent_agent_timeout_s, min_version=cfg.min_agent_version
+    )
+    a = {**a, "config_reported_at": iso(a.get("config_reported_at"))}
+    return _times({**a, **health, "state": tenants.agent_state(a)})
 
 
 @router.post("/agents/{agent_id}/disable")
@@ -179,7 +189,7 @@ async def disable_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[
         st, lambda c: tenants.set_agent_disabled(c, p["id"], agent_id, True, st.clock())
     )
     st.drop_auth_cache()
-    return _agent_view(a)
+    return _agent_view(st, a)
 
 
 @router.post("/agents/{agent_id}/enable")
@@ -189,7 +199,7 @@ async def enable_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[s
     a = await _write(
         st, lambda c: tenants.set_agent_disabled(c, p["id"], agent_id, False, st.clock())
     )
-    return _agent_view(a)
+    return _agent_view(st, a)
 
 
 @router.post("/agents/{agent_id}/revoke")
@@ -199,7 +209,7 @@ async def revoke_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[s
     st = app_state(request)
     a = await _write(st, lambda c: tenants.revoke_agent(c, p["id"], agent_id, st.clock()))
     st.drop_auth_cache()
-    return _agent_view(a)
+    return _agent_view(st, a)
 
 
 @router.post("/agents/{agent_id}/rotate-key")
@@ -209,7 +219,7 @@ async def rotate_agent_key(p: PartnerDep, agent_id: str, request: Request) -> di
     st = app_state(request)
     a, key = await _write(st, lambda c: tenants.rotate_agent_key(c, p["id"], agent_id, st.clock()))
     st.drop_auth_cache()
-    return {**_agent_view(a), "agent_key": key}
+    return {**_agent_view(st, a), "agent_key": key}
 
 
 # -- enrollment tokens ----------------------------------------------------------------
