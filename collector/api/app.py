@@ -39,6 +39,7 @@ from collector.worker import (
     checkpoint_loop,
     gc_loop,
     outbox_loop,
+    retention_loop,
     seen_loop,
     silent_loop,
 )
@@ -69,6 +70,7 @@ def create_app(
                 asyncio.create_task(outbox_loop(st)),
                 asyncio.create_task(silent_loop(st)),
                 asyncio.create_task(alertmanager_loop(st)),
+                asyncio.create_task(retention_loop(st)),
             ]
         tasks.append(asyncio.create_task(seen_loop(st)))
         if store.is_sqlite:
