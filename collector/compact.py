@@ -9,7 +9,8 @@ samples to the microsecond), else as IEEE doubles. The rest of the document stay
 and the whole is deflated. Decoding gives back exactly the value that was encoded (every
 float bit for bit, nulls, key order), so every reader sees the measurement the agent sent.
 
-Layout: one format byte (`FORMAT`), then zlib of: varint length of a JSON document
+Layout: one format byte (`FORMAT`), then raw deflate (preset dictionary `ZDICT`) of: varint
+length of a JSON document
 `[measurement without the packed arrays, [[path, kind, scale, count], ...]]`, that
 document, then each packed array's bytes in order.
 """
@@ -18,13 +19,45 @@ from __future__ import annotations
 
 import math
 import struct
+import uuid
 import zlib
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 FORMAT = 1
+# The preset dictionary of the deflate stream: the measurement models' field names as JSON
+# keys, so a small document does not pay for spelling its keys. FROZEN: stored bytes need
+# the very dictionary they were written with; a new one needs a new FORMAT.
+# fmt: off
+_DICT_KEYS = (
+    "address", "alg_evidence", "answer_ms", "attempts", "auth_ok", "auth_used", "avg", "back",
+    "behind_nat", "buffer_delay_pct", "burst_ratio", "bytes", "calls", "codec", "cpu_count",
+    "cpu_pct", "destination_loss_pct", "direction", "direction_loss_method", "download", "dscp",
+    "dscp_counts", "dscp_received", "dscp_sent", "duplicates", "duration_s", "early_media",
+    "echo_detected", "expires_s", "failure", "final_code", "frag_needed_from", "frag_needed_mtu",
+    "gateway", "hop_count", "hops", "hostname", "idle_rtt_ms", "interface", "interfaces",
+    "intervals_s", "isa_pct", "jitter_ms", "jitter_rfc3550_ms", "late_discards", "late_pct",
+    "load_1", "load_15", "load_5", "local_address", "local_mtu", "loss_pct", "loss_starts_at_hop",
+    "lost", "lost_s", "lost_unknown_direction", "mac", "malformed_replies", "mapped_address",
+    "max", "max_burst", "median", "memory_available_bytes", "memory_total_bytes",
+    "memory_used_pct", "min", "mode", "mos", "mouth_to_ear_delay_ms", "name",
+    "one_way_delay_method", "one_way_delay_ms", "out", "p95", "packet_bytes", "packet_rate",
+    "packets_received", "packets_sent", "path_mtu", "payload_bytes", "per_stream_bps",
+    "pmtu_blackhole", "port", "privileged", "probes_sent", "public_address", "queries",
+    "r_factor", "ratios", "reached", "reason", "receive_kbps", "received",
+    "reflector_dwell_ms_median", "reflector_reports_dscp", "reordered", "resolution_ms",
+    "resolved_via", "response_codes", "results", "retransmits", "rounds", "rrd_ms",
+    "rtcp_received", "rtt_loaded_ms", "rtt_ms", "rtt_samples_ms", "rtts_ms", "scr_pct", "sdd_ms",
+    "seer_pct", "send_errors", "send_kbps", "sent", "ser_pct", "server", "setup_ok",
+    "sip_alg_detected", "sip_servers", "sizes", "source", "srd_ms", "status_code", "stdev",
+    "streams", "survived_s", "swap_used_pct", "target_kbps", "throughput_bps", "transport",
+    "udp_down", "udp_up", "unreachable", "upload", "uptime_s", "vendor",
+)
+# fmt: on
+ZDICT = b"".join(b'"%s":' % k.encode() for k in _DICT_KEYS) + b"null,true,false,0.0,"
 MIN_PACKED = 8  # shorter lists stay JSON: packing them saves nothing
 MAX_DECIMALS = 6
 _SCALES = [10**s for s in range(MAX_DECIMALS + 1)]
@@ -144,7 +177,8 @@ def encode(measurement: Any) -> bytes:
     doc = orjson.dumps([_strip(measurement, [], specs, blobs), specs])
     head = bytearray()
     _varint(head, len(doc))
-    return bytes([FORMAT]) + zlib.compress(bytes(head) + doc + b"".join(blobs), 6)
+    z = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=ZDICT)  # raw deflate: no header
+    return bytes([FORMAT]) + z.compress(bytes(head) + doc + b"".join(blobs)) + z.flush()
 
 
 def decode(data: bytes) -> Any:
@@ -152,9 +186,12 @@ def decode(data: bytes) -> Any:
     if not data or data[0] != FORMAT:
         raise CompactError(f"stored measurement has format {data[:1]!r}, expected {FORMAT}")
     try:
-        raw = memoryview(zlib.decompress(data[1:]))
+        z = zlib.decompressobj(-15, zdict=ZDICT)
+        raw = memoryview(z.decompress(data[1:]) + z.flush())
     except zlib.error as exc:
-        raise CompactError(f"stored measurement is not valid zlib: {exc}") from None
+        raise CompactError(f"stored measurement is not valid deflate: {exc}") from None
+    if not z.eof:
+        raise CompactError("stored measurement is truncated")
     length = shift = pos = 0
     while True:
         if pos >= len(raw):
@@ -193,3 +230,53 @@ class CompactJSON(sa.types.TypeDecorator[Any]):
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
         return None if value is None else decode(bytes(value))
+
+
+class UuidKey(sa.types.TypeDecorator[str]):
+    """A UUID kept in 16 bytes (PostgreSQL `uuid`, SQLite BLOB) and read as its canonical
+    text (`str(uuid.UUID)`): a result id costs 16 bytes instead of 36 in the row and in
+    the key's index."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.UUID(as_uuid=False))
+        return dialect.type_descriptor(sa.LargeBinary(16))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return uuid_bytes(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bytes | memoryview):
+            return str(uuid.UUID(bytes=bytes(value)))
+        return str(value)
+
+
+def uuid_bytes(text: str) -> bytes:
+    """The 16 bytes of a UUID's text (ValueError when it is not one)."""
+    return uuid.UUID(text).bytes
+
+
+class EmptyAsNull(sa.types.TypeDecorator[Any]):
+    """A JSON mapping stored as SQL NULL when empty and read back as `{}` (a result's tags
+    are nearly always empty: 5 bytes a row on PostgreSQL)."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
+        return dialect.type_descriptor(sa.JSON(none_as_null=True))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        return value or None
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        return {} if value is None else value

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -411,12 +412,15 @@ def list_results(
     """Stored results of the partner, newest first."""
     from collector.timefmt import iso
 
-    mine = sa.select(sites.c.id).where(sites.c.partner_id == partner_id)
-    q = sa.select(results, sa.literal(partner_id).label("partner_id")).where(
-        results.c.site_id.in_(mine)
-    )
+    q_sites = sa.select(sites.c.id).where(sites.c.partner_id == partner_id)
+    mine = set(conn.execute(q_sites).scalars())
     if site_id:
-        q = q.where(results.c.site_id == site_id)
+        mine &= {site_id}
+    if not mine:
+        return []
+    q = sa.select(results, sa.literal(partner_id).label("partner_id")).where(
+        results.c.site_id.in_(sorted(mine))
+    )
     if probe:
         q = q.where(results.c.probe == probe)
     if since is not None:
@@ -433,6 +437,7 @@ def list_results(
 RESULT_COLUMNS = [c.name for c in results.c]
 LATEST_COLUMNS = [c.name for c in latest.c]
 JSON_COLUMNS = {"error", "measurement", "tags"}
+UUID_COLUMNS = {"id", "site_id", "agent_id"}  # results: UuidKey
 HOUR_S = 3600.0
 
 
@@ -460,8 +465,12 @@ def _multi_row(
     for row in rows:
         for c in cols:
             v = row[c]
-            if v is not None and c in JSON_COLUMNS:
+            if c == "tags" and table == "results" and not v:
+                v = None  # stored as NULL (compact.EmptyAsNull)
+            elif v is not None and c in JSON_COLUMNS:
                 v = json_text(v, finite) if c in as_json else compact.encode(v)
+            elif c in UUID_COLUMNS and table == "results" and is_sqlite:
+                v = compact.uuid_bytes(v)  # the stored form (UuidKey)
             params.append(v)
     return conn.exec_driver_sql(sql, tuple(params))
 
@@ -480,7 +489,9 @@ def insert_new_results(
         "ON CONFLICT (id, started_at) DO NOTHING RETURNING id",
         finite,
     )
-    return {r[0] for r in res}
+    if is_sqlite:
+        return {str(uuid.UUID(bytes=r[0])) for r in res}
+    return {str(r[0]) for r in res}
 
 
 def mark_hours(conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]]) -> None:

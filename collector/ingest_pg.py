@@ -18,9 +18,9 @@ from collector import compact
 
 # (column, PostgreSQL type in the record); a JSON null becomes SQL NULL
 _COLUMNS = [
-    ("id", "text"),
-    ("site_id", "text"),
-    ("agent_id", "text"),
+    ("id", "uuid"),
+    ("site_id", "uuid"),
+    ("agent_id", "uuid"),
     ("schema_version", "int4"),
     ("probe", "text"),
     ("target", "text"),
@@ -84,6 +84,7 @@ def insert_results_and_latest(
     there is none (the fast encoder would write null for it)."""
     records = [{n: r[n] for n in _NAMES_LIST} for r in rows]
     for rec in records:
+        rec["tags"] = rec["tags"] or None  # stored as NULL (compact.EmptyAsNull)
         m = rec["measurement"]
         rec["mz"] = None if m is None else "\\x" + compact.encode(m).hex()
     if finite:
@@ -93,4 +94,4 @@ def insert_results_and_latest(
             doc = json.dumps(records, allow_nan=False)
         except ValueError:
             return None
-    return {r[0] for r in conn.exec_driver_sql(INSERT_SQL, (doc,))}
+    return {str(r[0]) for r in conn.exec_driver_sql(INSERT_SQL, (doc,))}

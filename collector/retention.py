@@ -80,15 +80,24 @@ def expire(store: Any, now: float) -> Expired:
     return out
 
 
+SITES_PER_STATEMENT = 500
+
+
 def _delete_partner(store: Any, partner_id: str, cutoff: float, batch: int) -> int:
-    mine = sa.select(sites.c.id).where(sites.c.partner_id == partner_id)
-    return _delete_batches(
-        store,
-        results,
-        [results.c.site_id.in_(mine), results.c.started_at < cutoff],
-        batch,
-        (results.c.id, results.c.started_at),
-    )
+    with store.read() as conn:
+        q = sa.select(sites.c.id).where(sites.c.partner_id == partner_id).order_by(sites.c.id)
+        mine = list(conn.execute(q).scalars())
+    total = 0
+    for i in range(0, len(mine), SITES_PER_STATEMENT):
+        some = mine[i : i + SITES_PER_STATEMENT]
+        total += _delete_batches(
+            store,
+            results,
+            [results.c.site_id.in_(some), results.c.started_at < cutoff],
+            batch,
+            (results.c.id, results.c.started_at),
+        )
+    return total
 
 
 def _delete_batches(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from collector.compact import CompactJSON
+from collector.compact import CompactJSON, EmptyAsNull, UuidKey
 
 metadata = sa.MetaData(
     naming_convention={
@@ -132,26 +132,30 @@ credentials_epoch = sa.Table(
 # One row per result. The key includes the time: on PostgreSQL the table is partitioned by
 # `started_at` (collector/partitions.py) and a unique key must hold the partition key; a
 # retried result carries the same id and time, so it is still stored once. The partner is
-# the site's (no column of its own: it was 36 bytes and an index per row). The measurement
-# is stored compactly (collector/compact.py) and read back as the JSON value.
+# the site's (no column of its own: it was 36 bytes and an index per row). The ids are kept
+# in 16 bytes and the measurement compactly (collector/compact.py); both read back as they
+# were sent. Compare results' ids with bound values, not with sites.id in SQL: the types
+# differ.
 results = sa.Table(
     "results",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("started_at", Time, primary_key=True),
-    sa.Column("site_id", sa.String(36), nullable=False),
-    sa.Column("agent_id", sa.String(36), nullable=False),
+    # fixed-width columns first, 8-byte ones leading, so PostgreSQL pads no column
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("id", UuidKey, nullable=False),
+    sa.Column("site_id", UuidKey, nullable=False),
+    sa.Column("agent_id", UuidKey, nullable=False),
     sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
     sa.Column("probe", sa.String(64), nullable=False),
     sa.Column("target", sa.String(512), nullable=False),
     sa.Column("module", sa.String(128)),
-    sa.Column("duration_ms", sa.Float, nullable=False),
-    sa.Column("success", sa.Boolean, nullable=False),
     sa.Column("error", JSON),
     sa.Column("measurement", CompactJSON),
     sa.Column("job_id", sa.String(64)),
-    sa.Column("tags", JSON, nullable=False),
-    sa.Column("received_at", Time, nullable=False),
+    sa.Column("tags", EmptyAsNull),  # {}: NULL
+    sa.PrimaryKeyConstraint("id", "started_at"),
     sa.Index("ix_results_site_time", "site_id", "started_at"),
     postgresql_partition_by="RANGE (started_at)",
 )

@@ -19,6 +19,7 @@ from agent.wire import VERSION
 from collector.api import (
     responses,
     routes_agent,
+    routes_history,
     routes_partner,
     routes_readiness,
     routes_tickets,
@@ -101,6 +102,7 @@ def create_app(
     app.state.registry = reg
     app.include_router(routes_agent.router)
     app.include_router(routes_partner.router)
+    app.include_router(routes_history.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
     app.include_router(web_routes.router)

@@ -279,6 +279,9 @@ def blank_url(request, tmp_path, db_url):
         admin.dispose()
 
 
+SITE, AGENT = str(uuid.uuid4()), str(uuid.uuid4())
+
+
 def test_migration_from_0003_keeps_every_result(blank_url):
     engine = make_engine(blank_url)
     cfg = _alembic_config()
@@ -299,13 +302,13 @@ def test_migration_from_0003_keeps_every_result(blank_url):
         ))  # fmt: skip
         c.execute(sa.text(
             "INSERT INTO sites (id, partner_id, customer_id, name, contacts, call_info, "
-            "rule_overrides, created_at) VALUES ('s1', 'p1', 'c1', 's', '[]', '{}', '{}', 0)"
-        ))  # fmt: skip
+            "rule_overrides, created_at) VALUES (:s, 'p1', 'c1', 's', '[]', '{}', '{}', 0)"
+        ), {"s": SITE})  # fmt: skip
     times = [D - 30 * DAY + i * 7919.0 for i in range(5000)]  # ~460 days of old rows
     rows = []
     for item in _items(rng, times):
         rows.append({
-            "id": item["id"], "partner_id": "p1", "site_id": "s1", "agent_id": "a1",
+            "id": item["id"], "partner_id": "p1", "site_id": SITE, "agent_id": AGENT,
             "schema_version": 2, "probe": item["probe"], "target": item["target"],
             "module": None, "started_at": datetime.fromisoformat(item["started_at"]).timestamp(),
             "duration_ms": item["duration_ms"], "success": item["success"],
@@ -338,4 +341,11 @@ def test_migration_from_0003_keeps_every_result(blank_url):
             r["success"],
         )
         assert g.measurement == r["measurement"] and g.error == r["error"]
+    # And back to 0003, every row again with its partner.
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    with engine.connect() as c:
+        back = c.execute(sa.text("SELECT id, partner_id, measurement FROM results")).all()
+    assert len(back) == len(rows) and {b.partner_id for b in back} == {"p1"}
     engine.dispose()

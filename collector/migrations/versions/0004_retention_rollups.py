@@ -2,7 +2,8 @@
 their compact form, keyed by (id, started_at) and, on PostgreSQL, partitioned by day.
 
 The existing results are copied into the new table in chunks (the measurement re-encoded
-by collector.compact; the partner column dropped: it is the site's), nothing lost.
+by collector.compact, the ids kept in 16 bytes; the partner column dropped: it is the
+site's), nothing lost.
 
 Revision ID: 0004
 Revises: 0003
@@ -19,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from collector import partitions
-from collector.compact import CompactJSON
+from collector.compact import CompactJSON, EmptyAsNull, UuidKey
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003"
@@ -31,12 +32,13 @@ CHUNK = 2000
 AHEAD_DAYS = 3
 
 
-def _results_columns(measurement: sa.types.TypeEngine, partner: bool) -> list[sa.Column]:
+def _results_columns(new: bool) -> list[sa.Column[Any]]:
+    """The results columns, of 0004 (`new`) or of 0003."""
     cols: list[sa.Column[Any]] = [
-        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("id", UuidKey() if new else sa.String(length=36), nullable=False),
         sa.Column("started_at", sa.Float(precision=53), nullable=False),
-        sa.Column("site_id", sa.String(length=36), nullable=False),
-        sa.Column("agent_id", sa.String(length=36), nullable=False),
+        sa.Column("site_id", UuidKey() if new else sa.String(length=36), nullable=False),
+        sa.Column("agent_id", UuidKey() if new else sa.String(length=36), nullable=False),
         sa.Column("schema_version", sa.Integer(), nullable=False),
         sa.Column("probe", sa.String(length=64), nullable=False),
         sa.Column("target", sa.String(length=512), nullable=False),
@@ -44,29 +46,40 @@ def _results_columns(measurement: sa.types.TypeEngine, partner: bool) -> list[sa
         sa.Column("duration_ms", sa.Float(), nullable=False),
         sa.Column("success", sa.Boolean(), nullable=False),
         sa.Column("error", JSON, nullable=True),
-        sa.Column("measurement", measurement, nullable=True),
+        sa.Column("measurement", CompactJSON() if new else JSON, nullable=True),
         sa.Column("job_id", sa.String(length=64), nullable=True),
-        sa.Column("tags", JSON, nullable=False),
+        sa.Column("tags", EmptyAsNull() if new else JSON, nullable=new),
         sa.Column("received_at", sa.Float(precision=53), nullable=False),
     ]
-    if partner:
+    if not new:
         cols.insert(2, sa.Column("partner_id", sa.String(length=36), nullable=False))
-    return cols
+        return cols
+    # 0004: fixed-width columns first, 8-byte ones leading, so PostgreSQL pads no column
+    first = ["started_at", "duration_ms", "received_at", "id", "site_id", "agent_id",
+             "schema_version", "success"]  # fmt: skip
+    return sorted(cols, key=lambda c: first.index(c.name) if c.name in first else len(first))
 
 
-def _copy(src: sa.Table, dst: sa.Table, extra: dict[str, sa.ColumnElement] | None = None) -> None:
-    """Copy every row of `src` into `dst` in chunks of CHUNK, in id order."""
+def _copy(src: sa.Table, dst: sa.Table, partner_of: dict[str, str] | None = None) -> None:
+    """Copy every row of `src` into `dst` in chunks of CHUNK, in id order; `partner_of`
+    (site -> partner) fills a partner column `src` lacks."""
     conn = op.get_bind()
-    names = [c.name for c in dst.c if c.name not in (extra or {})]
-    cols = [src.c[n] for n in names] + [v.label(k) for k, v in (extra or {}).items()]
+    cols = [src.c[c.name] for c in dst.c if c.name in src.c]
     last: tuple[str, float] | None = None
     while True:
         q = sa.select(*cols).order_by(src.c.id, src.c.started_at).limit(CHUNK)
         if last is not None:
-            q = q.where(sa.tuple_(src.c.id, src.c.started_at) > sa.tuple_(*last))
+            after = sa.tuple_(
+                sa.bindparam(None, last[0], type_=src.c.id.type),
+                sa.bindparam(None, last[1], type_=src.c.started_at.type),
+            )
+            q = q.where(sa.tuple_(src.c.id, src.c.started_at) > after)
         rows = [dict(r._mapping) for r in conn.execute(q)]
         if not rows:
             return
+        if partner_of is not None:
+            for r in rows:
+                r["partner_id"] = partner_of.get(r["site_id"], "")
         conn.execute(dst.insert(), rows)
         last = (rows[-1]["id"], rows[-1]["started_at"])
 
@@ -75,7 +88,7 @@ def _create_results(pg: bool, days: list[float]) -> sa.Table:
     kw: dict[str, Any] = {"postgresql_partition_by": "RANGE (started_at)"} if pg else {}
     table = op.create_table(
         "results",
-        *_results_columns(CompactJSON(), partner=False),
+        *_results_columns(new=True),
         sa.PrimaryKeyConstraint("id", "started_at", name=op.f("pk_results")),
         **kw,
     )
@@ -133,7 +146,7 @@ def upgrade() -> None:
     op.rename_table("results", "results_old")
     if pg:
         op.execute("ALTER TABLE results_old RENAME CONSTRAINT pk_results TO pk_results_old")
-    old = sa.Table("results_old", sa.MetaData(), *_results_columns(JSON, partner=True))
+    old = sa.Table("results_old", sa.MetaData(), *_results_columns(new=False))
     days: list[float] = []
     if pg:
         have = conn.execute(
@@ -155,21 +168,21 @@ def downgrade() -> None:
     op.rename_table("results", "results_new")
     if pg:
         op.execute("ALTER TABLE results_new RENAME CONSTRAINT pk_results TO pk_results_new")
-    new = sa.Table("results_new", sa.MetaData(), *_results_columns(CompactJSON(), partner=False))
+    new = sa.Table("results_new", sa.MetaData(), *_results_columns(new=True))
     old = op.create_table(
         "results",
-        *_results_columns(JSON, partner=True),
+        *_results_columns(new=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_results")),
     )
     assert old is not None
-    sites = sa.table("sites", sa.column("id"), sa.column("partner_id"))
-    partner = sa.select(sites.c.partner_id).where(sites.c.id == new.c.site_id).scalar_subquery()
-    _copy(new, old, {"partner_id": partner})
+    rows = op.get_bind().execute(sa.text("SELECT id, partner_id FROM sites")).all()
+    owner = {site: partner for site, partner in rows}
+    _copy(new, old, partner_of=owner)
     op.drop_table("results_new")  # on PostgreSQL its partitions go with it
     op.create_index("ix_results_site_time", "results", ["site_id", "started_at"])
     op.create_index("ix_results_partner_time", "results", ["partner_id", "started_at"])
     op.drop_table("rollup_pending")
     op.drop_index("ix_rollups_site", table_name="rollups")
     op.drop_table("rollups")
-    with op.batch_alter_table("partners", schema=None) as batch_op:
-        batch_op.drop_column("raw_retention_days")
+    # Not a batch: on SQLite that copies the table, which its foreign keys refuse.
+    op.execute("ALTER TABLE partners DROP COLUMN raw_retention_days")
