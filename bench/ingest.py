@@ -311,10 +311,10 @@ def raw_ceiling(store: Store, batch: int, duration: float) -> float:
         rows = []
         for r in doc:
             row = {
-                "id": r["id"],
+                "id": compact.uuid_bytes(r["id"]) if store.is_sqlite else r["id"],
                 "started_at": now,
-                "site_id": a.site_id,
-                "agent_id": a.id,
+                "site_id": compact.uuid_bytes(a.site_id) if store.is_sqlite else a.site_id,
+                "agent_id": compact.uuid_bytes(a.id) if store.is_sqlite else a.id,
                 "schema_version": 1,
                 "probe": r["probe"],
                 "target": r["target"],
@@ -324,7 +324,7 @@ def raw_ceiling(store: Store, batch: int, duration: float) -> float:
                 "error": None,
                 "measurement": compact.encode(r["measurement"]),  # the stored form
                 "job_id": None,
-                "tags": "{}",
+                "tags": None,
                 "received_at": now,
             }
             rows.append(tuple(row[c] for c in cols))
