@@ -349,3 +349,37 @@ def test_migration_from_0003_keeps_every_result(blank_url):
         back = c.execute(sa.text("SELECT id, partner_id, measurement FROM results")).all()
     assert len(back) == len(rows) and {b.partner_id for b in back} == {"p1"}
     engine.dispose()
+
+
+def test_sqlite_expiry_gives_back_space(tmp_path):
+    """Deleting a day of results in batches frees its pages; those beyond the kept share go
+    back to the file system (a database the collector creates has incremental vacuum)."""
+    store = Store(
+        CollectorConfig(
+            db=f"sqlite:///{tmp_path}/c.sqlite3",
+            retention={"raw_days": 1, "delete_batch": 100, "sqlite_keep_free_pct": 10},
+        )
+    )
+    store.migrate()
+    agent = _agent(store, "space")
+    rng = random.Random(9)
+    times = [D + i * 30.0 for i in range(1500)]
+    for i in range(0, len(times), 250):
+        _post(store, agent, _items(rng, times[i : i + 250]), D + DAY - 1)
+
+    def pages() -> tuple[int, int]:
+        store.checkpoint()
+        with store.read() as c:
+            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+            return (
+                int(c.exec_driver_sql("PRAGMA page_count").scalar() or 0),
+                int(c.exec_driver_sql("PRAGMA freelist_count").scalar() or 0),
+            )
+
+    full, _ = pages()
+    gone = retention.expire(store, D + 2 * DAY)
+    assert gone.results == 1500 and _raw_count(store, agent["site_id"]) == 0
+    after, free = pages()
+    assert gone.pages_freed > 0 and after < full / 2
+    assert 0 < free <= full * 0.10  # a tenth of the file kept free for the next rows
+    store.dispose()
