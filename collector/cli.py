@@ -70,6 +70,17 @@ def add_commands(subparsers: Any) -> None:
     pr.add_argument("partner_id")
     common(pr)
     pr.set_defaults(func=_cmd(_partner_rotate))
+    pt = pas.add_parser(
+        "retention", help="how many days a partner's raw results are kept (its override)"
+    )
+    pt.add_argument("partner_id")
+    how = pt.add_mutually_exclusive_group(required=True)
+    how.add_argument("--days", type=int, help="keep raw results this many days (1-3650)")
+    how.add_argument(
+        "--default", action="store_true", help="drop the override: the config's retention.raw_days"
+    )
+    common(pt)
+    pt.set_defaults(func=_cmd(_partner_retention))
 
     cu = sub.add_parser("customer", help="customers of a partner")
     cus = cu.add_subparsers(dest="action", metavar="ACTION")
@@ -396,7 +407,7 @@ def _partner_list(args: argparse.Namespace) -> int:
     from collector.tenants import list_partners
 
     rows = _admin(args, lambda c, _now: list_partners(c))
-    return _emit(args, rows, _table(rows, ["id", "name"]))
+    return _emit(args, rows, _table(rows, ["id", "name", "raw_retention_days"]))
 
 
 def _partner_rotate(args: argparse.Namespace) -> int:
@@ -405,6 +416,16 @@ def _partner_rotate(args: argparse.Namespace) -> int:
     key = _admin(args, lambda c, _now: rotate_partner_key(c, args.partner_id))
     doc = {"partner_id": args.partner_id, "api_key": key}
     return _emit(args, doc, f"new API key (shown once): {key}")
+
+
+def _partner_retention(args: argparse.Namespace) -> int:
+    from collector.tenants import set_partner_retention
+
+    days = None if args.default else args.days
+    _admin(args, lambda c, _now: set_partner_retention(c, args.partner_id, days))
+    doc = {"partner_id": args.partner_id, "raw_retention_days": days}
+    text = f"raw results kept {days} days" if days else "raw results kept retention.raw_days"
+    return _emit(args, doc, text)
 
 
 def _customer_create(args: argparse.Namespace) -> int:

@@ -123,6 +123,27 @@ class LimitsConfig(_Model):
     max_series_per_partner: int = Field(default=100_000, ge=1)
 
 
+class RetentionConfig(_Model):
+    """What is kept and for how long (docs/collector.md, "Retention and roll-ups").
+
+    Raw results are kept `raw_days` (a partner's `raw_retention_days` overrides it), the
+    hourly and daily roll-ups `rollup_days`. Every `interval_s` the worker rolls up the
+    hours (and days) closed for `grace_s` that have results not rolled up yet and creates
+    the PostgreSQL partitions `partitions_ahead_days` ahead; every `expire_interval_s` it
+    removes what is past its retention: whole partitions on PostgreSQL, batches of
+    `delete_batch` rows on SQLite (one short transaction each), then gives back free pages
+    beyond `sqlite_keep_free_pct` % of the file (incremental vacuum)."""
+
+    raw_days: int = Field(default=30, ge=1, le=3650)
+    rollup_days: int = Field(default=400, ge=1, le=36500)
+    interval_s: float = Field(default=60.0, gt=0)
+    grace_s: float = Field(default=120.0, ge=0)
+    expire_interval_s: float = Field(default=3600.0, gt=0)
+    delete_batch: int = Field(default=5000, ge=1)
+    sqlite_keep_free_pct: float = Field(default=10.0, ge=0, le=100)
+    partitions_ahead_days: int = Field(default=3, ge=2, le=60)
+
+
 METRICS_TOKEN_ENV = "QOS_SCOUT_METRICS_TOKEN"
 
 
@@ -224,6 +245,7 @@ class CollectorConfig(_Model):
     alertmanager_refresh_s: float = Field(default=60.0, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     api_docs: bool = False  # serve /docs, /redoc and /openapi.json (off: 404)

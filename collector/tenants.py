@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collector.errors import Conflict, NotFound, Unauthorized
+from collector.errors import Conflict, Invalid, NotFound, Unauthorized
 from collector.keys import (
     AGENT_PREFIX,
     PARTNER_PREFIX,
@@ -86,8 +86,28 @@ def read_epoch(conn: sa.Connection) -> int:
 
 
 def list_partners(conn: sa.Connection) -> list[dict[str, Any]]:
-    q = sa.select(partners.c.id, partners.c.name, partners.c.created_at).order_by(partners.c.name)
+    q = sa.select(
+        partners.c.id, partners.c.name, partners.c.created_at, partners.c.raw_retention_days
+    ).order_by(partners.c.name)
     return [dict(r._mapping) for r in conn.execute(q)]
+
+
+MAX_RETENTION_DAYS = 3650
+
+
+def set_partner_retention(conn: sa.Connection, partner_id: str, days: int | None) -> None:
+    """How many days this partner's raw results are kept; None: the collector's
+    `retention.raw_days`."""
+    if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
+        raise Invalid(
+            f"raw_retention_days: {days} is not a number of days from 1 to "
+            f"{MAX_RETENTION_DAYS} (or none: the collector's retention.raw_days)"
+        )
+    res = conn.execute(
+        partners.update().where(partners.c.id == partner_id).values(raw_retention_days=days)
+    )
+    if res.rowcount == 0:
+        raise NotFound(f"partner {partner_id} not found")
 
 
 def partner_by_key(conn: sa.Connection, key: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Background loops of a running collector: outbox delivery, the silent-agent check, the
-periodic re-send of open tickets to Alertmanager, and housekeeping (last contact, WAL
-checkpoint, garbage-collector pauses)."""
+periodic re-send of open tickets to Alertmanager, roll-ups and retention, and housekeeping
+(last contact, WAL checkpoint, garbage-collector pauses)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi.concurrency import run_in_threadpool
 
-from collector import outbox
+from collector import outbox, retention, rollups
 from collector.api.state import AppState
 from collector.config import AlertmanagerChannel
 from collector.evaluation import check_silent_agents
@@ -149,6 +149,32 @@ async def alertmanager_loop(st: AppState) -> None:
             await run_in_threadpool(refresh_alertmanager, st)
         except Exception:
             log.exception("alertmanager refresh failed; retrying")
+
+
+def housekeep(st: AppState, expire: bool) -> None:
+    """One pass of the retention loop: partitions ahead, due roll-ups, and (when `expire`)
+    expiry. Roll-ups come before expiry, so an hour is rolled before its rows can go."""
+    now = st.clock()
+    retention.ensure_partitions(st.store, now)
+    rollups.roll_due(st.store, now)
+    if expire:
+        retention.expire(st.store, now)
+
+
+async def retention_loop(st: AppState) -> None:
+    """Every `retention.interval_s`: partitions, roll-ups; every `expire_interval_s`:
+    expiry. The first pass runs at once (partitions must exist before results arrive)."""
+    cfg = st.store.config.retention
+    last_expiry = float("-inf")
+    while True:
+        expire = time.monotonic() - last_expiry >= cfg.expire_interval_s
+        try:
+            await run_in_threadpool(housekeep, st, expire)
+            if expire:
+                last_expiry = time.monotonic()
+        except Exception:
+            log.exception("roll-up/retention pass failed; retrying")
+        await asyncio.sleep(cfg.interval_s * random.uniform(0.9, 1.1))
 
 
 async def seen_loop(st: AppState, interval: float = 2.0) -> None:

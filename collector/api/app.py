@@ -19,6 +19,7 @@ from agent.wire import VERSION
 from collector.api import (
     responses,
     routes_agent,
+    routes_history,
     routes_partner,
     routes_profiles,
     routes_readiness,
@@ -40,6 +41,7 @@ from collector.worker import (
     checkpoint_loop,
     gc_loop,
     outbox_loop,
+    retention_loop,
     seen_loop,
     silent_loop,
 )
@@ -70,6 +72,7 @@ def create_app(
                 asyncio.create_task(outbox_loop(st)),
                 asyncio.create_task(silent_loop(st)),
                 asyncio.create_task(alertmanager_loop(st)),
+                asyncio.create_task(retention_loop(st)),
             ]
         tasks.append(asyncio.create_task(seen_loop(st)))
         if store.is_sqlite:
@@ -101,6 +104,7 @@ def create_app(
     app.include_router(routes_agent.router)
     app.include_router(routes_partner.router)
     app.include_router(routes_profiles.router)
+    app.include_router(routes_history.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
     app.include_router(web_routes.router)

@@ -66,6 +66,10 @@ def test_admin_commands_set_up_a_partner_end_to_end(db_url, make_store, serve):
     assert "100000000 Mbit/s: expected more than 0, at most 1000000" in speed.stderr
     text = run("partner", "list", *db)
     assert text.returncode == 0 and "acme" in text.stdout
+    kept = js("partner", "retention", p["partner_id"], "--days", "90", *db)
+    assert kept == {"partner_id": p["partner_id"], "raw_retention_days": 90}
+    zero = run("partner", "retention", p["partner_id"], "--days", "0", *db)
+    assert zero.returncode == 2 and "raw_retention_days: 0 is not a number of days" in zero.stderr
     # The key and token work against a running collector on the same database.
     srv: LiveServer = serve(make_store())
     h = {"Authorization": f"Bearer {p['api_key']}"}
@@ -73,6 +77,8 @@ def test_admin_commands_set_up_a_partner_end_to_end(db_url, make_store, serve):
     assert site["contracted_down_bps"] == 100_000_000 and site["customer_name"] == "Contoso"
     enr = httpx.post(f"{srv.url}/api/v1/enroll", json={"token": tok["token"], "hostname": "b"})
     assert enr.status_code == 201 and enr.json()["site_id"] == s["site_id"]
+    me = httpx.get(f"{srv.url}/api/v1/partner", headers=h).json()
+    assert me["raw_retention_days"] == 90
 
 
 def test_bad_config_file_is_refused_with_the_key(tmp_path):
