@@ -2,6 +2,12 @@
 
 One batch costs a constant number of queries: the site's rule states are read at once,
 updated in memory, and written back with one executemany.
+
+The states live in the database (`rule_state`), so every collector evaluating a site sees
+the same streaks. Collectors behind one load balancer evaluate a site one at a time: on
+PostgreSQL a transaction-scoped advisory lock per site is taken before its states are read
+(two batches of one site on two collectors would otherwise each count from the same state
+and lose one's count); on SQLite the write transaction already admits one writer.
 """
 
 from __future__ import annotations
@@ -41,6 +47,29 @@ class StoredResult:
 
 
 QUIET = RuleState()
+# Advisory lock key spaces (the first of the two int4 keys): a site's rule evaluation, and
+# the silent-agent check that one collector at a time runs.
+SITE_LOCK = 0x5153_0001
+SILENT_CHECK_LOCK = 0x5153_0002
+
+
+def lock_site(conn: sa.Connection, site_id: str) -> None:
+    """Wait until no other transaction evaluates this site; held until this one ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:site))"),
+            {"space": SITE_LOCK, "site": site_id},
+        )
+
+
+def _take_silent_check(conn: sa.Connection) -> bool:
+    """True when this transaction is the one collector running the silent check now."""
+    if conn.dialect.name != "postgresql":
+        return True
+    got = conn.execute(
+        sa.text("SELECT pg_try_advisory_xact_lock(:space, 0)"), {"space": SILENT_CHECK_LOCK}
+    ).scalar()
+    return bool(got)
 
 
 class RuleBook:
@@ -171,6 +200,7 @@ def evaluate_results(
                 evals.append((rule, r.target, level, r.id))
     if not evals:
         return 0
+    lock_site(conn, ctx.site_id)
     states = _load_states(conn, ctx.site_id, {e[0].id for e in evals})
     before = {k: replace(v, bad_results=list(v.bad_results)) for k, v in states.items()}
     for rule, target, level, rid in evals:
@@ -185,7 +215,11 @@ def evaluate_results(
 
 
 def check_silent_agents(conn: sa.Connection, store_insert: Any, book: RuleBook, now: float) -> int:
-    """Evaluate `agent_silent` for agents that are silent, or whose condition is active."""
+    """Evaluate `agent_silent` for agents that are silent, or whose condition is active.
+    One collector at a time runs it (another one running it now: nothing to do); sites are
+    locked in one order, so it never deadlocks with ingest."""
+    if not _take_silent_check(conn):
+        return 0
     base_limit = min(
         (r.critical if r.critical is not None else r.warning or 0.0)
         for r in [book.base["agent_silent"]]
@@ -198,7 +232,11 @@ def check_silent_agents(conn: sa.Connection, store_insert: Any, book: RuleBook, 
             )
         )
     }
-    rows = conn.execute(sa.select(agents.c.id, agents.c.site_id, agents.c.last_seen_at)).all()
+    rows = conn.execute(
+        sa.select(agents.c.id, agents.c.site_id, agents.c.last_seen_at).order_by(
+            agents.c.site_id, agents.c.id
+        )
+    ).all()
     changes = 0
     ctx_cache: dict[str, SiteContext] = {}
     for agent_id, site_id, last_seen in rows:
@@ -215,6 +253,7 @@ def check_silent_agents(conn: sa.Connection, store_insert: Any, book: RuleBook, 
         level = silence_level(rule, silent_s)
         if level == "ok" and (site_id, agent_id) not in tracked:
             continue
+        lock_site(conn, site_id)
         states = _load_states(conn, site_id, ["agent_silent"])
         st = states.get(("agent_silent", agent_id), RuleState())
         action = step(st, rule, level, None)
