@@ -85,8 +85,8 @@ class RuleBook:
         self._lock = threading.Lock()
 
     def site_context(self, conn: sa.Connection, site_id: str) -> SiteContext:
-        """The site's context, cached a few seconds (changes made through this process
-        invalidate it at once; other replicas see them within CONTEXT_TTL_S)."""
+        """The site's context, cached (changes made through this process invalidate it at
+        once; every other process at its next rules epoch read, within EPOCH_CHECK_S)."""
         now = time.monotonic()
         with self._lock:
             hit = self._contexts.get(site_id)

@@ -1,6 +1,7 @@
 """Collectors sharing one PostgreSQL, raced with real threads (one engine per collector):
 one open ticket per key whoever trips it, each outbox row and each job taken by one of
-them, and hysteresis streaks counted once per result whichever collector evaluates it."""
+them, hysteresis streaks counted once per result whichever collector evaluates it, and
+rules changed through one collector applied by the others at once."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from collector import jobs, outbox, tenants, tickets
+from collector.api.state import EPOCH_CHECK_S
 from collector.context import load_site_context
 from collector.evaluation import RuleBook
 from collector.ingest import ingest
@@ -20,7 +23,7 @@ from collector.schema import agents, rule_state, ticket_events
 from collector.schema import outbox as outbox_table
 from collector.schema import tickets as tickets_table
 from collector.store import Store
-from tests.collector.conftest import icmp
+from tests.collector.conftest import icmp, new_tenant
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
@@ -297,3 +300,28 @@ def test_hysteresis_counts_each_result_once_whichever_collector_evaluates_it(mak
     finally:
         for s in stores[1:]:
             s.dispose()
+
+
+def test_rules_changed_through_one_replica_are_applied_by_another_at_once(make_store, serve):
+    """Replica two has the site's rules cached; a partner lowers a threshold through replica
+    one; replica two evaluates the next results with the new rule (within the epoch read
+    bound, where its cache alone would keep the old rule for minutes)."""
+    one, two = serve(make_store()), serve(make_store())
+    t = new_tenant(one, "acme")
+    on_two = httpx.Client(base_url=two.url, headers=dict(t.agent.headers), timeout=30)
+    assert on_two.post("/api/v1/results", json={"results": [icmp(50)]}).status_code == 200
+    r = t.partner.put(
+        "/api/v1/rules/overrides",
+        json={"site_id": t.site_id, "overrides": {"rtt": {"warning": 20, "trip_after": 1}}},
+    )
+    assert r.status_code == 200, r.text
+    changed = time.monotonic()
+    deadline = changed + 10 * EPOCH_CHECK_S
+    while True:
+        assert on_two.post("/api/v1/results", json={"results": [icmp(50)]}).status_code == 200
+        if t.partner.get("/api/v1/tickets", params={"state": "open"}).json():
+            break
+        assert time.monotonic() < deadline, "replica two still evaluates with the old rule"
+        time.sleep(0.05)  # the next result's interval, not synchronisation
+    print(f"\nrules changed on one replica, applied by the other after "
+          f"{time.monotonic() - changed:.2f} s")  # fmt: skip
