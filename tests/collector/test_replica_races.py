@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,9 @@ import sqlalchemy as sa
 
 from collector import jobs, outbox, tenants, tickets
 from collector.api.state import EPOCH_CHECK_S
+from collector.config import CollectorConfig
 from collector.context import load_site_context
+from collector.db import head_revision
 from collector.evaluation import RuleBook
 from collector.ingest import ingest
 from collector.schema import agents, rule_state, ticket_events
@@ -325,3 +328,22 @@ def test_rules_changed_through_one_replica_are_applied_by_another_at_once(make_s
         time.sleep(0.05)  # the next result's interval, not synchronisation
     print(f"\nrules changed on one replica, applied by the other after "
           f"{time.monotonic() - changed:.2f} s")  # fmt: skip
+
+
+def test_replicas_starting_at_once_on_an_empty_database_migrate_it_once(db_url, pg_cluster):
+    """Every `collector serve` migrates at start: four at once on a new database all start,
+    on the schema of this release."""
+    name = "fresh_" + uuid.uuid4().hex[:10]
+    admin = sa.create_engine(pg_cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE DATABASE {name}")
+    stores = [Store(CollectorConfig(db=pg_cluster.url(name))) for _ in range(4)]
+    try:
+        revisions = _run_threads(len(stores), lambda i: stores[i].migrate())
+        assert revisions == [head_revision()] * len(stores)
+    finally:
+        for s in stores:
+            s.dispose()
+        with admin.connect() as c:
+            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
