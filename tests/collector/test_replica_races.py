@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from collector import jobs, outbox, tenants, tickets
-from collector.api.state import EPOCH_CHECK_S
+from collector.api.state import EPOCH_CHECK_S, AppState
 from collector.config import CollectorConfig
 from collector.context import load_site_context
 from collector.db import head_revision
@@ -26,6 +26,7 @@ from collector.schema import agents, rule_state, ticket_events
 from collector.schema import outbox as outbox_table
 from collector.schema import tickets as tickets_table
 from collector.store import Store
+from collector.worker import deliver_due
 from tests.collector.conftest import icmp, new_tenant
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -347,3 +348,19 @@ def test_replicas_starting_at_once_on_an_empty_database_migrate_it_once(db_url, 
         with admin.connect() as c:
             c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
+
+
+def test_a_delivery_loop_hands_back_what_it_could_not_send_within_its_lease(make_store):
+    """A channel whose attempt may take longer than the lease: the loop does not start it
+    (another replica would send it again when the lease ran out) and hands the rows back,
+    due at once."""
+    slow = {**WEBHOOK, "timeout_s": 45.0}
+    store = make_store(notifications=[slow], outbox={"lease_s": 30.0})
+    ids = _enqueue(store, 3, now=100.0)
+    st = AppState(store=store, book=RuleBook(store.config), clock=lambda: 101.0)
+    assert deliver_due(st) == 0
+    with store.read() as c:
+        rows = c.execute(sa.select(outbox_table).order_by(outbox_table.c.id)).all()
+    assert [(r.id, r.state, r.attempts, r.next_attempt_at) for r in rows] == [
+        (i, "pending", 0, 101.0) for i in ids
+    ]
