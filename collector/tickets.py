@@ -18,7 +18,7 @@ from collector.context import SiteContext
 from collector.errors import Conflict, NotFound
 from collector.keys import new_id
 from collector.outbox import enqueue
-from collector.rules import Rule
+from collector.rules import SEVERITY_RANK, Rule
 from collector.schema import latest, results, rule_state, ticket_events, tickets
 from collector.timefmt import iso
 
@@ -152,14 +152,32 @@ def trip(
         with conn.begin_nested():
             tid, event = _open_or_reopen(conn, config, ctx, rule, target, level, evidence, now)
     except sa.exc.IntegrityError:
-        winner = _open_ticket_id(conn, ctx, rule, target)
+        winner = conn.execute(
+            sa.select(tickets.c.id, tickets.c.severity).where(
+                *_key(ctx, rule, target), tickets.c.state.in_(OPEN_STATES)
+            )
+        ).first()
         if winner is None:  # refused for another reason than an open ticket of this key
             raise
-        _refresh(conn, winner, evidence, level, now)
-        _event(conn, winner, "tripped", now,
-               f"{rule.description} ({level}) while this ticket was being opened")  # fmt: skip
-        return str(winner)
+        return _join(conn, config, ctx, rule, winner, level, evidence, now)
     _notify(conn, config, ctx, tid, event, now)
+    return tid
+
+
+def _join(
+    conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, winner: Any,
+    level: str, evidence: dict[str, Any], now: float,
+) -> str:  # fmt: skip
+    """Another collector opened the ticket as this one tripped: the trip is an event on it,
+    and escalates it (with its notification) when it is worse."""
+    tid = str(winner.id)
+    worse = SEVERITY_RANK.get(level, 0) > SEVERITY_RANK.get(winner.severity, 0)
+    _refresh(conn, tid, evidence, level if worse else winner.severity, now)
+    if worse:
+        _event(conn, tid, "escalated", now, f"severity now {level} (tripped again as it opened)")
+        _notify(conn, config, ctx, tid, "escalated", now)
+    else:
+        _event(conn, tid, "tripped", now, f"{rule.description} ({level}), as it opened")
     return tid
 
 
