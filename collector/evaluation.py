@@ -24,6 +24,7 @@ from collector import tickets
 from collector.config import CollectorConfig
 from collector.context import SiteContext, load_site_context
 from collector.hysteresis import RuleState, step
+from collector.locks import lock_site, take_silent_check
 from collector.rules import (
     Level,
     Rule,
@@ -47,29 +48,6 @@ class StoredResult:
 
 
 QUIET = RuleState()
-# Advisory lock key spaces (the first of the two int4 keys): a site's rule evaluation, and
-# the silent-agent check that one collector at a time runs.
-SITE_LOCK = 0x5153_0001
-SILENT_CHECK_LOCK = 0x5153_0002
-
-
-def lock_site(conn: sa.Connection, site_id: str) -> None:
-    """Wait until no other transaction evaluates this site; held until this one ends."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:site))"),
-            {"space": SITE_LOCK, "site": site_id},
-        )
-
-
-def _take_silent_check(conn: sa.Connection) -> bool:
-    """True when this transaction is the one collector running the silent check now."""
-    if conn.dialect.name != "postgresql":
-        return True
-    got = conn.execute(
-        sa.text("SELECT pg_try_advisory_xact_lock(:space, 0)"), {"space": SILENT_CHECK_LOCK}
-    ).scalar()
-    return bool(got)
 
 
 class RuleBook:
@@ -218,7 +196,7 @@ def check_silent_agents(conn: sa.Connection, store_insert: Any, book: RuleBook, 
     """Evaluate `agent_silent` for agents that are silent, or whose condition is active.
     One collector at a time runs it (another one running it now: nothing to do); sites are
     locked in one order, so it never deadlocks with ingest."""
-    if not _take_silent_check(conn):
+    if not take_silent_check(conn):
         return 0
     base_limit = min(
         (r.critical if r.critical is not None else r.warning or 0.0)

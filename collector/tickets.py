@@ -17,6 +17,7 @@ from collector.config import CollectorConfig
 from collector.context import SiteContext
 from collector.errors import Conflict, NotFound
 from collector.keys import new_id
+from collector.locks import lock_site
 from collector.outbox import enqueue
 from collector.rules import SEVERITY_RANK, Rule
 from collector.schema import latest, results, rule_state, ticket_events, tickets
@@ -422,6 +423,7 @@ def resolve(
         .where(tickets.c.id == ticket_id)
         .values(state="resolved", resolved_at=now, updated_at=now)
     )
+    lock_site(conn, t["site_id"])  # not while another collector evaluates the site
     conn.execute(
         rule_state.delete().where(
             rule_state.c.site_id == t["site_id"],

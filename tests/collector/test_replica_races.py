@@ -22,6 +22,7 @@ from collector.context import load_site_context
 from collector.db import head_revision
 from collector.evaluation import RuleBook
 from collector.ingest import ingest
+from collector.locks import lock_site
 from collector.schema import agents, rule_state, ticket_events
 from collector.schema import outbox as outbox_table
 from collector.schema import tickets as tickets_table
@@ -366,3 +367,48 @@ def test_a_delivery_loop_hands_back_what_it_could_not_send_within_its_lease(make
     assert [(r.id, r.state, r.attempts, r.next_attempt_at) for r in rows] == [
         (i, "pending", 0, 101.0) for i in ids
     ]
+
+
+def test_a_ticket_resolved_by_hand_resets_the_rule_even_while_another_replica_evaluates(
+    make_store,
+):
+    """Replica one is evaluating the site (it holds the site's lock and will write the rule
+    state back); a partner resolves the ticket through replica two meanwhile. The reset
+    waits for the evaluation and comes after it: the state is gone, not written back."""
+    one = make_store(notifications=[WEBHOOK])
+    two = Store(one.config)
+    try:
+        [agent] = _site(one)
+        book = RuleBook(one.config)
+        rule = book.base["rtt"]
+        with one.read() as c:
+            ctx = load_site_context(c, agent["site_id"])
+        key = {"site_id": ctx.site_id, "rule_id": "rtt", "target": "t"}
+        state = {"bad_count": 3, "good_count": 0, "active": True, "level": "warning",
+                 "bad_results": [], "updated_at": 1.0}  # fmt: skip
+        with one.write() as c:
+            tid = tickets.trip(c, one.config, ctx, rule, "t", "warning", [], 1.0)
+            c.execute(rule_state.insert().values(**key, **state))
+        done = threading.Event()
+
+        def resolve() -> None:
+            with two.write() as c:
+                tickets.resolve(c, two.config, agent["partner_id"], tid, "test", "fixed", 2.0)
+            done.set()
+
+        t = threading.Thread(target=resolve)
+        with one.write() as c:
+            lock_site(c, ctx.site_id)
+            t.start()
+            _wait_for_lock_waiter(one)
+            c.execute(
+                rule_state.update()
+                .where(*(rule_state.c[k] == v for k, v in key.items()))
+                .values(bad_count=4)
+            )
+        t.join(30)
+        assert done.is_set()
+        with one.read() as c:
+            assert c.execute(sa.select(rule_state)).all() == []
+    finally:
+        two.dispose()
