@@ -5,6 +5,7 @@ rules changed through one collector applied by the others at once."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -354,18 +355,19 @@ def test_replicas_starting_at_once_on_an_empty_database_migrate_it_once(db_url, 
 
 
 def test_a_delivery_loop_hands_back_what_it_could_not_send_within_its_lease(make_store):
-    """A channel whose attempt may take longer than the lease: the loop does not start it
-    (another replica would send it again when the lease ran out) and hands the rows back,
-    due at once."""
-    slow = {**WEBHOOK, "timeout_s": 45.0}
+    """Rows claimed at 101 s under a 30 s lease; at 115 s an attempt (timeout 20 s) might
+    outlast the lease, and another replica would then send the row again: the loop does not
+    start it and hands the rows back, due at once."""
+    slow = {**WEBHOOK, "timeout_s": 20.0}
     store = make_store(notifications=[slow], outbox={"lease_s": 30.0})
     ids = _enqueue(store, 3, now=100.0)
-    st = AppState(store=store, book=RuleBook(store.config), clock=lambda: 101.0)
+    clock = itertools.chain([101.0], itertools.repeat(115.0))  # claimed, then 14 s later
+    st = AppState(store=store, book=RuleBook(store.config), clock=lambda: next(clock))
     assert deliver_due(st) == 0
     with store.read() as c:
         rows = c.execute(sa.select(outbox_table).order_by(outbox_table.c.id)).all()
     assert [(r.id, r.state, r.attempts, r.next_attempt_at) for r in rows] == [
-        (i, "pending", 0, 101.0) for i in ids
+        (i, "pending", 0, 115.0) for i in ids
     ]
 
 
