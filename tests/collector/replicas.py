@@ -46,7 +46,7 @@ backend collectors
     http-check expect status 200
     http-response set-header X-Served-By %[srv_name]
     default-server check {check}
-{servers}
+{pins}{servers}
 """
 FAST_CHECK = "inter 250ms fall 2 rise 2"
 SHIPPED_CHECK = "inter 2s"  # deploy/haproxy/haproxy.cfg (fall 3, rise 2: HAProxy's defaults)
@@ -72,13 +72,21 @@ def start_replicas(stack: Stack, n: int, db_url: str, config: dict[str, Any]) ->
     return ports
 
 
-def start_haproxy(stack: Stack, ports: list[int], check: str = FAST_CHECK) -> str:
-    """HAProxy on a loopback port in front of the replicas; its URL once every replica
-    answered through it."""
-    port = free_port()
+def start_haproxy(
+    stack: Stack, ports: list[int], check: str = FAST_CHECK, port: int | None = None,
+    pins: dict[str, str] | None = None,
+) -> str:  # fmt: skip
+    """HAProxy on a loopback port (`port`, or a free one) in front of the replicas; its URL
+    once every replica answered through it. `pins` sends the requests of an agent key to
+    one replica (by name, c1...) while that replica is up."""
+    port = port or free_port()
     servers = "\n".join(f"    server c{i + 1} 127.0.0.1:{p}" for i, p in enumerate(ports))
+    pinned = "".join(
+        f'    use-server {server} if {{ req.hdr(authorization) -m str "Bearer {key}" }}\n'
+        for key, server in (pins or {}).items()
+    )
     cfg = stack.workdir / "haproxy.cfg"
-    cfg.write_text(HAPROXY_CFG.format(port=port, servers=servers, check=check))
+    cfg.write_text(HAPROXY_CFG.format(port=port, servers=servers, check=check, pins=pinned))
     out = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True)
     if out.returncode != 0:
         raise AssertionError(f"haproxy -c refused {cfg}: {out.stdout}{out.stderr}")

@@ -1,7 +1,11 @@
 """Three `qos-scout collector serve` processes behind HAProxy on one PostgreSQL, driven by
 real agent processes and a load generator, one replica killed with SIGKILL under load:
 no result lost, none stored twice, one open ticket for a rule tripped through several
-replicas, each notification delivered once, each job handed out once."""
+replicas, each notification delivered once, each job handed out once.
+
+One agent is pinned to the replica that is killed (HAProxy `use-server` on its key), and
+that replica is frozen (SIGSTOP) until the agent's shipment is held by it, so the kill
+always cuts an agent's request in flight, as well as the loader's."""
 
 from __future__ import annotations
 
@@ -24,7 +28,15 @@ from collector import tenants
 from collector.schema import jobs, outbox, results, ticket_events, tickets
 from tests.collector.conftest import SCRAPE_TOKEN
 from tests.collector.peers import WebhookReceiver
-from tests.collector.replicas import HAPROXY, Loader, spool_left, start_haproxy, start_replicas
+from tests.collector.pg import free_port
+from tests.collector.replicas import (
+    HAPROXY,
+    SHIPPED_CHECK,
+    Loader,
+    spool_left,
+    start_haproxy,
+    start_replicas,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -94,17 +106,24 @@ def test_three_replicas_behind_haproxy_survive_a_sigkill_under_load(db_url, make
     hook = WebhookReceiver()
     try:
         ports = start_replicas(stack, REPLICAS, db_url, _collector_config(stack, hook.url))
-        lb = start_haproxy(stack, ports)
-        stack.collector_url = lb
-        api = httpx.Client(base_url=lb, headers={"Authorization": f"Bearer {pkey}"}, timeout=30)
-
-        # Two real agents of one site, shipping and long-polling through HAProxy.
-        names, metrics_ports = ["agent1", "agent2"], []
+        lb_port = free_port()
+        lb = f"http://127.0.0.1:{lb_port}"
+        # Two real agents of one site, shipping and long-polling through HAProxy (enrolled
+        # at c1 directly: HAProxy's config names agent1's key, to pin it to c2).
+        names, configs, metrics_ports = ["agent1", "agent2"], [], []
         for name, token in zip(names, tokens, strict=True):
-            config = stack.write_agent_config(AGENT_MODULES, name=name, jobs={"wait_s": 5})
+            stack.collector_url = lb
+            configs.append(stack.write_agent_config(AGENT_MODULES, name=name, jobs={"wait_s": 5}))
             metrics_ports.append(stack.agent_metrics_port)
-            stack.enroll(config, token)
+            stack.collector_url = f"http://127.0.0.1:{ports[0]}"
+            stack.enroll(configs[-1], token)
+        key1 = json.loads((stack.workdir / "agent1.json").read_text())["agent_key"]
+        # The shipped health check (every 2 s): a frozen replica stays in for seconds.
+        start_haproxy(stack, ports, check=SHIPPED_CHECK, port=lb_port, pins={key1: "c2"})
+        stack.collector_url = lb
+        for name, config in zip(names, configs, strict=True):
             stack.start_agent(config, name=name)
+        api = httpx.Client(base_url=lb, headers={"Authorization": f"Bearer {pkey}"}, timeout=30)
         loader = Loader(lb, load_site["id"], loader_agent["agent_id"], loader_agent["agent_key"])
 
         # 1. A rule tripped at once through several replicas: one open ticket, one event.
@@ -134,14 +153,22 @@ def test_three_replicas_behind_haproxy_survive_a_sigkill_under_load(db_url, make
 
         wait_for("the jobs to be done", jobs_done, 30)
 
-        # 3. Load through HAProxy; replica c2 killed with SIGKILL in the middle of it.
+        # 3. Load through HAProxy; replica c2 frozen until it holds agent1's shipment (its
+        #    spool fills), then killed with SIGKILL.
         workers = [threading.Thread(target=loader.run) for _ in range(LOAD_THREADS)]
         for t in workers:
             t.start()
         wait_for("load on every replica", lambda: loader.batches >= 60, 30, every_s=0.05)
+        spool1 = stack.workdir / "agent1-spool.db"
+        stack.procs["c2"].send_signal(signal.SIGSTOP)
+        wait_for("agent1's shipment held by the frozen replica",
+                 lambda: spool_left(spool1) >= 3, 20, every_s=0.05)  # fmt: skip
         batches_at_kill = loader.batches
         killed_at = time.monotonic()
         assert stack.stop("c2", sig=signal.SIGKILL) == -signal.SIGKILL
+        wait_for("agent1's spool to drain through the others",
+                 lambda: spool_left(spool1) == 0, 30, every_s=0.05)  # fmt: skip
+        agent_recovered = time.monotonic() - killed_at
         wait_for("load to go on past the kill",
                  lambda: loader.batches >= batches_at_kill + 150, 40, every_s=0.05)  # fmt: skip
         loader.stop.set()
@@ -162,7 +189,7 @@ def test_three_replicas_behind_haproxy_survive_a_sigkill_under_load(db_url, make
             spool = stack.workdir / f"{name}-spool.db"
             wait_for(f"{name}'s spool to drain", lambda s=spool: spool_left(s) == 0, 30)
             text = httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=5).text
-            agent_failures.append(_metric(text, "qos_scout_agent_ship_failures"))
+            agent_failures.append(_metric(text, "qos_scout_agent_ship_failures_total"))
         for name in names:
             assert stack.stop(name) == 0, stack.log_tail(name)
             assert spool_left(stack.workdir / f"{name}-spool.db") == 0  # none left unsent
@@ -184,10 +211,12 @@ def test_three_replicas_behind_haproxy_survive_a_sigkill_under_load(db_url, make
         f"{counts['agent_results']} from 2 agents; lost {counts['lost']}, "
         f"duplicated {counts['duplicated']}; requests retried after the kill: loader "
         f"{retried}, agents {int(sum(agent_failures))}; duplicates answered "
-        f"{loader.duplicates}; recovered {recover:.2f} s after the kill; "
+        f"{loader.duplicates}; recovered {recover:.2f} s after the kill (agent1's spool "
+        f"empty after {agent_recovered:.2f} s); "
         f"served by {dict(loader.served_by)}"
     )
     assert counts["lost"] == 0 and counts["duplicated"] == 0
+    assert agent_failures[0] >= 1  # agent1's shipment cut by the kill was sent again
     # Each result answered once, "stored" or (its first answer lost in the kill) "duplicate".
     assert loader.stored + loader.duplicates == len(loader.sent)
     assert loader.duplicates <= sum(n for _, _, n in loader.retried) * loader.batch
