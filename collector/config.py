@@ -273,6 +273,18 @@ class CollectorConfig(_Model):
         validate_overrides(v)
         return v
 
+    @model_validator(mode="after")
+    def _attempt_within_lease(self) -> CollectorConfig:
+        # A delivery attempt must end within the outbox lease, or another replica takes the
+        # row again while it runs (and the loop would hand it back untried: worker.py).
+        for i, ch in enumerate(self.notifications):
+            if ch.timeout_s >= self.outbox.lease_s:
+                raise ValueError(
+                    f"notifications.{i}.timeout_s ({ch.timeout_s:g} s) must be shorter than "
+                    f"outbox.lease_s ({self.outbox.lease_s:g} s)"
+                )
+        return self
+
 
 def parse_listen(text: str) -> tuple[str, int]:
     """`HOST:PORT` or `[V6]:PORT` -> (host, port); raises ValueError naming the problem."""

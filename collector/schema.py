@@ -148,6 +148,18 @@ credentials_epoch = sa.Table(
     sa.Column("changed_at", Time, nullable=False),
 )
 
+# One row (id 1): bumped in the same transaction as any change to what rule evaluation
+# reads of a site or a partner (the site's fields, rule overrides). Every collector process
+# reads it with the credentials epoch and drops its cached site contexts when it moved, so
+# all replicas evaluate a site with the same rules within EPOCH_CHECK_S of a change.
+rules_epoch = sa.Table(
+    "rules_epoch",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("changed_at", Time, nullable=False),
+)
+
 # One row per result. The key includes the time: on PostgreSQL the table is partitioned by
 # `started_at` (collector/partitions.py) and a unique key must hold the partition key; a
 # retried result carries the same id and time, so it is still stored once. The partner is

@@ -23,6 +23,7 @@ from collector.schema import (
     enrollment_tokens,
     partners,
     probe_profiles,
+    rules_epoch,
     sites,
 )
 from collector.timefmt import iso
@@ -82,6 +83,22 @@ def read_epoch(conn: sa.Connection) -> int:
         conn.execute(
             sa.select(credentials_epoch.c.epoch).where(credentials_epoch.c.id == 1)
         ).scalar_one()
+    )
+
+
+def bump_rules_epoch(conn: sa.Connection, now: float) -> None:
+    """Say that what rules read of a site or partner changed, in the caller's transaction:
+    every collector process drops its cached site contexts at its next epoch read."""
+    conn.execute(
+        rules_epoch.update()
+        .where(rules_epoch.c.id == 1)
+        .values(epoch=rules_epoch.c.epoch + 1, changed_at=now)
+    )
+
+
+def read_rules_epoch(conn: sa.Connection) -> int:
+    return int(
+        conn.execute(sa.select(rules_epoch.c.epoch).where(rules_epoch.c.id == 1)).scalar_one()
     )
 
 

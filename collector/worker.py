@@ -31,11 +31,19 @@ def deliver_due(st: AppState) -> int:
     """Deliver what is due now; returns how many rows were attempted."""
     cfg = st.store.config
     channels = {ch.name: ch for ch in cfg.notifications}
+    claimed_at = st.clock()
     with st.store.write() as conn:
-        rows = outbox.claim_due(conn, cfg.outbox, st.clock())
-    for row in rows:
+        rows = outbox.claim_due(conn, cfg.outbox, claimed_at)
+    lease_until = claimed_at + cfg.outbox.lease_s
+    for i, row in enumerate(rows):
         attempts = row.attempts + 1
         ch = channels.get(row.channel)
+        if ch is not None and st.clock() + ch.timeout_s >= lease_until:
+            # An attempt might outlast the lease, and another collector would then send it
+            # too: hand the rest back instead.
+            with st.store.write() as conn:
+                outbox.release(conn, [r.id for r in rows[i:]], lease_until, st.clock())
+            return i
         try:
             if ch is None:
                 raise DeliveryError(f"channel {row.channel!r} is no longer configured")

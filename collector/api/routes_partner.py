@@ -345,6 +345,7 @@ async def put_overrides(p: PartnerDep, body: OverridesIn, request: Request) -> d
         raise Invalid(str(exc)) from None
 
     def run(c: sa.Connection) -> dict[str, Any]:
+        tenants.bump_rules_epoch(c, st.clock())  # every replica reloads the rules
         if body.site_id:
             tenants.get_site(c, p["id"], body.site_id)
             c.execute(
