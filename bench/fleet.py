@@ -47,6 +47,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -216,6 +217,14 @@ async def _simulate(
         """The scheduler's plan (agent.runtime.scheduler.Plan); a module's targets run at
         once, each result spooled when its probe ends (its recorded duration)."""
         running: set[asyncio.Task[None]] = set()
+        try:
+            await _plan_loop(running)
+        finally:
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _plan_loop(running: set[asyncio.Task[None]]) -> None:
         while True:
             for name in plan.due(loop.time()):
                 for i, t in enumerate(mix):
@@ -253,7 +262,14 @@ def request_traces(
 # ------------------------------------------------------------------ 3. the fleet
 
 
+# Descriptors kept free of held long-polls, in the generator and in the collector (which
+# inherits the limit): ingest connections, the database, files.
+FD_HEADROOM = 2048
+
+
 def raise_nofile(need: int) -> int:
+    """Raise the open-files limit towards `need` (as far as the hard limit allows, or
+    beyond it when privileged); returns the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(soft, need)
     try:
@@ -288,6 +304,7 @@ class Load:
     keys: list[str]
     wait_s: int
     timeout_s: float
+    held: int  # agents holding a long-poll (the first `held`; see FD_HEADROOM)
     polls: int = 0
     poll_errors: int = 0
     connected: int = 0
@@ -313,7 +330,7 @@ class Load:
                     self.host, self.port, local_addr=(source_address(i), 0)
                 )
                 self.connected += 1
-                if self.connected >= len(self.keys):
+                if self.connected >= self.held:
                     self.all_connected.set()
                 try:
                     while True:
@@ -480,7 +497,7 @@ async def drive(load: Load, plan: list[tuple[float, int, bytes]], args: argparse
     """Hold the polls (started over one wait), measure them idle, then the full load."""
     ramp = load.wait_s
     rng = random.Random(5)
-    polls = [asyncio.create_task(load.poll(i, rng.uniform(0, ramp))) for i in range(n)]
+    polls = [asyncio.create_task(load.poll(i, rng.uniform(0, ramp))) for i in range(load.held)]
     out: dict[str, float] = {}
     try:
         deadline = time.monotonic() + ramp + 60
@@ -526,13 +543,10 @@ def run_size(kind: str, n: int, mix: list[Template], traces: list[Any], args: ar
         )
         proc = start_collector(db.url, port, work)
         ib.SERVER_PIDS[:] = db.server_pids(proc)
-        load = Load(
-            "127.0.0.1",
-            port,
-            fleet.keys,
-            max(1, round(JobsConfig().wait_s / args.speed)),
-            AgentCollectorConfig().timeout_s,
-        )
+        wait = max(1, round(JobsConfig().wait_s / args.speed))
+        held = min(n, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_HEADROOM)
+        timeout = AgentCollectorConfig().timeout_s
+        load = Load("127.0.0.1", port, fleet.keys, wait, timeout, held)
         try:
             before = db_bytes(db.store)
             got = asyncio.run(drive(load, plan, args, n))
@@ -548,6 +562,7 @@ def run_size(kind: str, n: int, mix: list[Template], traces: list[Any], args: ar
         return {
             "db": kind,
             "agents": n,
+            "held": held,
             "connected": got["connected"],
             "requests": len(plan),
             "results": results,
@@ -602,6 +617,7 @@ def main() -> None:
     ap.add_argument("--trace-s", type=float, default=3600.0, help="virtual seconds simulated")
     ap.add_argument("--ceiling-seconds", type=float, default=5.0)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the processes started
     sizes = [int(x) for x in args.agents.split(",") if x.strip()]
     limit = raise_nofile(2 * max(sizes) + 4096)
     work = Path(tempfile.mkdtemp(prefix="qs-fleet-"))
@@ -628,16 +644,17 @@ def main() -> None:
 
 def report(rows: list[dict[str, Any]]) -> None:
     print()
-    print("| db | agents | req/s | collector cores | CPU µs per agent-s | idle long-poll cores | "
+    print("| db | agents | long-polls held | req/s | collector cores | CPU µs per agent-s | "
+          "idle long-poll cores | "
           "idle µs per agent-s | p50 ms | p99 ms | timeouts / errors | bytes per result | "
           "DB GB per day | raw insert rows/s (batch) | raw rows per CPU-s | generator CPU | "
           "generator lag p99 ms |")  # fmt: skip
-    print("|" + "---|" * 16)
+    print("|" + "---|" * 17)
     for r in rows:
         sat = " (saturated)" if r["gen"] > 0.9 else ""
         refused = r["errors"] + sum(v for k, v in r["statuses"].items() if k != 200)
         print(
-            f"| {r['db']} | {r['agents']:,} | {r['rps']:.0f} | {r['cores']:.2f} | "
+            f"| {r['db']} | {r['agents']:,} | {r['held']:,} | {r['rps']:.0f} | {r['cores']:.2f} | "
             f"{r['us_per_agent_s']:.1f} | {r['idle_cores']:.2f} | "
             f"{r['idle_us_per_agent_s']:.1f} | {r['p50'] * 1e3:.1f} | {r['p99'] * 1e3:.1f} | "
             f"{r['timeouts']} / {refused} | {r['bytes_per_result']:,.0f} | {r['gb_per_day']:.2f} | "
