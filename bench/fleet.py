@@ -32,8 +32,12 @@ mean batch size.
 Time compression: `--speed S` runs S simulated seconds per wall second (schedule, long-poll
 wait, every rate); figures per agent are per simulated second. The default is 1 (real time).
 
+Held long-polls are limited by the open-files limit (one descriptor each, in the collector
+and in the generator): the table says how many were held. `--no-long-poll` runs the agents
+with `jobs.enabled` off (ingest alone).
+
 Usage: python bench/fleet.py [--db sqlite,postgresql] [--agents 1000,10000,30000]
-                             [--seconds 60] [--idle-seconds 10]
+                             [--seconds 60] [--idle-seconds 10] [--no-long-poll]
 """
 
 from __future__ import annotations
@@ -264,7 +268,8 @@ def request_traces(
 
 
 # Descriptors kept free of held long-polls, in the generator and in the collector (which
-# inherits the limit): ingest connections, the database, files.
+# inherits the limit): ingest connections (at most FD_HEADROOM - 512 open at once), the
+# database, files.
 FD_HEADROOM = 2048
 
 
@@ -316,6 +321,9 @@ class Load:
     errors: int = 0
     stored: int = 0
     all_connected: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(FD_HEADROOM - 512)
+    )
 
     async def poll(self, i: int, start_in: float) -> None:
         """One agent's job long-poll, held for as long as the run lasts."""
@@ -356,8 +364,14 @@ class Load:
         delay = at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if measured:
-            self.lag.append(max(0.0, time.monotonic() - at))
+        await self.in_flight.acquire()  # released when the connection is closed
+        late = time.monotonic() - at
+        if measured:  # late here when the generator ran out of connections (or of CPU)
+            self.lag.append(max(0.0, late))
+        if late > self.timeout_s:  # the agent would have given up waiting by now
+            self.in_flight.release()
+            self.timeouts += measured
+            return
         head = (
             f"POST /api/v1/results HTTP/1.1\r\nHost: {self.host}\r\n"
             f"Authorization: Bearer {self.keys[i]}\r\nContent-Type: application/json\r\n"
@@ -384,6 +398,7 @@ class Load:
         finally:
             if w is not None:
                 w.close()
+            self.in_flight.release()
 
 
 def build_bodies(
@@ -496,12 +511,14 @@ class Database:
 async def drive(load: Load, plan: list[tuple[float, int, bytes]], args: argparse.Namespace,
                 n: int) -> dict[str, float]:  # fmt: skip
     """Hold the polls (started over one wait), measure them idle, then the full load."""
-    ramp = load.wait_s
+    ramp = load.wait_s if load.held else 0
+    if not load.held:
+        load.all_connected.set()
     rng = random.Random(5)
     polls = [asyncio.create_task(load.poll(i, rng.uniform(0, ramp))) for i in range(load.held)]
     out: dict[str, float] = {}
     try:
-        deadline = time.monotonic() + ramp + 60
+        deadline = time.monotonic() + ramp + 30
         await asyncio.sleep(ramp)
         with contextlib.suppress(TimeoutError):  # a saturated collector: go on, say how many
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
@@ -525,7 +542,10 @@ async def drive(load: Load, plan: list[tuple[float, int, bytes]], args: argparse
         out["wall"] = wall
         out["polls_per_s"] = (load.polls - polls0) / wall
         out["idle_polls_per_s"] = (polls0 - p0) / args.idle_seconds
-        await asyncio.gather(*ships)
+        _, late = await asyncio.wait(ships, timeout=load.timeout_s + 10)
+        for task in late:  # bounded: a saturated collector must not hold the run
+            task.cancel()
+        load.timeouts += len(late)
         out["connected_end"] = load.connected
     finally:
         for p in polls:
@@ -547,6 +567,7 @@ def run_size(kind: str, n: int, mix: list[Template], traces: list[Any], args: ar
         ib.SERVER_PIDS[:] = db.server_pids(proc)
         wait = max(1, round(JobsConfig().wait_s / args.speed))
         held = min(n, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_HEADROOM)
+        held = 0 if args.no_long_poll else held
         timeout = AgentCollectorConfig().timeout_s
         load = Load("127.0.0.1", port, fleet.keys, wait, timeout, held)
         try:
@@ -583,7 +604,7 @@ def run_size(kind: str, n: int, mix: list[Template], traces: list[Any], args: ar
             "polls_per_s": got["polls_per_s"],
             "stored": load.stored,
             "bytes_per_result": growth / load.stored if load.stored else float("nan"),
-            "gb_per_day": growth / sim * 86400 / 1e9 if sim else float("nan"),
+            "gb_per_day": growth / sim * 86400 / 1e9 if sim and load.stored else float("nan"),
             "gen": got["gen"],
             "idle_gen": got["idle_gen"],
             "lag_p99": ib.pct(load.lag, 99),
@@ -614,6 +635,7 @@ def main() -> None:
     ap.add_argument("--agents", default="1000,10000,30000", help="fleet sizes, comma-separated")
     ap.add_argument("--seconds", type=float, default=60.0, help="measured wall interval")
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="long-polls only")
+    ap.add_argument("--no-long-poll", action="store_true", help="agents with jobs.enabled off")
     ap.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
     ap.add_argument("--templates", type=int, default=64, help="agents simulated for the pattern")
     ap.add_argument("--trace-s", type=float, default=3600.0, help="virtual seconds simulated")
