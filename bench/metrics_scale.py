@@ -55,7 +55,14 @@ def fill(base: str, keys: list[str], mix: list[Template], conc: int = 16) -> int
                 headers = {"Authorization": f"Bearer {key}", "Content-Encoding": "gzip",
                            "Content-Type": "application/json"}  # fmt: skip
                 async with sem:
-                    r = await client.post("/api/v1/results", content=body, headers=headers)
+                    for attempt in range(5):  # a connection the busy server dropped: again
+                        try:
+                            r = await client.post("/api/v1/results", content=body,
+                                                  headers=headers)  # fmt: skip
+                            break
+                        except httpx.TransportError:
+                            if attempt == 4:
+                                raise
                 if r.status_code != 200:
                     raise SystemExit(f"ingest answered {r.status_code}: {r.text[:200]}")
                 stored += r.json()["stored"]
