@@ -153,11 +153,15 @@ class MetricsConfig(_Model):
     say), else from the QOS_SCOUT_METRICS_TOKEN environment variable, else `token` here
     (the config file is then a secret). No token configured: `/metrics` answers 401 on the
     agents' port. `listen` adds a listener of its own that serves only `/metrics` (for a
-    private interface; the token is required there too when one is configured)."""
+    private interface; the token is required there too when one is configured).
+    `cache_s` keeps a built scrape for that many seconds for the scrapes that follow (HA
+    Prometheus pairs, several scrapers); 0: only scrapes that arrive while one is being
+    built share it."""
 
     token_file: Path | None = None
     token: str | None = Field(default=None, min_length=16)
     listen: str | None = None
+    cache_s: float = Field(default=0.0, ge=0, le=300)
 
     @field_validator("listen")
     @classmethod

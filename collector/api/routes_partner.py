@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from collector import audit, ingest, jobs, profiles, tenants, tickets
 from collector.api.models import (
@@ -24,9 +24,9 @@ from collector.api.models import (
     TokenIn,
 )
 from collector.api.responses import ERRORS
+from collector.api.scrape import ShardParam, ShardsParam, scrape, shard_of
 from collector.api.state import AppState, app_state, current_partner
 from collector.errors import Invalid
-from collector.metrics import StoreCollector
 from collector.rules import apply_overrides, effective_rules
 from collector.schema import partners, sites
 from collector.timefmt import iso
@@ -254,17 +254,14 @@ async def revoke_token(p: PartnerDep, token_id: str, request: Request) -> dict[s
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
 )
-async def partner_metrics(p: PartnerDep, request: Request) -> Response:
+async def partner_metrics(
+    p: PartnerDep, request: Request, shard: ShardParam = None, shards: ShardsParam = None
+) -> Response:
     """This partner's series only (results, sites, agents, open tickets; docs/metrics.md) in
     the Prometheus text format, for the partner's own Prometheus (scrape with
-    `authorization: {credentials_file: <file holding the partner key>}`)."""
-    st = app_state(request)
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(
-        StoreCollector(st.store, st.stats, st.clock, before=st.flush_seen, partner_id=p["id"])
-    )
-    body = await run_in_threadpool(generate_latest, reg)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    `authorization: {credentials_file: <file holding the partner key>}`); `?shard=i&shards=n`
+    for one shard of its sites."""
+    return await scrape(request.app, p["id"], shard_of(shard, shards))
 
 
 @router.get("/results")
