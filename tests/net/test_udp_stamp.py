@@ -1,0 +1,63 @@
+"""The udp probe in STAMP mode (RFC 8762/8972) against our reflector on loopback, and replies
+it cannot read named in the result."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+import twampy_peer
+
+from agent.probes import run_probe
+from agent.responder.reflector import TwampReflector
+
+
+@pytest.mark.parametrize("protocol", ["stamp", "auto"])
+async def test_stamp_against_our_reflector_reports_dscp_per_direction(
+    our_reflector: TwampReflector, protocol: str
+) -> None:
+    port = our_reflector.address[1]
+    opts = {"duration_s": 0.5, "packet_rate": 100, "protocol": protocol, "dscp": 34}
+    res = await run_probe("udp", f"127.0.0.1:{port}", opts)
+    assert res.success, res.error
+    m = res.measurement or {}
+    assert m["protocol"] == "stamp" and 1 <= m["ssid"] <= 0xFFFF
+    assert (m["sent"], m["received"], m["malformed_replies"]) == (50, 50, 0)
+    assert m["payload_bytes"] == 172  # the codec's size, symmetric both ways
+    assert m["reflector_reports_dscp"] is True and m["not_reported"] == []
+    for d in ("out", "back"):
+        assert (m[d]["dscp_sent"], m[d]["dscp_received"], m[d]["lost"]) == (34, 34, 0)
+    assert m["direction_loss_method"].startswith("reflector sequence counter")
+    assert twampy_peer.eventually(lambda: our_reflector.reflected_stamp == 50)
+    assert our_reflector.reflected == 0
+
+
+@pytest.mark.parametrize("protocol", ["twamp-light", "stamp"])
+async def test_replies_that_cannot_be_read_are_counted_and_named(protocol: str) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    stop = threading.Event()
+
+    def answer() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            sock.sendto(data[:20], peer)  # too short to hold the timestamps
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    try:
+        opts = {"duration_s": 0.2, "packet_rate": 50, "wait_s": 0.5, "protocol": protocol}
+        res = await run_probe("udp", f"127.0.0.1:{sock.getsockname()[1]}", opts)
+    finally:
+        stop.set()
+        t.join()
+        sock.close()
+    assert not res.success
+    assert "10 replies came back" in (res.error.message if res.error else "")
+    assert "malformed_replies" in (res.error.message if res.error else "")
+    assert (res.measurement or {})["malformed_replies"] == 10
