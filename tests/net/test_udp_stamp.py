@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+from dataclasses import replace
 
 import pytest
 import twampy_peer
 
+from agent.errors import ConfigError
 from agent.probes import run_probe
 from agent.responder.reflector import TwampReflector
+from agent.wire.stamp import FLAG_U, StampReflectorPacket, StampSenderPacket
+from agent.wire.twamp import ns_to_ntp
 
 
 @pytest.mark.parametrize("protocol", ["stamp", "auto"])
@@ -61,3 +66,59 @@ async def test_replies_that_cannot_be_read_are_counted_and_named(protocol: str) 
     assert "10 replies came back" in (res.error.message if res.error else "")
     assert "malformed_replies" in (res.error.message if res.error else "")
     assert (res.measurement or {})["malformed_replies"] == 10
+
+
+async def test_an_unknown_protocol_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError) as exc:
+        await run_probe("udp", "127.0.0.1:9", {"protocol": "stamp2"})
+    assert str(exc.value) == (
+        "udp options: protocol: Input should be 'twamp-light', 'stamp' or 'auto'"
+    )
+
+
+async def test_a_stateless_stamp_reflector_without_cos_gives_round_trip_figures_only() -> None:
+    """A foreign STAMP reflector: echoes the SSID, copies the sender's sequence number, does
+    not know the CoS TLV (flags it U) and loses the reply to sender packet 5."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    stop = threading.Event()
+
+    def answer() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            rx = ns_to_ntp(time.time_ns())
+            pkt = StampSenderPacket.parse(data)
+            if pkt.seq == 5:
+                continue
+            tlvs = tuple(replace(t, flags=t.flags | FLAG_U) for t in pkt.tlvs)
+            tx = ns_to_ntp(time.time_ns())
+            reply = StampReflectorPacket(
+                pkt.seq, tx, 1, pkt.ssid, rx, pkt.seq, pkt.timestamp, pkt.error_estimate, 64, tlvs
+            )
+            sock.sendto(bytes(reply), peer)
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    try:
+        opts = {"duration_s": 0.4, "packet_rate": 50, "wait_s": 0.5, "protocol": "stamp"}
+        res = await run_probe("udp", f"127.0.0.1:{sock.getsockname()[1]}", opts)
+    finally:
+        stop.set()
+        t.join()
+        sock.close()
+    assert res.success, res.error
+    m = res.measurement or {}
+    assert m["protocol"] == "stamp" and (m["sent"], m["lost"]) == (20, 1)
+    assert m["direction_loss_method"].startswith("unavailable")
+    assert m["reflector_reports_dscp"] is False
+    assert m["out"]["dscp_received"] is None and m["back"]["dscp_sent"] is None
+    assert m["back"]["dscp_received"] is not None  # read here, from the reply's IP header
+    assert m["not_reported"] == [
+        "DSCP/ECN received at the reflector (it did not fill in the Class-of-Service TLV)",
+        "whether the reflector keeps a per-session counter (direction of loss is inferred "
+        "from its sequence numbers)",
+    ]
