@@ -49,6 +49,9 @@ class VoiceDirection(BaseModel):
         default=None, description="most common DSCP on arrival at this direction's far end"
     )
     dscp_counts: dict[str, int] = Field(default_factory=dict)
+    ecn_counts: dict[str, int] = Field(
+        default_factory=dict, description="ECN codepoints on arrival (RFC 3168; 3 = CE)"
+    )
     r_factor: Annotated[float | None, Gauge("r_factor")] = None
     mos: Annotated[float | None, Gauge("mos")] = None
 
