@@ -13,8 +13,8 @@ Session-Reflector packet (RFC 8762 §4.3.1, RFC 8972 §3)::
 The reflector copies the sender's TLVs (RFC 8972 §4), so both packets have the same size
 (the symmetric sizes of RFC 8762 §4.2.1 and §4.3.1). A TLV is a flags octet (U: type
 unrecognised by the reflector, M: malformed, I: integrity failed), a type octet, a 16-bit
-length of the value, then the value. Types (RFC 8972 §5.2, IANA "STAMP TLV Types"): 1 Extra
-Padding (§4.1), 4 Class of Service (§4.4).
+length of the value, then the value. Types (IANA "STAMP TLV Types" registry, RFC 8972 §5):
+1 Extra Padding (§4.1), 4 Class of Service (§4.4).
 
 Class of Service value (RFC 8972 §4.4), 4 octets::
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 import twampy_peer
+from test_udp_dualstack import _has_ipv6_loopback
 
 from agent.errors import ConfigError
 from agent.probes import run_probe
@@ -122,3 +123,19 @@ async def test_a_stateless_stamp_reflector_without_cos_gives_round_trip_figures_
         "whether the reflector keeps a per-session counter (direction of loss is inferred "
         "from its sequence numbers)",
     ]
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1) here")
+@pytest.mark.parametrize("host", ["[::1]", "127.0.0.1"])
+async def test_stamp_on_a_dual_stack_reflector_keeps_dscp_both_ways(host: str) -> None:
+    refl = TwampReflector("::", 0)
+    await refl.start()
+    try:
+        opts = {"duration_s": 0.4, "protocol": "stamp", "dscp": 26}
+        res = await run_probe("udp", f"{host}:{refl.address[1]}", opts)
+    finally:
+        await refl.stop()
+    assert res.success, res.error
+    m = res.measurement or {}
+    assert m["protocol"] == "stamp" and m["received"] == 20
+    assert (m["out"]["dscp_received"], m["back"]["dscp_received"]) == (26, 26)
