@@ -66,14 +66,15 @@ def parse_table(text: str) -> dict[str, Row]:
     return out
 
 
-_REQUEST = re.compile(r"Request from (\S+):(\d+) \[sseq=(\d+)")
+_REQUEST = re.compile(r"Request from (\S+):(\d+) \[sseq=(\d+) outbound=(-?[\d.]+)ms\]")
 
 
-def requests_by_port(log: str) -> dict[int, list[int]]:
-    """twampy responder's verbose log -> sender sequence numbers received, per source port."""
-    out: dict[int, list[int]] = {}
+def requests_by_port(log: str) -> dict[int, list[tuple[int, float]]]:
+    """twampy responder's verbose log -> (sender sequence number, outbound delay ms as it
+    prints it: its receive time minus our timestamp) per packet received, per source port."""
+    out: dict[int, list[tuple[int, float]]] = {}
     for m in _REQUEST.finditer(log):
-        out.setdefault(int(m.group(2)), []).append(int(m.group(3)))
+        out.setdefault(int(m.group(2)), []).append((int(m.group(3)), float(m.group(4))))
     return out
 
 
