@@ -22,9 +22,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_probe_commands(kinds: argparse._SubParsersAction) -> None:
     udp = kinds.add_parser(
-        "udp", help="voice-like TWAMP-light stream: loss/jitter/MOS per direction"
+        "udp", help="voice-like TWAMP-light or STAMP stream: loss/jitter/MOS per direction"
     )
-    udp.add_argument("hosts", nargs="+", metavar="HOST[:PORT]", help="TWAMP-light reflector")
+    udp.add_argument("hosts", nargs="+", metavar="HOST[:PORT]",
+                     help="TWAMP-light or STAMP reflector")  # fmt: skip
     udp.add_argument("--port", type=int, default=862, help="reflector port (862)")
     udp.add_argument("--codec", default="G711_PLC", help="G711_PLC, G711 or G729A")
     udp.add_argument("--ptime", type=float, default=20.0, help="ms of audio per packet (20)")
@@ -35,6 +36,8 @@ def add_probe_commands(kinds: argparse._SubParsersAction) -> None:
     udp.add_argument("--jitter-buffer", type=float, default=60.0, help="ms, for MOS (60)")
     udp.add_argument("--synchronized-clocks", action="store_true",
                      help="both ends run NTP/PTP: report one-way delays")  # fmt: skip
+    udp.add_argument("--protocol", choices=["twamp-light", "stamp", "auto"],
+                     default="twamp-light", help="test packets (twamp-light)")  # fmt: skip
     _common(udp)
     udp.set_defaults(func=_udp)
 
@@ -95,7 +98,7 @@ def _udp(args: argparse.Namespace) -> int:
         "port": args.port, "codec": args.codec, "ptime_ms": args.ptime,
         "packet_rate": args.rate, "payload_bytes": args.size, "duration_s": args.duration,
         "dscp": args.dscp, "jitter_buffer_ms": args.jitter_buffer,
-        "synchronized_clocks": args.synchronized_clocks,
+        "synchronized_clocks": args.synchronized_clocks, "protocol": args.protocol,
     }  # fmt: skip
     return _emit("udp", args, options, udp_table)
 

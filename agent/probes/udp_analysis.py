@@ -62,6 +62,12 @@ def _dscp(values: list[int | None]) -> tuple[int | None, dict[str, int]]:
     return c.most_common(1)[0][0], {str(k): v for k, v in sorted(c.items())}
 
 
+def _ecn(values: list[int | None]) -> dict[str, int]:
+    """ECN codepoints seen (RFC 3168: 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE) and their counts."""
+    c = Counter(v & 3 for v in values if v is not None)
+    return {str(k): v for k, v in sorted(c.items())}
+
+
 def _mask_stats(mask: list[bool]) -> tuple[float | None, int | None]:
     if not mask:
         return None, None
@@ -169,6 +175,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
     def direction(
         packets: int | None, lost: int | None, jitter: float, late: tuple[int, float] | None,
         mask: list[bool], owd: float | None, dscp: int | None, counts: dict[str, int],
+        ecn: dict[str, int],
     ) -> VoiceDirection:  # fmt: skip
         loss_pct = (100.0 * lost / packets) if (lost is not None and packets) else None
         burst, max_burst = _mask_stats(mask)
@@ -188,7 +195,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             jitter_ms=jitter if uniq else None,
             late_discards=late[0] if late else None, late_pct=late[1] if late else None,
             burst_ratio=burst, max_burst=max_burst, one_way_delay_ms=owd,
-            dscp_received=dscp, dscp_counts=counts, r_factor=r, mos=mos,
+            dscp_received=dscp, dscp_counts=counts, ecn_counts=ecn, r_factor=r, mos=mos,
         )  # fmt: skip
 
     m2e_all = None
@@ -211,7 +218,15 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
         one_way_delay_method=owd_method,
         mouth_to_ear_delay_ms=m2e_all,
         out=direction(
-            fwd_packets, fwd_lost, fwd_jitter, fwd_late, fwd_mask, owd_f, fwd_dscp, fwd_counts
+            fwd_packets,
+            fwd_lost,
+            fwd_jitter,
+            fwd_late,
+            fwd_mask,
+            owd_f,
+            fwd_dscp,
+            fwd_counts,
+            _ecn([x.far_dscpe for x in uniq]),
         ),
         back=direction(
             back_packets,
@@ -222,6 +237,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             owd_b,
             back_dscp,
             back_counts,
+            _ecn([x.near_tos for x in uniq]),
         ),
     )
 

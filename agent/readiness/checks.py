@@ -233,9 +233,10 @@ def dscp_checks(m: dict[str, Any]) -> list[Check]:
                 up.dscp_counts,
             )
         )
-    # The responder echoes the DSCP it received, so downstream only adds news when the
-    # upstream marking survived.
-    fwd = up.dscp_received
+    # The reply leaves marked with `back.dscp_sent`: the DSCP1 a STAMP reflector was asked
+    # for, or what our TWAMP-light responder received (it echoes it), so there downstream
+    # only adds news when the upstream marking survived.
+    fwd = down.dscp_sent if down.dscp_sent is not None else up.dscp_received
     out.append(_dscp_check("dscp.back", "DSCP downstream (reply as received here)",
                            fwd if fwd is not None else sent, down.dscp_received,
                            down.dscp_counts, "reflected"))  # fmt: skip

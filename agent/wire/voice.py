@@ -42,10 +42,16 @@ class VoiceDirection(BaseModel):
     burst_ratio: float | None = None
     max_burst: int | None = None
     one_way_delay_ms: float | None = None
+    dscp_sent: int | None = Field(
+        default=None, description="DSCP this direction's packets were marked with when sent"
+    )
     dscp_received: int | None = Field(
         default=None, description="most common DSCP on arrival at this direction's far end"
     )
     dscp_counts: dict[str, int] = Field(default_factory=dict)
+    ecn_counts: dict[str, int] = Field(
+        default_factory=dict, description="ECN codepoints on arrival (RFC 3168; 3 = CE)"
+    )
     r_factor: Annotated[float | None, Gauge("r_factor")] = None
     mos: Annotated[float | None, Gauge("mos")] = None
 
@@ -83,8 +89,17 @@ class UdpMeasurement(UdpStreamStats):
     packet_rate: float
     payload_bytes: int
     dscp_sent: int
-    reflector_reports_dscp: bool = Field(description="the far-end DSCP comes from RFC 7750")
-    malformed_replies: int
+    reflector_reports_dscp: bool = Field(
+        description="the far-end DSCP comes from RFC 7750 or the STAMP Class-of-Service TLV"
+    )
+    malformed_replies: int = Field(description="replies that are not reflections of this stream")
+    protocol: Literal["twamp-light", "stamp"] = Field(
+        default="twamp-light", description="what the reflector answered in"
+    )
+    ssid: int | None = Field(default=None, description="STAMP session id (RFC 8972 §3)")
+    not_reported: list[str] = Field(
+        default_factory=list, description="what the reflections could not tell"
+    )
 
 
 class RatiosModel(BaseModel):

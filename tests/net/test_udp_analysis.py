@@ -131,3 +131,18 @@ def test_analysis_never_fails_on_odd_reflections(
     for d in (m.out, m.back):
         assert d.lost is None or d.lost >= 0
         assert d.loss_pct is None or 0.0 <= d.loss_pct <= 100.0
+
+
+def test_ecn_is_counted_per_direction_from_the_reflector_report_and_the_reply() -> None:
+    # out: the reflector saw CE (3) on 2 packets (RFC 7750 octet / STAMP CoS TLV); back:
+    # the replies arrived ECT(0) (2)
+    refl = [
+        Reflection(s, s, s * 20_000_000, s * 20_000_000 + 1000, s * 20_000_000 + 2000,
+                   s * 20_000_000 + 3000, far_dscpe=46 << 2 | (3 if s < 2 else 0),
+                   near_tos=46 << 2 | 2)
+        for s in range(5)
+    ]  # fmt: skip
+    stats = analyse(refl, StreamParams(sent=5))
+    assert stats.out.ecn_counts == {"0": 3, "3": 2}
+    assert stats.back.ecn_counts == {"2": 5}
+    assert stats.out.dscp_counts == {"46": 5}
