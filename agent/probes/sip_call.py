@@ -12,22 +12,34 @@ import asyncio
 import random
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.sip_common import SipOptionsBase, sip_session
+from agent.sip.sdp import OPUS_FRAME_MS
 from agent.wire.voice import CallSummary, RatiosModel, SipCallMeasurement
 
 
 class SipCallOptions(SipOptionsBase):
     duration_s: float = Field(default=10.0, gt=0, le=3600)
     calls: int = Field(default=1, ge=1, le=500)
-    codecs: list[Literal["PCMU", "PCMA"]] = Field(default=["PCMU", "PCMA"], min_length=1)
+    codecs: list[Literal["PCMU", "PCMA", "G722", "OPUS"]] = Field(
+        default=["PCMU", "PCMA"], min_length=1, description="offered in this order"
+    )
     ptime_ms: int = Field(default=20, ge=10, le=60)
     jitter_buffer_ms: float = Field(default=60.0, ge=0, le=1000)
     answer_timeout_s: float = Field(default=20.0, gt=0, le=300)
     from_user: str = Field(default="qos-scout", max_length=64)
+
+    @model_validator(mode="after")
+    def _opus_ptime(self) -> SipCallOptions:
+        if "OPUS" in self.codecs and self.ptime_ms not in OPUS_FRAME_MS:
+            frames = ", ".join(map(str, OPUS_FRAME_MS))
+            raise ValueError(
+                f"ptime_ms {self.ptime_ms} cannot carry one Opus frame: use {frames} with OPUS"
+            )
+        return self
 
 
 def _estimate(opts: SipCallOptions) -> float:
