@@ -497,6 +497,11 @@ class EModelResult:
 
     `ceiling_r`/`ceiling_mos` are what the same codec scores on a perfect network (no loss,
     no delay): the most this call could have scored, on the same scale.
+
+    `mos_narrowband` is the figure that compares across codecs: G.107 Annex B applied to R
+    on G.107.1's extended scale, where a narrowband R keeps its meaning (so 4.5 from R 100
+    up). For a narrowband codec it is `mos`; for a wideband one `mos` is MOS_CQEW (Annex A,
+    R / 1.29), which rates the same R lower because it is judged beside wideband speech.
     """
 
     codec: str
@@ -509,6 +514,7 @@ class EModelResult:
     model: str
     ceiling_r: float
     ceiling_mos: float
+    mos_narrowband: float
     assumed: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, object]:
@@ -516,6 +522,7 @@ class EModelResult:
         return {
             "r_factor": self.r_factor,
             "mos": self.mos,
+            "mos_narrowband": self.mos_narrowband,
             "emodel": self.model,
             "scale": self.scale,
             "codec": self.codec,
@@ -551,6 +558,7 @@ def emodel(
         model=EMODEL_NAMES[c.scale],
         ceiling_r=ceiling_r,
         ceiling_mos=ceiling_mos,
+        mos_narrowband=mos_from_r(r),
         assumed=c.assumed,
     )
 

@@ -33,7 +33,9 @@ class VoiceDirection(BaseModel):
     `r_factor` and `mos` are on the `scale` of the codec they were computed for, by the
     model named in `emodel`; `ceiling_r`/`ceiling_mos` are what that codec scores on a
     perfect network (no loss, no delay) on the same scale, and `assumed` names every
-    codec parameter that is not a published value, with the value used.
+    codec parameter that is not a published value, with the value used. `mos_narrowband` is
+    the figure rules compare across codecs (docs/measurements.md): equal to `mos` for a
+    narrowband codec, G.107 Annex B of R (4.5 from R 100 up) for a wideband one.
     """
 
     source: VoiceSource
@@ -55,6 +57,10 @@ class VoiceDirection(BaseModel):
     dscp_counts: dict[str, int] = Field(default_factory=dict)
     r_factor: Annotated[float | None, Gauge("r_factor")] = None
     mos: Annotated[float | None, Gauge("mos")] = None
+    mos_narrowband: float | None = Field(
+        default=None,
+        description="MOS comparable across codecs: G.107 Annex B of R on the extended scale",
+    )
     codec: str | None = Field(default=None, description="the codec R and MOS were computed for")
     emodel: str | None = Field(default=None, description="the E-model that gave R and MOS")
     scale: VoiceScale | None = None
