@@ -102,7 +102,9 @@ async def probe(target: Target, opts: SipCallOptions, ctx: ProbeContext) -> Base
 
 
 def _call_score(c: Any) -> tuple[int, float]:
-    mos = [d.mos for d in (c.out, c.back) if d is not None and d.mos is not None]
+    # the narrowband-scale MOS: comparable whatever codec each call negotiated
+    both = [d for d in (c.out, c.back) if d is not None]
+    mos = [x for x in (d.mos_narrowband or d.mos for d in both) if x is not None]
     return (1 if c.setup_ok else 0, min(mos) if mos else 0.0)
 
 

@@ -202,7 +202,7 @@ def voice_checks(m: dict[str, Any]) -> list[Check]:
                    if loss is not None else None, why=why),
             graded(f"voice.jitter.{key}", g, f"Jitter {label}", get("jitter_ms"),
                    d.jitter_ms, "jitter"),
-            graded(f"voice.mos.{key}", g, f"MOS {label}", get("mos"), _comparable_mos(d),
+            graded(f"voice.mos.{key}", g, f"MOS {label}", get("mos"), comparable_mos(d),
                    "mos", display=_mos_display(d)),
         ]  # fmt: skip
     return out
@@ -372,7 +372,7 @@ def nat_check(m: dict[str, Any]) -> Check:
                  details=details)  # fmt: skip
 
 
-def _comparable_mos(d: VoiceDirection) -> float | None:
+def comparable_mos(d: VoiceDirection) -> float | None:
     """The MOS the thresholds grade: on the narrowband scale for every codec (a wideband
     codec's own MOS_CQEW rates the same R lower; docs/measurements.md)."""
     return d.mos_narrowband if d.mos_narrowband is not None else d.mos

@@ -73,6 +73,14 @@ def test_ramp_step_fails_on_aggregate_loss_and_names_the_direction() -> None:
     assert not bad.ok and bad.reason == "upstream loss 1.78 % > 1 %"
 
 
+def test_ramp_step_grades_a_wideband_stream_on_the_narrowband_scale() -> None:
+    good = quality.emodel("OPUS", 250.0, 0.0).fields()  # long path: R 97.9, MOS_CQEW 3.86
+    d = {"source": "stream", "packets_sent": 150, "lost": 0, "jitter_ms": 1.0, **good}
+    step = capacity.grade_step(1, [{"out": d, "back": d, "rtt_ms": {"p95": 5.0}}], [])
+    assert good["mos"] < 4.0 < good["mos_narrowband"]
+    assert step.ok and step.worst_mos == pytest.approx(good["mos_narrowband"])
+
+
 def test_voice_checks_carry_the_direction_figures() -> None:
     m = {
         "rtt_ms": {"median": 42.0}, "direction_loss_method": "reflector sequence counter",
