@@ -12,7 +12,7 @@ import asyncio
 import random
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
@@ -32,14 +32,13 @@ class SipCallOptions(SipOptionsBase):
     answer_timeout_s: float = Field(default=20.0, gt=0, le=300)
     from_user: str = Field(default="qos-scout", max_length=64)
 
-    @model_validator(mode="after")
-    def _opus_ptime(self) -> SipCallOptions:
-        if "OPUS" in self.codecs and self.ptime_ms not in OPUS_FRAME_MS:
+    @field_validator("ptime_ms")
+    @classmethod
+    def _opus_ptime(cls, v: int, info: ValidationInfo) -> int:
+        if "OPUS" in info.data.get("codecs", ()) and v not in OPUS_FRAME_MS:
             frames = ", ".join(map(str, OPUS_FRAME_MS))
-            raise ValueError(
-                f"ptime_ms {self.ptime_ms} cannot carry one Opus frame: use {frames} with OPUS"
-            )
-        return self
+            raise ValueError(f"{v} ms cannot carry one Opus frame: use {frames} with OPUS")
+        return v
 
 
 def _estimate(opts: SipCallOptions) -> float:
