@@ -116,10 +116,17 @@ def udp_table(results: Sequence[ProbeResult]) -> tuple[list[str], list[list[str]
             rows.append([
                 r.target, d, fmt(x.packets_sent), fmt(x.lost), fmt(x.loss_pct, 2),
                 fmt(x.jitter_ms, 3), fmt(x.dscp_received), fmt(x.r_factor, 1), fmt(x.mos, 2),
-                f"{x.scale} ({x.ceiling_mos:.2f})" if x.scale and x.ceiling_mos else "-",
+                _scale(x),
                 fmt(rtt.get("median"), 3), fmt(rtt.get("p95"), 3),
             ])  # fmt: skip
     return headers, rows
+
+
+def _scale(x: VoiceDirection) -> str:
+    if not x.scale or x.ceiling_mos is None:
+        return "—"
+    assumed = f"; {len(x.assumed)} codec value(s) assumed, see --json" if x.assumed else ""
+    return f"{x.scale} ({x.ceiling_mos:.2f}{assumed})"
 
 
 # --------------------------------------------------------------------------- bandwidth
