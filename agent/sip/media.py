@@ -222,6 +222,7 @@ class RtpSession:
         self._rtcp_task: asyncio.Task[None] | None = None
         self._previous: dict[int, tuple[int, int]] = {}
         self._payloads: list[bytes] = []
+        self._ticks = 8 * ptime_ms
         self._stop_at: float | None = None
         self.done = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -261,6 +262,7 @@ class RtpSession:
         self._loop = asyncio.get_running_loop()
         if not self._payloads:
             self._payloads = list(codec_payloads(self.codec, self.ptime_ms))
+        self._ticks = self.ticks()  # the pacer thread reads it for every packet
         now = time.monotonic()
         self._t0 = now + 0.005
         self._stop_at = None if duration_s is None else self._t0 + duration_s
@@ -335,7 +337,7 @@ class RtpSession:
         pkt = RtpPacket(
             payload_type=self.payload_type,
             sequence_number=(tx.first_seq + i) & 0xFFFF,
-            timestamp=(tx.first_ts + i * self.ticks()) & 0xFFFFFFFF,
+            timestamp=(tx.first_ts + i * self._ticks) & 0xFFFFFFFF,
             ssrc=tx.ssrc,
             payload=self._payloads[i % len(self._payloads)],
         )
