@@ -3,7 +3,8 @@
 Builds namespace links (needs root), injects loss (nftables), delay and jitter (the seeded
 relay of tests/netlab.py) and rate limits (tc tbf), runs the udp and bandwidth probes and
 iperf3 on the same links in the same run, and prints a Markdown table: injected value,
-qos-scout's figure, iperf3's figure and the ratio. Run: `.venv/bin/python bench/accuracy.py`.
+qos-scout's figure, iperf3's figure and the ratio. An Opus-paced stream under injected loss
+is scored beside its expected ITU-T G.107.1 value. Run: `.venv/bin/python bench/accuracy.py`.
 The `stamp` section runs TWAMP-light and STAMP on one impaired link, and Nokia's twampy
 sender against our responder there when twampy is available (TWAMPY_SRC, see
 tests/net/twampy_peer.py).
@@ -204,6 +205,34 @@ def twampy_rows(lab: netlab.NetLab, out_rule: netlab.NftRule, back_rule: netlab.
     return rows
 
 
+def wideband_rows(seconds: float) -> list[Row]:
+    """An Opus-paced stream (50 packets/s of 92 octets) with 2 % injected loss on one
+    direction, scored on the wideband E-model, beside the G.107.1 value of the loss the
+    nftables counters saw (BurstR 1: `numgen random` drops independently) at the same
+    mouth-to-ear delay."""
+    from agent import quality
+
+    with netlab.NetLab("qb", router=True) as lab:
+        responder(lab, "b", [])
+        rule = lab.nft_loss("r", lab.iface("r", "b"), 2.0, "out", match="meta l4proto udp")
+        m = probe(lab, "a", "udp", f"{lab.addr('b')}:862",
+                  {"codec": "OPUS", "duration_s": seconds, "wait_s": 2})  # fmt: skip
+        seen, dropped = rule.counts()
+    d, b = m["out"], m["back"]
+    true_loss = 100 * dropped / seen
+    m2e = m["mouth_to_ear_delay_ms"]
+    want = quality.emodel("OPUS", m2e, true_loss, 1.0)
+    clean = quality.emodel("OPUS", m2e, 0.0)
+    return [
+        (f"wideband R out, Opus stream (2 % injected out, nft {dropped}/{seen})",
+         f(want.r_factor, 2), f(d["r_factor"], 2), "—", "—"),
+        (f"wideband MOS out (G.107.1; measured BurstR {d['burst_ratio']:.2f})",
+         f(want.mos), f(d["mos"]), "—", "—"),
+        (f"wideband MOS back (none injected; ceiling {clean.ceiling_mos:.3f})",
+         f(clean.mos), f(b["mos"]), "—", "—"),
+    ]  # fmt: skip
+
+
 def jitter_rows(n: int) -> list[Row]:
     rate = 50
     fwd = netlab.DelaySchedule(10.0, 8.0, seed=21)
@@ -318,8 +347,10 @@ def main() -> int:
     ap.add_argument("--loss-packets", type=int, default=10_000)
     ap.add_argument("--jitter-packets", type=int, default=500)
     ap.add_argument("--seconds", type=float, default=5.0, help="per throughput test")
+    ap.add_argument("--wideband-seconds", type=float, default=60.0,
+                    help="of the Opus-paced stream (50 packets/s)")  # fmt: skip
     ap.add_argument("--only", action="append",
-                    choices=["loss", "stamp", "jitter", "shaped", "loopback"],
+                    choices=["loss", "stamp", "wideband", "jitter", "shaped", "loopback"],
                     help="run only these sections (repeatable)")  # fmt: skip
     args = ap.parse_args()
     reason = netlab.skip_reason()
@@ -330,6 +361,7 @@ def main() -> int:
     sections = {
         "loss": lambda: loss_rows(args.loss_packets),
         "stamp": lambda: stamp_rows(args.loss_packets),
+        "wideband": lambda: wideband_rows(args.wideband_seconds),
         "jitter": lambda: jitter_rows(args.jitter_packets),
         "shaped": lambda: shaped_rows(args.seconds),
         "loopback": lambda: loopback_rows(args.seconds),

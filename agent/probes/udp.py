@@ -65,7 +65,10 @@ class UdpOptions(BaseModel):
     port: int = Field(
         default=862, ge=1, le=65535, description="reflector port if the target has none"
     )
-    codec: str = Field(default="G711_PLC", description="E-model codec (G711_PLC, G711, G729A)")
+    codec: str = Field(
+        default="G711_PLC",
+        description="E-model codec and pacing (G711_PLC, G711, G729A, G722, OPUS)",
+    )
     ptime_ms: float = Field(default=20.0, ge=5, le=200, description="audio per packet")
     packet_rate: float | None = Field(
         default=None, gt=0, le=20_000, description="packets/s; default 1000/ptime"

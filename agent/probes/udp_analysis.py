@@ -179,15 +179,14 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
     ) -> VoiceDirection:  # fmt: skip
         loss_pct = (100.0 * lost / packets) if (lost is not None and packets) else None
         burst, max_burst = _mask_stats(mask)
-        r = mos = None
+        scored: dict[str, object] = {}
         d = owd if owd is not None else (rtt.median / 2 if rtt.median is not None else None)
         if d is not None and loss_pct is not None:
             m2e = quality.mouth_to_ear_delay_ms(
                 d, codec=p.codec, ptime_ms=p.ptime_ms, jitter_buffer_ms=p.jitter_buffer_ms
             )
             eff = min(100.0, loss_pct + (late[1] if late else 0.0))
-            res = quality.emodel(p.codec, m2e, eff, burst or 1.0)
-            r, mos = res.r_factor, res.mos
+            scored = quality.emodel(p.codec, m2e, eff, burst or 1.0).fields()
         return VoiceDirection(
             source="stream", packets_sent=packets, lost=lost, loss_pct=loss_pct,
             packets_received=(packets - lost) if (packets is not None and lost is not None)
@@ -195,7 +194,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             jitter_ms=jitter if uniq else None,
             late_discards=late[0] if late else None, late_pct=late[1] if late else None,
             burst_ratio=burst, max_burst=max_burst, one_way_delay_ms=owd,
-            dscp_received=dscp, dscp_counts=counts, ecn_counts=ecn, r_factor=r, mos=mos,
+            dscp_received=dscp, dscp_counts=counts, ecn_counts=ecn, **scored,
         )  # fmt: skip
 
     m2e_all = None

@@ -202,9 +202,8 @@ def voice_checks(m: dict[str, Any]) -> list[Check]:
                    if loss is not None else None, why=why),
             graded(f"voice.jitter.{key}", g, f"Jitter {label}", get("jitter_ms"),
                    d.jitter_ms, "jitter"),
-            graded(f"voice.mos.{key}", g, f"MOS {label}", get("mos"), d.mos, "mos",
-                   display=f"{d.mos:.2f} (R {d.r_factor:.0f})"
-                   if d.mos is not None and d.r_factor is not None else None),
+            graded(f"voice.mos.{key}", g, f"MOS {label}", get("mos"), comparable_mos(d),
+                   "mos", display=_mos_display(d)),
         ]  # fmt: skip
     return out
 
@@ -372,3 +371,18 @@ def nat_check(m: dict[str, Any]) -> Check:
                  + where, threshold=t.describe(), source=t.source,
                  explanation=f"idle intervals of {limit:g} s or more were not tested",
                  details=details)  # fmt: skip
+
+
+def comparable_mos(d: VoiceDirection) -> float | None:
+    """The MOS the thresholds grade: on the narrowband scale for every codec (a wideband
+    codec's own MOS_CQEW rates the same R lower; docs/measurements.md)."""
+    return d.mos_narrowband if d.mos_narrowband is not None else d.mos
+
+
+def _mos_display(d: VoiceDirection) -> str | None:
+    if d.mos is None or d.r_factor is None:
+        return None
+    if d.scale != "wideband" or d.ceiling_mos is None or d.mos_narrowband is None:
+        return f"{d.mos:.2f} (R {d.r_factor:.0f})"
+    return (f"{d.mos:.2f} wideband (R {d.r_factor:.0f}, codec ceiling {d.ceiling_mos:.2f}; "
+            f"{d.mos_narrowband:.2f} on the narrowband scale)")  # fmt: skip

@@ -1,4 +1,5 @@
-"""SDP offer/answer for audio calls (RFC 4566, RFC 3264): PCMU, PCMA, telephone-event, ptime."""
+"""SDP offer/answer for audio calls (RFC 4566, RFC 3264): PCMU, PCMA, G.722, Opus,
+telephone-event, ptime."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ from dataclasses import dataclass, field
 from agent.sip.message import SipParseError, is_number
 
 # Static payload types we speak, and the dynamic one we offer for DTMF events (RFC 4733).
-STATIC_CODECS = {0: "PCMU", 8: "PCMA"}
+STATIC_CODECS = {0: "PCMU", 8: "PCMA", 9: "G722"}
 TELEPHONE_EVENT_PT = 101
+# Opus has no static payload type: the one we offer, its rtpmap (RFC 7587 §7: always
+# 48000/2) and fmtp (mono, voice at the rate we send).
+OPUS_PT = 111
+OPUS_RTPMAP = "opus/48000/2"
+OPUS_FMTP = "useinbandfec=0; stereo=0; sprop-stereo=0; maxaveragebitrate=32000"
+OPUS_FRAME_MS = (10, 20, 40, 60)  # the ptimes one Opus frame can fill (RFC 6716 §2.1.4)
+# Codecs a call can offer and measure, by their SDP encoding name (upper case).
+AUDIO_CODECS = ("PCMU", "PCMA", "G722", "OPUS")
 
 
 @dataclass
@@ -33,9 +42,10 @@ class MediaDescription:
             out.append(name.upper())
         return out
 
-    def first_audio_codec(self) -> tuple[int, str] | None:
+    def first_audio_codec(self, accept: tuple[str, ...] = AUDIO_CODECS) -> tuple[int, str] | None:
+        """The first payload type whose codec is in `accept` (encoding names, upper case)."""
         for pt, name in zip(self.payload_types, self.codecs, strict=True):
-            if name in ("PCMU", "PCMA"):
+            if name in accept:
                 return pt, name
         return None
 
@@ -61,21 +71,25 @@ def build_sdp(
             lines.append(f"a=rtpmap:{pt} {media.rtpmap[pt]}")
         if media.rtpmap.get(pt, "").lower().startswith("telephone-event"):
             lines.append(f"a=fmtp:{pt} 0-16")
+        if media.rtpmap.get(pt, "").lower().startswith("opus/"):
+            lines.append(f"a=fmtp:{pt} {OPUS_FMTP}")
     lines.append(f"a=ptime:{media.ptime_ms}")
     lines.append(f"a={media.direction}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def default_offer(address: str, port: int, codecs: list[str] | None = None) -> MediaDescription:
-    """PCMU, PCMA (or the given subset, in order) and telephone-event at 20 ms."""
+    """PCMU, PCMA (or the given codecs of `AUDIO_CODECS`, in order) and telephone-event at
+    20 ms."""
     names = codecs or ["PCMU", "PCMA"]
     by_name = {v: k for k, v in STATIC_CODECS.items()}
+    by_name["OPUS"] = OPUS_PT
     pts = []
     for n in names:
         if n.upper() not in by_name:
-            raise SipParseError(f"codec {n!r} is not offered (known: PCMU, PCMA)")
+            raise SipParseError(f"codec {n!r} is not offered (known: {', '.join(AUDIO_CODECS)})")
         pts.append(by_name[n.upper()])
-    rtpmap = {pt: f"{STATIC_CODECS[pt]}/8000" for pt in pts}
+    rtpmap = {pt: OPUS_RTPMAP if pt == OPUS_PT else f"{STATIC_CODECS[pt]}/8000" for pt in pts}
     rtpmap[TELEPHONE_EVENT_PT] = "telephone-event/8000"
     return MediaDescription(address, port, [*pts, TELEPHONE_EVENT_PT], rtpmap)
 
@@ -140,7 +154,7 @@ def parse_sdp(body: bytes) -> MediaDescription:
 
 def answer(offer: MediaDescription, address: str, port: int) -> MediaDescription:
     """Our answer to an offer (RFC 3264 §6): its first G.711 codec, plus telephone-event."""
-    chosen = offer.first_audio_codec()
+    chosen = offer.first_audio_codec(("PCMU", "PCMA"))
     if chosen is None:
         raise SipParseError(f"offer has no PCMU or PCMA (offered: {', '.join(offer.codecs)})")
     pt, name = chosen

@@ -19,6 +19,8 @@ DIRECTIONS: tuple[Literal["out"], Literal["back"]] = ("out", "back")
 DIRECTION_TEXT = {"out": "upstream (site to far end)", "back": "downstream (far end to site)"}
 
 VoiceSource = Literal["stream", "rtp", "echo", "rtcp", "responder"]
+# The E-model scale R and MOS are on: G.107 (R up to 93.2) or G.107.1 (R up to 129).
+VoiceScale = Literal["narrowband", "wideband"]
 
 
 class VoiceDirection(BaseModel):
@@ -27,6 +29,13 @@ class VoiceDirection(BaseModel):
     `source` says how it was measured: `stream` (TWAMP-light timestamps and the reflector's
     counter), `rtp` (RTP received here), `echo` (our RTP echoed back), `rtcp` (the far end's
     receiver report), `responder` (our responder's report in its BYE answer).
+
+    `r_factor` and `mos` are on the `scale` of the codec they were computed for, by the
+    model named in `emodel`; `ceiling_r`/`ceiling_mos` are what that codec scores on a
+    perfect network (no loss, no delay) on the same scale, and `assumed` names every
+    codec parameter that is not a published value, with the value used. `mos_narrowband` is
+    the figure rules compare across codecs (docs/measurements.md): equal to `mos` for a
+    narrowband codec, G.107 Annex B of R (4.5 from R 100 up) for a wideband one.
     """
 
     source: VoiceSource
@@ -54,6 +63,20 @@ class VoiceDirection(BaseModel):
     )
     r_factor: Annotated[float | None, Gauge("r_factor")] = None
     mos: Annotated[float | None, Gauge("mos")] = None
+    mos_narrowband: float | None = Field(
+        default=None,
+        description="MOS comparable across codecs: G.107 Annex B of R on the extended scale",
+    )
+    codec: str | None = Field(default=None, description="the codec R and MOS were computed for")
+    emodel: str | None = Field(default=None, description="the E-model that gave R and MOS")
+    scale: VoiceScale | None = None
+    ceiling_r: float | None = Field(default=None, description="the codec's R, perfect network")
+    ceiling_mos: float | None = Field(
+        default=None, description="the codec's MOS on a perfect network, same scale"
+    )
+    assumed: list[str] = Field(
+        default_factory=list, description="codec parameters assumed, not published (P.564)"
+    )
 
 
 Out = Annotated[VoiceDirection, Labels(direction="out")]

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from agent import quality
 from agent.probes import ProbeContext, run_probe
 from agent.probes.nat_binding import IntervalResult, summarize
 from agent.readiness import capacity, checks, net_checks, suite
@@ -72,6 +73,14 @@ def test_ramp_step_fails_on_aggregate_loss_and_names_the_direction() -> None:
     assert not bad.ok and bad.reason == "upstream loss 1.78 % > 1 %"
 
 
+def test_ramp_step_grades_a_wideband_stream_on_the_narrowband_scale() -> None:
+    good = quality.emodel("OPUS", 250.0, 0.0).fields()  # long path: R 97.9, MOS_CQEW 3.86
+    d = {"source": "stream", "packets_sent": 150, "lost": 0, "jitter_ms": 1.0, **good}
+    step = capacity.grade_step(1, [{"out": d, "back": d, "rtt_ms": {"p95": 5.0}}], [])
+    assert good["mos"] < 4.0 < good["mos_narrowband"]
+    assert step.ok and step.worst_mos == pytest.approx(good["mos_narrowband"])
+
+
 def test_voice_checks_carry_the_direction_figures() -> None:
     m = {
         "rtt_ms": {"median": 42.0}, "direction_loss_method": "reflector sequence counter",
@@ -88,6 +97,26 @@ def test_voice_checks_carry_the_direction_figures() -> None:
     assert got["voice.jitter.back"].status == "fail" and got["voice.jitter.back"].value == 45.0
     assert got["voice.mos.out"].status == "warn"
     assert got["voice.loss.back"].status == "pass" and got["voice.loss.back"].fix == ""
+
+
+def test_a_wideband_stream_is_graded_on_the_narrowband_scale_and_says_so() -> None:
+    wb = quality.emodel("G722", 90.0, 0.0).fields()  # R 113.2: MOS_CQEW 4.28, NB scale 4.5
+    lossy = quality.emodel("G722", 90.0, 4.0).fields()  # R 73.7: MOS_CQEW 2.95, NB 3.77
+    m = {
+        "rtt_ms": {"median": 42.0}, "direction_loss_method": "reflector sequence counter",
+        "out": {"source": "stream", "packets_sent": 500, "lost": 0, "loss_pct": 0.0,
+                "jitter_ms": 1.0, **wb},
+        "back": {"source": "stream", "packets_sent": 500, "lost": 40, "loss_pct": 8.0,
+                 "jitter_ms": 1.0, **lossy},
+    }  # fmt: skip
+    got = {c.id: c for c in checks.voice_checks(m)}
+    out, back = got["voice.mos.out"], got["voice.mos.back"]
+    assert out.status == "pass" and out.value == pytest.approx(wb["mos_narrowband"])
+    assert out.display is not None and out.display.startswith(f"{wb['mos']:.2f} wideband")
+    assert "codec ceiling 4.34" in out.display and "4.50 on the narrowband scale" in out.display
+    assert back.value == pytest.approx(lossy["mos_narrowband"])
+    # as poor as a narrowband call at the same R: warn, where the raw MOS_CQEW would fail
+    assert back.status == "warn" and lossy["mos"] < 3.6
 
 
 def test_nat_binding_lost_before_30_s_fails_with_its_bounds() -> None:

@@ -57,3 +57,34 @@ def test_bad_sdp_is_named(body: bytes, message: str) -> None:
 def test_answer_without_g711_is_refused() -> None:
     with pytest.raises(SipParseError, match="no PCMU or PCMA"):
         answer(parse_sdp(b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 18\r\n"), "1.1.1.1", 2)
+
+
+BARESIP_OPUS_ANSWER = (
+    b"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 10010 RTP/AVP 111 101\r\na=rtpmap:111 opus/48000/2\r\n"
+    b"a=fmtp:111 stereo=1;sprop-stereo=1\r\na=rtpmap:101 telephone-event/8000\r\n"
+    b"a=ptime:20\r\na=sendrecv\r\n"
+)
+
+
+def test_wideband_offer_names_g722_and_opus_with_their_clocks() -> None:
+    text = build_sdp(default_offer("192.0.2.7", 40000, ["OPUS", "G722", "PCMU"])).decode()
+    assert "m=audio 40000 RTP/AVP 111 9 0 101" in text
+    assert "a=rtpmap:111 opus/48000/2" in text and "a=rtpmap:9 G722/8000" in text
+    assert "a=fmtp:111 " in text
+    media = parse_sdp(text.encode())
+    assert media.codecs == ["OPUS", "G722", "PCMU", "TELEPHONE-EVENT"]
+
+
+def test_the_answer_codec_is_the_first_one_we_offered() -> None:
+    ans = parse_sdp(BARESIP_OPUS_ANSWER)
+    assert ans.first_audio_codec(("G722", "OPUS")) == (111, "OPUS")
+    assert ans.first_audio_codec(("PCMU", "PCMA")) is None
+    # our responder answers G.711 even when wideband codecs come first in the offer
+    offer = default_offer("192.0.2.7", 40000, ["OPUS", "G722", "PCMA"])
+    assert answer(offer, "127.0.0.1", 5004).payload_types == [8, 101]
+
+
+def test_unknown_codec_is_refused_by_name() -> None:
+    with pytest.raises(SipParseError, match=r"codec 'ILBC' is not offered .*G722, OPUS"):
+        default_offer("192.0.2.7", 40000, ["ILBC"])
