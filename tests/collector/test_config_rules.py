@@ -88,8 +88,8 @@ INVALID = [
     ),
     (
         {"rules": {"new": {"probes": ["ping"], "op": "failed"}}},
-        "config: rules: rule 'new': unknown probe 'ping' (known: bandwidth, dns, host, icmp, mtu, "
-        "nat_binding, sip_call, sip_options, sip_register, trace, udp)",
+        "config: rules: rule 'new': unknown probe 'ping' (known: bandwidth, call_report, dns, "
+        "host, icmp, mtu, nat_binding, sip_call, sip_options, sip_register, trace, udp)",
     ),
     ({"flap_window_s": -1}, "config: flap_window_s: Input should be greater than or equal to 0"),
     ({"outbox": {"retry_base": 1}}, "config: outbox.retry_base: unknown key"),
