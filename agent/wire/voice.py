@@ -173,3 +173,6 @@ class CallReportMeasurement(BaseModel):
     back: Annotated[VoiceDirection, Labels(direction="back")]
     out_report: ReportedDirection | None = None
     back_report: ReportedDirection
+    reading: list[str] = Field(
+        default_factory=list, description="how a phone's known deviation from RFC 6035 was read"
+    )

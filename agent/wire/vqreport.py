@@ -224,12 +224,28 @@ def _timestamp(block: VqMetrics, key: str) -> datetime | None:
         raise VqReportError(f"Timestamps: {key}={text[:40]!r} is not a valid time") from None
 
 
-def _direction(block: VqMetrics) -> tuple[VoiceDirection, ReportedDirection]:
+# liblinphone writes NLR and JDR as the RFC 3611 8-bit rate divided by 256 (a fraction of
+# 1, one decimal: 10 % steps) where RFC 6035 asks for percent; its reports carry a
+# `LinphoneExt` metrics line, by which they are known and read x100.
+LINPHONE_FRACTION = (
+    "liblinphone sends NLR and JDR as fractions of 1 with one decimal (10 % steps), not "
+    "percent: read x100"
+)
+
+
+def _is_liblinphone(report: VqReport) -> bool:
+    return any(ln.kind == "metric" and ln.name == "LinphoneExt" for ln in report.lines)
+
+
+def _direction(block: VqMetrics, rate_scale: float) -> tuple[VoiceDirection, ReportedDirection]:
     """One metrics block as the voice direction it describes, and the report's own extras."""
+    top = 100.0 / rate_scale
+    nlr = block.number("PacketLoss", "NLR", 0, top)
+    jdr = block.number("PacketLoss", "JDR", 0, top)
     voice = VoiceDirection(
         source="report",
-        loss_pct=block.number("PacketLoss", "NLR", 0, 100),
-        late_pct=block.number("PacketLoss", "JDR", 0, 100),
+        loss_pct=None if nlr is None else round(nlr * rate_scale, 6),
+        late_pct=None if jdr is None else round(jdr * rate_scale, 6),
         jitter_ms=block.number("Delay", "IAJ", 0, 65535),
         one_way_delay_ms=block.number("Delay", "SOWD", 0, 65535),
         r_factor=block.number("QualityEst", "RLQ", 0, 129),
@@ -269,8 +285,9 @@ def measurement(
 ) -> CallReportMeasurement:
     """The report as a `call_report` measurement. Raises VqReportError for a figure out of
     its range or a time that does not parse."""
-    back, back_extra = _direction(report.local)
-    out, out_extra = (None, None) if report.remote is None else _direction(report.remote)
+    scale = 100.0 if _is_liblinphone(report) else 1.0
+    back, back_extra = _direction(report.local, scale)
+    out, out_extra = (None, None) if report.remote is None else _direction(report.remote, scale)
     if out is not None and all(
         getattr(out, f) is None for f in ("loss_pct", "jitter_ms", "mos", "r_factor")
     ):
@@ -299,6 +316,7 @@ def measurement(
             back=back,
             out_report=out_extra,
             back_report=back_extra,
+            reading=[LINPHONE_FRACTION] if scale != 1.0 else [],
         )
     except ValidationError as exc:
         raise VqReportError(format_validation_error(exc)) from None

@@ -57,3 +57,21 @@ def test_bad_sdp_is_named(body: bytes, message: str) -> None:
 def test_answer_without_g711_is_refused() -> None:
     with pytest.raises(SipParseError, match="no PCMU or PCMA"):
         answer(parse_sdp(b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 18\r\n"), "1.1.1.1", 2)
+
+
+# linphone's offer: RTCP XR at session level (RFC 3611 §5.1)
+LINPHONE_OFFER = (
+    b"v=0\r\no=phone 1 1 IN IP4 10.77.1.1\r\ns=Talk\r\nc=IN IP4 10.77.1.1\r\nt=0 0\r\n"
+    b"a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics\r\n"
+    b"m=audio 7078 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+)
+
+
+def test_an_offer_of_rtcp_xr_voip_metrics_is_accepted_and_no_other() -> None:
+    offer = parse_sdp(LINPHONE_OFFER)
+    assert offer.rtcp_xr == "rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics"
+    ans = answer(offer, "10.77.1.2", 5004)
+    assert b"a=rtcp-xr:voip-metrics\r\n" in build_sdp(ans)
+    plain = answer(parse_sdp(LINPHONE_OFFER.replace(b" voip-metrics", b"")), "10.77.1.2", 5004)
+    assert plain.rtcp_xr is None and b"rtcp-xr" not in build_sdp(plain)
+    assert parse_sdp(BARESIP_ANSWER).rtcp_xr is None

@@ -255,3 +255,16 @@ def test_no_job_or_profile_module_can_schedule_call_reports() -> None:
         ProbeJobSpec(probe="call_report", targets=["x"])
     with pytest.raises(ProfileError, match=r"modules\.m\.probe: 'call_report' results come from"):
         validate_modules({"m": {"probe": "call_report", "targets": ["x"], "interval_s": 60}})
+
+
+def test_liblinphones_fraction_loss_is_read_as_percent() -> None:
+    body = (DATA / "linphone-5.1.65-session.txt").read_bytes()
+    r = VqReport.parse(body.replace(b"NLR=0.0 JDR=0.0", b"NLR=0.2 JDR=0.1"))
+    m = measurement(r, phone_address="127.0.0.1", phone=None, user_agent=None)
+    assert (m.back.loss_pct, m.back.late_pct) == (20.0, 10.0)
+    assert m.reading and "10 % steps" in m.reading[0]
+    with pytest.raises(VqReportError, match=r"PacketLoss: NLR=2 is outside 0\.\.1"):
+        measurement(VqReport.parse(body.replace(b"NLR=0.0", b"NLR=2")), phone_address="x",
+                    phone=None, user_agent=None)  # fmt: skip
+    rfc = measurement(_read("rfc6035-4.7.3.txt"), phone_address="x", phone=None, user_agent=None)
+    assert rfc.reading == [] and rfc.back.loss_pct == 5.0
