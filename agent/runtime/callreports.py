@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -81,7 +81,10 @@ def call_report_result(
         user_agent=req.get("User-Agent"),
         account=_angle(req.get("From") or ""),
     )
-    started = m.start or now
+    # The agent's clock, not the phone's (phones' clocks are often wrong): the report
+    # arrives at the end of what it covers; the phone's own START/STOP stay in the measurement.
+    span_s = m.duration_s if m.duration_s is not None and m.duration_s <= 86_400 else 0.0
+    started = now - timedelta(seconds=span_s)
     digest = hashlib.sha256(req.body).hexdigest()
     rid = uuid.uuid5(_ID_NAMESPACE, f"{req.call_id}|{req.get('CSeq')}|{peer[0]}|{digest}")
     try:
@@ -91,7 +94,7 @@ def call_report_result(
             target=m.local_id or f"phone:{peer[0]}",
             module=phone.name,
             started_at=started,
-            duration_ms=max(0.0, (m.duration_s or 0.0) * 1000.0),
+            duration_ms=span_s * 1000.0,
             success=True,
             measurement=m.model_dump(mode="json"),
         )

@@ -244,6 +244,9 @@ def test_the_listener_stores_a_configured_phones_report_and_refuses_the_rest() -
     assert (res.probe, res.target, res.module) == ("call_report", "sip:alice@example.org", "alice")
     assert res.measurement is not None and res.measurement["back"]["loss_pct"] == 5.0
     assert res.measurement["user_agent"] == "test-phone/1"
+    # the agent's clock, not the phone's 2004 (the report arrives as what it covers ends)
+    assert abs((datetime.now(UTC) - res.started_at).total_seconds()) < 300
+    assert res.measurement["start"] == "2004-10-10T18:23:43Z"
     ProbeResult.model_validate(res.to_json_dict())
 
 
