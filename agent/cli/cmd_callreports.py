@@ -44,6 +44,9 @@ def _phones(specs: list[str]) -> list[dict[str, str]]:
     return out
 
 
+_FIGURES = (("loss", "loss_pct", " %"), ("jitter", "jitter_ms", " ms"), ("MOS", "mos", ""))
+
+
 def _line(result: dict, as_json: bool) -> str:
     import json
 
@@ -54,9 +57,10 @@ def _line(result: dict, as_json: bool) -> str:
     for d in ("out", "back"):
         v = m.get(d)
         if v:
-            parts.append(f"{d}: loss {v['loss_pct']} %, jitter {v['jitter_ms']} ms, "
-                         f"MOS {v['mos']}")  # fmt: skip
-    return "; ".join(parts)
+            shown = [f"{name} {v[key]}{unit}" for name, key, unit in _FIGURES
+                     if v[key] is not None]  # fmt: skip
+            parts.append(f"{d}: " + (", ".join(shown) or "no figures"))
+    return "; ".join(parts + m.get("reading", []))
 
 
 def _run(args: argparse.Namespace) -> int:
