@@ -1,7 +1,7 @@
-"""RFC 6035 call reports: the documented samples (RFC 6035 §4.7.3, a Snom 360, linphone's
-own capture) read into the right per-direction figures and round-trip; the listener takes
-a report only from a configured phone and answers every other case with a named reason;
-any byte sequence gives a report or VqReportError (hypothesis)."""
+"""RFC 6035 call reports: the documented samples (RFC 6035 §4.7.3, a Snom 360, Gigaset's
+FAQ, linphone's own capture) read into the right per-direction figures and round-trip; the
+listener takes a report only from a configured phone and answers every other case with a
+named reason; any byte sequence gives a report or VqReportError (hypothesis)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def test_the_rfc_6035_example_reads_per_direction() -> None:
 
 def test_a_snom_report_with_session_lines_between_its_metrics_reads() -> None:
     # The Snom wiki's sample (Settings/rtcp_xr); the page lost its line breaks and addresses,
-    # put back here with documentation addresses.
+    # put back here (in the order Gigaset's FAQ prints the same report) with documentation
+    # addresses.
     r = _read("snom360.txt")
     assert r.kind == "session" and r.event is None
     assert r.field("CallID") == "3c26a8de500f-12ct7zov3kjs"
@@ -63,6 +64,18 @@ def test_a_snom_report_with_session_lines_between_its_metrics_reads() -> None:
     assert m.back_report.gap_duration_ms == 6569
 
 
+def test_a_gigaset_report_as_its_faq_prints_it_reads() -> None:
+    # Gigaset's FAQ "vq_report_collector" (teamwork.gigaset.com), line for line
+    r = _read("gigaset.txt")
+    assert (r.kind, r.event, r.field("x-UserAgent")) == ("session", "CallTerm", "Gigaset360/8.2.sf")
+    m = measurement(r, phone_address="192.168.5.251", phone="desk", user_agent=None,
+                    account="sip:446@intern.Gigaset.de")  # fmt: skip
+    assert m.local_id == "sip:446@intern.Gigaset.de" and m.remote_id is None
+    assert (m.back.loss_pct, m.back.late_pct, m.back.jitter_ms) == (0.0, 0.0, 4.0)
+    assert m.out is not None and m.out.jitter_ms == 2.0 and m.out_report is not None
+    assert m.out_report.gap_duration_ms == 4677 and m.back_report.jitter_buffer_max_ms == 65535
+
+
 def test_linphones_own_report_reads_and_has_no_far_end_figures() -> None:
     r = _read("linphone-5.1.65-session.txt")
     m = measurement(r, phone_address="127.0.0.1", phone="soft", user_agent="Linphonec/5.1.65")
@@ -72,7 +85,7 @@ def test_linphones_own_report_reads_and_has_no_far_end_figures() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["rfc6035-4.7.3.txt", "snom360.txt", "linphone-5.1.65-session.txt"]
+    "name", ["rfc6035-4.7.3.txt", "snom360.txt", "gigaset.txt", "linphone-5.1.65-session.txt"]
 )
 def test_samples_round_trip(name: str) -> None:
     r = _read(name)
