@@ -6,6 +6,7 @@ named reason; any byte sequence gives a report or VqReportError (hypothesis)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from agent.wire.results import ProbeResult
 from agent.wire.vqreport import VqReport, VqReportError, measurement
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "vqreport"
+SCALE = int(os.environ.get("QS_FUZZ_SCALE", "1"))  # `make fuzz` digs ten times deeper
 
 
 def _read(name: str) -> VqReport:
@@ -157,13 +159,13 @@ def _any_outcome(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400 * SCALE, deadline=None)
 @given(st.lists(LINES | st.text(max_size=40), max_size=25))
 def test_the_parser_never_raises_anything_else_on_lines(lines: list[str]) -> None:
     _any_outcome("\r\n".join(lines).encode())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300 * SCALE, deadline=None)
 @given(st.binary(max_size=400))
 def test_the_parser_never_raises_anything_else_on_bytes(data: bytes) -> None:
     _any_outcome(data)
