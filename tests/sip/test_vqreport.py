@@ -217,6 +217,12 @@ def _exchange(port: int, datagram: bytes) -> str:
         return s.recv(65535).decode()
 
 
+def _exchange_tcp(port: int, message: bytes) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as s:
+        s.sendall(message)
+        return s.recv(65535).decode()
+
+
 def test_the_listener_stores_a_configured_phones_report_and_refuses_the_rest() -> None:
     rfc = (DATA / "rfc6035-4.7.3.txt").read_bytes()
     got: list[ProbeResult] = []
@@ -237,10 +243,14 @@ def test_the_listener_stores_a_configured_phones_report_and_refuses_the_rest() -
                 _publish(b"VQIntervalReport\r\n", cseq=5),
                 _publish(rfc.replace(b"NLR=5.0", b"NLR=500"), cseq=6),
             ]
-            return [
+            got_udp = [
                 (await asyncio.to_thread(_exchange, listener.port, c)).split("\r\n")[0]
                 for c in cases
             ]
+            tcp = _publish(rfc.replace(b"6dg37f1890463", b"over-tcp"), cseq=7)
+            tcp = tcp.replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+            answer = await asyncio.to_thread(_exchange_tcp, listener.port, tcp)
+            return [*got_udp, answer.split("\r\n")[0]]
         finally:
             await listener.stop()
 
@@ -253,8 +263,10 @@ def test_the_listener_stores_a_configured_phones_report_and_refuses_the_rest() -
         "SIP/2.0 489 Bad Event (only vq-rtcpxr)",
         "SIP/2.0 400 Bad Request (report has no CallID line)",
         "SIP/2.0 400 Bad Request (PacketLoss: NLR=500 is outside 0..100)",
+        "SIP/2.0 200 OK",  # over TCP
     ]
-    assert len(got) == 1
+    assert len(got) == 2 and got[1].measurement is not None
+    assert got[1].measurement["call_id"] == "over-tcp"
     res = got[0]
     assert (res.probe, res.target, res.module) == ("call_report", "sip:alice@example.org", "alice")
     assert res.measurement is not None and res.measurement["back"]["loss_pct"] == 5.0
