@@ -298,3 +298,16 @@ def test_liblinphones_fraction_loss_is_read_as_percent() -> None:
                     phone=None, user_agent=None)  # fmt: skip
     rfc = measurement(_read("rfc6035-4.7.3.txt"), phone_address="x", phone=None, user_agent=None)
     assert rfc.reading == [] and rfc.back.loss_pct == 5.0
+
+
+def test_reports_beyond_the_rate_limit_are_answered_503_until_the_minute_is_over() -> None:
+    now = [1000.0]
+    got: list[ProbeResult] = []
+    cfg = CallReportsConfig(address="127.0.0.1", max_per_minute=2, phones=PHONES)
+    listener = CallReportListener(cfg, got.append, clock=lambda: now[0])
+    req = SipMessage.parse(_publish((DATA / "rfc6035-4.7.3.txt").read_bytes()))
+    at = datetime.now(UTC)
+    codes = [listener.handle(req, ("127.0.0.1", 5999), at)[0] for _ in range(3)]
+    now[0] += 60.0
+    codes.append(listener.handle(req, ("127.0.0.1", 5999), at)[0])
+    assert codes == [200, 200, 503, 200] and len(got) == 3
