@@ -77,7 +77,7 @@ def _r(**kw: Any) -> Rule:
     return Rule.model_validate(kw)
 
 
-VOICE = ["udp", "sip_call"]
+VOICE = ["udp", "sip_call", "call_report"]
 
 
 def default_rules(silent_after_s: float = 600.0) -> dict[str, Rule]:

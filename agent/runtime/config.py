@@ -8,6 +8,7 @@ and `$gateway` (the host's default gateway, looked up when the module runs).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,48 @@ class CentralConfig(_Strict):
     interval_s: float = Field(default=60.0, ge=1, le=3600)
 
 
+class PhoneConfig(_Strict):
+    """A phone (or a network of phones) whose call reports the agent takes: by `address`
+    (an address or a network in CIDR notation) and/or `account` (the SIP URI the phone
+    reports as its LocalID, e.g. `sip:1001@pbx.example.com`); both must match when both
+    are given. `name` becomes the results' module."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    address: str | None = None
+    account: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @field_validator("address")
+    @classmethod
+    def _network(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return str(ipaddress.ip_network(v, strict=False))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an address or a network (10.1.2.0/24)") from None
+
+    @model_validator(mode="after")
+    def _some_key(self) -> PhoneConfig:
+        if self.address is None and self.account is None:
+            raise ValueError("a phone needs an address or an account")
+        return self
+
+
+class CallReportsConfig(_Strict):
+    """The SIP listener for phones' RFC 6035 call reports; off unless `port` is set."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    address: str = "0.0.0.0"
+    phones: list[PhoneConfig] = Field(default_factory=list, max_length=10_000)
+    max_per_minute: int = Field(default=600, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _phones_when_on(self) -> CallReportsConfig:
+        if self.port is not None and not self.phones:
+            raise ValueError("phones: name at least one phone to take reports from")
+        return self
+
+
 class AgentConfig(_Strict):
     collector: CollectorConfig = Field(default_factory=CollectorConfig)
     site: SiteConfig = Field(default_factory=SiteConfig)
@@ -120,6 +163,7 @@ class AgentConfig(_Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     central: CentralConfig = Field(default_factory=CentralConfig)
+    call_reports: CallReportsConfig = Field(default_factory=CallReportsConfig)
     modules: dict[str, ModuleConfig] | None = None
     # True when `modules` came from default_modules() (the file has no `modules:` section).
     _default_modules: bool = PrivateAttr(default=False)

@@ -214,6 +214,10 @@ class Agent:
             loops["jobs"] = self.jobs.run
         if self.central is not None:
             loops["config"] = self.central.run
+        if self.cfg.call_reports.port is not None:
+            from agent.runtime.callreports import CallReportListener
+
+            loops["call_reports"] = CallReportListener(self.cfg.call_reports, self.sink).run
         tasks = [
             asyncio.create_task(self.supervise(name, fn), name=name) for name, fn in loops.items()
         ]

@@ -32,6 +32,8 @@ class MediaDescription:
     ptime_ms: int = 20
     direction: str = "sendrecv"
     rtcp_port: int | None = None
+    # RTCP XR report blocks (RFC 3611 §5.1 `a=rtcp-xr`), as the attribute's value.
+    rtcp_xr: str | None = None
 
     @property
     def codecs(self) -> list[str]:
@@ -74,6 +76,8 @@ def build_sdp(
         if media.rtpmap.get(pt, "").lower().startswith("opus/"):
             lines.append(f"a=fmtp:{pt} {OPUS_FMTP}")
     lines.append(f"a=ptime:{media.ptime_ms}")
+    if media.rtcp_xr is not None:
+        lines.append(f"a=rtcp-xr:{media.rtcp_xr}")
     lines.append(f"a={media.direction}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
@@ -101,6 +105,7 @@ def parse_sdp(body: bytes) -> MediaDescription:
     except UnicodeDecodeError:
         raise SipParseError("SDP body is not UTF-8") from None
     session_c: str | None = None
+    session_xr: str | None = None
     media: MediaDescription | None = None
     media_c: str | None = None
     in_audio = False
@@ -129,6 +134,12 @@ def parse_sdp(body: bytes) -> MediaDescription:
                 session_c = addr
             elif in_audio:
                 media_c = addr
+        elif kind == "a" and value.startswith("rtcp-xr:") and (media is None or in_audio):
+            xr = value.partition(":")[2].strip()[:200]  # session level, or the stream's own
+            if media is None:
+                session_xr = xr
+            else:
+                media.rtcp_xr = xr
         elif kind == "a" and media is not None and in_audio:
             name, _, arg = value.partition(":")
             if name == "rtpmap":
@@ -149,6 +160,8 @@ def parse_sdp(body: bytes) -> MediaDescription:
     if not address:
         raise SipParseError("SDP has no c= connection address for the audio stream")
     media.address = address
+    if media.rtcp_xr is None:
+        media.rtcp_xr = session_xr
     return media
 
 
@@ -167,4 +180,9 @@ def answer(offer: MediaDescription, address: str, port: int) -> MediaDescription
     direction = {"sendonly": "recvonly", "recvonly": "sendonly"}.get(
         offer.direction, offer.direction
     )
-    return MediaDescription(address, port, pts, rtpmap, offer.ptime_ms, direction)
+    ans = MediaDescription(address, port, pts, rtpmap, offer.ptime_ms, direction)
+    # An offer of RTCP XR VoIP metrics (RFC 3611 §4.7) is accepted: the caller then reports
+    # its own receive quality (phones fill their RFC 6035 call reports from it).
+    if offer.rtcp_xr is not None and "voip-metrics" in offer.rtcp_xr.split():
+        ans.rtcp_xr = "voip-metrics"
+    return ans

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.wire.errors import format_validation_error
-from agent.wire.measurements import MEASUREMENTS
+from agent.wire.measurements import MEASUREMENTS, REPORT_KINDS
 
 PROFILE_SCHEMA_VERSION = 1
 Scope = Literal["partner", "customer", "site"]
@@ -131,8 +131,13 @@ def validate_modules(modules: dict[str, dict[str, Any]]) -> dict[str, ModuleConf
                 format_validation_error(exc, prefix=f"modules.{name}.", strip_value_error=True)
             )
             continue
-        if out[name].probe not in MEASUREMENTS:
-            known = ", ".join(sorted(MEASUREMENTS))
+        if out[name].probe in REPORT_KINDS:
+            problems.append(
+                f"modules.{name}.probe: {out[name].probe!r} results come from phones' "
+                "reports (the agent's call_reports section), not from a module"
+            )
+        elif out[name].probe not in MEASUREMENTS:
+            known = ", ".join(sorted(set(MEASUREMENTS) - REPORT_KINDS))
             problems.append(
                 f"modules.{name}.probe: unknown probe {out[name].probe!r} (known: {known})"
             )

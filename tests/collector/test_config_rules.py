@@ -31,6 +31,66 @@ INVALID = [
         {"notifications": [SLOW_WEBHOOK]},
         "config: notifications.0.timeout_s (60 s) must be shorter than outbox.lease_s (60 s)",
     ),
+    (
+        {"notifications": [{"type": "webhook", "url": "http://a"}]},
+        "config: notifications.0.webhook: a channel must say whose ticket events it receives: "
+        "`partners: [names]` (only those partners') or `scope: operator` (every partner's)",
+    ),
+    (
+        {"notifications": [{"type": "email", "host": "h", "from": "a@x", "to": ["b@x"]}]},
+        "config: notifications.0.email: a channel must say whose ticket events it receives: "
+        "`partners: [names]` (only those partners') or `scope: operator` (every partner's)",
+    ),
+    (
+        {"notifications": [{"type": "alertmanager", "url": "http://am", "partners": []}]},
+        "config: notifications.0.alertmanager.partners: List should have at least 1 item after "
+        "validation, not 0",
+    ),
+    (
+        {
+            "notifications": [
+                {"type": "alertmanager", "url": "http://am", "partners": ["a"], "scope": "operator"}
+            ]
+        },
+        "config: notifications.0.alertmanager: `partners` and `scope: operator` exclude each "
+        "other: an operator channel receives every partner's events",
+    ),
+    (
+        {"notifications": [{"type": "webhook", "url": "http://a", "scope": "all"}]},
+        "config: notifications.0.webhook.scope: Input should be 'operator'",
+    ),
+    ({"rules": {"rtt": {"warnng": 1}}}, "config: rules: rule 'rtt': warnng: unknown key"),
+    (
+        {"rules": {"new": {"op": "below", "field": "x.y", "warning": 1}}},
+        "config: rules: rule 'new': op 'below' needs the probes it applies to",
+    ),
+    (
+        {"rules": {"loss_out": {"field": "forward.loss_pct"}}},
+        "config: rules: rule 'loss_out': field 'forward.loss_pct': the udp measurement has no "
+        "number at 'forward.loss_pct' (did you mean 'out.loss_pct'?)",
+    ),
+    (
+        {
+            "rules": {
+                "new": {
+                    "probes": ["icmp", "udp"],
+                    "field": "jitter_ms",
+                    "op": "above",
+                    "warning": 30,
+                }
+            }
+        },
+        "config: rules: rule 'new': field 'jitter_ms': the udp measurement has no number at "
+        "'jitter_ms' (did you mean 'out.jitter_ms'?)",
+    ),
+    (
+        {"rules": {"new": {"probes": ["ping"], "op": "failed"}}},
+        "config: rules: rule 'new': unknown probe 'ping' (known: bandwidth, call_report, dns, "
+        "host, icmp, mtu, nat_binding, sip_call, sip_options, sip_register, trace, udp)",
+    ),
+    ({"flap_window_s": -1}, "config: flap_window_s: Input should be greater than or equal to 0"),
+    ({"outbox": {"retry_base": 1}}, "config: outbox.retry_base: unknown key"),
+    ([1, 2], "config: the top level must be a mapping"),
 ]
 
 

@@ -88,3 +88,21 @@ def test_the_answer_codec_is_the_first_one_we_offered() -> None:
 def test_unknown_codec_is_refused_by_name() -> None:
     with pytest.raises(SipParseError, match=r"codec 'ILBC' is not offered .*G722, OPUS"):
         default_offer("192.0.2.7", 40000, ["ILBC"])
+
+
+# linphone's offer: RTCP XR at session level (RFC 3611 §5.1)
+LINPHONE_OFFER = (
+    b"v=0\r\no=phone 1 1 IN IP4 10.77.1.1\r\ns=Talk\r\nc=IN IP4 10.77.1.1\r\nt=0 0\r\n"
+    b"a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics\r\n"
+    b"m=audio 7078 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+)
+
+
+def test_an_offer_of_rtcp_xr_voip_metrics_is_accepted_and_no_other() -> None:
+    offer = parse_sdp(LINPHONE_OFFER)
+    assert offer.rtcp_xr == "rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics"
+    ans = answer(offer, "10.77.1.2", 5004)
+    assert b"a=rtcp-xr:voip-metrics\r\n" in build_sdp(ans)
+    plain = answer(parse_sdp(LINPHONE_OFFER.replace(b" voip-metrics", b"")), "10.77.1.2", 5004)
+    assert plain.rtcp_xr is None and b"rtcp-xr" not in build_sdp(plain)
+    assert parse_sdp(BARESIP_ANSWER).rtcp_xr is None
