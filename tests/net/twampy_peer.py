@@ -1,8 +1,8 @@
 """Nokia's twampy (an independent TWAMP-light implementation) as a test peer: find it, start its
 responder, run its sender and read the statistics table it prints.
 
-twampy is not on PyPI: install it from https://github.com/nokia/twampy into the virtualenv
-(`pip install ./twampy`) or point TWAMPY_SRC at its `src` directory.
+twampy is not on PyPI: a copy lives in tests/peers/twampy (BSD 3-Clause). TWAMPY_SRC (its
+`src` directory) or an installed twampy take precedence.
 """
 
 from __future__ import annotations
@@ -25,12 +25,17 @@ def command() -> list[str] | None:
         return ["env", f"PYTHONPATH={src}", sys.executable, "-m", "twampy"]
     if importlib.util.find_spec("twampy") is not None:
         return [sys.executable, "-m", "twampy"]
+    if (VENDORED / "twampy" / "__main__.py").is_file():
+        return ["env", f"PYTHONPATH={VENDORED}", sys.executable, "-m", "twampy"]
     return None
 
 
+VENDORED = Path(__file__).resolve().parents[1] / "peers" / "twampy"
+
+
 SKIP_REASON = (
-    "twampy is not available: install https://github.com/nokia/twampy into the virtualenv "
-    "or set TWAMPY_SRC to its src directory"
+    "twampy is not available: tests/peers/twampy is missing; install "
+    "https://github.com/nokia/twampy or set TWAMPY_SRC to its src directory"
 )
 
 
