@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 
@@ -57,13 +58,14 @@ def _egress(family: int, sockaddr: tuple) -> str | None:
 
 
 def _interface(local_ip: str) -> tuple[str | None, float | None]:
-    """The interface holding `local_ip` and its link speed in Mbit/s (None when unknown:
-    virtual interfaces report 0)."""
+    """The interface holding `local_ip` and its link speed in Mbit/s (None when unknown or
+    nominal: a virtual interface such as a veth reports a speed it does not limit to)."""
     for name, addrs in psutil.net_if_addrs().items():
         if any(a.address.split("%")[0] == local_ip.split("%")[0] for a in addrs):
             stats = psutil.net_if_stats().get(name)
-            speed = float(stats.speed) if stats is not None and stats.speed > 0 else None
-            return name, speed
+            physical = os.path.exists(f"/sys/class/net/{name}/device")
+            ok = stats is not None and stats.speed > 0 and physical
+            return name, float(stats.speed) if ok and stats is not None else None
     return None, None
 
 
