@@ -38,11 +38,12 @@ test-loaded: lint typecheck
 
 # The fuzzers alone: schemathesis against a running collector on SQLite and PostgreSQL
 # (tests/security) with ten times the examples `make test` runs, and the hypothesis fuzzers
-# of the parsers of untrusted bytes (SIP, SDP, TWAMP, bandwidth frames, the responder).
+# of the parsers of untrusted bytes (SIP, SDP, phones' call reports, TWAMP, bandwidth frames,
+# the responder).
 fuzz: $(STAMP)
 	QS_FUZZ_SCALE=10 $(BIN)/python -m pytest tests/security tests/sip/test_fuzz.py \
-		tests/sip/test_message.py tests/net/test_responder_fuzz.py tests/net/test_bwframe.py \
-		tests/net/test_twamp_packets.py
+		tests/sip/test_message.py tests/sip/test_vqreport.py tests/net/test_responder_fuzz.py \
+		tests/net/test_bwframe.py tests/net/test_twamp_packets.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/accuracy.py

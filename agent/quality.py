@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 # --------------------------------------------------------------------------- summaries
 
@@ -39,29 +38,40 @@ class Summary:
         }
 
 
-def percentile(values: Sequence[float] | np.ndarray, q: float) -> float | None:
+def _sorted_percentile(ordered: Sequence[float], q: float) -> float:
+    """The q-th percentile of sorted, non-empty values, interpolated linearly between the
+    closest ranks (numpy's default "linear" method, R's type 7)."""
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
     """The q-th percentile (0..100) with linear interpolation (numpy's default), None if empty."""
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"percentile {q} is outside 0..100")
-    arr = np.asarray(values, dtype=float)
-    if arr.size == 0:
+    ordered = sorted(float(v) for v in values)
+    if not ordered:
         return None
-    return float(np.percentile(arr, q))
+    return _sorted_percentile(ordered, q)
 
 
 def summarize(values: Iterable[float]) -> Summary:
     """min/avg/median/p95/max and population standard deviation of `values`."""
-    arr = np.fromiter(values, dtype=float)
-    if arr.size == 0:
+    ordered = sorted(float(v) for v in values)
+    if not ordered:
         return Summary(0, None, None, None, None, None, None)
+    n = len(ordered)
+    avg = math.fsum(ordered) / n
     return Summary(
-        count=int(arr.size),
-        min=float(arr.min()),
-        avg=float(arr.mean()),
-        median=float(np.median(arr)),
-        p95=float(np.percentile(arr, 95)),
-        max=float(arr.max()),
-        stdev=float(arr.std()),
+        count=n,
+        min=ordered[0],
+        avg=avg,
+        median=_sorted_percentile(ordered, 50.0),
+        p95=_sorted_percentile(ordered, 95.0),
+        max=ordered[-1],
+        stdev=math.sqrt(math.fsum((v - avg) ** 2 for v in ordered) / n),
     )
 
 
@@ -70,16 +80,15 @@ def mean_abs_delta_ms(rtts_ms: Sequence[float]) -> float | None:
 
     This is what most ping-based VoIP tests call "jitter"; it is not RFC 3550 jitter.
     """
-    arr = np.asarray(rtts_ms, dtype=float)
-    if arr.size < 2:
+    if len(rtts_ms) < 2:
         return None
-    return float(np.mean(np.abs(np.diff(arr))))
+    return math.fsum(abs(b - a) for a, b in itertools.pairwise(rtts_ms)) / (len(rtts_ms) - 1)
 
 
 # --------------------------------------------------------------------------- jitter / IPDV
 
 
-def rfc3550_jitter_series(send_s: Sequence[float], recv_s: Sequence[float]) -> np.ndarray:
+def rfc3550_jitter_series(send_s: Sequence[float], recv_s: Sequence[float]) -> list[float]:
     """RFC 3550 §6.4.1 interarrival jitter after each packet, in ms.
 
     For consecutive packets i-1, i (in the order given, which should be arrival order):
@@ -87,42 +96,40 @@ def rfc3550_jitter_series(send_s: Sequence[float], recv_s: Sequence[float]) -> n
     A constant clock offset between sender and receiver cancels in D. The series has one
     entry per packet (the first is 0).
     """
-    s = np.asarray(send_s, dtype=float)
-    r = np.asarray(recv_s, dtype=float)
-    if s.shape != r.shape:
-        raise ValueError("send and receive times must have the same length")
-    out = np.zeros(s.size)
-    if s.size < 2:
-        return out
-    d = np.abs(np.diff(r) - np.diff(s)) * 1000.0
+    _same_length(send_s, recv_s)
+    out = [0.0] * len(send_s)
     j = 0.0
-    for i, di in enumerate(d, start=1):
-        j += (di - j) / 16.0
+    for i in range(1, len(send_s)):
+        d = abs((recv_s[i] - recv_s[i - 1]) - (send_s[i] - send_s[i - 1])) * 1000.0
+        j += (d - j) / 16.0
         out[i] = j
     return out
+
+
+def _same_length(send_s: Sequence[float], recv_s: Sequence[float]) -> None:
+    if len(send_s) != len(recv_s):
+        raise ValueError("send and receive times must have the same length")
 
 
 def rfc3550_jitter_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> float:
     """Final RFC 3550 interarrival jitter (ms) over the stream; 0 for fewer than 2 packets."""
     series = rfc3550_jitter_series(send_s, recv_s)
-    return float(series[-1]) if series.size else 0.0
+    return float(series[-1]) if series else 0.0
 
 
-def one_way_delays_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> np.ndarray:
+def one_way_delays_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> list[float]:
     """Per-packet one-way delay R_i - S_i in ms (includes any clock offset between the ends)."""
-    s = np.asarray(send_s, dtype=float)
-    r = np.asarray(recv_s, dtype=float)
-    if s.shape != r.shape:
-        raise ValueError("send and receive times must have the same length")
-    return (r - s) * 1000.0
+    _same_length(send_s, recv_s)
+    return [(r - s) * 1000.0 for s, r in zip(send_s, recv_s, strict=True)]
 
 
-def ipdv_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> np.ndarray:
+def ipdv_ms(send_s: Sequence[float], recv_s: Sequence[float]) -> list[float]:
     """RFC 3393 IP packet delay variation: D(i) - D(i-1) of one-way delays, sign kept (ms).
 
     Pass packets in sequence order with lost ones removed; the clock offset cancels.
     """
-    return np.diff(one_way_delays_ms(send_s, recv_s))
+    d = one_way_delays_ms(send_s, recv_s)
+    return [b - a for a, b in itertools.pairwise(d)]
 
 
 # --------------------------------------------------------------------------- sequence numbers
@@ -304,9 +311,9 @@ def burst_stats(received_mask: Sequence[bool]) -> BurstStats:
     burst_ratio = 1.0 / (p + q) if lost_runs and got_runs and (p + q) > 0 else 1.0
     return BurstStats(
         bursts=len(lost_runs),
-        mean_burst_len=float(np.mean(lost_runs)) if lost_runs else 0.0,
+        mean_burst_len=statistics.fmean(lost_runs) if lost_runs else 0.0,
         max_burst_len=max(lost_runs) if lost_runs else 0,
-        mean_gap_len=float(np.mean(got_runs)) if got_runs else 0.0,
+        mean_gap_len=statistics.fmean(got_runs) if got_runs else 0.0,
         p_loss_after_received=p,
         p_received_after_loss=q,
         burst_ratio=burst_ratio,
@@ -315,22 +322,58 @@ def burst_stats(received_mask: Sequence[bool]) -> BurstStats:
 
 # --------------------------------------------------------------------------- E-model
 
+NARROWBAND = "narrowband"
+WIDEBAND = "wideband"
+
+R0_SIMPLIFIED = 93.2  # G.107 default R0 - Is with all other parameters at their defaults
+# G.107.1 (06/2019) §7.7: with the default values Ro,WB = 129 and Is,WB = 0, so a perfect
+# wideband connection rates 129; Annex A maps R_WB onto the narrowband MOS function as
+# R_WB / 1.29, which is also the factor between the two scales' tops.
+R0_WIDEBAND = 129.0
+WIDEBAND_SCALE_FACTOR = 1.29
+
+EMODEL_NAMES = {
+    NARROWBAND: "ITU-T G.107 (simplified)",
+    WIDEBAND: "ITU-T G.107.1 (wideband)",
+}
+
 
 @dataclass(frozen=True)
 class Codec:
-    """E-model codec parameters (ITU-T G.113 Appendix I) and its RTP framing."""
+    """E-model codec parameters and its RTP framing.
+
+    Narrowband codecs take Ie/Bpl from ITU-T G.113 Appendix I, wideband ones Ie,WB/Bpl from
+    G.113 Appendix IV. `assumed` names every parameter that is not a published value, with
+    the value used (ITU-T P.564 asks an estimator to say so); it is empty when all are.
+    """
 
     name: str
-    ie: float  # equipment impairment factor
+    ie: float  # equipment impairment factor (Ie, or Ie,WB on the wideband scale)
     bpl: float  # packet-loss robustness factor
     payload_type: int
-    clock_rate: int
+    clock_rate: int  # RTP timestamp clock (G.722's is 8000 by RFC 3551 though it samples 16k)
     bytes_per_ms: float  # codec payload bytes per millisecond of audio
     lookahead_ms: float = 0.0
+    scale: str = NARROWBAND
+    assumed: tuple[str, ...] = ()
 
     def payload_bytes(self, ptime_ms: float) -> int:
         return round(self.bytes_per_ms * ptime_ms)
 
+    def rtp_ticks(self, ptime_ms: float) -> int:
+        """RTP timestamp increment for one packet of `ptime_ms` of audio."""
+        return round(self.clock_rate * ptime_ms / 1000.0)
+
+
+# Opus has no Ie,WB or Bpl in G.113; the values below are assumptions, named in every result.
+OPUS_ASSUMED = (
+    "Ie,WB = 13: G.113 publishes none for Opus; G.722 at 64 kbit/s's value is taken",
+    "Bpl = 25.1: G.113 publishes none for Opus (it has its own concealment); "
+    "G.711 with Appendix I PLC's value is taken",
+)
+G722_ASSUMED = (
+    "Bpl = 4.3: G.113 publishes none for G.722; G.711 without concealment's value is taken",
+)
 
 CODECS: dict[str, Codec] = {
     "G711_PLC": Codec(
@@ -346,6 +389,29 @@ CODECS: dict[str, Codec] = {
         bytes_per_ms=1,
         lookahead_ms=5.0,
     ),
+    # G.722 at 64 kbit/s: Ie,WB from G.113 (11/2007) Appendix IV, Table IV.1.
+    "G722": Codec(
+        "G722",
+        ie=13.0,
+        bpl=4.3,
+        payload_type=9,
+        clock_rate=8000,
+        bytes_per_ms=8,
+        scale=WIDEBAND,
+        assumed=G722_ASSUMED,
+    ),
+    # Opus (RFC 6716/7587) paced as a 32 kbit/s mono voice stream: 80 octets per 20 ms,
+    # libwebrtc's default bit rate for mono Opus voice; RTP clock 48 kHz (RFC 7587 §4.1).
+    "OPUS": Codec(
+        "OPUS",
+        ie=13.0,
+        bpl=25.1,
+        payload_type=111,
+        clock_rate=48000,
+        bytes_per_ms=4,
+        scale=WIDEBAND,
+        assumed=OPUS_ASSUMED,
+    ),
 }
 
 
@@ -356,9 +422,6 @@ def get_codec(name: str) -> Codec:
     if key not in CODECS:
         raise ValueError(f"unknown codec {name!r} (known: {', '.join(sorted(CODECS))})")
     return CODECS[key]
-
-
-R0_SIMPLIFIED = 93.2  # G.107 default R0 - Is with all other parameters at their defaults
 
 
 def delay_impairment(one_way_delay_ms: float) -> float:
@@ -372,7 +435,10 @@ def delay_impairment(one_way_delay_ms: float) -> float:
 def effective_equipment_impairment(
     codec: Codec, loss_pct: float, burst_ratio: float = 1.0
 ) -> float:
-    """G.107 Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl), Ppl in percent."""
+    """G.107 Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl), Ppl in percent.
+
+    G.107.1 uses the same form with Ie,WB and the same constant 95 (not 129).
+    """
     if not 0.0 <= loss_pct <= 100.0:
         raise ValueError(f"loss {loss_pct} % is outside 0..100")
     if burst_ratio <= 0:
@@ -384,13 +450,19 @@ def effective_equipment_impairment(
 def r_factor(
     codec: Codec | str, one_way_delay_ms: float, loss_pct: float, burst_ratio: float = 1.0
 ) -> float:
-    """Transmission rating R = 93.2 - Id - Ie,eff (simplified ITU-T G.107). Not clamped."""
+    """Transmission rating R on the codec's scale. Not clamped.
+
+    Narrowband (simplified ITU-T G.107): `R = 93.2 - Id - Ie,eff`.
+    Wideband (ITU-T G.107.1): `R = 129 - 1.29 Id - Ie,eff,WB`, with Is,WB = 0 and A = 0
+    (the G.107.1 defaults) and the narrowband Id carried onto the wideband scale by its
+    factor 1.29, so a delay costs the same MOS on both scales.
+    """
     c = get_codec(codec) if isinstance(codec, str) else codec
-    return (
-        R0_SIMPLIFIED
-        - delay_impairment(one_way_delay_ms)
-        - effective_equipment_impairment(c, loss_pct, burst_ratio)
-    )
+    ie_eff = effective_equipment_impairment(c, loss_pct, burst_ratio)
+    i_d = delay_impairment(one_way_delay_ms)
+    if c.scale == WIDEBAND:
+        return R0_WIDEBAND - WIDEBAND_SCALE_FACTOR * i_d - ie_eff
+    return R0_SIMPLIFIED - i_d - ie_eff
 
 
 def mos_from_r(r: float) -> float:
@@ -410,23 +482,92 @@ def mos_from_r(r: float) -> float:
     return 1.0 + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r)
 
 
+def mos_from_r_wideband(r_wb: float) -> float:
+    """ITU-T G.107.1 Annex A: MOS_CQEW is the G.107 Annex B function of R_WB / 1.29."""
+    if math.isnan(r_wb):
+        raise ValueError("R is NaN")
+    return mos_from_r(r_wb / WIDEBAND_SCALE_FACTOR)
+
+
+def mos_on_scale(r: float, scale: str) -> float:
+    """MOS from R on the named scale (narrowband or wideband)."""
+    if scale == WIDEBAND:
+        return mos_from_r_wideband(r)
+    if scale == NARROWBAND:
+        return mos_from_r(r)
+    raise ValueError(f"unknown E-model scale {scale!r} (known: {NARROWBAND}, {WIDEBAND})")
+
+
 @dataclass(frozen=True)
 class EModelResult:
+    """R and MOS of one direction, with the scale they are on and the codec's ceiling.
+
+    `ceiling_r`/`ceiling_mos` are what the same codec scores on a perfect network (no loss,
+    no delay): the most this call could have scored, on the same scale.
+
+    `mos_narrowband` is the figure that compares across codecs: G.107 Annex B applied to R
+    on G.107.1's extended scale, where a narrowband R keeps its meaning (so 4.5 from R 100
+    up). For a narrowband codec it is `mos`; for a wideband one `mos` is MOS_CQEW (Annex A,
+    R / 1.29), which rates the same R lower because it is judged beside wideband speech.
+    """
+
     codec: str
     one_way_delay_ms: float
     loss_pct: float
     burst_ratio: float
     r_factor: float
     mos: float
+    scale: str
+    model: str
+    ceiling_r: float
+    ceiling_mos: float
+    mos_narrowband: float
+    assumed: tuple[str, ...] = ()
+
+    def fields(self) -> dict[str, object]:
+        """The figures as `VoiceDirection` names them."""
+        return {
+            "r_factor": self.r_factor,
+            "mos": self.mos,
+            "mos_narrowband": self.mos_narrowband,
+            "emodel": self.model,
+            "scale": self.scale,
+            "codec": self.codec,
+            "ceiling_r": self.ceiling_r,
+            "ceiling_mos": self.ceiling_mos,
+            "assumed": list(self.assumed),
+        }
+
+
+def codec_ceiling(codec: Codec | str) -> tuple[float, float]:
+    """(R, MOS) of the codec on a perfect network (no loss, no delay), on its own scale."""
+    c = get_codec(codec) if isinstance(codec, str) else codec
+    r = r_factor(c, 0.0, 0.0)
+    return r, mos_on_scale(r, c.scale)
 
 
 def emodel(
     codec: Codec | str, one_way_delay_ms: float, loss_pct: float, burst_ratio: float = 1.0
 ) -> EModelResult:
-    """R-factor and MOS for a codec at a mouth-to-ear delay, loss % and BurstR."""
+    """R-factor and MOS for a codec at a mouth-to-ear delay, loss % and BurstR, on the
+    codec's scale (G.107 for narrowband codecs, G.107.1 for wideband ones)."""
     c = get_codec(codec) if isinstance(codec, str) else codec
     r = r_factor(c, one_way_delay_ms, loss_pct, burst_ratio)
-    return EModelResult(c.name, one_way_delay_ms, loss_pct, burst_ratio, r, mos_from_r(r))
+    ceiling_r, ceiling_mos = codec_ceiling(c)
+    return EModelResult(
+        c.name,
+        one_way_delay_ms,
+        loss_pct,
+        burst_ratio,
+        r,
+        mos_on_scale(r, c.scale),
+        scale=c.scale,
+        model=EMODEL_NAMES[c.scale],
+        ceiling_r=ceiling_r,
+        ceiling_mos=ceiling_mos,
+        mos_narrowband=mos_from_r(r),
+        assumed=c.assumed,
+    )
 
 
 def mouth_to_ear_delay_ms(
@@ -448,10 +589,7 @@ def jitter_buffer_late(send_s: Sequence[float], recv_s: Sequence[float], buffer_
     Playout of packet i is scheduled at `S_i + (R_0 - S_0) + buffer`, anchored on the
     first packet received; a packet arriving after its playout time is late.
     """
-    s = np.asarray(send_s, dtype=float)
-    r = np.asarray(recv_s, dtype=float)
-    if s.size == 0:
+    if len(send_s) == 0:
         return 0
-    offset = r[0] - s[0]
-    playout = s + offset + buffer_ms / 1000.0
-    return int(np.count_nonzero(r > playout + 1e-9))
+    lag = recv_s[0] - send_s[0] + buffer_ms / 1000.0
+    return sum(1 for s, r in zip(send_s, recv_s, strict=False) if r > s + lag + 1e-9)

@@ -3,7 +3,11 @@
 Builds namespace links (needs root), injects loss (nftables), delay and jitter (the seeded
 relay of tests/netlab.py) and rate limits (tc tbf), runs the udp and bandwidth probes and
 iperf3 on the same links in the same run, and prints a Markdown table: injected value,
-qos-scout's figure, iperf3's figure and the ratio. Run: `.venv/bin/python bench/accuracy.py`.
+qos-scout's figure, iperf3's figure and the ratio. An Opus-paced stream under injected loss
+is scored beside its expected ITU-T G.107.1 value. Run: `.venv/bin/python bench/accuracy.py`.
+The `stamp` section runs TWAMP-light and STAMP on one impaired link, and Nokia's twampy
+sender against our responder there when twampy is available (TWAMPY_SRC, see
+tests/net/twampy_peer.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+sys.path.insert(0, str(ROOT / "tests" / "net"))
+
 import netlab  # noqa: E402
+import twampy_peer  # noqa: E402
 
 PY = sys.executable
 SNIPPET = (
@@ -124,6 +131,106 @@ def loss_rows(n: int) -> list[Row]:
             )
             rows.append((f"loss {other} % (none injected)", "0.000", got_o, "—", "—"))
     return rows
+
+
+def stamp_rows(n: int) -> list[Row]:
+    """TWAMP-light and STAMP one after the other on the same impaired link: random loss both
+    ways (nftables counters are the reference), then EF re-marked to 0 upstream only."""
+    rows: list[Row] = []
+    with netlab.NetLab("qb", router=True) as lab:
+        responder(lab, "b", [])
+        out_rule = lab.nft_loss("r", lab.iface("r", "b"), 2.0, "out", match="meta l4proto udp")
+        back_rule = lab.nft_loss("r", lab.iface("r", "a"), 1.0, "out", match="meta l4proto udp")
+        for protocol in ("twamp-light", "stamp"):
+            before = (out_rule.counts(), back_rule.counts())
+            m = probe(lab, "a", "udp", f"{lab.addr('b')}:862", {"packet_rate": 2000,
+                      "duration_s": n / 2000, "wait_s": 2, "protocol": protocol})  # fmt: skip
+            for (d, pct), rule, (seen0, dropped0) in zip(
+                (("out", 2), ("back", 1)), (out_rule, back_rule), before, strict=True
+            ):
+                seen, dropped = rule.counts()
+                seen, dropped = seen - seen0, dropped - dropped0
+                x = m[d]
+                rows.append((f"{protocol}: loss {d} % ({pct} % injected {d}, {n} pkts)",
+                             f"{100 * dropped / seen:.3f} (nft: {dropped}/{seen})",
+                             f"{x['loss_pct']:.3f} ({x['lost']}/{x['packets_sent']})", "—",
+                             "—"))  # fmt: skip
+        rows += twampy_rows(lab, out_rule, back_rule, n)
+        out_rule.remove()
+        back_rule.remove()
+        lab.nft_remark_dscp("r", lab.iface("r", "b"), dscp=0, direction="out")
+        for protocol in ("twamp-light", "stamp"):
+            m = probe(lab, "a", "udp", f"{lab.addr('b')}:862",
+                      {"duration_s": 1.0, "dscp": 46, "protocol": protocol})  # fmt: skip
+            expected = "0 / 46 (reply marked DSCP1)" if protocol == "stamp" else (
+                "0 / 0 (reply marked as received)")  # fmt: skip
+            rows.append((f"{protocol}: DSCP out / back, EF re-marked to 0 upstream only",
+                         expected, f"{m['out']['dscp_received']} / {m['back']['dscp_received']}",
+                         "—", "—"))  # fmt: skip
+    return rows
+
+
+def twampy_rows(lab: netlab.NetLab, out_rule: netlab.NftRule, back_rule: netlab.NftRule,
+                n: int) -> list[Row]:  # fmt: skip
+    """twampy's sender against our responder on the same link: its own loss figures."""
+    cmd = twampy_peer.command()
+    if cmd is None:
+        print(f"twampy rows skipped: {twampy_peer.SKIP_REASON}", file=sys.stderr)
+        return []
+    before = (out_rule.counts(), back_rule.counts())
+    text = lab.run_in(
+        "a",
+        [
+            *cmd,
+            "sender",
+            f"{lab.addr('b')}:862",
+            f"{lab.addr('a')}:20000",
+            "--count",
+            str(n // 2),
+            "--interval",
+            "1",
+        ],
+        timeout=600,
+    ).stdout
+    table = twampy_peer.parse_table(text)
+    rows: list[Row] = []
+    for name, rule, (seen0, dropped0) in zip(
+        ("Outbound", "Inbound"), (out_rule, back_rule), before, strict=True
+    ):
+        seen, dropped = rule.counts()
+        seen, dropped = seen - seen0, dropped - dropped0
+        rows.append((f"twampy sender to our responder: {name} loss % ({n // 2} pkts)",
+                     f"{100 * dropped / seen:.3f} (nft: {dropped}/{seen})",
+                     f"{table[name].loss_pct:.1f} (twampy's figure)", "—", "—"))  # fmt: skip
+    return rows
+
+
+def wideband_rows(seconds: float) -> list[Row]:
+    """An Opus-paced stream (50 packets/s of 92 octets) with 2 % injected loss on one
+    direction, scored on the wideband E-model, beside the G.107.1 value of the loss the
+    nftables counters saw (BurstR 1: `numgen random` drops independently) at the same
+    mouth-to-ear delay."""
+    from agent import quality
+
+    with netlab.NetLab("qb", router=True) as lab:
+        responder(lab, "b", [])
+        rule = lab.nft_loss("r", lab.iface("r", "b"), 2.0, "out", match="meta l4proto udp")
+        m = probe(lab, "a", "udp", f"{lab.addr('b')}:862",
+                  {"codec": "OPUS", "duration_s": seconds, "wait_s": 2})  # fmt: skip
+        seen, dropped = rule.counts()
+    d, b = m["out"], m["back"]
+    true_loss = 100 * dropped / seen
+    m2e = m["mouth_to_ear_delay_ms"]
+    want = quality.emodel("OPUS", m2e, true_loss, 1.0)
+    clean = quality.emodel("OPUS", m2e, 0.0)
+    return [
+        (f"wideband R out, Opus stream (2 % injected out, nft {dropped}/{seen})",
+         f(want.r_factor, 2), f(d["r_factor"], 2), "—", "—"),
+        (f"wideband MOS out (G.107.1; measured BurstR {d['burst_ratio']:.2f})",
+         f(want.mos), f(d["mos"]), "—", "—"),
+        (f"wideband MOS back (none injected; ceiling {clean.ceiling_mos:.3f})",
+         f(clean.mos), f(b["mos"]), "—", "—"),
+    ]  # fmt: skip
 
 
 def jitter_rows(n: int) -> list[Row]:
@@ -240,7 +347,10 @@ def main() -> int:
     ap.add_argument("--loss-packets", type=int, default=10_000)
     ap.add_argument("--jitter-packets", type=int, default=500)
     ap.add_argument("--seconds", type=float, default=5.0, help="per throughput test")
-    ap.add_argument("--only", action="append", choices=["loss", "jitter", "shaped", "loopback"],
+    ap.add_argument("--wideband-seconds", type=float, default=60.0,
+                    help="of the Opus-paced stream (50 packets/s)")  # fmt: skip
+    ap.add_argument("--only", action="append",
+                    choices=["loss", "stamp", "wideband", "jitter", "shaped", "loopback"],
                     help="run only these sections (repeatable)")  # fmt: skip
     args = ap.parse_args()
     reason = netlab.skip_reason()
@@ -250,6 +360,8 @@ def main() -> int:
     t0 = time.monotonic()
     sections = {
         "loss": lambda: loss_rows(args.loss_packets),
+        "stamp": lambda: stamp_rows(args.loss_packets),
+        "wideband": lambda: wideband_rows(args.wideband_seconds),
         "jitter": lambda: jitter_rows(args.jitter_packets),
         "shaped": lambda: shaped_rows(args.seconds),
         "loopback": lambda: loopback_rows(args.seconds),

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from collector import compact  # noqa: E402
 from collector.config import CollectorConfig  # noqa: E402
 from collector.schema import agents, customers, partners, results, sites  # noqa: E402
 from collector.store import Store  # noqa: E402
@@ -297,8 +298,7 @@ def raw_ceiling(store: Store, batch: int, duration: float) -> float:
         a = c.execute(sa.select(agents).limit(1)).one()
     cols = [c.name for c in results.c]
     marks = [
-        "?" if store.is_sqlite else ("%s::jsonb" if c in ("error", "measurement", "tags") else "%s")
-        for c in cols
+        "?" if store.is_sqlite else ("%s::jsonb" if c in ("error", "tags") else "%s") for c in cols
     ]
     sql = f"INSERT INTO results ({','.join(cols)}) VALUES ({','.join(marks)})"
     rnd = random.Random(3)
@@ -308,27 +308,26 @@ def raw_ceiling(store: Store, batch: int, duration: float) -> float:
     while time.monotonic() < end:
         doc = json.loads(batch_body(batch, rnd))["results"]
         now = time.time()
-        rows = [
-            (
-                r["id"],
-                a.partner_id,
-                a.site_id,
-                a.id,
-                1,
-                r["probe"],
-                r["target"],
-                None,
-                now,
-                r["duration_ms"],
-                True,
-                None,
-                json.dumps(r["measurement"]),
-                None,
-                "{}",
-                now,
-            )
-            for r in doc
-        ]
+        rows = []
+        for r in doc:
+            row = {
+                "id": compact.uuid_bytes(r["id"]) if store.is_sqlite else r["id"],
+                "started_at": now,
+                "site_id": compact.uuid_bytes(a.site_id) if store.is_sqlite else a.site_id,
+                "agent_id": compact.uuid_bytes(a.id) if store.is_sqlite else a.id,
+                "schema_version": 1,
+                "probe": r["probe"],
+                "target": r["target"],
+                "module": None,
+                "duration_ms": r["duration_ms"],
+                "success": True,
+                "error": None,
+                "measurement": compact.encode(r["measurement"]),  # the stored form
+                "job_id": None,
+                "tags": None,
+                "received_at": now,
+            }
+            rows.append(tuple(row[c] for c in cols))
         with store.write() as c:
             c.exec_driver_sql(sql, rows)
         n += len(rows)

@@ -23,6 +23,8 @@ def update_site(
     info before and after) when the change touches the site's call info."""
     before = tenants.get_site(conn, partner_id, site_id).get("call_info") or {}
     row = tenants.update_site(conn, partner_id, site_id, values)
+    if values:  # what rules and evidence read of the site: every replica reloads it
+        tenants.bump_rules_epoch(conn, now)
     after = row.get("call_info") or {}
     if "call_info" in values and after != before:
         conn.execute(

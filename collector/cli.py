@@ -1,6 +1,7 @@
 """`qos-scout collector ...`: serve, migrate, and the admin commands that create partners,
 customers, sites and enrollment tokens (printing keys once; `--json` for scripts), and take
-credentials away: disable, enable, revoke or rekey an agent, list and revoke tokens.
+credentials away: disable, enable, revoke or rekey an agent, list and revoke tokens; edit
+probe profiles (the agents' central config) and list outdated or silent agents.
 
 The database URL comes from `--db`, else QOS_SCOUT_DB_URL, else the config file; its
 password may come from the file named by QOS_SCOUT_DB_PASSWORD_FILE (a Docker secret), so
@@ -70,6 +71,17 @@ def add_commands(subparsers: Any) -> None:
     pr.add_argument("partner_id")
     common(pr)
     pr.set_defaults(func=_cmd(_partner_rotate))
+    pt = pas.add_parser(
+        "retention", help="how many days a partner's raw results are kept (its override)"
+    )
+    pt.add_argument("partner_id")
+    how = pt.add_mutually_exclusive_group(required=True)
+    how.add_argument("--days", type=int, help="keep raw results this many days (1-3650)")
+    how.add_argument(
+        "--default", action="store_true", help="drop the override: the config's retention.raw_days"
+    )
+    common(pt)
+    pt.set_defaults(func=_cmd(_partner_retention))
 
     cu = sub.add_parser("customer", help="customers of a partner")
     cus = cu.add_subparsers(dest="action", metavar="ACTION")
@@ -93,8 +105,8 @@ def add_commands(subparsers: Any) -> None:
     sc.add_argument("--customer", required=True, help="customer id")
     sc.add_argument("name")
     sc.add_argument("--address", default="")
-    sc.add_argument("--down-bps", type=int, help="contracted download speed, bit/s")
-    sc.add_argument("--up-bps", type=int, help="contracted upload speed, bit/s")
+    sc.add_argument("--down-mbps", type=_mbps, help="contracted download speed, Mbit/s")
+    sc.add_argument("--up-mbps", type=_mbps, help="contracted upload speed, Mbit/s")
     sc.add_argument("--firewall-make", default="")
     sc.add_argument("--firewall-model", default="")
     sc.add_argument("--sip-server", default="")
@@ -134,6 +146,7 @@ def add_commands(subparsers: Any) -> None:
     al.add_argument("--site", help="only this site's")
     common(al)
     al.set_defaults(func=_cmd(_agent_list))
+    _profile_commands(sub, common)
     for action, helptext in (
         ("disable", "refuse the agent's key until it is enabled again"),
         ("enable", "accept a disabled agent's key again"),
@@ -145,6 +158,37 @@ def add_commands(subparsers: Any) -> None:
         ap.add_argument("agent_id")
         common(ap)
         ap.set_defaults(func=_cmd(_agent_action), agent_action=action)
+
+
+def _profile_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    pf = sub.add_parser("profile", help="probe profiles: the agents' central config")
+    pfs = pf.add_subparsers(dest="action", metavar="ACTION")
+    pfs.required = True
+
+    def scope(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--partner", required=True, help="partner id")
+        which = sp.add_mutually_exclusive_group()
+        which.add_argument("--customer", help="the customer's profile (default: the partner's)")
+        which.add_argument("--site", help="the site's profile (default: the partner's)")
+        common(sp)
+
+    for action, helptext, fn in (
+        ("show", "print a profile and its version", _profile_show),
+        ("set", "create or replace a profile from a YAML file (`modules:`)", _profile_set),
+        ("delete", "remove a profile", _profile_delete),
+    ):
+        sp = pfs.add_parser(action, help=helptext)
+        scope(sp)
+        if action == "set":
+            sp.add_argument("--file", required=True, help="YAML file with a `modules:` mapping")
+        if action != "show":
+            sp.add_argument("--if-version", type=int, help="refuse unless this is the version")
+        sp.set_defaults(func=_cmd(fn))
+    pe = pfs.add_parser("effective", help="print the config a site's agents run")
+    pe.add_argument("--partner", required=True, help="partner id")
+    pe.add_argument("--site", required=True, help="site id")
+    common(pe)
+    pe.set_defaults(func=_cmd(_profile_effective))
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -194,6 +238,19 @@ def _with_password(url: str, path: str) -> str:
     except (DatabaseError, ArgumentError) as exc:
         raise CliError(str(exc)) from None
     return u.set(password=password).render_as_string(hide_password=False)
+
+
+def _mbps(text: str) -> int:
+    """A speed given in Mbit/s (as people say it), as the bit/s the API stores."""
+    try:
+        mbps = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a speed in Mbit/s, e.g. 100 or 0.5"
+        ) from None
+    if not 0 < mbps <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text} Mbit/s: expected more than 0, at most 1000000")
+    return round(mbps * 1e6)
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -363,7 +420,7 @@ def _partner_list(args: argparse.Namespace) -> int:
     from collector.tenants import list_partners
 
     rows = _admin(args, lambda c, _now: list_partners(c))
-    return _emit(args, rows, _table(rows, ["id", "name"]))
+    return _emit(args, rows, _table(rows, ["id", "name", "raw_retention_days"]))
 
 
 def _partner_rotate(args: argparse.Namespace) -> int:
@@ -372,6 +429,16 @@ def _partner_rotate(args: argparse.Namespace) -> int:
     key = _admin(args, lambda c, _now: rotate_partner_key(c, args.partner_id))
     doc = {"partner_id": args.partner_id, "api_key": key}
     return _emit(args, doc, f"new API key (shown once): {key}")
+
+
+def _partner_retention(args: argparse.Namespace) -> int:
+    from collector.tenants import set_partner_retention
+
+    days = None if args.default else args.days
+    _admin(args, lambda c, _now: set_partner_retention(c, args.partner_id, days))
+    doc = {"partner_id": args.partner_id, "raw_retention_days": days}
+    text = f"raw results kept {days} days" if days else "raw results kept retention.raw_days"
+    return _emit(args, doc, text)
 
 
 def _customer_create(args: argparse.Namespace) -> int:
@@ -399,8 +466,8 @@ def _site_create(args: argparse.Namespace) -> int:
     values = {
         "name": args.name,
         "address": args.address,
-        "contracted_down_bps": args.down_bps,
-        "contracted_up_bps": args.up_bps,
+        "contracted_down_bps": args.down_mbps,
+        "contracted_up_bps": args.up_mbps,
         "firewall_make": args.firewall_make,
         "firewall_model": args.firewall_model,
         "sip_server": args.sip_server,
@@ -459,25 +526,46 @@ def _token_revoke(args: argparse.Namespace) -> int:
     return _emit(args, row, f"enrollment token {row['id']} revoked at {row['revoked_at']}")
 
 
-AGENT_TIMES = ("created_at", "last_seen_at", "disabled_at", "revoked_at", "key_rotated_at")
+AGENT_TIMES = (
+    "created_at", "last_seen_at", "disabled_at", "revoked_at", "key_rotated_at",
+    "config_reported_at",
+)  # fmt: skip
 
 
-def _agent_doc(a: dict[str, Any]) -> dict[str, Any]:
+AGENT_COLUMNS = [
+    "id", "hostname", "site_id", "state", "version", "outdated", "silent", "config_version",
+    "last_seen_at",
+]  # fmt: skip
+
+
+def _agent_doc(a: dict[str, Any], health: dict[str, Any] | None = None) -> dict[str, Any]:
     from collector.tenants import agent_state
     from collector.timefmt import iso
 
-    return {**a, "state": agent_state(a), **{k: iso(a.get(k)) for k in AGENT_TIMES}}
+    times = {k: iso(a.get(k)) for k in AGENT_TIMES}
+    return {**a, **(health or {}), "state": agent_state(a), **times}
 
 
 def _agent_list(args: argparse.Namespace) -> int:
+    """Agents with their software version, `outdated` (older than this collector's release
+    or `min_agent_version`), `silent` (not heard from for `silent_agent_timeout_s`) and the
+    config version they run."""
+    from collector.profiles import agent_health
     from collector.tenants import get_partner, list_agents
+
+    cfg = _config(args)
 
     def run(c: Any, _now: float) -> Any:
         get_partner(c, args.partner)
         return list_agents(c, args.partner, args.site)
 
-    rows = [_agent_doc(a) for a in _admin(args, run)]
-    return _emit(args, rows, _table(rows, ["id", "hostname", "site_id", "state", "last_seen_at"]))
+    now, silent = time.time(), cfg.silent_agent_timeout_s
+
+    def health(a: dict[str, Any]) -> dict[str, Any]:
+        return agent_health(a, now, silent_after_s=silent, min_version=cfg.min_agent_version)
+
+    rows = [_agent_doc(a, health(a)) for a in _admin(args, run)]
+    return _emit(args, rows, _table(rows, AGENT_COLUMNS))
 
 
 def _agent_action(args: argparse.Namespace) -> int:
@@ -501,3 +589,66 @@ def _agent_action(args: argparse.Namespace) -> int:
     else:
         text = f"agent {aid} ({doc['hostname']}) is {doc['state']}"
     return _emit(args, doc, text)
+
+
+def _scope(args: argparse.Namespace) -> tuple[Any, str]:
+    if getattr(args, "site", None):
+        return "site", args.site
+    if getattr(args, "customer", None):
+        return "customer", args.customer
+    return "partner", args.partner
+
+
+def _profile_text(doc: dict[str, Any]) -> str:
+    import yaml
+
+    head = f"# {doc['scope']} {doc['scope_id']} profile, version {doc['version']}\n"
+    return head + yaml.safe_dump({"modules": doc["modules"]}, sort_keys=False).rstrip()
+
+
+def _profile_show(args: argparse.Namespace) -> int:
+    from collector.profiles import get_profile
+
+    scope, sid = _scope(args)
+    doc = _admin(args, lambda c, _now: get_profile(c, args.partner, scope, sid))
+    return _emit(args, doc, _profile_text(doc))
+
+
+def _profile_set(args: argparse.Namespace) -> int:
+    """Refused with the key named (the agent's own model) when the profile is invalid."""
+    import yaml
+
+    from collector.profiles import put_profile
+
+    try:
+        data = yaml.safe_load(open(args.file, encoding="utf-8").read())
+    except OSError as exc:
+        raise CliError(f"{args.file}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CliError(f"{args.file}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"{args.file}: expected a mapping with `modules:`")
+    scope, sid = _scope(args)
+    doc = _admin(
+        args, lambda c, now: put_profile(c, args.partner, scope, sid, data, now, args.if_version)
+    )
+    return _emit(args, doc, _profile_text(doc))
+
+
+def _profile_delete(args: argparse.Namespace) -> int:
+    from collector.profiles import delete_profile
+
+    scope, sid = _scope(args)
+    _admin(args, lambda c, _now: delete_profile(c, args.partner, scope, sid, args.if_version))
+    return _emit(args, {"deleted": {"scope": scope, "scope_id": sid}}, f"{scope} {sid}: deleted")
+
+
+def _profile_effective(args: argparse.Namespace) -> int:
+    import yaml
+
+    from collector.profiles import effective
+
+    cfg = _admin(args, lambda c, _now: effective(c, args.partner, args.site))
+    doc = cfg.model_dump(mode="json")
+    head = f"# version {doc['version']}, from: {', '.join(doc['layers']) or 'no profile'}\n"
+    return _emit(args, doc, head + yaml.safe_dump({"modules": doc["modules"]}).rstrip())

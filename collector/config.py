@@ -123,6 +123,27 @@ class LimitsConfig(_Model):
     max_series_per_partner: int = Field(default=100_000, ge=1)
 
 
+class RetentionConfig(_Model):
+    """What is kept and for how long (docs/collector.md, "Retention and roll-ups").
+
+    Raw results are kept `raw_days` (a partner's `raw_retention_days` overrides it), the
+    hourly and daily roll-ups `rollup_days`. Every `interval_s` the worker rolls up the
+    hours (and days) closed for `grace_s` that have results not rolled up yet and creates
+    the PostgreSQL partitions `partitions_ahead_days` ahead; every `expire_interval_s` it
+    removes what is past its retention: whole partitions on PostgreSQL, batches of
+    `delete_batch` rows on SQLite (one short transaction each), then gives back free pages
+    beyond `sqlite_keep_free_pct` % of the file (incremental vacuum)."""
+
+    raw_days: int = Field(default=30, ge=1, le=3650)
+    rollup_days: int = Field(default=400, ge=1, le=36500)
+    interval_s: float = Field(default=60.0, gt=0)
+    grace_s: float = Field(default=120.0, ge=0)
+    expire_interval_s: float = Field(default=3600.0, gt=0)
+    delete_batch: int = Field(default=5000, ge=1)
+    sqlite_keep_free_pct: float = Field(default=10.0, ge=0, le=100)
+    partitions_ahead_days: int = Field(default=3, ge=2, le=60)
+
+
 METRICS_TOKEN_ENV = "QOS_SCOUT_METRICS_TOKEN"
 
 
@@ -132,11 +153,15 @@ class MetricsConfig(_Model):
     say), else from the QOS_SCOUT_METRICS_TOKEN environment variable, else `token` here
     (the config file is then a secret). No token configured: `/metrics` answers 401 on the
     agents' port. `listen` adds a listener of its own that serves only `/metrics` (for a
-    private interface; the token is required there too when one is configured)."""
+    private interface; the token is required there too when one is configured).
+    `cache_s` keeps a built scrape for that many seconds for the scrapes that follow (HA
+    Prometheus pairs, several scrapers); 0: only scrapes that arrive while one is being
+    built share it."""
 
     token_file: Path | None = None
     token: str | None = Field(default=None, min_length=16)
     listen: str | None = None
+    cache_s: float = Field(default=0.0, ge=0, le=300)
 
     @field_validator("listen")
     @classmethod
@@ -217,11 +242,14 @@ class CollectorConfig(_Model):
     flap_window_s: float = Field(default=3600.0, ge=0)
     silent_agent_timeout_s: float = Field(default=600.0, gt=0)
     silent_check_interval_s: float = Field(default=30.0, gt=0)
+    # Agents older than this (or than the collector's own release) are listed as outdated.
+    min_agent_version: str | None = Field(default=None, pattern=r"^\d+(\.\d+){0,3}$")
     token_ttl_s: float = Field(default=86400.0, gt=0)
     metrics_stale_after_s: float = Field(default=86400.0, gt=0)
     alertmanager_refresh_s: float = Field(default=60.0, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     api_docs: bool = False  # serve /docs, /redoc and /openapi.json (off: 404)
@@ -248,6 +276,18 @@ class CollectorConfig(_Model):
 
         validate_overrides(v)
         return v
+
+    @model_validator(mode="after")
+    def _attempt_within_lease(self) -> CollectorConfig:
+        # A delivery attempt must end within the outbox lease, or another replica takes the
+        # row again while it runs (and the loop would hand it back untried: worker.py).
+        for i, ch in enumerate(self.notifications):
+            if ch.timeout_s >= self.outbox.lease_s:
+                raise ValueError(
+                    f"notifications.{i}.timeout_s ({ch.timeout_s:g} s) must be shorter than "
+                    f"outbox.lease_s ({self.outbox.lease_s:g} s)"
+                )
+        return self
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -33,6 +33,9 @@ def normalise_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # Takes effect on a new database only (before its first table): expired results' pages
+    # can then be given back (collector/retention.py).
+    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
@@ -92,10 +95,20 @@ def current_revision(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+# The advisory lock key under which PostgreSQL migrations run (see `migrate`).
+MIGRATION_LOCK = 0x5153_0000
+
+
 def migrate(engine: sa.Engine) -> str | None:
-    """Upgrade the schema to the newest revision; returns that revision."""
+    """Upgrade the schema to the newest revision; returns that revision.
+
+    Every collector command migrates at start, so replicas started together on PostgreSQL
+    take turns under a transaction advisory lock: the first upgrades, the others then find
+    the schema at the newest revision and change nothing."""
     cfg = _alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     rev = current_revision(engine)

@@ -31,3 +31,9 @@ class Unauthorized(CollectorError):
 
 class PayloadTooLarge(CollectorError):
     status = 413
+
+
+class PreconditionFailed(CollectorError):
+    """An `If-Match` names a version that is no longer the current one."""
+
+    status = 412

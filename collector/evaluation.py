@@ -2,6 +2,12 @@
 
 One batch costs a constant number of queries: the site's rule states are read at once,
 updated in memory, and written back with one executemany.
+
+The states live in the database (`rule_state`), so every collector evaluating a site sees
+the same streaks. Collectors behind one load balancer evaluate a site one at a time: on
+PostgreSQL a transaction-scoped advisory lock per site is taken before its states are read
+(two batches of one site on two collectors would otherwise each count from the same state
+and lose one's count); on SQLite the write transaction already admits one writer.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collector import tickets
 from collector.config import CollectorConfig
 from collector.context import SiteContext, load_site_context
 from collector.hysteresis import RuleState, step
+from collector.locks import lock_site, take_silent_check
 from collector.rules import (
     Level,
     Rule,
@@ -56,8 +63,8 @@ class RuleBook:
         self._lock = threading.Lock()
 
     def site_context(self, conn: sa.Connection, site_id: str) -> SiteContext:
-        """The site's context, cached a few seconds (changes made through this process
-        invalidate it at once; other replicas see them within CONTEXT_TTL_S)."""
+        """The site's context, cached (changes made through this process invalidate it at
+        once; every other process at its next rules epoch read, within EPOCH_CHECK_S)."""
         now = time.monotonic()
         with self._lock:
             hit = self._contexts.get(site_id)
@@ -171,6 +178,7 @@ def evaluate_results(
                 evals.append((rule, r.target, level, r.id))
     if not evals:
         return 0
+    lock_site(conn, ctx.site_id)
     states = _load_states(conn, ctx.site_id, {e[0].id for e in evals})
     before = {k: replace(v, bad_results=list(v.bad_results)) for k, v in states.items()}
     for rule, target, level, rid in evals:
@@ -185,7 +193,11 @@ def evaluate_results(
 
 
 def check_silent_agents(conn: sa.Connection, store_insert: Any, book: RuleBook, now: float) -> int:
-    """Evaluate `agent_silent` for agents that are silent, or whose condition is active."""
+    """Evaluate `agent_silent` for agents that are silent, or whose condition is active.
+    One collector at a time runs it (another one running it now: nothing to do); sites are
+    locked in one order, so it never deadlocks with ingest."""
+    if not take_silent_check(conn):
+        return 0
     base_limit = min(
         (r.critical if r.critical is not None else r.warning or 0.0)
         for r in [book.base["agent_silent"]]
@@ -198,7 +210,11 @@ def check_silent_agents(conn: sa.Connection, store_insert: Any, book: RuleBook, 
             )
         )
     }
-    rows = conn.execute(sa.select(agents.c.id, agents.c.site_id, agents.c.last_seen_at)).all()
+    rows = conn.execute(
+        sa.select(agents.c.id, agents.c.site_id, agents.c.last_seen_at).order_by(
+            agents.c.site_id, agents.c.id
+        )
+    ).all()
     changes = 0
     ctx_cache: dict[str, SiteContext] = {}
     for agent_id, site_id, last_seen in rows:
@@ -215,6 +231,7 @@ def check_silent_agents(conn: sa.Connection, store_insert: Any, book: RuleBook, 
         level = silence_level(rule, silent_s)
         if level == "ok" and (site_id, agent_id) not in tracked:
             continue
+        lock_site(conn, site_id)
         states = _load_states(conn, site_id, ["agent_silent"])
         st = states.get(("agent_silent", agent_id), RuleState())
         action = step(st, rule, level, None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,12 +29,13 @@ from agent.wire.results import (
     ProbeResult,
     upgrade,
 )
+from collector import compact
 from collector.cardinality import admit, series_cache
 from collector.config import LimitsConfig
 from collector.errors import Invalid, PayloadTooLarge
 from collector.evaluation import RuleBook, StoredResult, evaluate_results
 from collector.ingest_pg import insert_results_and_latest
-from collector.schema import agents, latest, results
+from collector.schema import agents, latest, results, sites
 from collector.store import Store
 
 MAX_INT = 2**63 - 1  # what a JSON integer in an item may be: int8 in both databases
@@ -307,7 +309,6 @@ def ingest(
         rows.append(
             {
                 "id": rid,
-                "partner_id": agent["partner_id"],
                 "site_id": agent["site_id"],
                 "agent_id": agent["id"],
                 "schema_version": r.schema_version,
@@ -339,6 +340,7 @@ def ingest(
                 new_ids, latest_done = got, True
         if rows and not latest_done:
             new_ids = insert_new_results(conn, store.is_sqlite, rows, finite)
+            mark_hours(conn, store.is_sqlite, [r for r in rows if r["id"] in new_ids])
         if touch_agent:
             conn.execute(agents.update().where(agents.c.id == agent["id"]).values(last_seen_at=now))
         # Results of a deliberate overload (capacity ramp) are stored, nothing more.
@@ -410,9 +412,15 @@ def list_results(
     """Stored results of the partner, newest first."""
     from collector.timefmt import iso
 
-    q = sa.select(results).where(results.c.partner_id == partner_id)
+    q_sites = sa.select(sites.c.id).where(sites.c.partner_id == partner_id)
+    mine = set(conn.execute(q_sites).scalars())
     if site_id:
-        q = q.where(results.c.site_id == site_id)
+        mine &= {site_id}
+    if not mine:
+        return []
+    q = sa.select(results, sa.literal(partner_id).label("partner_id")).where(
+        results.c.site_id.in_(sorted(mine))
+    )
     if probe:
         q = q.where(results.c.probe == probe)
     if since is not None:
@@ -429,6 +437,8 @@ def list_results(
 RESULT_COLUMNS = [c.name for c in results.c]
 LATEST_COLUMNS = [c.name for c in latest.c]
 JSON_COLUMNS = {"error", "measurement", "tags"}
+UUID_COLUMNS = {"id", "site_id", "agent_id"}  # results: UuidKey
+HOUR_S = 3600.0
 
 
 def _multi_row(
@@ -443,11 +453,11 @@ def _multi_row(
     """One multi-row INSERT through the driver (the hot path of ingest: no per-row SQL
     expression processing); JSON columns are serialised here."""
     mark = "?" if is_sqlite else "%s"
+    # results keep the measurement compact (collector/compact.py), `latest` as JSON
+    as_json = JSON_COLUMNS - {"measurement"} if table == "results" else JSON_COLUMNS
     one = (
         "("
-        + ",".join(
-            f"{mark}::jsonb" if (c in JSON_COLUMNS and not is_sqlite) else mark for c in cols
-        )
+        + ",".join(f"{mark}::jsonb" if (c in as_json and not is_sqlite) else mark for c in cols)
         + ")"
     )
     sql = f"INSERT INTO {table} ({','.join(cols)}) VALUES {','.join([one] * len(rows))} {tail}"
@@ -455,25 +465,48 @@ def _multi_row(
     for row in rows:
         for c in cols:
             v = row[c]
-            params.append(json_text(v, finite) if c in JSON_COLUMNS and v is not None else v)
+            if c == "tags" and table == "results" and not v:
+                v = None  # stored as NULL (compact.EmptyAsNull)
+            elif v is not None and c in JSON_COLUMNS:
+                v = json_text(v, finite) if c in as_json else compact.encode(v)
+            elif c in UUID_COLUMNS and table == "results" and is_sqlite:
+                v = compact.uuid_bytes(v)  # the stored form (UuidKey)
+            params.append(v)
     return conn.exec_driver_sql(sql, tuple(params))
 
 
 def insert_new_results(
     conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]], finite: bool = False
 ) -> set[str]:
-    """`INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id`: the ids actually inserted
-    (the others are duplicates)."""
+    """`INSERT ... ON CONFLICT (id, started_at) DO NOTHING RETURNING id`: the ids actually
+    inserted (the others are duplicates: a retried result has the same id and time)."""
     res = _multi_row(
         conn,
         is_sqlite,
         "results",
         RESULT_COLUMNS,
         rows,
-        "ON CONFLICT (id) DO NOTHING RETURNING id",
+        "ON CONFLICT (id, started_at) DO NOTHING RETURNING id",
         finite,
     )
-    return {r[0] for r in res}
+    if is_sqlite:
+        return {str(uuid.UUID(bytes=r[0])) for r in res}
+    return {str(r[0]) for r in res}
+
+
+def mark_hours(conn: sa.Connection, is_sqlite: bool, rows: list[dict[str, Any]]) -> None:
+    """Mark the (site, hour) of each stored row for the roll-up worker (collector/rollups.py);
+    an hour marked again while pending moves its `seq`."""
+    keys = sorted({(r["site_id"], (r["started_at"] // HOUR_S) * HOUR_S) for r in rows})
+    if not keys:
+        return
+    mark = "?" if is_sqlite else "%s"
+    sql = (
+        "INSERT INTO rollup_pending (period, bucket, site_id, seq) VALUES "
+        + ",".join([f"('hour', {mark}, {mark}, 1)"] * len(keys))
+        + " ON CONFLICT (period, bucket, site_id) DO UPDATE SET seq = rollup_pending.seq + 1"
+    )
+    conn.exec_driver_sql(sql, tuple(x for site, hour in keys for x in (hour, site)))
 
 
 def upsert_latest(

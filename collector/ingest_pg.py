@@ -14,12 +14,13 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from collector import compact
+
 # (column, PostgreSQL type in the record); a JSON null becomes SQL NULL
 _COLUMNS = [
-    ("id", "text"),
-    ("partner_id", "text"),
-    ("site_id", "text"),
-    ("agent_id", "text"),
+    ("id", "uuid"),
+    ("site_id", "uuid"),
+    ("agent_id", "uuid"),
     ("schema_version", "int4"),
     ("probe", "text"),
     ("target", "text"),
@@ -35,6 +36,11 @@ _COLUMNS = [
 ]
 _NAMES_LIST = [name for name, _ in _COLUMNS]
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
+# The results row takes the measurement in its compact form (collector/compact.py), sent
+# beside the JSON one (which `latest` keeps) as bytea text.
+_RECORD = [*_COLUMNS, ("mz", "bytea")]
+_RESULT_NAMES = ", ".join(name for name, _ in _COLUMNS)
+_RESULT_VALUES = ", ".join("mz" if name == "measurement" else name for name, _ in _COLUMNS)
 _LATEST_SET = ", ".join(
     f"{c} = excluded.{c}" for c in ("site_id", "result_id", "started_at", "success", "measurement")
 )
@@ -44,11 +50,16 @@ _LATEST_SET = ", ".join(
 INSERT_SQL = f"""
 WITH v AS (
     SELECT * FROM ROWS FROM (
-        json_to_recordset(%s::json) AS ({", ".join(f"{n} {k}" for n, k in _COLUMNS)})
-    ) WITH ORDINALITY AS v({_NAMES}, ord)
+        json_to_recordset(%s::json) AS ({", ".join(f"{n} {k}" for n, k in _RECORD)})
+    ) WITH ORDINALITY AS v({_NAMES}, mz, ord)
 ), ins AS (
-    INSERT INTO results ({_NAMES}) SELECT {_NAMES} FROM v
-    ON CONFLICT (id) DO NOTHING RETURNING id
+    INSERT INTO results ({_RESULT_NAMES}) SELECT {_RESULT_VALUES} FROM v
+    ON CONFLICT (id, started_at) DO NOTHING RETURNING id
+), pend AS (
+    INSERT INTO rollup_pending (period, bucket, site_id, seq)
+    SELECT DISTINCT 'hour', floor(v.started_at / 3600) * 3600, v.site_id, 1
+    FROM v JOIN ins ON ins.id = v.id
+    ON CONFLICT (period, bucket, site_id) DO UPDATE SET seq = rollup_pending.seq + 1
 ), lat AS (
     INSERT INTO latest (agent_id, probe, target, site_id, result_id, started_at, success,
                         measurement)
@@ -72,6 +83,10 @@ def insert_results_and_latest(
     statement per table, which passes such floats as parameters. `finite=True` promises
     there is none (the fast encoder would write null for it)."""
     records = [{n: r[n] for n in _NAMES_LIST} for r in rows]
+    for rec in records:
+        rec["tags"] = rec["tags"] or None  # stored as NULL (compact.EmptyAsNull)
+        m = rec["measurement"]
+        rec["mz"] = None if m is None else "\\x" + compact.encode(m).hex()
     if finite:
         doc = orjson.dumps(records).decode()
     else:
@@ -79,4 +94,4 @@ def insert_results_and_latest(
             doc = json.dumps(records, allow_nan=False)
         except ValueError:
             return None
-    return {r[0] for r in conn.exec_driver_sql(INSERT_SQL, (doc,))}
+    return {str(r[0]) for r in conn.exec_driver_sql(INSERT_SQL, (doc,))}

@@ -96,10 +96,16 @@ def _dispatchable(site_id: str, now: float) -> sa.Select[Any]:
 
 
 def take_jobs(conn: sa.Connection, agent: dict[str, Any], now: float) -> list[dict[str, Any]]:
-    """Hand the site's queued jobs to this agent. A job handed out but never started is
-    offered again after a lease, so a crashed agent does not strand it."""
+    """Hand the site's queued jobs to this agent, each to one poll only, whichever collector
+    holds it. A job handed out but never started is offered again after a lease, so a
+    crashed agent does not strand it."""
     out = []
-    for r in conn.execute(_dispatchable(agent["site_id"], now).order_by(jobs.c.created_at)):
+    q = _dispatchable(agent["site_id"], now).order_by(jobs.c.created_at)
+    if conn.dialect.name == "postgresql":
+        # Polls of the site's agents on other collectors skip the rows this one holds
+        # rather than wait for it; the update below re-checks the lease in any case.
+        q = q.with_for_update(skip_locked=True)
+    for r in conn.execute(q).all():
         res = conn.execute(
             jobs.update()
             .where(jobs.c.id == r.id, jobs.c.state == "queued")

@@ -13,12 +13,20 @@ Prometheus scrapes from `GET /api/v1/metrics`. Without it, every partner's: the 
 
 Cardinality: result series are one per (agent, probe, target) reported in the last
 `metrics_stale_after_s` seconds, times the fixed `stat`/`direction`/`metric` values.
+
+Sharding: with `shard=(i, n)` only the sites whose shard is `i` of `n` (the last two hex
+digits of the site id, modulo `n`) are in the scrape, with all their series; the per-partner
+ticket counts and the process's counters are in shard 0 only, so that the `n` scrapes
+together hold every series once. `ExpositionCache` shares one build between the scrapes that
+arrive while it runs (and for `metrics.cache_s` after).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -43,6 +51,14 @@ _Q = TypeVar("_Q", bound=sa.Select[Any])
 RESULT_LABELS = ["partner", "customer", "site", "agent", "probe", "target"]
 SITE_LABELS = ["partner", "customer", "site"]
 SEVERITY_VALUE = {"warning": 1, "critical": 2}
+MAX_SHARDS = 256  # a site's bucket is the last two hex digits of its id
+
+
+def shard_buckets(shard: int, shards: int) -> list[str]:
+    """The site-id suffixes (two lowercase hex digits) of shard `shard` of `shards`."""
+    if not 1 <= shards <= MAX_SHARDS or not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} of {shards}: need 0 <= shard < shards <= {MAX_SHARDS}")
+    return [f"{b:02x}" for b in range(MAX_SHARDS) if b % shards == shard]
 
 
 def _series() -> dict[str, list[tuple[tuple[str, ...], str, list[str]]]]:
@@ -77,15 +93,25 @@ class StoreCollector(Collector):
     def __init__(
         self, store: Store, stats: Stats, clock: Callable[[], float] = time.time,
         before: Callable[[], object] | None = None, partner_id: str | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.stats = stats
         self.clock = clock
         self.before = before  # e.g. write pending agent contacts first
         self.partner_id = partner_id  # only this partner's series, without process counters
+        self.buckets = shard_buckets(*shard) if shard is not None else None
+        self.first_shard = shard is None or shard[0] == 0  # tickets and own counters
 
     def _scoped(self, q: _Q) -> _Q:
         return q if self.partner_id is None else q.where(partners.c.id == self.partner_id)
+
+    def _sharded(self, q: _Q) -> _Q:
+        """`q` (which joins sites) limited to the sites of this shard."""
+        if self.buckets is None:
+            return q
+        suffix = sa.func.lower(sa.func.substr(sites.c.id, sa.func.length(sites.c.id) - 1, 2))
+        return q.where(suffix.in_(self.buckets))
 
     def collect(self) -> Iterator[Metric]:
         if self.before is not None:
@@ -93,9 +119,11 @@ class StoreCollector(Collector):
         with self.store.read() as conn:
             yield from self._results(conn)
             yield from self._sites_and_agents(conn)
-            yield from self._tickets(conn)
-            pending = pending_count(conn) if self.partner_id is None else 0
-        if self.partner_id is None:
+            if self.first_shard:
+                yield from self._tickets(conn)
+            own = self.partner_id is None and self.first_shard
+            pending = pending_count(conn) if own else 0
+        if own:
             yield from self._own(pending)
 
     def _results(self, conn: sa.Connection) -> Iterator[Metric]:
@@ -125,7 +153,7 @@ class StoreCollector(Collector):
             .join(partners, partners.c.id == sites.c.partner_id)
             .where(latest.c.started_at >= self.clock() - self.store.config.metrics_stale_after_s)
         )  # fmt: skip
-        q = self._scoped(q)
+        q = self._sharded(self._scoped(q))
         for pn, cn, sn, an, probe, target, started, ok, m in conn.execute(q):
             lab = [pn, cn, sn, an, probe, target]
             success.add_metric(lab, 1.0 if ok else 0.0)
@@ -157,7 +185,7 @@ class StoreCollector(Collector):
             .join(customers, customers.c.id == sites.c.customer_id)
             .join(partners, partners.c.id == sites.c.partner_id)
         )  # fmt: skip
-        q = self._scoped(q)
+        q = self._sharded(self._scoped(q))
         for sid, pn, cn, sn, down, up in conn.execute(q):
             lab = [pn, cn, sn]
             if down:
@@ -178,7 +206,7 @@ class StoreCollector(Collector):
             .join(customers, customers.c.id == sites.c.customer_id)
             .join(partners, partners.c.id == sites.c.partner_id)
         )  # fmt: skip
-        for pn, cn, sn, an, last in conn.execute(self._scoped(q2)):
+        for pn, cn, sn, an, last in conn.execute(self._sharded(self._scoped(q2))):
             if last is not None:
                 seen.add_metric([pn, cn, sn, an], last)
         yield seen
@@ -254,3 +282,39 @@ class StoreCollector(Collector):
         for reason, n in sorted(throttled.items()):
             thr.add_metric([reason], float(n))
         yield thr
+
+
+class ExpositionCache:
+    """The built exposition of each scrape scope (`key`), shared by every scrape that arrives
+    while it is being built and, for `ttl_s` seconds after the build began, by later ones
+    (0: only concurrent scrapes share). A scrape that goes away does not stop the build the
+    others wait for."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self.builds = 0
+        self._done: dict[Hashable, tuple[float, bytes]] = {}
+        self._building: dict[Hashable, asyncio.Future[bytes]] = {}
+
+    async def get(self, key: Hashable, build: Callable[[], Awaitable[bytes]]) -> bytes:
+        now = self.clock()
+        hit = self._done.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        task = self._building.get(key)
+        if task is None:
+            task = asyncio.ensure_future(build())
+            self.builds += 1
+            self._building[key] = task
+            task.add_done_callback(partial(self._built, key, now))
+        return await asyncio.shield(task)
+
+    def _built(self, key: Hashable, began: float, task: asyncio.Future[bytes]) -> None:
+        self._building.pop(key, None)
+        if task.cancelled() or task.exception() is not None or self.ttl_s <= 0:
+            return
+        now = self.clock()
+        for k in [k for k, (t, _) in self._done.items() if now - t >= self.ttl_s]:
+            del self._done[k]
+        self._done[key] = (began, task.result())

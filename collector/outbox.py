@@ -1,5 +1,7 @@
 """The notification outbox: rows written in the same transaction as the ticket change,
-claimed with a lease by the delivery loop, retried with exponential backoff."""
+claimed with a lease by the delivery loops (one per collector), retried with exponential
+backoff. A row's id is its delivery id: receivers see it (X-QoS-Scout-Delivery) and drop a
+delivery they already have, the one case being a collector that died holding the row."""
 
 from __future__ import annotations
 
@@ -41,24 +43,58 @@ def enqueue(
 
 
 def claim_due(conn: sa.Connection, cfg: OutboxConfig, now: float, limit: int = 50) -> list[Any]:
-    """Take due rows under a lease: another delivery loop (or this one after a crash) may
-    only retry them once the lease ran out, so each is delivered at least once."""
-    due = conn.execute(
+    """Take due rows under a lease (until `now + cfg.lease_s`): no other delivery loop takes
+    them before it runs out, so each row is delivered once while its loop lives, and again
+    by another loop if this one dies holding it (at least once across a crash).
+
+    On PostgreSQL the rows are locked as they are read (`FOR UPDATE SKIP LOCKED`): loops of
+    several collectors claiming at once each get other rows and none waits for another. On
+    SQLite (one process, one writer at a time) a row is claimed when its `next_attempt_at`
+    is still the one read."""
+    due_q = (
         sa.select(outbox)
         .where(outbox.c.state == "pending", outbox.c.next_attempt_at <= now)
         .order_by(outbox.c.id)
         .limit(limit)
-    ).all()
+    )
+    lease_until = now + cfg.lease_s
+    if conn.dialect.name == "postgresql":
+        due = list(conn.execute(due_q.with_for_update(skip_locked=True)))
+        if due:
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.id.in_([r.id for r in due]))
+                .values(next_attempt_at=lease_until)
+            )
+        return due
     claimed = []
-    for row in due:
+    for row in conn.execute(due_q).all():
         res = conn.execute(
             outbox.update()
             .where(outbox.c.id == row.id, outbox.c.next_attempt_at == row.next_attempt_at)
-            .values(next_attempt_at=now + cfg.lease_s)
+            .values(next_attempt_at=lease_until)
         )
         if res.rowcount == 1:
             claimed.append(row)
     return claimed
+
+
+def release(conn: sa.Connection, row_ids: list[int], lease_until: float, now: float) -> int:
+    """Hand back claimed rows not attempted (their lease would run out before an attempt
+    could finish): due again at once for any loop. A row whose lease already ran out and
+    was claimed again by another loop is left to it. Returns how many were handed back."""
+    if not row_ids:
+        return 0
+    res = conn.execute(
+        outbox.update()
+        .where(
+            outbox.c.id.in_(row_ids),
+            outbox.c.state == "pending",
+            outbox.c.next_attempt_at == lease_until,
+        )
+        .values(next_attempt_at=now)
+    )
+    return int(res.rowcount)
 
 
 def mark_sent(conn: sa.Connection, row_id: int, attempts: int, now: float) -> None:

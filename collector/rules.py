@@ -77,7 +77,7 @@ def _r(**kw: Any) -> Rule:
     return Rule.model_validate(kw)
 
 
-VOICE = ["udp", "sip_call"]
+VOICE = ["udp", "sip_call", "call_report"]
 
 
 def default_rules(silent_after_s: float = 600.0) -> dict[str, Rule]:
@@ -97,6 +97,7 @@ def default_rules(silent_after_s: float = 600.0) -> dict[str, Rule]:
            field="out.loss_pct", op="above", warning=1, critical=5),
         _r(id="loss_back", description="loss from the far end too high", probes=VOICE,
            field="back.loss_pct", op="above", warning=1, critical=5),
+        # A wideband MOS is compared on the narrowband scale (comparable_path below).
         _r(id="mos_out", description="voice quality (MOS) towards the far end too low",
            probes=VOICE, field="out.mos", op="below", warning=4.0, critical=3.6),
         _r(id="mos_back", description="voice quality (MOS) from the far end too low",
@@ -180,6 +181,22 @@ def field_value(measurement: Mapping[str, Any] | None, path: str) -> Any:
     return cur
 
 
+def comparable_path(measurement: Mapping[str, Any] | None, path: str) -> str:
+    """The path a rule compares: a MOS on the wideband scale is read as its `mos_narrowband`.
+
+    A wideband direction's `mos` (ITU-T G.107.1 MOS_CQEW) rates the same R lower than the
+    narrowband scale the thresholds are written for, so it is compared through its
+    narrowband-scale figure (docs/measurements.md); every other path is read as written.
+    """
+    parent_path, _, key = path.rpartition(".")
+    if key != "mos":
+        return path
+    parent = field_value(measurement, parent_path) if parent_path else measurement
+    if isinstance(parent, Mapping) and parent.get("scale") == "wideband":
+        return f"{parent_path}.mos_narrowband" if parent_path else "mos_narrowband"
+    return path
+
+
 def _grade(value: float, rule: Rule, worse: Any) -> Level:
     if rule.critical is not None and worse(value, rule.critical):
         return "critical"
@@ -201,7 +218,7 @@ def evaluate(
         return None, None
     if rule.op == "present":
         return _presence(rule, measurement)
-    value = field_value(measurement, rule.field)
+    value = field_value(measurement, comparable_path(measurement, rule.field))
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None, None
     v = float(value)

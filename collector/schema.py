@@ -8,6 +8,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from collector.compact import CompactJSON, EmptyAsNull, UuidKey
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -33,6 +35,9 @@ partners = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("rule_overrides", JSON, nullable=False),
     sa.Column("created_at", Time, nullable=False),
+    # How long this partner's raw results are kept; NULL: the collector's
+    # retention.raw_days (collector/retention.py).
+    sa.Column("raw_retention_days", sa.Integer),
 )
 
 customers = sa.Table(
@@ -110,7 +115,26 @@ agents = sa.Table(
     sa.Column("disabled_at", Time),
     sa.Column("revoked_at", Time),
     sa.Column("key_rotated_at", Time),
+    # What the agent last reported running (POST /api/v1/agent/config/status): the config
+    # version ("local" for its own schedule), why it refused the last one, and when.
+    sa.Column("config_version", sa.String(64)),
+    sa.Column("config_error", sa.Text),
+    sa.Column("config_reported_at", Time),
     sa.Index("ix_agents_site", "site_id"),
+)
+
+# Probe profiles (agent.wire.profiles): one layer of modules for a partner, a customer or a
+# site (`scope_id` is the partner's, customer's or site's id); `version` counts its edits.
+probe_profiles = sa.Table(
+    "probe_profiles",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column("scope_id", sa.String(36), primary_key=True),
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), nullable=False),
+    sa.Column("document", JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_probe_profiles_partner", "partner_id"),
 )
 
 # One row (id 1): bumped in the same transaction as any change that takes a credential
@@ -124,27 +148,83 @@ credentials_epoch = sa.Table(
     sa.Column("changed_at", Time, nullable=False),
 )
 
+# One row (id 1): bumped in the same transaction as any change to what rule evaluation
+# reads of a site or a partner (the site's fields, rule overrides). Every collector process
+# reads it with the credentials epoch and drops its cached site contexts when it moved, so
+# all replicas evaluate a site with the same rules within EPOCH_CHECK_S of a change.
+rules_epoch = sa.Table(
+    "rules_epoch",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("changed_at", Time, nullable=False),
+)
+
+# One row per result. The key includes the time: on PostgreSQL the table is partitioned by
+# `started_at` (collector/partitions.py) and a unique key must hold the partition key; a
+# retried result carries the same id and time, so it is still stored once. The partner is
+# the site's (no column of its own: it was 36 bytes and an index per row). The ids are kept
+# in 16 bytes and the measurement compactly (collector/compact.py); both read back as they
+# were sent. Compare results' ids with bound values, not with sites.id in SQL: the types
+# differ.
 results = sa.Table(
     "results",
     metadata,
-    _id(),
-    sa.Column("partner_id", sa.String(36), nullable=False),
-    sa.Column("site_id", sa.String(36), nullable=False),
-    sa.Column("agent_id", sa.String(36), nullable=False),
+    # fixed-width columns first, 8-byte ones leading, so PostgreSQL pads no column
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("id", UuidKey, nullable=False),
+    sa.Column("site_id", UuidKey, nullable=False),
+    sa.Column("agent_id", UuidKey, nullable=False),
     sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
     sa.Column("probe", sa.String(64), nullable=False),
     sa.Column("target", sa.String(512), nullable=False),
     sa.Column("module", sa.String(128)),
-    sa.Column("started_at", Time, nullable=False),
-    sa.Column("duration_ms", sa.Float, nullable=False),
-    sa.Column("success", sa.Boolean, nullable=False),
     sa.Column("error", JSON),
-    sa.Column("measurement", JSON),
+    sa.Column("measurement", CompactJSON),
     sa.Column("job_id", sa.String(64)),
-    sa.Column("tags", JSON, nullable=False),
-    sa.Column("received_at", Time, nullable=False),
+    sa.Column("tags", EmptyAsNull),  # {}: NULL
+    sa.PrimaryKeyConstraint("id", "started_at"),
     sa.Index("ix_results_site_time", "site_id", "started_at"),
-    sa.Index("ix_results_partner_time", "partner_id", "started_at"),
+    postgresql_partition_by="RANGE (started_at)",
+)
+
+# Roll-ups (collector/rollups.py): per period ("hour", "day"), bucket start, site, probe,
+# target, figure and direction ("" when the figure has none): the results counted, those
+# that succeeded, how many carried the figure, its min/p50/p95/max. `field` "" is the
+# availability row (count and ok only).
+rollups = sa.Table(
+    "rollups",
+    metadata,
+    sa.Column("period", sa.String(4), primary_key=True),
+    sa.Column("bucket", Time, primary_key=True),
+    sa.Column("site_id", sa.String(36), primary_key=True),
+    sa.Column("probe", sa.String(64), primary_key=True),
+    sa.Column("target", sa.String(512), primary_key=True),
+    sa.Column("field", sa.String(64), primary_key=True),
+    sa.Column("direction", sa.String(8), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("ok", sa.Integer, nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("min", sa.Float),
+    sa.Column("p50", sa.Float),
+    sa.Column("p95", sa.Float),
+    sa.Column("max", sa.Float),
+    sa.Index("ix_rollups_site", "site_id", "period", "bucket"),
+)
+
+# Buckets to roll up (again): ingest marks the hour of each stored result; rolling an hour
+# marks its day. `seq` moves on every mark, so a mark made while the bucket was being rolled
+# is not lost when the worker clears the one it read.
+rollup_pending = sa.Table(
+    "rollup_pending",
+    metadata,
+    sa.Column("period", sa.String(4), primary_key=True),
+    sa.Column("bucket", Time, primary_key=True),
+    sa.Column("site_id", sa.String(36), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
 )
 
 # Latest result per (agent, probe, target): what /metrics exposes, kept at ingest.

@@ -54,6 +54,10 @@ class Store:
             with self.engine.begin() as conn:
                 yield conn
 
+    def write_lock(self) -> threading.Lock:
+        """The lock in-process writers take on SQLite (for work outside `write()`)."""
+        return self._write_lock
+
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         with self.engine.connect() as conn:

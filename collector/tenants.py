@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collector.errors import Conflict, NotFound, Unauthorized
+from collector.errors import Conflict, Invalid, NotFound, Unauthorized
 from collector.keys import (
     AGENT_PREFIX,
     PARTNER_PREFIX,
@@ -22,6 +22,8 @@ from collector.schema import (
     customers,
     enrollment_tokens,
     partners,
+    probe_profiles,
+    rules_epoch,
     sites,
 )
 from collector.timefmt import iso
@@ -84,9 +86,45 @@ def read_epoch(conn: sa.Connection) -> int:
     )
 
 
+def bump_rules_epoch(conn: sa.Connection, now: float) -> None:
+    """Say that what rules read of a site or partner changed, in the caller's transaction:
+    every collector process drops its cached site contexts at its next epoch read."""
+    conn.execute(
+        rules_epoch.update()
+        .where(rules_epoch.c.id == 1)
+        .values(epoch=rules_epoch.c.epoch + 1, changed_at=now)
+    )
+
+
+def read_rules_epoch(conn: sa.Connection) -> int:
+    return int(
+        conn.execute(sa.select(rules_epoch.c.epoch).where(rules_epoch.c.id == 1)).scalar_one()
+    )
+
+
 def list_partners(conn: sa.Connection) -> list[dict[str, Any]]:
-    q = sa.select(partners.c.id, partners.c.name, partners.c.created_at).order_by(partners.c.name)
+    q = sa.select(
+        partners.c.id, partners.c.name, partners.c.created_at, partners.c.raw_retention_days
+    ).order_by(partners.c.name)
     return [dict(r._mapping) for r in conn.execute(q)]
+
+
+MAX_RETENTION_DAYS = 3650
+
+
+def set_partner_retention(conn: sa.Connection, partner_id: str, days: int | None) -> None:
+    """How many days this partner's raw results are kept; None: the collector's
+    `retention.raw_days`."""
+    if days is not None and not 1 <= days <= MAX_RETENTION_DAYS:
+        raise Invalid(
+            f"raw_retention_days: {days} is not a number of days from 1 to "
+            f"{MAX_RETENTION_DAYS} (or none: the collector's retention.raw_days)"
+        )
+    res = conn.execute(
+        partners.update().where(partners.c.id == partner_id).values(raw_retention_days=days)
+    )
+    if res.rowcount == 0:
+        raise NotFound(f"partner {partner_id} not found")
 
 
 def partner_by_key(conn: sa.Connection, key: str) -> dict[str, Any]:
@@ -148,6 +186,11 @@ def delete_customer(conn: sa.Connection, partner_id: str, customer_id: str) -> N
     get_customer(conn, partner_id, customer_id)
     if conn.execute(sa.select(sites.c.id).where(sites.c.customer_id == customer_id)).first():
         raise Conflict(f"customer {customer_id} still has sites")
+    conn.execute(
+        probe_profiles.delete().where(
+            probe_profiles.c.scope == "customer", probe_profiles.c.scope_id == customer_id
+        )
+    )
     conn.execute(customers.delete().where(customers.c.id == customer_id))
 
 
@@ -364,6 +407,9 @@ AGENT_COLUMNS = (
     agents.c.disabled_at,
     agents.c.revoked_at,
     agents.c.key_rotated_at,
+    agents.c.config_version,
+    agents.c.config_error,
+    agents.c.config_reported_at,
 )
 
 

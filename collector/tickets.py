@@ -1,7 +1,9 @@
 """Tickets: one not-resolved ticket per (site, rule, target), with events and evidence.
 
 open -> acknowledged -> resolved; resolved automatically when the condition clears, and
-reopened (not duplicated) when it trips again within the flap window.
+reopened (not duplicated) when it trips again within the flap window. The database enforces
+the one not-resolved ticket per key (a unique partial index), so collectors opening the same
+ticket at once end with one ticket: the late ones add their trip to it as an event.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from collector.config import CollectorConfig
 from collector.context import SiteContext
 from collector.errors import Conflict, NotFound
 from collector.keys import new_id
+from collector.locks import lock_site
 from collector.outbox import enqueue
-from collector.rules import Rule
+from collector.rules import SEVERITY_RANK, Rule
 from collector.schema import latest, results, rule_state, ticket_events, tickets
 from collector.timefmt import iso
 
@@ -136,20 +139,68 @@ def trip(
     conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, target: str,
     level: str, bad_ids: list[str], now: float,
 ) -> str:  # fmt: skip
-    """The condition tripped: open a ticket, or reopen the one resolved within the window."""
-    key = _key(ctx, rule, target)
+    """The condition tripped: open a ticket, or reopen the one resolved within the window.
+
+    The database holds one not-resolved ticket per key (`uq_tickets_open_key`): when another
+    collector opened it first, between our check and our write, the write is refused and
+    this trip becomes an event on that ticket."""
     evidence = build_evidence(conn, ctx, rule, target, bad_ids)
     existing = _open_ticket_id(conn, ctx, rule, target)
     if existing:  # still open (e.g. the condition was reset by hand); refresh its evidence
-        conn.execute(
-            tickets.update()
-            .where(tickets.c.id == existing)
-            .values(evidence=evidence, severity=level, updated_at=now)
-        )
+        _refresh(conn, existing, evidence, level, now)
         return str(existing)
+    try:
+        with conn.begin_nested():
+            tid, event = _open_or_reopen(conn, config, ctx, rule, target, level, evidence, now)
+    except sa.exc.IntegrityError:
+        winner = conn.execute(
+            sa.select(tickets.c.id, tickets.c.severity).where(
+                *_key(ctx, rule, target), tickets.c.state.in_(OPEN_STATES)
+            )
+        ).first()
+        if winner is None:  # refused for another reason than an open ticket of this key
+            raise
+        return _join(conn, config, ctx, rule, winner, level, evidence, now)
+    _notify(conn, config, ctx, tid, event, now)
+    return tid
+
+
+def _join(
+    conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, winner: Any,
+    level: str, evidence: dict[str, Any], now: float,
+) -> str:  # fmt: skip
+    """Another collector opened the ticket as this one tripped: the trip is an event on it,
+    and escalates it (with its notification) when it is worse."""
+    tid = str(winner.id)
+    worse = SEVERITY_RANK.get(level, 0) > SEVERITY_RANK.get(winner.severity, 0)
+    _refresh(conn, tid, evidence, level if worse else winner.severity, now)
+    if worse:
+        _event(conn, tid, "escalated", now, f"severity now {level} (tripped again as it opened)")
+        _notify(conn, config, ctx, tid, "escalated", now)
+    else:
+        _event(conn, tid, "tripped", now, f"{rule.description} ({level}), as it opened")
+    return tid
+
+
+def _refresh(
+    conn: sa.Connection, ticket_id: str, evidence: dict[str, Any], level: str, now: float
+) -> None:
+    conn.execute(
+        tickets.update()
+        .where(tickets.c.id == ticket_id)
+        .values(evidence=evidence, severity=level, updated_at=now)
+    )
+
+
+def _open_or_reopen(
+    conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, target: str,
+    level: str, evidence: dict[str, Any], now: float,
+) -> tuple[str, str]:  # fmt: skip
+    """Reopen the ticket resolved within the flap window, or open a new one; returns its id
+    and the event. Raises IntegrityError when another ticket of the key is open."""
     recent = conn.execute(
         sa.select(tickets.c.id)
-        .where(*key, tickets.c.state == "resolved")
+        .where(*_key(ctx, rule, target), tickets.c.state == "resolved")
         .where(tickets.c.resolved_at >= now - config.flap_window_s)
         .order_by(tickets.c.resolved_at.desc())
         .limit(1)
@@ -169,8 +220,7 @@ def trip(
             )
         )
         _event(conn, recent, "reopened", now, f"{rule.description} again ({level})")
-        _notify(conn, config, ctx, recent, "reopened", now)
-        return str(recent)
+        return str(recent), "reopened"
     tid = new_id()
     conn.execute(
         tickets.insert().values(
@@ -190,8 +240,7 @@ def trip(
         )
     )
     _event(conn, tid, "opened", now, f"{rule.description} ({level})")
-    _notify(conn, config, ctx, tid, "opened", now)
-    return tid
+    return tid, "opened"
 
 
 def escalate(
@@ -242,13 +291,28 @@ def open_manual_ticket(
     if existing:
         return str(existing)
     tid = new_id()
-    conn.execute(
-        tickets.insert().values(
-            id=tid, partner_id=ctx.partner_id, customer_id=ctx.customer_id, site_id=ctx.site_id,
-            rule_id=rule_id, target=target, severity=severity, state="open", title=title,
-            opened_at=now, updated_at=now, reopen_count=0, evidence=evidence,
-        )
-    )  # fmt: skip
+    try:
+        with conn.begin_nested():  # another collector may open it between check and write
+            conn.execute(
+                tickets.insert().values(
+                    id=tid, partner_id=ctx.partner_id, customer_id=ctx.customer_id,
+                    site_id=ctx.site_id, rule_id=rule_id, target=target, severity=severity,
+                    state="open", title=title, opened_at=now, updated_at=now, reopen_count=0,
+                    evidence=evidence,
+                )
+            )  # fmt: skip
+    except sa.exc.IntegrityError:
+        winner = conn.execute(
+            sa.select(tickets.c.id).where(
+                tickets.c.site_id == ctx.site_id,
+                tickets.c.rule_id == rule_id,
+                tickets.c.target == target,
+                tickets.c.state.in_(OPEN_STATES),
+            )
+        ).scalar()
+        if winner is None:
+            raise
+        return str(winner)
     _event(conn, tid, "opened", now, message, actor)
     _notify(conn, config, ctx, tid, "opened", now)
     return tid
@@ -359,6 +423,7 @@ def resolve(
         .where(tickets.c.id == ticket_id)
         .values(state="resolved", resolved_at=now, updated_at=now)
     )
+    lock_site(conn, t["site_id"])  # not while another collector evaluates the site
     conn.execute(
         rule_state.delete().where(
             rule_state.c.site_id == t["site_id"],

@@ -1,6 +1,6 @@
 """Background loops of a running collector: outbox delivery, the silent-agent check, the
-periodic re-send of open tickets to Alertmanager, and housekeeping (last contact, WAL
-checkpoint, garbage-collector pauses)."""
+periodic re-send of open tickets to Alertmanager, roll-ups and retention, and housekeeping
+(last contact, WAL checkpoint, garbage-collector pauses)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi.concurrency import run_in_threadpool
 
-from collector import outbox
+from collector import outbox, retention, rollups
 from collector.api.state import SEEN_FLUSH_S, AppState
 from collector.config import AlertmanagerChannel
 from collector.evaluation import check_silent_agents
@@ -31,11 +31,19 @@ def deliver_due(st: AppState) -> int:
     """Deliver what is due now; returns how many rows were attempted."""
     cfg = st.store.config
     channels = {ch.name: ch for ch in cfg.notifications}
+    claimed_at = st.clock()
     with st.store.write() as conn:
-        rows = outbox.claim_due(conn, cfg.outbox, st.clock())
-    for row in rows:
+        rows = outbox.claim_due(conn, cfg.outbox, claimed_at)
+    lease_until = claimed_at + cfg.outbox.lease_s
+    for i, row in enumerate(rows):
         attempts = row.attempts + 1
         ch = channels.get(row.channel)
+        if ch is not None and st.clock() + ch.timeout_s >= lease_until:
+            # An attempt might outlast the lease, and another collector would then send it
+            # too: hand the rest back instead.
+            with st.store.write() as conn:
+                outbox.release(conn, [r.id for r in rows[i:]], lease_until, st.clock())
+            return i
         try:
             if ch is None:
                 raise DeliveryError(f"channel {row.channel!r} is no longer configured")
@@ -149,6 +157,32 @@ async def alertmanager_loop(st: AppState) -> None:
             await run_in_threadpool(refresh_alertmanager, st)
         except Exception:
             log.exception("alertmanager refresh failed; retrying")
+
+
+def housekeep(st: AppState, expire: bool) -> None:
+    """One pass of the retention loop: partitions ahead, due roll-ups, and (when `expire`)
+    expiry. Roll-ups come before expiry, so an hour is rolled before its rows can go."""
+    now = st.clock()
+    retention.ensure_partitions(st.store, now)
+    rollups.roll_due(st.store, now)
+    if expire:
+        retention.expire(st.store, now)
+
+
+async def retention_loop(st: AppState) -> None:
+    """Every `retention.interval_s`: partitions, roll-ups; every `expire_interval_s`:
+    expiry. The first pass runs at once (partitions must exist before results arrive)."""
+    cfg = st.store.config.retention
+    last_expiry = float("-inf")
+    while True:
+        expire = time.monotonic() - last_expiry >= cfg.expire_interval_s
+        try:
+            await run_in_threadpool(housekeep, st, expire)
+            if expire:
+                last_expiry = time.monotonic()
+        except Exception:
+            log.exception("roll-up/retention pass failed; retrying")
+        await asyncio.sleep(cfg.interval_s * random.uniform(0.9, 1.1))
 
 
 async def seen_loop(st: AppState, interval: float = SEEN_FLUSH_S) -> None:

@@ -55,3 +55,11 @@ def test_start_up_does_not_load_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_tables_show_assumptions_and_evidence_but_not_sample_lists() -> None:
+    from agent.cli.output import flatten
+
+    m = {"codec": "OPUS", "out": {"mos": 4.2, "assumed": ["Ie,WB = 13", "Bpl = 25.1"]},
+         "response_codes": [100, 200], "alg_evidence": []}  # fmt: skip
+    assert flatten(m) == {"codec": "OPUS", "out.mos": 4.2, "out.assumed": "Ie,WB = 13; Bpl = 25.1"}

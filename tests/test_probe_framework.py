@@ -83,6 +83,15 @@ async def test_bad_options_and_unknown_probe_are_config_errors() -> None:
         get_probe("nope")
 
 
+async def test_codec_options_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"ptime_ms: .*30 ms cannot carry one Opus frame"):
+        await run_probe("sip_call", "127.0.0.1:5", {"codecs": ["OPUS"], "ptime_ms": 30})
+    with pytest.raises(ConfigError, match=r"codecs\.0: .*'PCMU', 'PCMA', 'G722' or 'OPUS'"):
+        await run_probe("sip_call", "127.0.0.1:5", {"codecs": ["ILBC"]})
+    with pytest.raises(ConfigError, match=r"codec: .*unknown codec 'ILBC' \(known: .*G722.*OPUS"):
+        await run_probe("udp", "127.0.0.1:5", {"codec": "ILBC"})
+
+
 async def test_run_many_bounds_concurrency() -> None:
     t0 = asyncio.get_running_loop().time()
     res = await run_many("tf_sleep", ["a", "b", "c", "d"], {"sleep_s": 0.1}, concurrency=2)

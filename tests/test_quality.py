@@ -83,8 +83,8 @@ def test_mos_from_r_bounds() -> None:
 
 
 def test_emodel_rejects_bad_inputs() -> None:
-    with pytest.raises(ValueError, match="unknown codec 'OPUS'"):
-        q.emodel("OPUS", 0, 0)
+    with pytest.raises(ValueError, match="unknown codec 'ILBC'"):
+        q.emodel("ILBC", 0, 0)
     with pytest.raises(ValueError, match=r"outside 0\.\.100"):
         q.emodel("G711", 0, 120)
     with pytest.raises(ValueError, match="negative"):
@@ -97,6 +97,67 @@ def test_codec_aliases() -> None:
     assert q.get_codec("PCMU").name == "G711_PLC"
     assert q.get_codec("g.729").name == "G729A"
     assert q.get_codec("PCMA").payload_bytes(20) == 160
+
+
+def _annex_b(r: float) -> float:
+    """G.107 Annex B written out again here, independent of the code under test."""
+    return 1 + 0.035 * r + 7e-6 * r * (r - 60) * (100 - r)
+
+
+def test_wideband_g722_on_a_perfect_network_is_its_ceiling() -> None:
+    # G.107.1: R = 129 - Ie,WB (13 for G.722 at 64 kbit/s) = 116; MOS from R / 1.29.
+    res = q.emodel("G722", 0, 0)
+    assert res.scale == "wideband" and res.model == "ITU-T G.107.1 (wideband)"
+    assert res.r_factor == pytest.approx(116.0)
+    assert res.mos == pytest.approx(_annex_b(116 / 1.29)) and res.mos == pytest.approx(
+        4.3371, abs=1e-4
+    )
+    assert (res.ceiling_r, res.ceiling_mos) == (pytest.approx(116.0), pytest.approx(res.mos))
+
+
+def test_wideband_g722_under_random_loss() -> None:
+    # 2 % random loss: Ie,eff = 13 + (95 - 13) * 2 / (2 / 1 + 4.3) = 39.0317...; R = 89.968...
+    res = q.emodel("G722", 0, 2.0)
+    ie_eff = 13 + 82 * 2 / (2 + 4.3)
+    assert res.r_factor == pytest.approx(129 - ie_eff)
+    assert res.mos == pytest.approx(_annex_b((129 - ie_eff) / 1.29))
+    assert res.mos == pytest.approx(3.5849, abs=1e-4)
+    assert res.ceiling_mos == pytest.approx(4.3371, abs=1e-4)  # the ceiling does not move
+    assert any("Bpl = 4.3" in a for a in res.assumed)
+
+
+def test_wideband_opus_with_delay_and_bursty_loss() -> None:
+    # d = 200 ms: Id = 0.024 * 200 + 0.11 * (200 - 177.3) = 7.297, carried onto the wideband
+    # scale by 1.29; 3 % loss with BurstR 2: Ie,eff = 13 + 82 * 3 / (3 / 2 + 25.1).
+    res = q.emodel("opus", 200, 3.0, 2.0)
+    i_d = 0.024 * 200 + 0.11 * 22.7
+    ie_eff = 13 + 82 * 3 / (1.5 + 25.1)
+    assert res.r_factor == pytest.approx(129 - 1.29 * i_d - ie_eff)
+    assert res.mos == pytest.approx(_annex_b(res.r_factor / 1.29))
+    assert res.codec == "OPUS" and len(res.assumed) == 2
+    assert any(a.startswith("Ie,WB = 13") for a in res.assumed)
+
+
+def test_wideband_mos_mapping_bounds_and_scales() -> None:
+    assert q.mos_from_r_wideband(129) == 4.5
+    assert q.mos_from_r_wideband(0) == 1.0
+    assert q.mos_from_r_wideband(64.5) == pytest.approx(_annex_b(50))
+    assert q.mos_on_scale(93.2, "narrowband") == pytest.approx(_annex_b(93.2))
+    with pytest.raises(ValueError, match="unknown E-model scale 'fullband'"):
+        q.mos_on_scale(50, "fullband")
+
+
+def test_narrowband_results_name_their_scale_and_publish_every_parameter() -> None:
+    res = q.emodel("PCMU", 0, 0)
+    assert res.scale == "narrowband" and res.ceiling_r == pytest.approx(93.2)
+    assert res.assumed == ()
+    assert res.fields()["emodel"] == "ITU-T G.107 (simplified)"
+
+
+def test_wideband_codec_framing() -> None:
+    g722, opus = q.get_codec("G.722"), q.get_codec("OPUS")
+    assert (g722.payload_type, g722.payload_bytes(20), g722.rtp_ticks(20)) == (9, 160, 160)
+    assert (opus.payload_bytes(20), opus.rtp_ticks(20)) == (80, 960)
 
 
 def test_mouth_to_ear_delay_adds_buffer_packetisation_and_lookahead() -> None:
@@ -143,7 +204,7 @@ def test_ipdv_keeps_sign() -> None:
     send = [0.0, 0.02, 0.04]
     recv = [0.010, 0.033, 0.049]  # one-way delays 10, 13, 9 ms
     assert q.ipdv_ms(send, recv) == pytest.approx([3.0, -4.0])
-    assert q.ipdv_ms([], []).size == 0
+    assert q.ipdv_ms([], []) == []
 
 
 def test_mean_abs_delta() -> None:
@@ -277,3 +338,27 @@ def test_percentile() -> None:
     assert q.percentile([], 50) is None
     with pytest.raises(ValueError, match="outside"):
         q.percentile([1], 101)
+
+
+@given(
+    st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1, max_size=200),
+    st.floats(min_value=0, max_value=100),
+)
+def test_order_statistics_equal_numpys_without_numpy(values: list[float], pct: float) -> None:
+    # The agent computes these in pure Python (numpy costs an idle agent ~12 MiB); they must
+    # stay what numpy's linear interpolation gives.
+    assert q.percentile(values, pct) == pytest.approx(float(np.percentile(values, pct)), abs=1e-6)
+    s = q.summarize(values)
+    assert s.median == pytest.approx(float(np.median(values)), abs=1e-6)
+    assert s.p95 == pytest.approx(float(np.percentile(values, 95)), abs=1e-6)
+    assert s.avg == pytest.approx(float(np.mean(values)), abs=1e-6)
+    assert s.stdev == pytest.approx(float(np.std(values)), rel=1e-6, abs=1e-6)
+
+
+def test_the_maths_module_does_not_load_numpy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, agent.quality, agent.probes.udp_analysis; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -11,19 +11,25 @@ from pydantic import BaseModel
 
 from agent.probes import PROBE_MODULES, get_probe
 from agent.wire.exposition import FAMILIES, Gauge, Labels, check_declarations, series_of
-from agent.wire.measurements import MEASUREMENTS, FieldPathError, resolve_number
-from agent.wire.voice import SipCallMeasurement, UdpMeasurement, VoiceDirection
+from agent.wire.measurements import MEASUREMENTS, REPORT_KINDS, FieldPathError, resolve_number
+from agent.wire.voice import (
+    CallReportMeasurement,
+    SipCallMeasurement,
+    UdpMeasurement,
+    VoiceDirection,
+)
 from collector.rules import default_rules
 
 
 def test_every_probe_kind_has_a_measurement_model_and_returns_it() -> None:
-    assert set(PROBE_MODULES) == set(MEASUREMENTS)
+    # A report kind (`call_report`) is made by the agent's listener, not run by a probe.
+    assert set(PROBE_MODULES) == set(MEASUREMENTS) - REPORT_KINDS
     for name in PROBE_MODULES:
         assert get_probe(name).measurement_model is MEASUREMENTS[name]
 
 
 def test_voice_probes_share_one_direction_model_with_the_same_keys() -> None:
-    for model in (UdpMeasurement, SipCallMeasurement):
+    for model in (UdpMeasurement, SipCallMeasurement, CallReportMeasurement):
         for key in ("out", "back"):
             assert key in model.model_fields
             assert resolve_number("udp", f"{key}.mos") is float
@@ -49,7 +55,7 @@ def test_per_direction_voice_rules_exist_for_both_directions_and_figures() -> No
     for figure in ("loss_pct", "jitter_ms", "mos"):
         for d in ("out", "back"):
             got = [r for r in rules.values() if r.field == f"{d}.{figure}"]
-            assert got and set(got[0].probes) == {"udp", "sip_call"}, (figure, d)
+            assert got and set(got[0].probes) == {"udp", "sip_call", "call_report"}, (figure, d)
 
 
 def test_declared_series_per_direction_for_the_voice_stream() -> None:

@@ -92,7 +92,8 @@ def _enroll(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         raise CliError(f"already enrolled ({path} exists); use --force to enroll again")
     try:
-        creds = asyncio.run(enroll(args.collector, args.token, timeout_s=cfg.collector.timeout_s))
+        creds = asyncio.run(enroll(args.collector, args.token, timeout_s=cfg.collector.timeout_s,
+                                   verify=cfg.collector.verify_tls))  # fmt: skip
     except CollectorError as exc:
         raise CliError(str(exc)) from None
     try:
@@ -112,8 +113,8 @@ def _run(args: argparse.Namespace) -> int:
     from agent.runtime.client import Credentials
     from agent.runtime.loop import Agent
 
-    if logging.getLogger().level > logging.INFO:
-        logging.getLogger().setLevel(logging.WARNING)
+    if logging.getLogger().level > logging.INFO:  # the agent's own start, stop and failed
+        logging.getLogger("agent").setLevel(logging.INFO)  # probes; -v adds the libraries
     cfg, _ = _load(args.config)
     try:
         creds = Credentials.load(cfg.collector.credentials_file)

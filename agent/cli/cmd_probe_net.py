@@ -22,11 +22,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_probe_commands(kinds: argparse._SubParsersAction) -> None:
     udp = kinds.add_parser(
-        "udp", help="voice-like TWAMP-light stream: loss/jitter/MOS per direction"
+        "udp", help="voice-like TWAMP-light or STAMP stream: loss/jitter/MOS per direction"
     )
-    udp.add_argument("hosts", nargs="+", metavar="HOST[:PORT]", help="TWAMP-light reflector")
+    udp.add_argument("hosts", nargs="+", metavar="HOST[:PORT]",
+                     help="TWAMP-light or STAMP reflector")  # fmt: skip
     udp.add_argument("--port", type=int, default=862, help="reflector port (862)")
-    udp.add_argument("--codec", default="G711_PLC", help="G711_PLC, G711 or G729A")
+    udp.add_argument(
+        "--codec",
+        default="G711_PLC",
+        help="pacing and E-model codec: G711_PLC, G711, G729A, or wideband G722, OPUS",
+    )
     udp.add_argument("--ptime", type=float, default=20.0, help="ms of audio per packet (20)")
     udp.add_argument("--rate", type=float, default=None, help="packets/s (default 1000/ptime)")
     udp.add_argument("--size", type=int, default=None, help="UDP payload bytes (codec + RTP)")
@@ -35,6 +40,8 @@ def add_probe_commands(kinds: argparse._SubParsersAction) -> None:
     udp.add_argument("--jitter-buffer", type=float, default=60.0, help="ms, for MOS (60)")
     udp.add_argument("--synchronized-clocks", action="store_true",
                      help="both ends run NTP/PTP: report one-way delays")  # fmt: skip
+    udp.add_argument("--protocol", choices=["twamp-light", "stamp", "auto"],
+                     default="twamp-light", help="test packets (twamp-light)")  # fmt: skip
     _common(udp)
     udp.set_defaults(func=_udp)
 
@@ -95,14 +102,14 @@ def _udp(args: argparse.Namespace) -> int:
         "port": args.port, "codec": args.codec, "ptime_ms": args.ptime,
         "packet_rate": args.rate, "payload_bytes": args.size, "duration_s": args.duration,
         "dscp": args.dscp, "jitter_buffer_ms": args.jitter_buffer,
-        "synchronized_clocks": args.synchronized_clocks,
+        "synchronized_clocks": args.synchronized_clocks, "protocol": args.protocol,
     }  # fmt: skip
     return _emit("udp", args, options, udp_table)
 
 
 def udp_table(results: Sequence[ProbeResult]) -> tuple[list[str], list[list[str]]]:
     headers = ["target", "direction", "packets", "lost", "loss %", "jitter ms", "DSCP rx"]
-    headers += ["R", "MOS", "RTT median ms", "RTT p95 ms"]
+    headers += ["R", "MOS", "scale (codec ceiling MOS)", "RTT median ms", "RTT p95 ms"]
     rows = []
     for r in results:
         m = r.measurement or {}
@@ -112,9 +119,17 @@ def udp_table(results: Sequence[ProbeResult]) -> tuple[list[str], list[list[str]
             rows.append([
                 r.target, d, fmt(x.packets_sent), fmt(x.lost), fmt(x.loss_pct, 2),
                 fmt(x.jitter_ms, 3), fmt(x.dscp_received), fmt(x.r_factor, 1), fmt(x.mos, 2),
+                _scale(x),
                 fmt(rtt.get("median"), 3), fmt(rtt.get("p95"), 3),
             ])  # fmt: skip
     return headers, rows
+
+
+def _scale(x: VoiceDirection) -> str:
+    if not x.scale or x.ceiling_mos is None:
+        return "—"
+    assumed = f"; {len(x.assumed)} codec value(s) assumed, see --json" if x.assumed else ""
+    return f"{x.scale} ({x.ceiling_mos:.2f}{assumed})"
 
 
 # --------------------------------------------------------------------------- bandwidth

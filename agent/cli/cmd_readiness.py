@@ -39,10 +39,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--info", action="append", default=[], metavar="KEY=VALUE",
                    help="call info: user, caller_number, callee_number, call_time, firewall, "
                    "circuit_speed, notes (repeatable)")  # fmt: skip
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", metavar="FILE", nargs="?", const="-",
-                     help="write the JSON report to FILE (stdout if no FILE)")  # fmt: skip
-    out.add_argument("--html", metavar="FILE", help="write the HTML report to FILE")
+    p.add_argument("--json", metavar="FILE", nargs="?", const="-",
+                   help="write the JSON report to FILE (stdout if no FILE)")  # fmt: skip
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write the HTML report to FILE (with --json, both are written)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_run)
 
@@ -110,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
             print(text)
         else:
             _write(args.json, text)
-    elif args.html:
+    if args.html:
         _write(args.html, report.to_html(rep))
     if not (args.json == "-"):
         print(summary(rep))

@@ -42,8 +42,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument(
                 "--codec",
                 action="append",
-                choices=["PCMU", "PCMA"],
-                help="offer only this codec (repeatable)",
+                choices=["PCMU", "PCMA", "G722", "OPUS"],
+                help="offer only this codec (repeatable, in order; G722 and OPUS are "
+                "scored on the wideband E-model, ITU-T G.107.1)",
             )
             p.add_argument(
                 "--jitter-buffer",

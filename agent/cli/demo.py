@@ -14,6 +14,7 @@ import socket
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,16 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def run_demo(workdir: Path, *, keep: bool = False, timeout_s: float = 120.0) -> int:
+def run_demo(
+    workdir: Path,
+    *,
+    keep: bool = False,
+    timeout_s: float = 120.0,
+    serve: bool = False,
+    until_stopped: Callable[[Stack], None] | None = None,
+) -> int:
+    """The scenario, then a summary. With `serve`, the stack stays up after it (the portal,
+    the API and the metrics answering) until `until_stopped` returns (default: Ctrl-C)."""
     stack = Stack(workdir)
     t0 = time.monotonic()
 
@@ -167,9 +177,17 @@ def run_demo(workdir: Path, *, keep: bool = False, timeout_s: float = 120.0) -> 
         )
         ticket = stack.api("GET", f"/api/v1/tickets/{ticket_id}")
         agent_metrics = stack.agent_metrics()
+        if serve:
+            summary(stack, ticket, job, agent_metrics)
+            serving(stack)
+            (until_stopped or wait_for_ctrl_c)(stack)
+            rc = stack.stop("agent")
+            step(f"agent stopped with SIGTERM, exit status {rc}")
+            return 0 if rc == 0 else 1
         rc = stack.stop("agent")
         step(f"agent stopped with SIGTERM, exit status {rc}")
         summary(stack, ticket, job, agent_metrics)
+        next_steps()
         return 0 if rc == 0 else 1
     except StackError as exc:
         say(f"demo failed: {exc}")
@@ -223,15 +241,53 @@ def summary(stack: Stack, ticket: dict[str, Any], job: dict[str, Any], agent_met
             )
         ):
             say(f"  {line}")
+
+
+def serving(stack: Stack) -> None:
+    """Where everything answers while `demo --serve` keeps the stack up."""
+    url = stack.collector_url
     say()
-    say(f"API docs:          {stack.collector_url}/docs")
-    say(
-        f"Collector metrics: {stack.collector_url}/metrics "
-        f"(operator: 'Authorization: Bearer' + the token in {stack.metrics_token_file.name})"
-    )
-    say(f"Partner metrics:   {stack.collector_url}/api/v1/metrics (with the partner key)")
-    say(f"Agent metrics:     http://127.0.0.1:{stack.agent_metrics_port}/metrics")
-    say("(all stopped now; run `qos-scout demo --keep` to keep the logs and databases)")
+    say("The stack keeps running; these answer until you press Ctrl-C:")
+    say(f"  Support portal:    {url}/ui/  (log in with the demo partner key: {stack.partner_key})")
+    say(f"  API docs:          {url}/docs")
+    say(f"  Partner API:       curl -H 'Authorization: Bearer {stack.partner_key}' "
+        f"{url}/api/v1/sites")  # fmt: skip
+    say(f"  Partner metrics:   {url}/api/v1/metrics  (same key)")
+    say(f"  Collector metrics: {url}/metrics  (operator: 'Authorization: Bearer "
+        f"{stack.metrics_token}')")  # fmt: skip
+    say(f"  Agent metrics:     http://127.0.0.1:{stack.agent_metrics_port}/metrics")
+    say(f"  Logs:              {stack.workdir}/*.log")
+
+
+def next_steps() -> None:
+    """What a newcomer can do after the demo (everything of the demo is stopped now)."""
+    say()
+    say("Everything the demo started is stopped now. Next:")
+    say("  .venv/bin/qos-scout demo --serve        the same, then keep it running: the support")
+    say("                                          portal, API docs and metrics to click through")
+    say("  .venv/bin/qos-scout readiness --help    a readiness test against a responder")
+    say("  make test                               the whole test suite")
+    say("  docs/deploy.md                          a collector for real sites, agents at sites")
+
+
+def wait_for_ctrl_c(stack: Stack) -> None:
+    """Block until Ctrl-C (or SIGTERM), or until a process of the stack dies."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        while all(stack.alive(n) for n in stack.procs):
+            time.sleep(1.0)
+        dead = [n for n in stack.procs if not stack.alive(n)]
+        say(f"{', '.join(dead)} exited; stopping the rest")
+    except KeyboardInterrupt:
+        say()
+        say("stopping")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _headline(r: dict[str, Any]) -> str:
@@ -260,6 +316,6 @@ def _headline(r: dict[str, Any]) -> str:
     return ", ".join(parts) or "ok"
 
 
-def main(keep: bool = False, workdir: Path | None = None) -> int:
+def main(keep: bool = False, workdir: Path | None = None, serve: bool = False) -> int:
     path = workdir or Path(tempfile.mkdtemp(prefix="qos-scout-demo-"))
-    return run_demo(path, keep=keep or workdir is not None)
+    return run_demo(path, keep=keep or workdir is not None, serve=serve)

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "responder": "agent.cli.cmd_responder",
     "readiness": "agent.cli.cmd_readiness",
     "sip": "agent.cli.cmd_sip",
+    "call-reports": "agent.cli.cmd_callreports",
 }
 
 

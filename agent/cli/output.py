@@ -27,7 +27,8 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 
 def flatten(measurement: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Scalars of a nested measurement as dotted keys (lists left out)."""
+    """Scalars of a nested measurement as dotted keys; a list of texts (an assumption, ALG
+    evidence) joined with "; ", other lists left out."""
     out: dict[str, Any] = {}
     for key, value in measurement.items():
         name = f"{prefix}{key}"
@@ -35,6 +36,8 @@ def flatten(measurement: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             out.update(flatten(value, f"{name}."))
         elif not isinstance(value, list):
             out[name] = value
+        elif value and all(isinstance(v, str) for v in value):
+            out[name] = "; ".join(value)
     return out
 
 

@@ -12,22 +12,33 @@ import asyncio
 import random
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.sip_common import SipOptionsBase, sip_session
+from agent.sip.sdp import OPUS_FRAME_MS
 from agent.wire.voice import CallSummary, RatiosModel, SipCallMeasurement
 
 
 class SipCallOptions(SipOptionsBase):
     duration_s: float = Field(default=10.0, gt=0, le=3600)
     calls: int = Field(default=1, ge=1, le=500)
-    codecs: list[Literal["PCMU", "PCMA"]] = Field(default=["PCMU", "PCMA"], min_length=1)
+    codecs: list[Literal["PCMU", "PCMA", "G722", "OPUS"]] = Field(
+        default=["PCMU", "PCMA"], min_length=1, description="offered in this order"
+    )
     ptime_ms: int = Field(default=20, ge=10, le=60)
     jitter_buffer_ms: float = Field(default=60.0, ge=0, le=1000)
     answer_timeout_s: float = Field(default=20.0, gt=0, le=300)
     from_user: str = Field(default="qos-scout", max_length=64)
+
+    @field_validator("ptime_ms")
+    @classmethod
+    def _opus_ptime(cls, v: int, info: ValidationInfo) -> int:
+        if "OPUS" in info.data.get("codecs", ()) and v not in OPUS_FRAME_MS:
+            frames = ", ".join(map(str, OPUS_FRAME_MS))
+            raise ValueError(f"{v} ms cannot carry one Opus frame: use {frames} with OPUS")
+        return v
 
 
 def _estimate(opts: SipCallOptions) -> float:
@@ -90,7 +101,9 @@ async def probe(target: Target, opts: SipCallOptions, ctx: ProbeContext) -> Base
 
 
 def _call_score(c: Any) -> tuple[int, float]:
-    mos = [d.mos for d in (c.out, c.back) if d is not None and d.mos is not None]
+    # the narrowband-scale MOS: comparable whatever codec each call negotiated
+    both = [d for d in (c.out, c.back) if d is not None]
+    mos = [x for x in (d.mos_narrowband or d.mos for d in both) if x is not None]
     return (1 if c.setup_ok else 0, min(mos) if mos else 0.0)
 
 

@@ -7,14 +7,24 @@ per-direction jitter; the reflector's sequence counter gives per-direction loss;
 timestamps (SO_TIMESTAMPNS). The maths lives in `agent.probes.udp_analysis` (pure).
 Works against our responder and any TWAMP-light reflector (see docs/probes.md for what a
 stateless reflector cannot tell).
+
+`protocol: stamp` sends STAMP test packets (RFC 8762) with an RFC 8972 SSID, a
+Class-of-Service TLV (DSCP1: the DSCP asked for the reflected packet; the reflector fills
+in DSCP2/ECN as received) and an Extra Padding TLV up to the packet size; `auto` sends the
+same packets, which a TWAMP-light reflector reflects too (they begin like its test packets),
+and reads each reply as STAMP when it echoes our SSID, else as TWAMP-light. Replies shorter
+than RFC 5357's 41 octets are read for what they hold (from 36 octets: the timestamps and
+both sequence numbers); the figures they cannot give are listed in `not_reported`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import time
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -25,8 +35,19 @@ from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.udp_analysis import Reflection, StreamParams, analyse
 from agent.responder import sockopts
+from agent.wire.stamp import (
+    MIN_WITH_COS,
+    TLV_EXTRA_PADDING,
+    TLV_HEADER_LEN,
+    ClassOfService,
+    StampReflectorPacket,
+    StampSenderPacket,
+    Tlv,
+)
 from agent.wire.twamp import (
+    QOS_SCOUT_SIGNATURE,
     REFLECTOR_7750_LEN,
+    REFLECTOR_FULL_LEN,
     ReflectorPacket,
     SenderPacket,
     TwampParseError,
@@ -44,7 +65,10 @@ class UdpOptions(BaseModel):
     port: int = Field(
         default=862, ge=1, le=65535, description="reflector port if the target has none"
     )
-    codec: str = Field(default="G711_PLC", description="E-model codec (G711_PLC, G711, G729A)")
+    codec: str = Field(
+        default="G711_PLC",
+        description="E-model codec and pacing (G711_PLC, G711, G729A, G722, OPUS)",
+    )
     ptime_ms: float = Field(default=20.0, ge=5, le=200, description="audio per packet")
     packet_rate: float | None = Field(
         default=None, gt=0, le=20_000, description="packets/s; default 1000/ptime"
@@ -64,6 +88,11 @@ class UdpOptions(BaseModel):
     rfc7750: Literal["auto", "on", "off"] = Field(
         default="auto", description="read the far-end DSCP octet: auto = only from our responder"
     )  # fmt: skip
+    protocol: Literal["twamp-light", "stamp", "auto"] = Field(
+        default="twamp-light",
+        description="test packets: TWAMP-light (RFC 5357), STAMP (RFC 8762/8972), or auto "
+        "(STAMP packets; each reply read as STAMP if it echoes our SSID, else TWAMP-light)",
+    )
 
     @field_validator("codec")
     @classmethod
@@ -78,9 +107,16 @@ class UdpOptions(BaseModel):
 
     def size(self) -> int:
         if self.payload_bytes is not None:
-            return self.payload_bytes
-        codec = quality.get_codec(self.codec)
-        return max(48, codec.payload_bytes(self.ptime_ms) + RTP_HEADER)
+            size = self.payload_bytes
+        else:
+            codec = quality.get_codec(self.codec)
+            size = max(48, codec.payload_bytes(self.ptime_ms) + RTP_HEADER)
+        if self.protocol == "twamp-light":
+            return size
+        # STAMP: base packet + Class-of-Service TLV, then an Extra Padding TLV (>= 4 octets)
+        if size <= MIN_WITH_COS:
+            return MIN_WITH_COS
+        return max(size, MIN_WITH_COS + TLV_HEADER_LEN)
 
     def count(self) -> int:
         return max(1, round(self.duration_s * self.rate()))
@@ -129,7 +165,8 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
                     all_back.set()
 
         loop.add_reader(sock.fileno(), on_readable)
-        t1s = await _send_stream(sock, n, rate, size)
+        ssid = secrets.randbelow(0xFFFF) + 1 if opts.protocol != "twamp-light" else None
+        t1s = await _send_stream(sock, n, rate, _packet_maker(size, ssid, opts.dscp))
         if len(received) < n:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(opts.wait_s):
@@ -139,7 +176,11 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
     finally:
         sock.close()
 
-    refl, malformed, any_signed = _decode(received, t1s, opts)
+    if ssid is None:
+        refl, malformed, any_signed = _decode(received, t1s, opts)
+        stamp = False
+    else:
+        refl, malformed, any_signed, stamp = _decode_stamp(received, t1s, ssid)
     stats = analyse(
         refl,
         StreamParams(
@@ -156,22 +197,55 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
         packet_rate=rate,
         payload_bytes=size,
         dscp_sent=opts.dscp,
-        reflector_reports_dscp=opts.rfc7750 == "on" or (opts.rfc7750 == "auto" and any_signed),
+        reflector_reports_dscp=any(x.far_dscpe is not None for x in refl),
         malformed_replies=malformed,
+        protocol="stamp" if stamp else "twamp-light",
+        ssid=ssid if stamp else None,
+        not_reported=_not_reported(received, refl, stamp, any_signed),
     )
+    # what the reflected packets were marked with: DSCP1 when a STAMP reflector honoured the
+    # Class-of-Service TLV, the DSCP received when our TWAMP-light responder echoed it
+    cos_ok = stamp and m.reflector_reports_dscp
+    dscp_back = opts.dscp if cos_ok else m.out.dscp_received if any_signed else None
+    m.out.dscp_sent, m.back.dscp_sent = opts.dscp, dscp_back
     if not refl:
-        why = " (ICMP port unreachable: nothing listens there)" if refused else ""
+        if refused:
+            why = (" (ICMP port unreachable: nothing listens there); start `qos-scout "
+                   "responder` on that host or check the port")  # fmt: skip
+        elif malformed:
+            what = "TWAMP-light or STAMP" if ssid is not None else "TWAMP-light"
+            why = (f"; {malformed} replies came back that are not {what} reflections of this "
+                   f"stream (counted in malformed_replies): check that the port is a {what} "
+                   "reflector's")  # fmt: skip
+        else:
+            why = (f": the reflector is down or a firewall drops UDP port {port} on the way; "
+                   f"check that `qos-scout responder` runs there and UDP {port} is open both "
+                   "ways")  # fmt: skip
         raise PeerError(
-            f"no TWAMP-light reflection came back from {sockaddr[0]} port {port}{why}",
+            f"no {'STAMP or ' if ssid is not None else ''}TWAMP-light reflection came back "
+            f"from {sockaddr[0]} port {port}{why}",
             measurement=m,
         )
     return m
 
 
-async def _send_stream(sock: socket.socket, n: int, rate: float, size: int) -> list[int]:
-    """Send n test packets paced at `rate`; returns each packet's send time (Unix ns)."""
-    padding = bytes(size - 14)
+def _packet_maker(size: int, ssid: int | None, dscp: int) -> Callable[[int, int], bytes]:
+    """seq, NTP timestamp -> the test packet: TWAMP-light, or STAMP when there is an SSID."""
     err = SenderPacket(0, 0).error_estimate
+    if ssid is None:
+        padding = bytes(size - 14)
+        return lambda seq, ts: bytes(SenderPacket(seq, ts, err, padding))
+    tlvs = [ClassOfService(dscp1=dscp).tlv()]
+    if size > MIN_WITH_COS:
+        tlvs.append(Tlv(TLV_EXTRA_PADDING, bytes(size - MIN_WITH_COS - TLV_HEADER_LEN)))
+    tail = bytes(StampSenderPacket(0, 0, err, ssid, tuple(tlvs)))[12:]  # err, SSID, MBZ, TLVs
+    return lambda seq, ts: seq.to_bytes(4, "big") + ts.to_bytes(8, "big") + tail
+
+
+async def _send_stream(
+    sock: socket.socket, n: int, rate: float, make: Callable[[int, int], bytes]
+) -> list[int]:
+    """Send n test packets paced at `rate`; returns each packet's send time (Unix ns)."""
     t1s = [0] * n
     start = time.monotonic()
     for i in range(n):
@@ -181,7 +255,7 @@ async def _send_stream(sock: socket.socket, n: int, rate: float, size: int) -> l
         t1 = time.time_ns()
         t1s[i] = t1
         try:
-            sock.send(bytes(SenderPacket(i, ns_to_ntp(t1), err, padding)))
+            sock.send(make(i, ns_to_ntp(t1)))
         except (BlockingIOError, ConnectionRefusedError):
             pass  # counted as lost; refused shows up again on receive
         except OSError as exc:
@@ -221,3 +295,67 @@ def _decode(
             )
         )
     return out, malformed, any_signed
+
+
+def _decode_stamp(
+    received: list[tuple[bytes, sockopts.RxMeta]], t1s: list[int], ssid: int
+) -> tuple[list[Reflection], int, bool, bool]:
+    """Replies to STAMP packets: reflections, malformed count, signed (ours), any STAMP."""
+    out: list[Reflection] = []
+    malformed = 0
+    any_signed = any_stamp = False
+    for data, meta in received:
+        try:
+            pkt: StampReflectorPacket | ReflectorPacket = StampReflectorPacket.parse(data)
+        except TwampParseError:
+            try:  # not STAMP (or its TLVs are broken): the TWAMP-light layout, what it holds
+                pkt = ReflectorPacket.parse(data)
+            except TwampParseError:
+                malformed += 1
+                continue
+        if pkt.sender_seq >= len(t1s) or ns_to_ntp(t1s[pkt.sender_seq]) != pkt.sender_timestamp:
+            malformed += 1
+            continue
+        far_dscpe = None
+        if isinstance(pkt, StampReflectorPacket) and pkt.ssid == ssid:
+            any_stamp = True
+            cos = pkt.cos()
+            far_dscpe = None if cos is None else cos.dscp2 << 2 | cos.ecn
+            pad = next((t for t in pkt.tlvs if t.type == TLV_EXTRA_PADDING), None)
+            any_signed = any_signed or (pad is not None and pad.value.startswith(
+                QOS_SCOUT_SIGNATURE))  # fmt: skip
+        out.append(
+            Reflection(
+                sender_seq=pkt.sender_seq,
+                reflector_seq=pkt.seq,
+                t1_ns=t1s[pkt.sender_seq],
+                t2_ns=ntp_to_ns(pkt.receive_timestamp),
+                t3_ns=ntp_to_ns(pkt.timestamp),
+                t4_ns=meta.time_ns,
+                far_dscpe=far_dscpe,
+                near_tos=meta.tos,
+                far_ttl=pkt.sender_ttl,
+            )
+        )
+    return out, malformed, any_signed, any_stamp
+
+
+def _not_reported(
+    received: list[tuple[bytes, sockopts.RxMeta]], refl: list[Reflection], stamp: bool,
+    signed: bool,
+) -> list[str]:  # fmt: skip
+    """What the reflections did not tell, in words (empty when they told everything)."""
+    if not refl:
+        return []
+    out: list[str] = []
+    if any(x.far_ttl is None for x in refl):
+        short = min(len(d) for d, _ in received if len(d) < REFLECTOR_FULL_LEN)
+        out.append(f"reflector TTL (replies of {short} octets stop before it)")
+    if all(x.far_dscpe is None for x in refl):
+        out.append("DSCP/ECN received at the reflector (no RFC 7750 octet or STAMP "
+                   "Class-of-Service TLV)" if not stamp else "DSCP/ECN received at the "
+                   "reflector (it did not fill in the Class-of-Service TLV)")  # fmt: skip
+    if not signed:
+        out.append("whether the reflector keeps a per-session counter (direction of loss "
+                   "is inferred from its sequence numbers)")  # fmt: skip
+    return out

@@ -20,10 +20,9 @@ so a constant offset between the clocks cancels. RTT = (T4 - T1) - (T3 - T2).
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from dataclasses import dataclass
-
-import numpy as np
 
 from agent import quality
 from agent.probes import summary_stats
@@ -61,6 +60,12 @@ def _dscp(values: list[int | None]) -> tuple[int | None, dict[str, int]]:
     if not c:
         return None, {}
     return c.most_common(1)[0][0], {str(k): v for k, v in sorted(c.items())}
+
+
+def _ecn(values: list[int | None]) -> dict[str, int]:
+    """ECN codepoints seen (RFC 3168: 0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE) and their counts."""
+    c = Counter(v & 3 for v in values if v is not None)
+    return {str(k): v for k, v in sorted(c.items())}
 
 
 def _mask_stats(mask: list[bool]) -> tuple[float | None, int | None]:
@@ -157,8 +162,8 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             method = "unavailable: nothing came back"
 
     if p.synchronized_clocks and uniq:
-        owd_f: float | None = float(np.median([(x.t2_ns - x.t1_ns) / 1e6 for x in uniq]))
-        owd_b: float | None = float(np.median([(x.t4_ns - x.t3_ns) / 1e6 for x in uniq]))
+        owd_f: float | None = statistics.median([(x.t2_ns - x.t1_ns) / 1e6 for x in uniq])
+        owd_b: float | None = statistics.median([(x.t4_ns - x.t3_ns) / 1e6 for x in uniq])
         owd_method = "timestamps (clocks declared synchronised)"
     else:
         owd_f = owd_b = None
@@ -170,18 +175,18 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
     def direction(
         packets: int | None, lost: int | None, jitter: float, late: tuple[int, float] | None,
         mask: list[bool], owd: float | None, dscp: int | None, counts: dict[str, int],
+        ecn: dict[str, int],
     ) -> VoiceDirection:  # fmt: skip
         loss_pct = (100.0 * lost / packets) if (lost is not None and packets) else None
         burst, max_burst = _mask_stats(mask)
-        r = mos = None
+        scored: dict[str, object] = {}
         d = owd if owd is not None else (rtt.median / 2 if rtt.median is not None else None)
         if d is not None and loss_pct is not None:
             m2e = quality.mouth_to_ear_delay_ms(
                 d, codec=p.codec, ptime_ms=p.ptime_ms, jitter_buffer_ms=p.jitter_buffer_ms
             )
             eff = min(100.0, loss_pct + (late[1] if late else 0.0))
-            res = quality.emodel(p.codec, m2e, eff, burst or 1.0)
-            r, mos = res.r_factor, res.mos
+            scored = quality.emodel(p.codec, m2e, eff, burst or 1.0).fields()
         return VoiceDirection(
             source="stream", packets_sent=packets, lost=lost, loss_pct=loss_pct,
             packets_received=(packets - lost) if (packets is not None and lost is not None)
@@ -189,7 +194,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             jitter_ms=jitter if uniq else None,
             late_discards=late[0] if late else None, late_pct=late[1] if late else None,
             burst_ratio=burst, max_burst=max_burst, one_way_delay_ms=owd,
-            dscp_received=dscp, dscp_counts=counts, r_factor=r, mos=mos,
+            dscp_received=dscp, dscp_counts=counts, ecn_counts=ecn, **scored,
         )  # fmt: skip
 
     m2e_all = None
@@ -206,13 +211,21 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
         reordered=seq.reordered,
         rtt_ms=rtt,
         rtt_samples_ms=_samples(uniq, p.sent),
-        reflector_dwell_ms_median=float(np.median(dwell)) if dwell else None,
+        reflector_dwell_ms_median=statistics.median(dwell) if dwell else None,
         direction_loss_method=method,
         lost_unknown_direction=unknown,
         one_way_delay_method=owd_method,
         mouth_to_ear_delay_ms=m2e_all,
         out=direction(
-            fwd_packets, fwd_lost, fwd_jitter, fwd_late, fwd_mask, owd_f, fwd_dscp, fwd_counts
+            fwd_packets,
+            fwd_lost,
+            fwd_jitter,
+            fwd_late,
+            fwd_mask,
+            owd_f,
+            fwd_dscp,
+            fwd_counts,
+            _ecn([x.far_dscpe for x in uniq]),
         ),
         back=direction(
             back_packets,
@@ -223,6 +236,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             owd_b,
             back_dscp,
             back_counts,
+            _ecn([x.near_tos for x in uniq]),
         ),
     )
 

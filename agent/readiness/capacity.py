@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.readiness.checks import direction
+from agent.readiness.checks import comparable_mos, direction
 from agent.readiness.thresholds import get
 from agent.wire.readiness import RampStep
 from agent.wire.results import ProbeResult
@@ -73,7 +73,7 @@ def grade_step(
             lost = sum(m.get("lost") or 0 for m in ms)
         loss = 100.0 * lost / packets if packets else None
         jitters = [d.jitter_ms for d in ds if d.jitter_ms is not None]
-        moses = [d.mos for d in ds if d.mos is not None]
+        moses = [x for x in map(comparable_mos, ds) if x is not None]
         jitter = max(jitters) if jitters else None
         mos = statistics.median(moses) if moses else None
         if loss is not None and loss > loss_lim:

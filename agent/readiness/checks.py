@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.probes import PROBE_MODULES
+from agent.readiness.path import PathFacts
 from agent.readiness.thresholds import G711_ETHERNET_BPS, Threshold, get
 from agent.wire.errors import category_message
 from agent.wire.readiness import Check, Status
@@ -201,9 +202,8 @@ def voice_checks(m: dict[str, Any]) -> list[Check]:
                    if loss is not None else None, why=why),
             graded(f"voice.jitter.{key}", g, f"Jitter {label}", get("jitter_ms"),
                    d.jitter_ms, "jitter"),
-            graded(f"voice.mos.{key}", g, f"MOS {label}", get("mos"), d.mos, "mos",
-                   display=f"{d.mos:.2f} (R {d.r_factor:.0f})"
-                   if d.mos is not None and d.r_factor is not None else None),
+            graded(f"voice.mos.{key}", g, f"MOS {label}", get("mos"), comparable_mos(d),
+                   "mos", display=_mos_display(d)),
         ]  # fmt: skip
     return out
 
@@ -232,9 +232,10 @@ def dscp_checks(m: dict[str, Any]) -> list[Check]:
                 up.dscp_counts,
             )
         )
-    # The responder echoes the DSCP it received, so downstream only adds news when the
-    # upstream marking survived.
-    fwd = up.dscp_received
+    # The reply leaves marked with `back.dscp_sent`: the DSCP1 a STAMP reflector was asked
+    # for, or what our TWAMP-light responder received (it echoes it), so there downstream
+    # only adds news when the upstream marking survived.
+    fwd = down.dscp_sent if down.dscp_sent is not None else up.dscp_received
     out.append(_dscp_check("dscp.back", "DSCP downstream (reply as received here)",
                            fwd if fwd is not None else sent, down.dscp_received,
                            down.dscp_counts, "reflected"))  # fmt: skip
@@ -284,20 +285,46 @@ def capacity_check(capacity: int | None, needed: int, ceiling: int, reason: str)
 # --------------------------------------------------------------------------- bandwidth
 
 
-def bandwidth_check(direction: str, bps: float | None, contracted_bps: float | None) -> Check:
-    """Throughput in one direction, graded against the contracted speed when known."""
+def bandwidth_check(
+    direction: str, bps: float | None, contracted_bps: float | None,
+    path: PathFacts | None = None,
+) -> Check:  # fmt: skip
+    """Throughput in one direction, graded against the contracted speed when known. On a
+    path that is not a customer's line, or above what the interface can carry, the figure is
+    shown as not meaningful rather than graded; above the contract it is "contract met",
+    never a percentage over 100."""
     label = "upload" if direction == "up" else "download"
     cid, name = f"bandwidth.{direction}", f"Bandwidth {label}"
     if bps is None:
         return skipped(cid, "bandwidth", name, "no throughput measured")
     shown = f"{bps / 1e6:.2f} Mbit/s"
+    why = path.not_meaningful if path is not None else None
+    if why is None and path is not None and path.above_interface(bps):
+        why = f"above the speed of {path.interface} ({path.interface_mbps:g} Mbit/s)"
+    if why is not None:
+        return not_meaningful(cid, "bandwidth", name, shown, why, throughput_bps=bps,
+                              contracted_bps=contracted_bps)  # fmt: skip
     if not contracted_bps:
         return info(cid, "bandwidth", name, f"{shown} (no contracted speed given)",
                     throughput_bps=bps)  # fmt: skip
     pct = 100.0 * bps / contracted_bps
-    return graded(cid, "bandwidth", name, get("bandwidth_pct_of_contracted"), pct, "bandwidth",
-                  display=f"{shown} = {pct:.0f} % of {contracted_bps / 1e6:g} Mbit/s",
+    contract = f"{contracted_bps / 1e6:g} Mbit/s"
+    display = (f"{shown}: the contracted {contract} is met" if pct >= 100.0
+               else f"{shown} = {pct:.0f} % of {contract}")  # fmt: skip
+    return graded(cid, "bandwidth", name, get("bandwidth_pct_of_contracted"), min(pct, 100.0),
+                  "bandwidth", display=display,
                   details={"throughput_bps": bps, "contracted_bps": contracted_bps})  # fmt: skip
+
+
+def not_meaningful(
+    check_id: str, group: str, name: str, shown: str, why: str, **details: Any
+) -> Check:
+    """A figure measured on a path that cannot describe the customer's line: shown, labelled,
+    never graded (so it is neither a finding nor a pass)."""
+    return Check(id=check_id, group=group, name=name, status="info",
+                 display=f"{shown}: not meaningful on this path ({why})",
+                 explanation=f"Not a property of the customer's line: {why}.",
+                 details={**details, "not_meaningful": why})  # fmt: skip
 
 
 # --------------------------------------------------------------------------- host / gateway
@@ -344,3 +371,18 @@ def nat_check(m: dict[str, Any]) -> Check:
                  + where, threshold=t.describe(), source=t.source,
                  explanation=f"idle intervals of {limit:g} s or more were not tested",
                  details=details)  # fmt: skip
+
+
+def comparable_mos(d: VoiceDirection) -> float | None:
+    """The MOS the thresholds grade: on the narrowband scale for every codec (a wideband
+    codec's own MOS_CQEW rates the same R lower; docs/measurements.md)."""
+    return d.mos_narrowband if d.mos_narrowband is not None else d.mos
+
+
+def _mos_display(d: VoiceDirection) -> str | None:
+    if d.mos is None or d.r_factor is None:
+        return None
+    if d.scale != "wideband" or d.ceiling_mos is None or d.mos_narrowband is None:
+        return f"{d.mos:.2f} (R {d.r_factor:.0f})"
+    return (f"{d.mos:.2f} wideband (R {d.r_factor:.0f}, codec ceiling {d.ceiling_mos:.2f}; "
+            f"{d.mos_narrowband:.2f} on the narrowband scale)")  # fmt: skip

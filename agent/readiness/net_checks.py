@@ -12,6 +12,7 @@ from typing import Any
 from agent.addresses import hostport
 from agent.readiness import checks
 from agent.readiness.checks import FIXES, ProbeCall, missing
+from agent.readiness.path import LARGEST_WAN_MTU, PathFacts
 from agent.readiness.thresholds import get
 from agent.wire.readiness import Check, ReadinessOptions
 
@@ -56,8 +57,12 @@ async def dns_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
     ]  # fmt: skip
 
 
-async def mtu_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Check]:
-    """Path MTU toward the responder with DF set, and PMTU black holes (RFC 2923)."""
+async def mtu_checks(
+    opts: ReadinessOptions, call_probe: ProbeCall, path: PathFacts | None = None
+) -> list[Check]:
+    """Path MTU toward the responder with DF set, and PMTU black holes (RFC 2923). Inside
+    this host, on the same link, or larger than any WAN carries, the figure is labelled
+    "not meaningful on this path" instead of graded."""
     name = "Path MTU"
     if (miss := missing("mtu", "mtu.path", "network", name)) is not None:
         return [miss]
@@ -65,6 +70,12 @@ async def mtu_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Chec
     m = res.measurement
     if not res.success or not m or m.get("path_mtu") is None:
         return [checks.result_failed("mtu.path", "network", name, res, "mtu")]
+    why = path.not_meaningful if path is not None else None
+    if why is None and m["path_mtu"] > LARGEST_WAN_MTU:
+        why = f"larger than any WAN carries ({LARGEST_WAN_MTU} B)"
+    if why is not None:
+        return [checks.not_meaningful("mtu.path", "network", name, f"{m['path_mtu']} B", why,
+                                      **m)]  # fmt: skip
     extra = ""
     if m.get("frag_needed_mtu"):
         extra = f", next-hop MTU {m['frag_needed_mtu']} from {m.get('frag_needed_from')}"
@@ -108,7 +119,9 @@ async def trace_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Ch
     )]  # fmt: skip
 
 
-async def bandwidth_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Check]:
+async def bandwidth_checks(
+    opts: ReadinessOptions, call_probe: ProbeCall, path: PathFacts | None = None
+) -> list[Check]:
     """TCP throughput both ways against the responder, graded against the contract."""
     res = await call_probe("bandwidth", hostport(opts.responder, opts.bandwidth_port), {
         "direction": "both", "duration_s": opts.bandwidth_s, "streams": opts.bandwidth_streams,
@@ -121,7 +134,7 @@ async def bandwidth_checks(opts: ReadinessOptions, call_probe: ProbeCall) -> lis
                                  ("up", "upload", opts.contracted_up_mbps)):  # fmt: skip
         r = m.get(key) or {}
         c = checks.bandwidth_check(direction, r.get("throughput_bps"),
-                                   mbps * 1e6 if mbps else None)  # fmt: skip
+                                   mbps * 1e6 if mbps else None, path)  # fmt: skip
         c.details.update({k: r.get(k) for k in ("retransmits", "rtt_loaded_ms",
                                                  "buffer_delay_pct")})  # fmt: skip
         c.details["idle_rtt_ms"] = m.get("idle_rtt_ms")

@@ -22,6 +22,7 @@ from typing import Any
 from agent.addresses import hostport
 from agent.probes import PROBE_MODULES, run_probe
 from agent.readiness import capacity, checks, net_checks, sip_checks
+from agent.readiness.path import PathFacts, path_facts
 from agent.wire.readiness import Check, RampStep, ReadinessOptions, ReadinessReport, Series, verdict
 from agent.wire.results import ProbeResult, utcnow
 
@@ -106,6 +107,7 @@ async def run_readiness(
     ramp: list[RampStep] = []
     cap_calls: int | None = None
     resp = opts.responder
+    path = await path_facts(resp)
     sampler = _Sampler(resp, opts.sample_interval_s, t0, call_probe)
     sampler_task = asyncio.create_task(sampler.run())
     nat_task: asyncio.Task[ProbeResult] | None = None
@@ -135,7 +137,7 @@ async def run_readiness(
             out += _voice(opts, res)
         if opts.wants("bandwidth"):
             await progress(0.3, "bandwidth up and down")
-            out += await _bandwidth(opts, call_probe)
+            out += await _bandwidth(opts, call_probe, path)
         if opts.wants("capacity"):
             await progress(0.45, "concurrent-call ramp")
             cap_calls, ramp = await _capacity(opts, progress, streams)
@@ -143,7 +145,7 @@ async def run_readiness(
             out.append(checks.capacity_check(cap_calls, opts.calls, opts.ceiling(), reason))
         if opts.wants("mtu"):
             await progress(0.8, "path MTU")
-            out += await net_checks.mtu_checks(opts, call_probe)
+            out += await net_checks.mtu_checks(opts, call_probe, path)
         if opts.wants("sip_alg"):
             await progress(0.83, "SIP ALG check against the responder")
             out += await sip_checks.alg_checks(opts, call_probe)
@@ -202,11 +204,11 @@ def _voice(opts: ReadinessOptions, res: ProbeResult) -> list[Check]:
     return got
 
 
-async def _bandwidth(opts: ReadinessOptions, call_probe: ProbeCall) -> list[Check]:
+async def _bandwidth(opts: ReadinessOptions, call_probe: ProbeCall, path: PathFacts) -> list[Check]:
     if "bandwidth" not in PROBE_MODULES:
         return [checks.skipped("bandwidth", "bandwidth", "Bandwidth",
                                "the bandwidth probe is not part of this build")]  # fmt: skip
-    return await net_checks.bandwidth_checks(opts, call_probe)
+    return await net_checks.bandwidth_checks(opts, call_probe, path)
 
 
 async def _capacity(

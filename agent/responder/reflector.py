@@ -1,4 +1,4 @@
-"""TWAMP-light Session-Reflector (RFC 5357 Appendix I) with RFC 7750 DSCP/ECN reporting.
+"""TWAMP-light (RFC 5357 Appendix I, RFC 7750 DSCP/ECN) and STAMP (RFC 8762/8972) reflector.
 
 Each sender (source address and port) gets its own reflector sequence counter starting at
 0, so the reflector sequence number counts the test packets that *arrived*: the sender
@@ -9,6 +9,14 @@ Receive times are kernel timestamps (SO_TIMESTAMPNS); the reply carries the DSCP
 the sender's packet arrived with, is as long as the sender's packet (at least 48 octets),
 is marked with the DSCP it arrived with, and signs its padding with QOS_SCOUT_SIGNATURE.
 Malformed datagrams are counted and dropped. One log line per finished client session.
+
+STAMP and TWAMP-light share the port; `agent.wire.stamp.is_stamp_sender` tells them apart by
+the packet (44 octets or more, MBZ octets 16-43 zero, the rest well-formed RFC 8972 TLVs).
+A STAMP reply is as long as the sender's packet (RFC 8762 §4.3.1), copies the SSID and TLVs,
+fills the Class-of-Service TLV with the DSCP/ECN received and is marked with its DSCP1
+(RFC 8972 §4.4), and signs the Extra Padding TLV with QOS_SCOUT_SIGNATURE when there is one
+(so our sender knows the reflector keeps a per-session counter). A STAMP session is keyed by
+address, port and SSID, with its own counter.
 """
 
 from __future__ import annotations
@@ -20,6 +28,12 @@ import time
 from dataclasses import dataclass, field
 
 from agent.responder import sockopts
+from agent.wire.stamp import (
+    StampReflectorPacket,
+    StampSenderPacket,
+    is_stamp_sender,
+    reflect_tlvs,
+)
 from agent.wire.twamp import (
     QOS_SCOUT_SIGNATURE,
     REFLECTOR_7750_LEN,
@@ -56,6 +70,7 @@ class TwampReflector:
         self.sock: socket.socket | None = None
         self.sessions: dict[tuple[object, ...], Session] = {}
         self.reflected = 0
+        self.reflected_stamp = 0
         self.malformed = 0
         self.send_errors = 0
         self._err = error_estimate()
@@ -107,22 +122,15 @@ class TwampReflector:
 
     def handle(self, data: bytes, anc: list[tuple[int, int, bytes]], addr: tuple) -> None:
         meta = sockopts.parse_ancillary(anc)
+        if is_stamp_sender(data):
+            self._reflect_stamp(StampSenderPacket.parse(data), meta, addr)
+            return
         try:
             pkt = SenderPacket.parse(data)
         except TwampParseError:
             self.malformed += 1
             return
-        now = time.monotonic()
-        key = tuple(addr[:2])
-        sess = self.sessions.get(key)
-        restarted = sess is not None and pkt.seq == 0 and now - sess.last_mono > 1.0
-        if sess is None or restarted or now - sess.last_mono > SESSION_IDLE_S:
-            if sess is not None:
-                self._log_session(key, sess)
-            if len(self.sessions) >= MAX_SESSIONS:
-                self._reap(force=False)
-            sess = self.sessions[key] = Session(first_ns=meta.time_ns)
-        sess.last_mono = now
+        sess = self._session(tuple(addr[:2]), pkt.seq, meta)
         tos = meta.tos if meta.tos is not None else 0
         sess.dscp.add(tos >> 2)
         reply = ReflectorPacket(
@@ -139,18 +147,57 @@ class TwampReflector:
         )
         sess.next_seq += 1
         sess.packets += 1
-        out = bytes(reply)
-        # T3 as late as possible: patch the timestamp in just before sending.
+        if self._send(bytes(reply), tos & 0xFC, addr):
+            self.reflected += 1
+
+    def _reflect_stamp(self, pkt: StampSenderPacket, meta: sockopts.RxMeta, addr: tuple) -> None:
+        sess = self._session((*addr[:2], pkt.ssid), pkt.seq, meta)
+        tos = meta.tos if meta.tos is not None else 0
+        sess.dscp.add(tos >> 2)
+        tlvs, dscp1 = reflect_tlvs(pkt.tlvs, tos, QOS_SCOUT_SIGNATURE)
+        reply = StampReflectorPacket(
+            seq=sess.next_seq & 0xFFFFFFFF,
+            timestamp=0,
+            error_estimate=self._err,
+            ssid=pkt.ssid,
+            receive_timestamp=ns_to_ntp(meta.time_ns),
+            sender_seq=pkt.seq,
+            sender_timestamp=pkt.timestamp,
+            sender_error_estimate=pkt.error_estimate,
+            sender_ttl=meta.ttl if meta.ttl is not None else 255,
+            tlvs=tlvs,
+        )
+        sess.next_seq += 1
+        sess.packets += 1
+        mark = (dscp1 << 2) if dscp1 is not None else tos & 0xFC
+        if self._send(bytes(reply), mark, addr):
+            self.reflected_stamp += 1
+
+    def _session(self, key: tuple[object, ...], seq: int, meta: sockopts.RxMeta) -> Session:
+        """The sender's session: a new one (counter 0) after idling or a restart at seq 0."""
+        now = time.monotonic()
+        sess = self.sessions.get(key)
+        restarted = sess is not None and seq == 0 and now - sess.last_mono > 1.0
+        if sess is None or restarted or now - sess.last_mono > SESSION_IDLE_S:
+            if sess is not None:
+                self._log_session(key, sess)
+            if len(self.sessions) >= MAX_SESSIONS:
+                self._reap(force=False)
+            sess = self.sessions[key] = Session(first_ns=meta.time_ns)
+        sess.last_mono = now
+        return sess
+
+    def _send(self, out: bytes, tos: int, addr: tuple) -> bool:
+        """Send a reply marked `tos`, T3 patched in as late as possible; False on error."""
         t3 = ns_to_ntp(time.time_ns()).to_bytes(8, "big")
         buf = out[:4] + t3 + out[12:]
         assert self.sock is not None
         try:
-            self.sock.sendmsg(
-                [buf], sockopts.tos_cmsg(self.sock.family, tos & 0xFC, addr[0]), 0, addr
-            )
-            self.reflected += 1
+            self.sock.sendmsg([buf], sockopts.tos_cmsg(self.sock.family, tos, addr[0]), 0, addr)
         except OSError:
             self.send_errors += 1
+            return False
+        return True
 
     async def _reap_loop(self) -> None:
         while True:
@@ -166,8 +213,9 @@ class TwampReflector:
 
     def _log_session(self, key: tuple[object, ...], sess: Session) -> None:
         dscp = ",".join(str(d) for d in sorted(sess.dscp))
+        kind = f"stamp (SSID {key[2]})" if len(key) > 2 else "twamp"
         log.info(
-            "twamp client %s port %s: %d packets reflected, DSCP received %s "
+            "%s client %s port %s: %d packets reflected, DSCP received %s "
             "(malformed so far %d)",
-            key[0], key[1], sess.packets, dscp or "-", self.malformed,
+            kind, key[0], key[1], sess.packets, dscp or "-", self.malformed,
         )  # fmt: skip

@@ -1,4 +1,5 @@
-"""The agent's side of the collector API (docs/api.md): enrollment, ingest, job long-poll.
+"""The agent's side of the collector API (docs/api.md): enrollment, ingest, job long-poll,
+the effective config (with its ETag) and the config report.
 
 The agent key is obtained once with a one-time token and kept in a credentials file
 (JSON, mode 0600); every later call authenticates with that key alone.
@@ -21,6 +22,7 @@ from agent import __version__
 from agent.runtime.http import HttpError, Response, request
 from agent.wire.ingest import IngestAnswer, IngestAnswerError
 from agent.wire.jobs import JobStatus
+from agent.wire.profiles import ConfigReport, EffectiveConfig, ProfileError
 
 
 class CollectorError(Exception):
@@ -54,6 +56,8 @@ class AnswerError(CollectorError):
 
 # Ingest answers are a few hundred bytes per item; more than this is not an answer.
 MAX_INGEST_ANSWER = 4 * 1024 * 1024
+# An effective config is at most 64 modules of a few hundred bytes.
+MAX_CONFIG_ANSWER = 1024 * 1024
 MAX_RETRY_AFTER_S = 3600.0
 
 
@@ -143,6 +147,30 @@ def _raise_for_status(resp: Response, what: str) -> None:
         )
 
 
+# What to check next, per kind of connection failure (HttpError.kind).
+NEXT_STEP = {
+    "dns": "check the spelling of the collector URL and this host's DNS servers",
+    "refused": "check the host and port of the collector URL, and that the collector is running "
+    "(`qos-scout collector serve`, or its service)",
+    "unreachable": "check the collector URL and this host's network route to it",
+    "connect-timeout": "check the collector URL, and that the site's firewall lets this host "
+    "open TCP connections to it",
+    "tls-verify": "install the CA that signed the collector's certificate on this host "
+    "(update-ca-certificates, or SSL_CERT_FILE), or in a lab set collector.verify_tls: false",
+    "tls": "check the URL's scheme: https:// for a collector behind TLS, http:// without",
+    "timeout": "the collector accepted the connection but did not answer in time; check its "
+    "logs and load",
+    "closed": "the connection broke mid-answer; a proxy in between may cut it (check its logs)",
+    "url": "give the collector URL as http(s)://host[:port]",
+}
+
+
+def connection_failed(what: str, exc: HttpError) -> CollectorError:
+    """A CollectorError for a failed exchange: the cause, then what to check next."""
+    step = NEXT_STEP.get(exc.kind)
+    return CollectorError(f"{what}: {exc}" + (f"; {step}" if step else ""))
+
+
 def _check(resp: Response, what: str) -> Any:
     _raise_for_status(resp, what)
     try:
@@ -169,8 +197,16 @@ async def enroll(
             verify=verify,
         )
     except HttpError as exc:
-        raise CollectorError(f"enroll: {exc}") from None
-    data = _check(resp, f"enroll at {url}")
+        raise connection_failed("enroll", exc) from None
+    try:
+        data = _check(resp, f"enroll at {url}")
+    except AuthError as exc:
+        raise AuthError(
+            f"{exc}; ask for a new token (each enrolls one agent): "
+            "`qos-scout collector token create --site SITE_ID` at the collector, "
+            "or the partner's token API",
+            status=exc.status, retry=False, detail=exc.detail,
+        ) from None  # fmt: skip
     try:
         return Credentials(url, str(data["agent_id"]), str(data["agent_key"]), str(data["site_id"]))
     except (KeyError, TypeError):
@@ -221,7 +257,7 @@ class CollectorClient:
                 **({} if max_body is None else {"max_body": max_body}),
             )
         except HttpError as exc:
-            raise CollectorError(f"{what}: {exc}") from None
+            raise connection_failed(what, exc) from None
 
     async def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
         return _check(await self._exchange(method, path, what, **kw), what)
@@ -272,3 +308,33 @@ class CollectorClient:
             body=status.model_dump_json(exclude_none=True).encode(),
             headers={"Content-Type": "application/json"},
         )
+
+    async def get_config(self, etag: str | None) -> EffectiveConfig | None:
+        """The effective config (`wire.profiles.EffectiveConfig`), or None when the collector
+        answers 304 to `If-None-Match: etag` (unchanged: nothing is downloaded). An answer
+        that is not the model raises AnswerError naming the key."""
+        what = "fetch config"
+        headers = {"If-None-Match": f'"{etag}"'} if etag else {}
+        resp = await self._exchange(
+            "GET", "/api/v1/agent/config", what, headers=headers, max_body=MAX_CONFIG_ANSWER
+        )
+        if resp.status == 304:
+            return None
+        _raise_for_status(resp, what)
+        try:
+            return EffectiveConfig.parse(json.loads(resp.body))
+        except (ValueError, RecursionError) as exc:
+            msg = str(exc) if isinstance(exc, ProfileError) else "not JSON"
+            raise AnswerError(f"{what}: {msg}", status=resp.status) from None
+
+    async def report_config(self, report: ConfigReport) -> None:
+        """POST the config version the agent runs and its software version (answered 204)."""
+        what = "report config"
+        resp = await self._exchange(
+            "POST",
+            "/api/v1/agent/config/status",
+            what,
+            body=report.model_dump_json().encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        _raise_for_status(resp, what)

@@ -8,16 +8,26 @@ and `$gateway` (the host's default gateway, looked up when the module runs).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.errors import ConfigError
 from agent.probes import get_probe
 from agent.wire.errors import format_validation_error
+from agent.wire.profiles import ModuleConfig
 
 DEFAULT_STATE_DIR = Path("/var/lib/qos-scout")
 DEFAULT_CONFIG_PATH = Path("/etc/qos-scout/agent.yml")
@@ -96,28 +106,54 @@ class SchedulerConfig(_Strict):
     shutdown_flush_s: float = Field(default=5.0, ge=0, le=300)
 
 
-class LossTrigger(_Strict):
-    """Run a module against a target when another module saw loss to it."""
+class CentralConfig(_Strict):
+    """The schedule kept at the collector (probe profiles): fetched every `interval_s` with
+    an ETag and applied without a restart. Modules of this file's `modules:` section win
+    over central modules of the same name (they are pinned locally)."""
 
-    loss_pct_over: float = Field(default=1.0, ge=0, le=100)
-    cooldown_s: float = Field(default=900.0, ge=0)
-
-
-class ModuleConfig(_Strict):
-    """A named probe module: probe kind, options, targets, and when it runs."""
-
-    probe: str = Field(min_length=1)
-    targets: list[str] = Field(min_length=1)
-    interval_s: float | None = Field(default=None, ge=1)
-    on_loss: LossTrigger | None = None
-    timeout_s: float | None = Field(default=None, gt=0)
-    options: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
+    interval_s: float = Field(default=60.0, ge=1, le=3600)
+
+
+class PhoneConfig(_Strict):
+    """A phone (or a network of phones) whose call reports the agent takes: by `address`
+    (an address or a network in CIDR notation) and/or `account` (the SIP URI the phone
+    reports as its LocalID, e.g. `sip:1001@pbx.example.com`); both must match when both
+    are given. `name` becomes the results' module."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    address: str | None = None
+    account: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @field_validator("address")
+    @classmethod
+    def _network(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return str(ipaddress.ip_network(v, strict=False))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an address or a network (10.1.2.0/24)") from None
 
     @model_validator(mode="after")
-    def _when(self) -> ModuleConfig:
-        if (self.interval_s is None) == (self.on_loss is None):
-            raise ValueError("set exactly one of interval_s or on_loss")
+    def _some_key(self) -> PhoneConfig:
+        if self.address is None and self.account is None:
+            raise ValueError("a phone needs an address or an account")
+        return self
+
+
+class CallReportsConfig(_Strict):
+    """The SIP listener for phones' RFC 6035 call reports; off unless `port` is set."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    address: str = "0.0.0.0"
+    phones: list[PhoneConfig] = Field(default_factory=list, max_length=10_000)
+    max_per_minute: int = Field(default=600, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _phones_when_on(self) -> CallReportsConfig:
+        if self.port is not None and not self.phones:
+            raise ValueError("phones: name at least one phone to take reports from")
         return self
 
 
@@ -129,7 +165,16 @@ class AgentConfig(_Strict):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    central: CentralConfig = Field(default_factory=CentralConfig)
+    call_reports: CallReportsConfig = Field(default_factory=CallReportsConfig)
     modules: dict[str, ModuleConfig] | None = None
+    # True when `modules` came from default_modules() (the file has no `modules:` section).
+    _default_modules: bool = PrivateAttr(default=False)
+
+    @property
+    def pinned(self) -> dict[str, ModuleConfig]:
+        """The modules this file states itself: they win over central ones of that name."""
+        return {} if self._default_modules else dict(self.modules or {})
 
     def enabled_modules(self) -> dict[str, ModuleConfig]:
         return {k: m for k, m in (self.modules or {}).items() if m.enabled}
@@ -200,13 +245,23 @@ def parse_config(
         cfg.collector.credentials_file = base_dir / cfg.collector.credentials_file
         cfg.spool.path = base_dir / cfg.spool.path
     assert cfg.modules is not None
-    for name, mod in cfg.modules.items():
+    cfg._default_modules = defaults
+    resolve_modules(cfg.modules, cfg.site, source, check_probes=check_probes)
+    return cfg
+
+
+def resolve_modules(
+    modules: dict[str, ModuleConfig], site: SiteConfig, source: str, *, check_probes: bool = True
+) -> dict[str, ModuleConfig]:
+    """Substitute the site's `$placeholders` in the targets and check each module's probe kind
+    and options against the installed probes (in place); ConfigError names the key."""
+    for name, mod in modules.items():
         mod.targets = [
-            _substitute(t, cfg.site, f"{source}: modules.{name}.targets") for t in mod.targets
+            _substitute(t, site, f"{source}: modules.{name}.targets") for t in mod.targets
         ]
         if check_probes:
             _check_probe(mod, f"{source}: modules.{name}")
-    return cfg
+    return modules
 
 
 def _probe_known(name: str) -> bool:

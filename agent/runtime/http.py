@@ -9,7 +9,9 @@ process light (an HTTP client library costs several MB of resident memory at idl
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,33 @@ MAX_BODY = 32 * 1024 * 1024
 
 
 class HttpError(Exception):
-    """The exchange failed: no connection, a timeout, or an answer that is not HTTP/1.x."""
+    """The exchange failed: no connection, a timeout, or an answer that is not HTTP/1.x.
+    `kind` says which, for advice: "dns", "refused", "unreachable", "connect-timeout",
+    "tls-verify", "tls", "timeout", "closed", "protocol" or "url"."""
+
+    def __init__(self, message: str, kind: str = "protocol") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _connect_failure(exc: OSError, host: str, port: int) -> HttpError:
+    """The exception of a failed connect or TLS handshake, as an HttpError naming the cause."""
+    where = f"{host}:{port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return HttpError(f"the TLS certificate of {where} is not trusted ({exc.verify_message})",
+                         "tls-verify")  # fmt: skip
+    if isinstance(exc, ssl.SSLError):
+        return HttpError(f"TLS with {where} failed ({exc.reason or exc})", "tls")
+    if isinstance(exc, socket.gaierror):
+        return HttpError(f"the host name {host!r} does not resolve", "dns")
+    text = str(exc)
+    if exc.errno == errno.ECONNREFUSED or isinstance(exc, ConnectionRefusedError) or (
+        exc.errno is None and "Connect call failed" in text
+    ):  # fmt: skip
+        return HttpError(f"nothing accepts connections at {where} (connection refused)", "refused")
+    if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
+        return HttpError(f"{where} is unreachable ({exc.strerror})", "unreachable")
+    return HttpError(f"cannot connect to {where}: {exc.strerror or exc}", "unreachable")
 
 
 @dataclass(frozen=True)
@@ -134,7 +162,7 @@ async def request(
     whole exchange within `timeout_s`, a body of at most `max_body` bytes)."""
     u = urlsplit(url)
     if u.scheme not in ("http", "https") or not u.hostname:
-        raise HttpError(f"not an http(s) URL: {url!r}")
+        raise HttpError(f"not an http(s) URL: {url!r}", "url")
     port = u.port or (443 if u.scheme == "https" else 80)
     target = (u.path or "/") + (f"?{u.query}" if u.query else "")
     if params:
@@ -146,14 +174,17 @@ async def request(
         hdrs["Content-Length"] = str(len(body))
     head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
     writer: asyncio.StreamWriter | None = None
+    handshake = False
     try:
         async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(
-                u.hostname,
-                port,
-                ssl=_ssl_context(verify) if u.scheme == "https" else None,
-                limit=MAX_HEAD,
-            )
+            try:
+                reader, writer = await asyncio.open_connection(u.hostname, port, limit=MAX_HEAD)
+                if u.scheme == "https":
+                    handshake = True
+                    await writer.start_tls(_ssl_context(verify), server_hostname=u.hostname)
+                    handshake = False
+            except OSError as exc:
+                raise _connect_failure(exc, u.hostname, port) from None
             writer.write(head.encode("latin-1") + b"\r\n" + body)
             await writer.drain()
             raw = await reader.readuntil(b"\r\n\r\n")
@@ -163,13 +194,24 @@ async def request(
                 status, reason, rh = parse_head(raw[:-4])
             data = await _read_body(reader, method, status, rh, max_body)
     except TimeoutError:
-        raise HttpError(f"{method} {url}: no complete answer within {timeout_s:g} s") from None
+        if handshake:
+            raise HttpError(f"{method} {url}: no TLS handshake with {u.hostname}:{port} within "
+                            f"{timeout_s:g} s", "tls") from None  # fmt: skip
+        if writer is None:
+            raise HttpError(f"{method} {url}: no connection to {u.hostname}:{port} within "
+                            f"{timeout_s:g} s", "connect-timeout") from None  # fmt: skip
+        raise HttpError(f"{method} {url}: no complete answer within {timeout_s:g} s",
+                        "timeout") from None  # fmt: skip
+    except HttpError as exc:
+        if exc.kind == "protocol":
+            raise
+        raise HttpError(f"{method} {url}: {exc}", exc.kind) from None
     except asyncio.IncompleteReadError:
-        raise HttpError(f"{method} {url}: the connection closed mid-answer") from None
+        raise HttpError(f"{method} {url}: the connection closed mid-answer", "closed") from None
     except asyncio.LimitOverrunError:
         raise HttpError(f"{method} {url}: response head is too large") from None
-    except OSError as exc:  # refused, unreachable, reset, TLS failures
-        raise HttpError(f"{method} {url}: {exc.strerror or exc}") from None
+    except OSError as exc:  # reset mid-exchange
+        raise HttpError(f"{method} {url}: {exc.strerror or exc}", "closed") from None
     finally:
         if writer is not None:
             writer.close()

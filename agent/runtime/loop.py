@@ -1,5 +1,6 @@
 """The agent's main loop (`qos-scout agent run`): scheduler -> spool -> shipper, the job
-long-poll and the local /metrics, with a clean stop that flushes the spool."""
+long-poll, the central config and the local /metrics, with a clean stop that flushes the
+spool."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.errors import ConfigError
+from agent.runtime.central import ConfigSync
 from agent.runtime.client import CollectorClient, Credentials
 from agent.runtime.config import AgentConfig
 from agent.runtime.jobs import JobRunner
@@ -122,6 +124,11 @@ class Agent:
             if cfg.jobs.enabled
             else None
         )
+        self.central = (
+            ConfigSync(self.client, self.scheduler, cfg, rng=self.rng)
+            if cfg.central.enabled
+            else None
+        )
         self.metrics_server: Any = None
         self.restarts: Counter[str] = Counter()
 
@@ -198,7 +205,7 @@ class Agent:
         self.start_metrics()
         release_memory()  # what loading and validating the config left behind
         mods = ", ".join(f"{n}({m.probe})" for n, m in self.cfg.enabled_modules().items())
-        log.warning("agent %s started; modules: %s", self.creds.agent_id, mods or "none")
+        log.info("agent %s started; modules: %s", self.creds.agent_id, mods or "none")
         loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "scheduler": self.scheduler.run,
             "shipper": self.shipper.run,
@@ -206,6 +213,12 @@ class Agent:
         }
         if self.jobs is not None:
             loops["jobs"] = self.jobs.run
+        if self.central is not None:
+            loops["config"] = self.central.run
+        if self.cfg.call_reports.port is not None:
+            from agent.runtime.callreports import CallReportListener
+
+            loops["call_reports"] = CallReportListener(self.cfg.call_reports, self.sink).run
         tasks = [
             asyncio.create_task(self.supervise(name, fn), name=name) for name, fn in loops.items()
         ]
@@ -236,7 +249,7 @@ class Agent:
         self.spool.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
-        log.warning(
+        log.info(
             "agent stopped: %d results produced, %d acknowledged by the collector, %d in the spool",
             self.produced,
             self.shipper.stats.by_status.get("stored", 0)

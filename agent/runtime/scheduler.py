@@ -55,6 +55,30 @@ class Plan:
             span = every if first_within_s is None else min(every, first_within_s)
             self.next_due[name] = now + rng.uniform(0.0, span)
 
+    def update(
+        self,
+        intervals: dict[str, float],
+        now: float,
+        rng: random.Random,
+        *,
+        first_within_s: float | None = None,
+    ) -> None:
+        """Take a new set of modules: a removed module is dropped, a new one or one whose
+        interval changed is due at a random offset within its (new) interval, as at the
+        start; an unchanged one keeps its phase."""
+        for name, every in intervals.items():
+            if every <= 0:
+                raise ValueError(f"module {name}: interval must be positive")
+        old = self.intervals
+        self.intervals = dict(intervals)
+        for name in list(self.next_due):
+            if name not in intervals:
+                del self.next_due[name]
+        for name, every in intervals.items():
+            if old.get(name) != every or name not in self.next_due:
+                span = every if first_within_s is None else min(every, first_within_s)
+                self.next_due[name] = now + rng.uniform(0.0, span)
+
     def due(self, now: float) -> list[str]:
         """Modules due at `now` (in due order); each is moved to its next slot after `now`."""
         ready = sorted((t, n) for n, t in self.next_due.items() if t <= now)
@@ -170,6 +194,8 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.modules = modules
+        self.first_within_s = first_within_s
+        self._changed = asyncio.Event()
         self.sink = sink
         self.gateway = gateway
         self.clock = clock
@@ -191,9 +217,22 @@ class Scheduler:
                 for name in self.plan.due(now):
                     self._launch(name, self.modules[name].targets)
                 wake = self.plan.next_wakeup()
-                await asyncio.sleep(60.0 if wake is None else max(0.0, wake - self.clock()))
+                delay = 60.0 if wake is None else max(0.0, wake - self.clock())
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
         finally:
             await self.cancel_all()
+
+    def apply(self, modules: dict[str, ModuleConfig]) -> None:
+        """Run `modules` from now on, without a restart (`Plan.update`): a run in flight of
+        a removed or changed module finishes; the loop wakes to take the new plan."""
+        periodic = {n: m.interval_s for n, m in modules.items() if m.interval_s is not None}
+        self.modules = modules
+        self.plan.update(periodic, self.clock(), self.rng, first_within_s=self.first_within_s)
+        self._changed.set()
 
     async def cancel_all(self) -> None:
         tasks = list(self._tasks)
@@ -220,7 +259,9 @@ class Scheduler:
         task.add_done_callback(done)
 
     async def run_module(self, name: str, targets: list[str]) -> None:
-        mod = self.modules[name]
+        mod = self.modules.get(name)
+        if mod is None:  # removed by apply() between its slot and now
+            return
         results = await self.run_targets(
             mod.probe, targets, mod.options, module=name, timeout_s=mod.timeout_s
         )

@@ -23,7 +23,13 @@ from agent.sip.endpoint import SipEndpoint
 from agent.sip.media import RtpSession
 from agent.sip.message import SipMessage, SipParseError
 from agent.sip.rtpstats import received_direction, reported_direction
-from agent.sip.sdp import MediaDescription, build_sdp, default_offer, parse_sdp
+from agent.sip.sdp import (
+    OPUS_FRAME_MS,
+    MediaDescription,
+    build_sdp,
+    default_offer,
+    parse_sdp,
+)
 from agent.sip.transport import local_address_towards
 from agent.wire.voice import VoiceDirection
 
@@ -156,14 +162,19 @@ async def _signal_and_stream(
         res.failure = f"2xx answer has no usable SDP: {exc}"
         await _bye(endpoint, target, dialog, res)
         return
-    chosen = answer.first_audio_codec()
+    offered = tuple(c.upper() for c in s.codecs)
+    chosen = answer.first_audio_codec(offered)
     if chosen is None:
-        res.failure = f"answer has no G.711 codec (got {', '.join(answer.codecs)})"
+        res.failure = (f"answer has none of the codecs offered ({', '.join(offered)}; "
+                       f"got {', '.join(answer.codecs)})")  # fmt: skip
         await _bye(endpoint, target, dialog, res)
         return
     res.setup_ok = True
-    media.payload_type, res.codec = chosen
+    res.codec = chosen[1]
+    media.set_codec(*chosen)
     media.ptime_ms = answer.ptime_ms or s.ptime_ms
+    if res.codec == "OPUS" and media.ptime_ms not in OPUS_FRAME_MS:
+        media.ptime_ms = s.ptime_ms  # one Opus frame per packet: keep the ptime we offered
     rtcp_port = answer.rtcp_port or answer.port + 1
     media.set_remote((answer.address, answer.port), (answer.address, rtcp_port))
     media.start(s.duration_s)
@@ -264,11 +275,12 @@ def _media_stats(
     elif media.reports_about_us:
         last = media.reports_about_us[-1]
         expected = ((last["highest_sequence"] - tx.first_seq) & 0xFFFF) + 1
+        ticks_per_ms = media.clock_rate() / 1000.0  # RTCP jitter is in RTP clock ticks
         res.out = reported_direction(
             sent=expected,
             received=None,
             lost=max(0, last["packets_lost"]),
-            jitter_ms=last["jitter"] / 8.0,
+            jitter_ms=last["jitter"] / ticks_per_ms,
             late=None,
             one_way_ms=one_way,
             source="rtcp",

@@ -1,7 +1,9 @@
-"""An RTP/RTCP session for one call: paced G.711 sender, receiver statistics, RTCP SR/RR.
+"""An RTP/RTCP session for one call: paced sender (G.711, G.722, Opus), receiver
+statistics, RTCP SR/RR.
 
 Packets are aiortc's `RtpPacket` and RTCP classes; the audio is a tone encoded once with
-aiortc's G.711 encoder (imported lazily: this module is only loaded by the call path).
+aiortc's G.711 encoder, or PyAV's G.722 and libopus encoders (imported lazily: this module
+is only loaded by the call path).
 Sending runs on the shared `Pacer` thread; receiving and RTCP run on the asyncio loop.
 """
 
@@ -20,8 +22,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import quality
 from agent.sip.pacer import Pacer
 from agent.sip.rtpstats import StreamRecord, ntp_timestamp, rtt_from_report
+from agent.sip.sdp import OPUS_FRAME_MS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,66 @@ def g711_payloads(payload_type: int, ptime_ms: int, seconds: float = 1.0) -> lis
     data = b"".join(packets)
     size = 8 * ptime_ms
     return [data[i : i + size] for i in range(0, len(data) - size + 1, size)]
+
+
+# Opus as sent: wideband (8 kHz audio bandwidth, so the G.107.1 scale applies), constant
+# 32 kbit/s (80 octets per 20 ms, the `OPUS` pacing of agent.quality), voice mode.
+OPUS_BITRATE = 32000
+OPUS_CUTOFF_HZ = 8000
+
+
+def _tone(rate: int, seconds: float) -> Any:
+    import numpy as np
+
+    t = np.arange(int(rate * seconds)) / rate
+    return (np.sin(2 * np.pi * 440.0 * t) * 3276).astype(np.int16)
+
+
+def _av_encode(name: str, rate: int, ptime_ms: int, seconds: float, **opts: Any) -> list[bytes]:
+    """A 440 Hz tone at -20 dBFS encoded by PyAV (libavcodec), one packet per ptime."""
+    import fractions
+
+    import av
+
+    bit_rate = opts.pop("bit_rate", None)
+    ctx: Any = av.CodecContext.create(name, "w")
+    ctx.sample_rate, ctx.layout, ctx.format = rate, "mono", "s16"
+    ctx.time_base = fractions.Fraction(1, rate)
+    if bit_rate is not None:
+        ctx.bit_rate = bit_rate
+    ctx.options = {k: str(v) for k, v in opts.items()}
+    samples = _tone(rate, seconds)
+    step = rate * ptime_ms // 1000
+    out: list[bytes] = []
+    for i in range(0, len(samples) - step + 1, step):
+        frame = av.AudioFrame.from_ndarray(
+            samples[i : i + step].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate, frame.pts = rate, i
+        frame.time_base = fractions.Fraction(1, rate)
+        out.extend(bytes(p) for p in ctx.encode(frame))
+    out.extend(bytes(p) for p in ctx.encode(None))
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def codec_payloads(codec: str, ptime_ms: int, seconds: float = 1.0) -> list[bytes]:
+    """A second of the test tone in `codec` (PCMU, PCMA, G722, OPUS), one payload per ptime."""
+    name = codec.upper()
+    if name in ("PCMU", "PCMA"):
+        return g711_payloads(0 if name == "PCMU" else 8, ptime_ms, seconds)
+    if name == "G722":  # 16 kHz audio, 64 kbit/s: 8 octets per ms
+        data = b"".join(_av_encode("g722", 16000, ptime_ms, seconds))
+        size = quality.get_codec("G722").payload_bytes(ptime_ms)
+        return [data[i : i + size] for i in range(0, len(data) - size + 1, size)]
+    if name == "OPUS":
+        if ptime_ms not in OPUS_FRAME_MS:
+            raise ValueError(f"Opus cannot fill a {ptime_ms} ms packet with one frame "
+                             f"(one of {', '.join(map(str, OPUS_FRAME_MS))} ms)")  # fmt: skip
+        return _av_encode("libopus", 48000, ptime_ms, seconds, bit_rate=OPUS_BITRATE,
+                          vbr="off", application="voip", cutoff=OPUS_CUTOFF_HZ,
+                          frame_duration=ptime_ms)  # fmt: skip
+    raise ValueError(f"no encoder for codec {codec!r} (PCMU, PCMA, G722, OPUS)")
 
 
 def bind_rtp_pair(host: str, port: int = 0) -> tuple[socket.socket, socket.socket]:
@@ -133,6 +197,7 @@ class RtpSession:
     ) -> None:
         self.host = host
         self.payload_type = payload_type
+        self.codec = {0: "PCMU", 8: "PCMA", 9: "G722"}.get(payload_type, "PCMU")
         self.ptime_ms = ptime_ms
         self.echo = echo
         self.rtcp_interval_s = rtcp_interval_s
@@ -157,6 +222,7 @@ class RtpSession:
         self._rtcp_task: asyncio.Task[None] | None = None
         self._previous: dict[int, tuple[int, int]] = {}
         self._payloads: list[bytes] = []
+        self._ticks = 8 * ptime_ms
         self._stop_at: float | None = None
         self.done = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -195,7 +261,8 @@ class RtpSession:
             raise RuntimeError("remote RTP address is not set")
         self._loop = asyncio.get_running_loop()
         if not self._payloads:
-            self._payloads = list(g711_payloads(self.payload_type, self.ptime_ms))
+            self._payloads = list(codec_payloads(self.codec, self.ptime_ms))
+        self._ticks = self.ticks()  # the pacer thread reads it for every packet
         now = time.monotonic()
         self._t0 = now + 0.005
         self._stop_at = None if duration_s is None else self._t0 + duration_s
@@ -217,7 +284,7 @@ class RtpSession:
         count = None if duration_s is None else max(1, round(duration_s * 1000 / self.ptime_ms))
         plan = StreamPlan(
             self.remote_rtp, self.payload_type, tx.ssrc, tx.first_seq, tx.first_ts,
-            self.ptime_ms, self._t0, count, self._payloads,
+            self.ptime_ms, self._t0, count, self._payloads, self.ticks(),
         )  # fmt: skip
         self._sender = SenderProcess.running()
         if self._sender is None:
@@ -235,6 +302,19 @@ class RtpSession:
         tx.send_errors = errors
         self._in_process = False
         self._loop_call(self.done.set)
+
+    def set_codec(self, payload_type: int, codec: str) -> None:
+        """The negotiated payload type and codec (streams already seen get its clock)."""
+        self.payload_type, self.codec = payload_type, codec.upper()
+        for rec in self.rx.values():
+            rec.clock_rate = self.clock_rate()
+
+    def ticks(self) -> int:
+        """RTP timestamp ticks per packet: the codec's RTP clock times the ptime."""
+        return quality.get_codec(self.codec).rtp_ticks(self.ptime_ms)
+
+    def clock_rate(self) -> int:
+        return quality.get_codec(self.codec).clock_rate
 
     def packets_sent(self, now: float) -> int:
         """Packets sent so far (from the schedule while the sender process runs the stream)."""
@@ -257,7 +337,7 @@ class RtpSession:
         pkt = RtpPacket(
             payload_type=self.payload_type,
             sequence_number=(tx.first_seq + i) & 0xFFFF,
-            timestamp=(tx.first_ts + i * 8 * self.ptime_ms) & 0xFFFFFFFF,
+            timestamp=(tx.first_ts + i * self._ticks) & 0xFFFFFFFF,
             ssrc=tx.ssrc,
             payload=self._payloads[i % len(self._payloads)],
         )
@@ -292,7 +372,7 @@ class RtpSession:
             return
         rec = self.rx.get(pkt.ssrc)
         if rec is None:
-            rec = self.rx[pkt.ssrc] = StreamRecord(pkt.ssrc)
+            rec = self.rx[pkt.ssrc] = StreamRecord(pkt.ssrc, clock_rate=self.clock_rate())
         rec.on_rtp(pkt.sequence_number, pkt.timestamp, pkt.payload_type, arrival)
         if self.echo and self._sockets is not None:
             with contextlib.suppress(OSError):
@@ -313,7 +393,7 @@ class RtpSession:
             if isinstance(p, RtcpSrPacket):
                 rec = self.rx.get(p.ssrc)
                 if rec is None:
-                    rec = self.rx[p.ssrc] = StreamRecord(p.ssrc)
+                    rec = self.rx[p.ssrc] = StreamRecord(p.ssrc, clock_rate=self.clock_rate())
                 rec.on_sr(p.sender_info.ntp_timestamp, p.sender_info.packet_count, arrival)
             if isinstance(p, RtcpSrPacket | RtcpRrPacket):
                 for r in p.reports:
@@ -369,12 +449,13 @@ class RtpSession:
         pkt: RtcpSrPacket | RtcpRrPacket
         sent = self.packets_sent(time.monotonic())
         if sent:
-            elapsed = sent * 8 * self.ptime_ms
+            elapsed = sent * self.ticks()
+            octets = sent * len(self._payloads[0]) if self._payloads else 0
             info = RtcpSenderInfo(
                 ntp_timestamp=ntp_timestamp(time.time()),
                 rtp_timestamp=(self.tx.first_ts + elapsed) & 0xFFFFFFFF,
                 packet_count=sent,
-                octet_count=(sent * 8 * self.ptime_ms) & 0xFFFFFFFF,
+                octet_count=octets & 0xFFFFFFFF,
             )
             pkt = RtcpSrPacket(ssrc=self.tx.ssrc, sender_info=info, reports=reports)
         else:

@@ -126,13 +126,14 @@ def score(
     one_way_ms: float,
     ptime_ms: float,
     jitter_buffer_ms: float,
-) -> tuple[float, float]:
-    """R-factor and MOS with the mouth-to-ear delay of our jitter buffer and packetisation."""
+) -> dict[str, object]:
+    """R-factor and MOS with the mouth-to-ear delay of our jitter buffer and packetisation,
+    on the codec's scale, as `VoiceDirection` fields (scale, model, ceiling, assumptions)."""
     d = quality.mouth_to_ear_delay_ms(
         one_way_ms, codec=codec, ptime_ms=ptime_ms, jitter_buffer_ms=jitter_buffer_ms
     )
     res = quality.emodel(codec, d, min(100.0, max(0.0, loss_pct)), max(burst_ratio, 1e-6))
-    return res.r_factor, res.mos
+    return res.fields()
 
 
 def received_direction(
@@ -177,9 +178,9 @@ def received_direction(
     expected = seqstats.expected
     eff_loss = 100.0 * effective / expected if expected else 0.0
     burst = quality.burst_stats(mask).burst_ratio if mask else 1.0
-    r_f = mos = None
+    scored: dict[str, object] = {}
     if expected:  # an unknown network delay scores as 0 (and is reported as None)
-        r_f, mos = score(
+        scored = score(
             codec=codec,
             loss_pct=eff_loss,
             burst_ratio=burst,
@@ -196,10 +197,9 @@ def received_direction(
         late_pct=100.0 * late / expected if expected else None,
         jitter_ms=jitter,
         one_way_delay_ms=one_way_ms,
-        r_factor=r_f,
-        mos=mos,
         burst_ratio=burst,
         source=source,
+        **scored,
     )
 
 
@@ -223,10 +223,10 @@ def reported_direction(
     if received is None and lost is not None:
         received = sent - lost
     loss_pct = 100.0 * lost / sent if (lost is not None and sent) else None
-    r_f = mos = None
+    scored: dict[str, object] = {}
     if loss_pct is not None:  # an unknown network delay scores as 0 (reported as None)
         eff = loss_pct + (100.0 * (late or 0) / sent if sent else 0.0)
-        r_f, mos = score(
+        scored = score(
             codec=codec,
             loss_pct=eff,
             burst_ratio=burst_ratio,
@@ -238,6 +238,6 @@ def reported_direction(
         source=source, packets_sent=sent, packets_received=received, lost=lost,
         loss_pct=loss_pct, late_discards=late,
         late_pct=100.0 * late / sent if (late is not None and sent) else None,
-        jitter_ms=jitter_ms, one_way_delay_ms=one_way_ms, r_factor=r_f, mos=mos,
-        burst_ratio=burst_ratio,
+        jitter_ms=jitter_ms, one_way_delay_ms=one_way_ms, burst_ratio=burst_ratio,
+        **scored,
     )  # fmt: skip

@@ -1,4 +1,5 @@
-"""SDP offer/answer for audio calls (RFC 4566, RFC 3264): PCMU, PCMA, telephone-event, ptime."""
+"""SDP offer/answer for audio calls (RFC 4566, RFC 3264): PCMU, PCMA, G.722, Opus,
+telephone-event, ptime."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ from dataclasses import dataclass, field
 from agent.sip.message import SipParseError, is_number
 
 # Static payload types we speak, and the dynamic one we offer for DTMF events (RFC 4733).
-STATIC_CODECS = {0: "PCMU", 8: "PCMA"}
+STATIC_CODECS = {0: "PCMU", 8: "PCMA", 9: "G722"}
 TELEPHONE_EVENT_PT = 101
+# Opus has no static payload type: the one we offer, its rtpmap (RFC 7587 §7: always
+# 48000/2) and fmtp (mono, voice at the rate we send).
+OPUS_PT = 111
+OPUS_RTPMAP = "opus/48000/2"
+OPUS_FMTP = "useinbandfec=0; stereo=0; sprop-stereo=0; maxaveragebitrate=32000"
+OPUS_FRAME_MS = (10, 20, 40, 60)  # the ptimes one Opus frame can fill (RFC 6716 §2.1.4)
+# Codecs a call can offer and measure, by their SDP encoding name (upper case).
+AUDIO_CODECS = ("PCMU", "PCMA", "G722", "OPUS")
 
 
 @dataclass
@@ -23,6 +32,8 @@ class MediaDescription:
     ptime_ms: int = 20
     direction: str = "sendrecv"
     rtcp_port: int | None = None
+    # RTCP XR report blocks (RFC 3611 §5.1 `a=rtcp-xr`), as the attribute's value.
+    rtcp_xr: str | None = None
 
     @property
     def codecs(self) -> list[str]:
@@ -33,9 +44,10 @@ class MediaDescription:
             out.append(name.upper())
         return out
 
-    def first_audio_codec(self) -> tuple[int, str] | None:
+    def first_audio_codec(self, accept: tuple[str, ...] = AUDIO_CODECS) -> tuple[int, str] | None:
+        """The first payload type whose codec is in `accept` (encoding names, upper case)."""
         for pt, name in zip(self.payload_types, self.codecs, strict=True):
-            if name in ("PCMU", "PCMA"):
+            if name in accept:
                 return pt, name
         return None
 
@@ -61,21 +73,27 @@ def build_sdp(
             lines.append(f"a=rtpmap:{pt} {media.rtpmap[pt]}")
         if media.rtpmap.get(pt, "").lower().startswith("telephone-event"):
             lines.append(f"a=fmtp:{pt} 0-16")
+        if media.rtpmap.get(pt, "").lower().startswith("opus/"):
+            lines.append(f"a=fmtp:{pt} {OPUS_FMTP}")
     lines.append(f"a=ptime:{media.ptime_ms}")
+    if media.rtcp_xr is not None:
+        lines.append(f"a=rtcp-xr:{media.rtcp_xr}")
     lines.append(f"a={media.direction}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def default_offer(address: str, port: int, codecs: list[str] | None = None) -> MediaDescription:
-    """PCMU, PCMA (or the given subset, in order) and telephone-event at 20 ms."""
+    """PCMU, PCMA (or the given codecs of `AUDIO_CODECS`, in order) and telephone-event at
+    20 ms."""
     names = codecs or ["PCMU", "PCMA"]
     by_name = {v: k for k, v in STATIC_CODECS.items()}
+    by_name["OPUS"] = OPUS_PT
     pts = []
     for n in names:
         if n.upper() not in by_name:
-            raise SipParseError(f"codec {n!r} is not offered (known: PCMU, PCMA)")
+            raise SipParseError(f"codec {n!r} is not offered (known: {', '.join(AUDIO_CODECS)})")
         pts.append(by_name[n.upper()])
-    rtpmap = {pt: f"{STATIC_CODECS[pt]}/8000" for pt in pts}
+    rtpmap = {pt: OPUS_RTPMAP if pt == OPUS_PT else f"{STATIC_CODECS[pt]}/8000" for pt in pts}
     rtpmap[TELEPHONE_EVENT_PT] = "telephone-event/8000"
     return MediaDescription(address, port, [*pts, TELEPHONE_EVENT_PT], rtpmap)
 
@@ -87,6 +105,7 @@ def parse_sdp(body: bytes) -> MediaDescription:
     except UnicodeDecodeError:
         raise SipParseError("SDP body is not UTF-8") from None
     session_c: str | None = None
+    session_xr: str | None = None
     media: MediaDescription | None = None
     media_c: str | None = None
     in_audio = False
@@ -115,6 +134,12 @@ def parse_sdp(body: bytes) -> MediaDescription:
                 session_c = addr
             elif in_audio:
                 media_c = addr
+        elif kind == "a" and value.startswith("rtcp-xr:") and (media is None or in_audio):
+            xr = value.partition(":")[2].strip()[:200]  # session level, or the stream's own
+            if media is None:
+                session_xr = xr
+            else:
+                media.rtcp_xr = xr
         elif kind == "a" and media is not None and in_audio:
             name, _, arg = value.partition(":")
             if name == "rtpmap":
@@ -135,12 +160,14 @@ def parse_sdp(body: bytes) -> MediaDescription:
     if not address:
         raise SipParseError("SDP has no c= connection address for the audio stream")
     media.address = address
+    if media.rtcp_xr is None:
+        media.rtcp_xr = session_xr
     return media
 
 
 def answer(offer: MediaDescription, address: str, port: int) -> MediaDescription:
     """Our answer to an offer (RFC 3264 §6): its first G.711 codec, plus telephone-event."""
-    chosen = offer.first_audio_codec()
+    chosen = offer.first_audio_codec(("PCMU", "PCMA"))
     if chosen is None:
         raise SipParseError(f"offer has no PCMU or PCMA (offered: {', '.join(offer.codecs)})")
     pt, name = chosen
@@ -153,4 +180,9 @@ def answer(offer: MediaDescription, address: str, port: int) -> MediaDescription
     direction = {"sendonly": "recvonly", "recvonly": "sendonly"}.get(
         offer.direction, offer.direction
     )
-    return MediaDescription(address, port, pts, rtpmap, offer.ptime_ms, direction)
+    ans = MediaDescription(address, port, pts, rtpmap, offer.ptime_ms, direction)
+    # An offer of RTCP XR VoIP metrics (RFC 3611 §4.7) is accepted: the caller then reports
+    # its own receive quality (phones fill their RFC 6035 call reports from it).
+    if offer.rtcp_xr is not None and "voip-metrics" in offer.rtcp_xr.split():
+        ans.rtcp_xr = "voip-metrics"
+    return ans

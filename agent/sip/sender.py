@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import json
 import logging
 import os
@@ -85,7 +86,11 @@ class StreamPlan:
     ptime_ms: int
     t0: float
     count: int | None  # None: until cancelled
-    payloads: list[bytes]
+    payloads: list[bytes]  # cycled; sizes may differ (a variable-rate codec)
+    ts_step: int = 0  # RTP timestamp ticks per packet; 0: 8 kHz clock (G.711, G.722)
+
+    def ticks(self) -> int:
+        return self.ts_step or 8 * self.ptime_ms
 
 
 class SenderProcess:
@@ -143,7 +148,8 @@ class SenderProcess:
                 "op": "add", "id": handle, "nfds": 1, "dest": list(plan.dest),
                 "pt": plan.payload_type, "ssrc": plan.ssrc, "seq": plan.first_seq,
                 "ts": plan.first_ts, "ptime_ms": plan.ptime_ms, "t0": plan.t0,
-                "count": plan.count, "size": len(plan.payloads[0]),
+                "count": plan.count, "sizes": [len(p) for p in plan.payloads],
+                "ts_step": plan.ticks(),
             }  # fmt: skip
             data = _frame(header, b"".join(plan.payloads))
             socket.send_fds(self.sock, [data[:1]], [sock.fileno()])
@@ -209,6 +215,7 @@ class _Stream:
     t0: float
     count: int | None
     payloads: list[bytes]
+    ts_step: int
     i: int = 0
     errors: int = 0
 
@@ -261,12 +268,13 @@ def serve(ctl: socket.socket) -> None:
                 return
             for header, blob, fds in frames:
                 if header["op"] == "add":
-                    size = int(header["size"])
+                    ends = list(itertools.accumulate(int(n) for n in header["sizes"]))
                     s = _Stream(
                         int(header["id"]), socket.socket(fileno=fds[0]), tuple(header["dest"]),
                         header["pt"], header["ssrc"], header["seq"], header["ts"],
                         header["ptime_ms"] / 1000.0, header["t0"], header["count"],
-                        [blob[i : i + size] for i in range(0, len(blob), size)],
+                        [blob[a:b] for a, b in zip([0, *ends], ends, strict=False)],
+                        int(header["ts_step"]),
                     )  # fmt: skip
                     streams[s.id] = s
                     heapq.heappush(heap, (s.t0, s.id))
@@ -281,7 +289,7 @@ def serve(ctl: socket.socket) -> None:
             s = streams[sid]
             pkt = RtpPacket(
                 payload_type=s.pt, sequence_number=(s.seq + s.i) & 0xFFFF,
-                timestamp=(s.ts + s.i * int(8000 * s.ptime)) & 0xFFFFFFFF, ssrc=s.ssrc,
+                timestamp=(s.ts + s.i * s.ts_step) & 0xFFFFFFFF, ssrc=s.ssrc,
                 payload=s.payloads[s.i % len(s.payloads)],
             )  # fmt: skip
             try:

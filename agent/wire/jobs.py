@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from agent.wire.errors import format_validation_error
-from agent.wire.measurements import PROBE_KINDS
+from agent.wire.measurements import PROBE_KINDS, REPORT_KINDS
 
 JOB_SCHEMA_VERSION = 1
 SUPPORTED_JOB_SCHEMA_VERSIONS = frozenset({1})
@@ -62,8 +62,11 @@ class ProbeJobSpec(_Wire):
     @field_validator("probe")
     @classmethod
     def _known_probe(cls, v: str) -> str:
+        if v in REPORT_KINDS:
+            raise ValueError(f"{v!r} results come from phones' reports; no probe runs them")
         if v not in PROBE_KINDS:
-            raise ValueError(f"unknown probe {v!r} (known: {', '.join(PROBE_KINDS)})")
+            known = ", ".join(k for k in PROBE_KINDS if k not in REPORT_KINDS)
+            raise ValueError(f"unknown probe {v!r} (known: {known})")
         return v
 
 

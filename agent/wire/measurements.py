@@ -25,7 +25,7 @@ from agent.wire.net import (
     TraceMeasurement,
 )
 from agent.wire.sip import SipOptionsMeasurement, SipRegisterMeasurement
-from agent.wire.voice import SipCallMeasurement, UdpMeasurement
+from agent.wire.voice import CallReportMeasurement, SipCallMeasurement, UdpMeasurement
 
 MEASUREMENTS: dict[str, type[BaseModel]] = {
     "icmp": IcmpMeasurement,
@@ -39,8 +39,12 @@ MEASUREMENTS: dict[str, type[BaseModel]] = {
     "sip_options": SipOptionsMeasurement,
     "sip_register": SipRegisterMeasurement,
     "sip_call": SipCallMeasurement,
+    "call_report": CallReportMeasurement,
 }
 PROBE_KINDS: tuple[str, ...] = tuple(sorted(MEASUREMENTS))
+# Kinds that no probe runs: results an agent's listener makes of what others send it
+# (`call_report`: phones' RFC 6035 reports). Jobs and profiles cannot schedule them.
+REPORT_KINDS: frozenset[str] = frozenset({"call_report"})
 
 check_declarations(MEASUREMENTS)
 

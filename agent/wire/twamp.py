@@ -10,6 +10,10 @@ Reflector packet (41 octets + RFC 7750 octet + MBZ, then padding)::
     0    4          12   14   16             24          28          36   38   40  41     42  44
     | seq| timestamp| err| MBZ| receive ts   | sender seq| sender ts | s.err| MBZ| TTL| DSCPE| MBZ |
 
+Reflectors in the field send less: some stop after the sender's error estimate (38 octets,
+no MBZ or TTL). `ReflectorPacket.parse` takes what the packet holds from 36 octets on (the
+four timestamps and both sequence numbers) and leaves the rest None.
+
 DSCPE (RFC 7750 §4.2.1) carries the DSCP (6 high bits) and ECN (2 low bits) of the IP header
 of the sender's packet as the reflector received it. A reflector without RFC 7750 puts padding
 there, so the sender only trusts it when told to or when the reflector signs its padding
@@ -27,12 +31,14 @@ from dataclasses import dataclass
 
 NTP_UNIX_OFFSET_S = 2_208_988_800
 SENDER_MIN_LEN = 14
-REFLECTOR_MIN_LEN = 41
+REFLECTOR_MIN_LEN = 36  # up to and including the sender timestamp
+REFLECTOR_FULL_LEN = 41  # RFC 5357 §4.2.1: through the sender TTL
 REFLECTOR_7750_LEN = 44
 QOS_SCOUT_SIGNATURE = b"QSR1"  # padding octets 44..47 of reflections from our responder
 
 _SENDER = struct.Struct("!IQH")
 _REFLECTOR = struct.Struct("!IQHHQIQHHB")
+_REFLECTOR_SHORT = struct.Struct("!IQHHQIQ")
 
 
 class TwampParseError(ValueError):
@@ -94,8 +100,8 @@ class ReflectorPacket:
     receive_timestamp: int  # NTP: when the reflector received the sender's packet (T2)
     sender_seq: int
     sender_timestamp: int  # NTP: copied from the sender's packet (T1)
-    sender_error_estimate: int
-    sender_ttl: int
+    sender_error_estimate: int | None  # None: the reflection stops before it
+    sender_ttl: int | None  # None: the reflection stops before it
     sender_dscpe: int | None = None  # RFC 7750: DSCP << 2 | ECN as received; None if absent
     padding: bytes = b""
 
@@ -115,13 +121,25 @@ class ReflectorPacket:
     @classmethod
     def parse(cls, data: bytes) -> ReflectorPacket:
         if len(data) < REFLECTOR_MIN_LEN:
-            raise TwampParseError(f"reflector packet is {len(data)} octets, needs at least 41")
+            raise TwampParseError(f"reflector packet is {len(data)} octets, needs at least 36")
+        if len(data) < REFLECTOR_FULL_LEN:
+            seq, ts, err, _mbz1, rts, sseq, sts = _REFLECTOR_SHORT.unpack_from(data)
+            serr = int.from_bytes(data[36:38], "big") if len(data) >= 38 else None
+            return cls(seq, ts, err, rts, sseq, sts, serr, None)
         seq, ts, err, _mbz1, rts, sseq, sts, serr, _mbz2, ttl = _REFLECTOR.unpack_from(data)
         dscpe = data[41] if len(data) >= REFLECTOR_7750_LEN else None
         padding = bytes(data[REFLECTOR_7750_LEN:]) if dscpe is not None else b""
         return cls(seq, ts, err, rts, sseq, sts, serr, ttl, dscpe, padding)
 
     def __bytes__(self) -> bytes:
+        if self.sender_ttl is None:  # a short reflection: as long as what it holds
+            short = _REFLECTOR_SHORT.pack(
+                self.seq, self.timestamp, self.error_estimate, 0, self.receive_timestamp,
+                self.sender_seq, self.sender_timestamp,
+            )  # fmt: skip
+            if self.sender_error_estimate is None:
+                return short
+            return short + self.sender_error_estimate.to_bytes(2, "big")
         head = _REFLECTOR.pack(
             self.seq,
             self.timestamp,
@@ -130,7 +148,7 @@ class ReflectorPacket:
             self.receive_timestamp,
             self.sender_seq,
             self.sender_timestamp,
-            self.sender_error_estimate,
+            self.sender_error_estimate or 0,
             0,
             self.sender_ttl,
         )

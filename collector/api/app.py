@@ -13,19 +13,22 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from agent.wire import VERSION
 from collector import jobs
 from collector.api import (
     responses,
     routes_agent,
+    routes_history,
     routes_partner,
+    routes_profiles,
     routes_readiness,
     routes_tickets,
 )
 from collector.api.limits import BodyLimit
 from collector.api.nul import RefuseNul
+from collector.api.scrape import ShardParam, ShardsParam, scrape, shard_of
 from collector.api.security import Security
 from collector.api.state import AppState
 from collector.db import current_revision, head_revision
@@ -33,7 +36,7 @@ from collector.errors import CollectorError, Unauthorized
 from collector.evaluation import RuleBook
 from collector.jobwake import JobWaker, PgJobWaker, notify_job
 from collector.logs import AccessLog
-from collector.metrics import StoreCollector
+from collector.metrics import ExpositionCache, StoreCollector
 from collector.store import Store
 from collector.web import routes as web_routes
 from collector.worker import (
@@ -41,6 +44,7 @@ from collector.worker import (
     checkpoint_loop,
     gc_loop,
     outbox_loop,
+    retention_loop,
     seen_loop,
     silent_loop,
 )
@@ -63,6 +67,7 @@ def create_app(
     )
     reg = registry or CollectorRegistry(auto_describe=False)
     reg.register(StoreCollector(store, st.stats, clock, before=st.flush_seen))
+    cache = ExpositionCache(store.config.metrics.cache_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +81,7 @@ def create_app(
                 asyncio.create_task(outbox_loop(st)),
                 asyncio.create_task(silent_loop(st)),
                 asyncio.create_task(alertmanager_loop(st)),
+                asyncio.create_task(retention_loop(st)),
             ]
         tasks.append(asyncio.create_task(seen_loop(st)))
         if store.is_sqlite:
@@ -104,8 +110,11 @@ def create_app(
     scrape_token = store.config.metrics.scrape_token()
     app.state.qs = st
     app.state.registry = reg
+    app.state.metrics_cache = cache
     app.include_router(routes_agent.router)
     app.include_router(routes_partner.router)
+    app.include_router(routes_profiles.router)
+    app.include_router(routes_history.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
     app.include_router(web_routes.router)
@@ -136,13 +145,15 @@ def create_app(
     @app.get(
         "/metrics", tags=["ops"], response_class=PlainTextResponse, responses=responses.METRICS
     )
-    async def metrics(request: Request) -> Response:
+    async def metrics(request: Request, shard: ShardParam = None, shards: ShardsParam = None
+                      ) -> Response:  # fmt: skip
         """Every partner's series and the process's own counters (docs/metrics.md), for the
         operator's Prometheus: `Authorization: Bearer <scrape token>` (config
-        `metrics.token_file`); 401 without it. A partner scrapes `/api/v1/metrics`."""
+        `metrics.token_file`); 401 without it. A partner scrapes `/api/v1/metrics`.
+        `?shard=i&shards=n`: only the sites of shard i of n (docs/metrics.md, "Sharded
+        scrapes")."""
         check_scrape_token(request, scrape_token)
-        body = await run_in_threadpool(generate_latest, reg)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return await scrape(app, None, shard_of(shard, shards))
 
     app.add_middleware(RefuseNul)  # inside the body limit: never reads more than it allows
     app.add_middleware(BodyLimit, limits=store.config.limits)
@@ -188,7 +199,6 @@ def create_metrics_app(app: FastAPI) -> FastAPI:
     """The app of the separate metrics listener (config `metrics.listen`): `/metrics` of
     `app` and nothing else; the scrape token is required when one is configured."""
     st: AppState = app.state.qs
-    reg: CollectorRegistry = app.state.registry
     token = st.store.config.metrics.scrape_token()
     side = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -198,10 +208,10 @@ def create_metrics_app(app: FastAPI) -> FastAPI:
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @side.get("/metrics")
-    async def metrics(request: Request) -> Response:
+    async def metrics(request: Request, shard: ShardParam = None, shards: ShardsParam = None
+                      ) -> Response:  # fmt: skip
         if token is not None:
             check_scrape_token(request, token)
-        body = await run_in_threadpool(generate_latest, reg)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return await scrape(app, None, shard_of(shard, shards))
 
     return side

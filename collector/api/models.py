@@ -169,6 +169,20 @@ class OverridesIn(_In):
     ]
 
 
+class ProfileIn(_In):
+    """A probe profile layer (agent.wire.profiles.Profile); each module is checked against
+    the agent's model when the profile is stored, with a message naming the key."""
+
+    modules: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=64)],
+            Annotated[dict[str, Any], Field(max_length=16)],
+        ],
+        Field(max_length=64, description="at most 64 modules; 64 KiB as JSON"),
+        json_bytes_at_most(64 * 1024),
+    ] = Field(default_factory=dict)
+
+
 class NoteIn(_In):
     """An ack or resolve note; who did it comes from the credential, not the body."""
 

@@ -69,5 +69,10 @@ READYZ: dict[int | str, dict[str, Any]] = {
 }
 
 # `/metrics` (with `response_class=PlainTextResponse`, the Prometheus text format): a scrape
-# without the credential it needs.
-METRICS: dict[int | str, dict[str, Any]] = {401: ERRORS[401], 429: ERRORS[429]}
+# without the credential it needs, or with shard parameters that do not go together.
+METRICS: dict[int | str, dict[str, Any]] = {401: ERRORS[401], 422: ERRORS[422], 429: ERRORS[429]}
+
+# Routes taking `If-Match` (a profile's version).
+PRECONDITION: dict[int | str, dict[str, Any]] = {
+    412: _error("`If-Match` does not name the current version: read it again.")
+}

@@ -1,14 +1,17 @@
-"""Agent routes: enrollment, result ingest, job long poll and job status."""
+"""Agent routes: enrollment, result ingest, job long poll and job status, the effective
+config (ETag / If-None-Match) and the config report."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 
-from collector import jobs, readiness, tenants
+from agent.wire.profiles import ConfigReport
+from collector import jobs, profiles, readiness, tenants
 from collector.api.limits import too_large as body_too_large
 from collector.api.models import EnrollIn, JobStatusIn
 from collector.api.responses import ERRORS
@@ -122,3 +125,46 @@ async def job_status(
             return job
 
     return await run_in_threadpool(run)
+
+
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "`If-None-Match` names the current version: nothing changed."}
+}
+
+
+@router.get("/agent/config", responses=NOT_MODIFIED)
+async def agent_config(
+    agent: AgentDep,
+    request: Request,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    """The agent's effective config (`agent.wire.profiles.EffectiveConfig`: its partner's,
+    customer's and site's profiles merged) with its version as ETag; 304 without a body when
+    `If-None-Match` names that version."""
+    st = app_state(request)
+
+    def run() -> dict[str, Any]:
+        with st.store.read() as conn:
+            cfg = profiles.effective(conn, agent["partner_id"], agent["site_id"])
+        return cfg.model_dump(mode="json")
+
+    doc = await run_in_threadpool(run)
+    etag = f'"{doc["version"]}"'
+    if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers={"ETag": etag})  # type: ignore[return-value]
+    return JSONResponse(doc, headers={"ETag": etag})  # type: ignore[return-value]
+
+
+@router.post("/agent/config/status", status_code=204)
+async def agent_config_status(agent: AgentDep, body: ConfigReport, request: Request) -> Response:
+    """What the agent runs: the config version (`local`: its own schedule), its software
+    version, and why it refused the last config it received (null when it did not)."""
+    st = app_state(request)
+
+    def run() -> None:
+        with st.store.write() as conn:
+            profiles.record_report(conn, agent["id"], body, st.clock())
+
+    await run_in_threadpool(run)
+    st.note_seen(agent["id"], st.clock())
+    return Response(status_code=204)

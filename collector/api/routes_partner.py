@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from collector import audit, ingest, jobs, tenants, tickets
+from collector import audit, ingest, jobs, profiles, tenants, tickets
 from collector.api.models import (
     CustomerIn,
     CustomerPatch,
@@ -24,9 +24,9 @@ from collector.api.models import (
     TokenIn,
 )
 from collector.api.responses import ERRORS
+from collector.api.scrape import ShardParam, ShardsParam, scrape, shard_of
 from collector.api.state import AppState, app_state, current_partner
 from collector.errors import Invalid
-from collector.metrics import StoreCollector
 from collector.rules import apply_overrides, effective_rules
 from collector.schema import partners, sites
 from collector.timefmt import iso
@@ -156,20 +156,29 @@ async def create_token(
 
 @router.get("/agents")
 async def list_agents(p: PartnerDep, request: Request, site_id: str | None = None) -> list[Any]:
+    """The partner's agents: state, software `version` and `outdated` (older than this
+    collector's release or `min_agent_version`), `silent` (not heard from for
+    `silent_agent_timeout_s`), and the `config_version` each reported running."""
     st = app_state(request)
+    await run_in_threadpool(st.flush_seen)
     rows = await _read(st, lambda c: tenants.list_agents(c, p["id"], site_id))
-    return [_agent_view(st.fresh_seen(r)) for r in rows]
+    return [_agent_view(st, st.fresh_seen(r)) for r in rows]
 
 
 @router.get("/agents/{agent_id}")
 async def get_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[str, Any]:
     st = app_state(request)
     row = await _read(st, lambda c: tenants.get_agent(c, p["id"], agent_id))
-    return _agent_view(st.fresh_seen(row))
+    return _agent_view(st, st.fresh_seen(row))
 
 
-def _agent_view(a: dict[str, Any]) -> dict[str, Any]:
-    return _times({**a, "state": tenants.agent_state(a)})
+def _agent_view(st: AppState, a: dict[str, Any]) -> dict[str, Any]:
+    cfg = st.store.config
+    health = profiles.agent_health(
+        a, st.clock(), silent_after_s=cfg.silent_agent_timeout_s, min_version=cfg.min_agent_version
+    )
+    a = {**a, "config_reported_at": iso(a.get("config_reported_at"))}
+    return _times({**a, **health, "state": tenants.agent_state(a)})
 
 
 @router.post("/agents/{agent_id}/disable")
@@ -181,7 +190,7 @@ async def disable_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[
         st, lambda c: tenants.set_agent_disabled(c, p["id"], agent_id, True, st.clock())
     )
     st.drop_auth_cache()
-    return _agent_view(a)
+    return _agent_view(st, a)
 
 
 @router.post("/agents/{agent_id}/enable")
@@ -191,7 +200,7 @@ async def enable_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[s
     a = await _write(
         st, lambda c: tenants.set_agent_disabled(c, p["id"], agent_id, False, st.clock())
     )
-    return _agent_view(a)
+    return _agent_view(st, a)
 
 
 @router.post("/agents/{agent_id}/revoke")
@@ -201,7 +210,7 @@ async def revoke_agent(p: PartnerDep, agent_id: str, request: Request) -> dict[s
     st = app_state(request)
     a = await _write(st, lambda c: tenants.revoke_agent(c, p["id"], agent_id, st.clock()))
     st.drop_auth_cache()
-    return _agent_view(a)
+    return _agent_view(st, a)
 
 
 @router.post("/agents/{agent_id}/rotate-key")
@@ -211,7 +220,7 @@ async def rotate_agent_key(p: PartnerDep, agent_id: str, request: Request) -> di
     st = app_state(request)
     a, key = await _write(st, lambda c: tenants.rotate_agent_key(c, p["id"], agent_id, st.clock()))
     st.drop_auth_cache()
-    return {**_agent_view(a), "agent_key": key}
+    return {**_agent_view(st, a), "agent_key": key}
 
 
 # -- enrollment tokens ----------------------------------------------------------------
@@ -246,17 +255,14 @@ async def revoke_token(p: PartnerDep, token_id: str, request: Request) -> dict[s
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
 )
-async def partner_metrics(p: PartnerDep, request: Request) -> Response:
+async def partner_metrics(
+    p: PartnerDep, request: Request, shard: ShardParam = None, shards: ShardsParam = None
+) -> Response:
     """This partner's series only (results, sites, agents, open tickets; docs/metrics.md) in
     the Prometheus text format, for the partner's own Prometheus (scrape with
-    `authorization: {credentials_file: <file holding the partner key>}`)."""
-    st = app_state(request)
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(
-        StoreCollector(st.store, st.stats, st.clock, before=st.flush_seen, partner_id=p["id"])
-    )
-    body = await run_in_threadpool(generate_latest, reg)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    `authorization: {credentials_file: <file holding the partner key>}`); `?shard=i&shards=n`
+    for one shard of its sites."""
+    return await scrape(request.app, p["id"], shard_of(shard, shards))
 
 
 @router.get("/results")
@@ -337,6 +343,7 @@ async def put_overrides(p: PartnerDep, body: OverridesIn, request: Request) -> d
         raise Invalid(str(exc)) from None
 
     def run(c: sa.Connection) -> dict[str, Any]:
+        tenants.bump_rules_epoch(c, st.clock())  # every replica reloads the rules
         if body.site_id:
             tenants.get_site(c, p["id"], body.site_id)
             c.execute(

@@ -49,13 +49,15 @@ class AppState:
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _cache_gen: int = 0  # moves on every drop: a lookup begun before it is not cached
     _epoch: int | None = None
+    _rules_epoch: int | None = None
     _epoch_read_at: float = float("-inf")
     _epoch_lock: asyncio.Lock | None = None
     epoch_reads: int = 0
 
     async def check_epoch(self) -> None:
-        """Read the credentials epoch if the last read is EPOCH_CHECK_S old (one query per
-        process per second however many requests come); drop the key cache if it moved."""
+        """Read the credentials and rules epochs if the last read is EPOCH_CHECK_S old (one
+        read per process per second however many requests come); drop the key cache, or the
+        rule book's site contexts, if one moved on any replica."""
         if time.monotonic() - self._epoch_read_at < EPOCH_CHECK_S:
             return
         if self._epoch_lock is None:
@@ -64,17 +66,20 @@ class AppState:
             started = time.monotonic()
             if started - self._epoch_read_at < EPOCH_CHECK_S:
                 return  # another request read it while this one waited
-            epoch = await run_in_threadpool(self._read_epoch)
+            epoch, rules = await run_in_threadpool(self._read_epoch)
             if epoch != self._epoch:
                 self.drop_auth_cache()
                 self._epoch = epoch
+            if rules != self._rules_epoch:
+                self.book.invalidate()
+                self._rules_epoch = rules
             self._epoch_read_at = started
 
-    def _read_epoch(self) -> int:
+    def _read_epoch(self) -> tuple[int, int]:
         with self.store.read() as conn:
-            epoch = tenants.read_epoch(conn)
+            epochs = tenants.read_epoch(conn), tenants.read_rules_epoch(conn)
         self.epoch_reads += 1
-        return epoch
+        return epochs
 
     def drop_auth_cache(self) -> None:
         with self._cache_lock:

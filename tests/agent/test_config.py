@@ -111,6 +111,22 @@ INVALID = [
     ("metrics: {port: 70000}\n", "metrics.port: Input should be less than or equal to 65535"),
     ("jobs: {wait_s: 61}\n", "jobs.wait_s: Input should be less than or equal to 60"),
     ("bogus: 1\n", "bogus: unknown key"),
+    (
+        "call_reports: {port: 5070}\n",
+        "call_reports: Value error, phones: name at least one phone to take reports from",
+    ),
+    (
+        "call_reports: {port: 5070, phones: [{name: desk}]}\n",
+        "call_reports.phones.0: Value error, a phone needs an address or an account",
+    ),
+    (
+        "call_reports: {port: 5070, phones: [{name: desk, address: 10.1.2.0/33}]}\n",
+        "call_reports.phones.0.address: Value error, '10.1.2.0/33' is not an address or a network",
+    ),
+    (
+        "call_reports: {port: 5070, phones: [{name: desk, adress: 10.1.2.3}]}\n",
+        "call_reports.phones.0.adress: unknown key",
+    ),
 ]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli.demo import run_demo
+from agent.cli.stack import Stack
 
 pytestmark = pytest.mark.slow
 
@@ -26,5 +27,48 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     rows = dict(re.findall(r"^  (icmp|udp|sip_call|host) +(\d+) +\d+ ", out, re.M))
     assert {"icmp", "host"} <= set(rows), out
     assert all(int(n) >= 1 or p == "icmp" for p, n in rows.items()), out
-    assert "evidence: " in out and "/docs" in out and "/metrics" in out
+    assert "evidence: " in out
     assert not (tmp_path / "demo").exists()  # cleaned up
+    assert "Everything the demo started is stopped now. Next:" in out
+    assert "qos-scout demo --serve" in out
+    assert "/docs" not in out.split("stopped now")[-1]  # no dead links after the stop
+
+
+def test_demo_serve_keeps_every_printed_url_answering_until_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import httpx
+
+    seen: dict[str, int] = {}
+
+    def visit(stack: Stack) -> None:
+        out = capsys.readouterr().out
+        key, token = stack.partner_key, stack.metrics_token
+        assert f"(log in with the demo partner key: {key})" in out, out
+        portal = re.search(r"Support portal: +(\S+)", out)
+        assert portal, out
+        with httpx.Client(timeout=10) as c:
+            page = c.get(portal.group(1) + "login").text
+            csrf = re.search(r'name="csrf" value="([^"]*)"', page)
+            assert csrf, page
+            login = c.post(portal.group(1) + "login", follow_redirects=True,
+                           data={"csrf": csrf.group(1), "key": key, "next": "/ui/"})  # fmt: skip
+            seen["portal"] = login.status_code
+            assert "demo-site" in login.text, login.text[:500]
+            for name, pattern, headers in (
+                ("docs", r"API docs: +(\S+)", {}),
+                ("partner metrics", r"Partner metrics: +(\S+)", {"Authorization": f"Bearer {key}"}),
+                ("collector metrics", r"Collector metrics: +(\S+)",
+                 {"Authorization": f"Bearer {token}"}),
+                ("agent metrics", r"Agent metrics: +(\S+)", {}),
+            ):  # fmt: skip
+                m = re.search(pattern, out)
+                assert m, (name, out)
+                seen[name] = c.get(m.group(1), headers=headers).status_code
+
+    rc = run_demo(tmp_path / "demo", timeout_s=120, serve=True, until_stopped=visit)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert seen == {"portal": 200, "docs": 200, "partner metrics": 200,
+                    "collector metrics": 200, "agent metrics": 200}  # fmt: skip
+    assert "agent stopped with SIGTERM, exit status 0" in out

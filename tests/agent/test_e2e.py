@@ -52,8 +52,10 @@ def start(stack: Stack, modules: dict[str, Any] = FAST) -> Path:
 
 
 def produced(stack: Stack, name: str = "agent") -> int:
-    m = re.findall(r"agent stopped: (\d+) results produced", stack.log_tail(name, 50))
-    assert m, f"no shutdown line in {name}.log:\n{stack.log_tail(name)}"
+    log = stack.log_tail(name, 100_000)
+    m = re.findall(r" INFO agent\.runtime\.loop: agent stopped: (\d+) results produced", log)
+    assert m, f"no shutdown line (at INFO: a normal stop is no warning) in {name}.log:\n{log}"
+    assert re.search(r" INFO agent\.runtime\.loop: agent \S+ started; modules: ", log), log
     return int(m[-1])
 
 

@@ -20,6 +20,7 @@ from agent.cli.stack import Stack, wait_for
 from agent.runtime.client import Credentials
 from agent.runtime.spool import Spool
 from agent.wire.results import ProbeResult, utcnow
+from collector.compact import uuid_bytes
 from tests.agent.hostile import Hostile
 
 pytestmark = pytest.mark.slow
@@ -206,7 +207,9 @@ def test_a_spool_with_poison_items_ships_everything_else_to_the_real_collector(
     failing = {**template, "id": "00000000-0000-4000-8000-000000000097"}
     db = sqlite3.connect(stack.workdir / "collector.sqlite3")
     db.execute(
-        f"CREATE TRIGGER poison BEFORE INSERT ON results WHEN NEW.id = '{failing['id']}'"
+        # results' ids are stored in 16 bytes (collector/compact.py)
+        f"CREATE TRIGGER poison BEFORE INSERT ON results WHEN NEW.id = "
+        f"X'{uuid_bytes(failing['id']).hex()}'"
         " BEGIN SELECT RAISE(ABORT, 'poison row'); END"
     )
     db.commit()

@@ -38,6 +38,22 @@ def test_first_run_cap() -> None:
     assert plan.next_wakeup() == min(plan.next_due.values())
 
 
+def test_plan_update_keeps_unchanged_phases_and_reschedules_the_rest() -> None:
+    rng = random.Random(5)
+    plan = Plan({"keep": 60.0, "change": 60.0, "drop": 60.0}, now=0.0, rng=rng)
+    kept = plan.next_due["keep"]
+    plan.update({"keep": 60.0, "change": 10.0, "new": 30.0}, now=100.0, rng=rng)
+    assert plan.next_due["keep"] == kept  # its phase is kept
+    assert "drop" not in plan.next_due and "drop" not in plan.intervals
+    assert 100.0 <= plan.next_due["change"] < 110.0  # within its new interval
+    assert 100.0 <= plan.next_due["new"] < 130.0
+    due = plan.due(200.0)
+    assert "drop" not in due and set(due) == {"keep", "change", "new"}
+    assert plan.next_due["change"] - 200.0 <= 10.0
+    with pytest.raises(ValueError, match="module bad: interval must be positive"):
+        plan.update({"bad": 0.0}, now=0.0, rng=rng)
+
+
 def test_conflict_queue_bandwidth_excludes_voice_first_come_first_served() -> None:
     q = ConflictQueue()
     v1 = q.enqueue("voice")

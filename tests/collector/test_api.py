@@ -9,6 +9,7 @@ import time
 import httpx
 import sqlalchemy as sa
 
+from collector.db import head_revision
 from collector.schema import enrollment_tokens
 from tests.collector.conftest import icmp, new_tenant, result
 
@@ -17,7 +18,7 @@ def test_health_ready_and_openapi(make_store, serve):
     srv = serve(make_store(api_docs=True))
     assert httpx.get(f"{srv.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{srv.url}/readyz")
-    assert ready.status_code == 200 and ready.json()["revision"] == "0003"
+    assert ready.status_code == 200 and ready.json()["revision"] == head_revision()
     paths = httpx.get(f"{srv.url}/openapi.json").json()["paths"]
     for p in ("/api/v1/enroll", "/api/v1/results", "/api/v1/agent/jobs", "/api/v1/tickets"):
         assert p in paths

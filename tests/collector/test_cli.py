@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from collector.db import head_revision
 from tests.collector.conftest import LiveServer
 from tests.collector.peers import start_collector
 from tests.collector.pg import free_port
@@ -29,7 +30,7 @@ def js(*args: str) -> dict:
 
 def test_admin_commands_set_up_a_partner_end_to_end(db_url, make_store, serve):
     db = ["--db", db_url]
-    assert js("migrate", *db)["revision"] == "0003"
+    assert js("migrate", *db)["revision"] == head_revision()
     p = js("partner", "create", "acme", *db)
     assert p["api_key"].startswith("qsp_")
     c = js("customer", "create", "--partner", p["partner_id"], "Contoso", *db)
@@ -41,10 +42,10 @@ def test_admin_commands_set_up_a_partner_end_to_end(db_url, make_store, serve):
         "--customer",
         c["customer_id"],
         "HQ",
-        "--down-bps",
-        "100000000",
-        "--up-bps",
-        "20000000",
+        "--down-mbps",
+        "100",
+        "--up-mbps",
+        "20",
         "--sip-server",
         "sip.x",
         *db,
@@ -60,8 +61,16 @@ def test_admin_commands_set_up_a_partner_end_to_end(db_url, make_store, serve):
     assert dup.returncode == 2 and "partner 'acme' already exists" in dup.stderr
     bad = run("site", "create", "--partner", p["partner_id"], "--customer", "nope", "X", *db)
     assert bad.returncode == 2 and "customer nope not found" in bad.stderr
+    speed = run("site", "create", "--partner", p["partner_id"], "--customer", c["customer_id"],
+                "Y", "--down-mbps", "100000000", *db)  # fmt: skip
+    assert speed.returncode == 2
+    assert "100000000 Mbit/s: expected more than 0, at most 1000000" in speed.stderr
     text = run("partner", "list", *db)
     assert text.returncode == 0 and "acme" in text.stdout
+    kept = js("partner", "retention", p["partner_id"], "--days", "90", *db)
+    assert kept == {"partner_id": p["partner_id"], "raw_retention_days": 90}
+    zero = run("partner", "retention", p["partner_id"], "--days", "0", *db)
+    assert zero.returncode == 2 and "raw_retention_days: 0 is not a number of days" in zero.stderr
     # The key and token work against a running collector on the same database.
     srv: LiveServer = serve(make_store())
     h = {"Authorization": f"Bearer {p['api_key']}"}
@@ -69,6 +78,8 @@ def test_admin_commands_set_up_a_partner_end_to_end(db_url, make_store, serve):
     assert site["contracted_down_bps"] == 100_000_000 and site["customer_name"] == "Contoso"
     enr = httpx.post(f"{srv.url}/api/v1/enroll", json={"token": tok["token"], "hostname": "b"})
     assert enr.status_code == 201 and enr.json()["site_id"] == s["site_id"]
+    me = httpx.get(f"{srv.url}/api/v1/partner", headers=h).json()
+    assert me["raw_retention_days"] == 90
 
 
 def test_bad_config_file_is_refused_with_the_key(tmp_path):
@@ -95,3 +106,45 @@ def test_serve_stops_cleanly_on_sigterm_and_sigint(tmp_path):
         err = raw.decode()
         assert proc.returncode == 0, (sig.name, proc.returncode, err[-2000:])
         assert "Traceback" not in err
+
+
+def test_profile_commands_and_agent_list_columns(tmp_path):
+    db = ["--db", f"sqlite:///{tmp_path}/c.sqlite3"]
+    pid = js("partner", "create", "acme", *db)["partner_id"]
+    cid = js("customer", "create", "--partner", pid, "Contoso", *db)["customer_id"]
+    sid = js("site", "create", "--partner", pid, "--customer", cid, "HQ", *db)["site_id"]
+    cust = tmp_path / "customer.yml"
+    cust.write_text(
+        "modules:\n  ping_gw:\n    probe: icmp\n    targets: [$gateway]\n    interval_s: 60\n"
+    )
+    site = tmp_path / "site.yml"
+    site.write_text("modules:\n  ping_gw: {interval_s: 0}\n")
+    c = js("profile", "set", "--partner", pid, "--customer", cid, "--file", str(cust), *db)
+    assert c["version"] == 1 and c["modules"]["ping_gw"]["interval_s"] == 60
+    bad = run("profile", "set", "--partner", pid, "--site", sid, "--file", str(site), *db)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "qos-scout: modules.ping_gw.interval_s: Input should be greater than or equal to 1"
+    )
+    site.write_text("modules:\n  ping_gw: {interval_s: 10}\n")
+    s = js("profile", "set", "--partner", pid, "--site", sid, "--file", str(site), *db)
+    assert s["version"] == 1
+    stale = run(
+        "profile", "set", "--partner", pid, "--site", sid, "--file", str(site),
+        "--if-version", "5", *db,
+    )  # fmt: skip
+    assert stale.returncode == 2 and "is at version 1, not 5" in stale.stderr
+    eff = js("profile", "effective", "--partner", pid, "--site", sid, *db)
+    assert eff["layers"] == ["customer", "site"] and eff["modules"]["ping_gw"]["interval_s"] == 10
+    shown = run("profile", "show", "--partner", pid, "--site", sid, *db)
+    assert shown.returncode == 0 and "interval_s: 10" in shown.stdout
+    other = js("partner", "create", "globex", *db)["partner_id"]
+    gone = run("profile", "show", "--partner", other, "--site", sid, *db)
+    assert gone.returncode == 2 and f"site {sid} not found" in gone.stderr
+    assert js("profile", "delete", "--partner", pid, "--site", sid, *db)["deleted"]
+    listing = run("agent", "list", "--partner", pid, *db)
+    assert listing.returncode == 0
+    assert listing.stdout.splitlines()[0].split("\t") == [
+        "id", "hostname", "site_id", "state", "version", "outdated", "silent",
+        "config_version", "last_seen_at",
+    ]  # fmt: skip

@@ -6,8 +6,10 @@ import pytest
 
 from collector.config import ConfigFileError, load_config, parse_config
 from collector.hysteresis import RuleState, step
-from collector.rules import apply_overrides, default_rules, evaluate
+from collector.rules import apply_overrides, comparable_path, default_rules, evaluate
 
+# A channel whose attempt could outlast the outbox lease (60 s by default).
+SLOW_WEBHOOK = {"type": "webhook", "url": "http://h/", "scope": "operator", "timeout_s": 60}
 INVALID = [
     ({"dbb": "x"}, "config: dbb: unknown key"),
     ({"listen": "8080"}, "config: listen: listen '8080' must be HOST:PORT"),
@@ -26,13 +28,8 @@ INVALID = [
         "config: notifications.0.webhook.sekret: unknown key",
     ),
     (
-        {
-            "notifications": [
-                {"type": "webhook", "url": "http://a", "scope": "operator"},
-                {"type": "webhook", "url": "http://b", "partners": ["acme"]},
-            ]
-        },
-        "config: notifications: notification channel names must be unique: webhook",
+        {"notifications": [SLOW_WEBHOOK]},
+        "config: notifications.0.timeout_s (60 s) must be shorter than outbox.lease_s (60 s)",
     ),
     (
         {"notifications": [{"type": "webhook", "url": "http://a"}]},
@@ -88,8 +85,8 @@ INVALID = [
     ),
     (
         {"rules": {"new": {"probes": ["ping"], "op": "failed"}}},
-        "config: rules: rule 'new': unknown probe 'ping' (known: bandwidth, dns, host, icmp, mtu, "
-        "nat_binding, sip_call, sip_options, sip_register, trace, udp)",
+        "config: rules: rule 'new': unknown probe 'ping' (known: bandwidth, call_report, dns, "
+        "host, icmp, mtu, nat_binding, sip_call, sip_options, sip_register, trace, udp)",
     ),
     ({"flap_window_s": -1}, "config: flap_window_s: Input should be greater than or equal to 0"),
     ({"outbox": {"retry_base": 1}}, "config: outbox.retry_base: unknown key"),
@@ -181,3 +178,21 @@ def test_hysteresis_trips_after_n_and_clears_after_m():
         step(st2, rule, "warning", f"w{i}")
     assert st2.active and st2.bad_results == ["w0", "w1", "w2"]
     assert step(st2, rule, "critical", "c") == "escalate" and st2.level == "critical"
+
+
+def test_a_wideband_mos_is_compared_on_the_narrowband_scale():
+    r = default_rules()
+    # A wideband call at R 100 on the extended scale is as good as any narrowband call can
+    # be, yet its MOS_CQEW (R / 1.29) is 3.93: compared raw it would warn. The rule reads
+    # its narrowband-scale MOS, 4.5.
+    wb = {"scale": "wideband", "mos": 3.93, "r_factor": 100.0, "mos_narrowband": 4.5}
+    assert evaluate(r["mos_back"], True, {"back": wb}) == ("ok", 4.5)
+    # at R 75 it is as poor as a narrowband call at R 75 (MOS 3.82): a warning, where its
+    # MOS_CQEW (3.00) compared raw would have been critical
+    wb = {"scale": "wideband", "mos": 3.0, "r_factor": 75.0, "mos_narrowband": 3.8}
+    assert evaluate(r["mos_back"], True, {"back": wb}) == ("warning", 3.8)
+    # narrowband directions (and results from agents before wideband scoring) read `mos`
+    nb = {"scale": "narrowband", "mos": 3.5, "mos_narrowband": 3.5}
+    assert evaluate(r["mos_back"], True, {"back": nb}) == ("critical", 3.5)
+    assert comparable_path({"back": {"mos": 4.0}}, "back.mos") == "back.mos"
+    assert comparable_path({"out": wb}, "out.r_factor") == "out.r_factor"

@@ -1,6 +1,9 @@
 """Every dashboard panel's query returns data from a real Prometheus scraping a real collector
 fed by a real agent (which probes a real responder and a real DNS server), with the template
-variables filled in from Prometheus itself, as Grafana would.
+variables filled in from Prometheus itself, as Grafana would; and the same from a real
+VictoriaMetrics (Debian `victoria-metrics`) scraping the same collector in two shards
+(`/metrics?shard=i&shards=2`, docs/metrics.md), the set-up docs/deploy.md gives for large
+fleets.
 
 On this healthy loopback path some families have no series by design: the first hop of
 persistent loss (none), and without root the mtu and trace probes (raw sockets) fail, so
@@ -53,9 +56,9 @@ ns   IN A   127.0.0.1
 pbx  IN A   127.0.0.1
 """
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("prometheus") is None, reason="prometheus is not installed (.ci/run installs it)"
-)
+# The time-series databases the panels are proven against (each skips when not installed;
+# .ci/run installs both).
+BACKENDS = ("prometheus", "victoria-metrics")
 
 
 def _tcp_open(port: int) -> bool:
@@ -122,10 +125,10 @@ def _modules(ports: dict[str, int], dns_port: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def fed_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A collector with a stored result of every probe from a real agent, still running."""
     work = tmp_path_factory.mktemp("prom-e2e")
     stack = Stack(work)
-    prom: subprocess.Popen[bytes] | None = None
     dns = ZoneServer("e2e.test.", ZONE).__enter__()
     try:
         stack.start_collector()
@@ -146,48 +149,94 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             return set(PROBES) <= got
 
         wait_for("a stored result of every probe", every_probe_stored, 120.0, every_s=1.0)
+        yield stack
+    finally:
+        stack.close()
+        dns.__exit__(None, None, None)
 
-        port = free_port()
-        host, cport = stack.collector_url.removeprefix("http://").split(":")
-        cfg = work / "prometheus.yml"
-        cfg.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: qos-scout-collector\n"
-            f"    authorization: {{credentials_file: '{stack.metrics_token_file}'}}\n"
-            f"    static_configs: [{{targets: ['{host}:{cport}']}}]\n"
-        )
-        log = open(work / "prometheus.log", "wb")
-        prom = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={cfg}",
-                f"--storage.tsdb.path={work / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
+
+def _scrape_config(stack: Stack, backend: str) -> str:
+    """Prometheus scrapes /metrics whole; VictoriaMetrics scrapes it as two shards (two
+    targets of one job, told apart by `instance`)."""
+    target = stack.collector_url.removeprefix("http://")
+    evaluation = ", evaluation_interval: 1s" if backend == "prometheus" else ""
+    head = (
+        f"global: {{scrape_interval: 1s{evaluation}}}\n"
+        "scrape_configs:\n"
+        "  - job_name: qos-scout-collector\n"
+        f"    authorization: {{credentials_file: '{stack.metrics_token_file}'}}\n"
+    )
+    if backend == "prometheus":
+        return head + f"    static_configs: [{{targets: ['{target}']}}]\n"
+    shards = "".join(
+        f"      - targets: ['{target}']\n"
+        f"        labels: {{instance: 'collector-shard-{i}', __param_shard: '{i}',"
+        " __param_shards: '2'}\n"
+        for i in range(2)
+    )
+    return head + "    static_configs:\n" + shards
+
+
+def _start(backend: str, work: Path, cfg: Path, port: int) -> subprocess.Popen[bytes]:
+    if backend == "prometheus":
+        cmd = [
+            "prometheus",
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={work / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+    else:
+        cmd = [
+            "victoria-metrics",
+            f"-promscrape.config={cfg}",
+            f"-storageDataPath={work / 'vmdata'}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            "-retentionPeriod=1d",
+            "-search.latencyOffset=0s",  # answer with the newest samples (default: 30 s old)
+            "-search.disableCache",
+        ]
+    log = open(work / f"{backend}.log", "wb")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def prometheus_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The query API of a time-series database (Prometheus or VictoriaMetrics) that has
+    scraped the fed collector long enough for the dashboards' rate() windows."""
+    backend: str = request.param
+    if shutil.which(backend) is None:
+        pytest.skip(f"{backend} is not installed (.ci/run installs it)")
+    stack: Stack = request.getfixturevalue("fed_collector")
+    work = tmp_path_factory.mktemp(backend)
+    cfg = work / "scrape.yml"
+    cfg.write_text(_scrape_config(stack, backend))
+    port = free_port()
+    proc = _start(backend, work, cfg, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
 
         def scraped_enough() -> bool:
             # rate() over the dashboards' windows needs several samples of each series.
-            r = httpx.get(
-                f"{url}/api/v1/query",
-                params={"query": 'count_over_time(up{job="qos-scout-collector"}[1m])'},
-                timeout=5,
-            ).json()
+            try:
+                r = httpx.get(
+                    f"{url}/api/v1/query",
+                    params={"query": 'count_over_time(up{job="qos-scout-collector"}[1m])'},
+                    timeout=5,
+                ).json()
+            except httpx.HTTPError:
+                assert proc.poll() is None, f"{backend} exited: see {work}/{backend}.log"
+                return False
             res = r["data"]["result"]
-            return bool(res) and float(res[0]["value"][1]) >= 5
+            want = 1 if backend == "prometheus" else 2
+            return len(res) == want and all(float(x["value"][1]) >= 5 for x in res)
 
-        wait_for("Prometheus to scrape the collector", scraped_enough, 60.0, every_s=1.0)
+        wait_for(f"{backend} to scrape the collector", scraped_enough, 60.0, every_s=1.0)
         yield url
     finally:
-        if prom is not None:
-            prom.terminate()
-            prom.wait(15)
-        stack.close()
-        dns.__exit__(None, None, None)
+        proc.terminate()
+        proc.wait(15)
 
 
 def _query(url: str, expr: str, *, instant: bool) -> list[Any]:
@@ -265,3 +314,23 @@ def test_rules_evaluate_against_live_metrics(prometheus_url: str) -> None:
             continue
         for rule in group["rules"]:
             assert _query(prometheus_url, rule["expr"], instant=True), rule["record"]
+
+
+def test_each_series_is_scraped_once(prometheus_url: str, request: pytest.FixtureRequest) -> None:
+    """With two shard targets (VictoriaMetrics here), the one site's result series come from
+    one shard and the process's counters from shard 0 only: no series is stored twice."""
+    if request.node.callspec.params["prometheus_url"] == "prometheus":
+        pytest.skip("Prometheus scrapes /metrics whole here")
+
+    def instances(expr: str) -> set[str]:
+        return {r["metric"]["instance"] for r in _query(prometheus_url, expr, instant=True)}
+
+    assert instances("count by (instance) (qos_scout_ingest_results_total)") == {
+        "collector-shard-0"
+    }
+    assert len(instances("count by (instance) (qos_scout_probe_success)")) == 1
+    assert len(instances("count by (instance) (qos_scout_site_state)")) == 1
+    assert not _query(
+        prometheus_url, "count by (partner, site, agent, probe, target) "
+        "(qos_scout_probe_success) > 1", instant=True,
+    )  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import netlab
+
+from agent.responder.reflector import TwampReflector
 
 
 @pytest.fixture
@@ -93,3 +97,25 @@ def start_responder(lab: netlab.NetLab, node: str, twamp: str = "862", bw: str =
     assert p.stdout is not None
     line = p.stdout.readline()
     assert line.startswith("responder ready"), f"responder did not start: {line!r}"
+
+
+@pytest.fixture
+def our_reflector() -> Iterator[TwampReflector]:
+    """Our TWAMP-light/STAMP reflector on a loopback port, in its own event loop thread."""
+    loop = asyncio.new_event_loop()
+    refl = TwampReflector("127.0.0.1", 0)
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(refl.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield refl
+    asyncio.run_coroutine_threadsafe(refl.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 
 import netlab
@@ -72,6 +74,49 @@ def test_probe_udp_to_a_closed_port_fails_with_a_readable_reason(
     assert rc == 1
     assert f"no TWAMP-light reflection came back from 127.0.0.1 port {port}" in err
     assert "port unreachable" in err
+    assert "start `qos-scout responder` on that host or check the port" in err
+
+
+def test_probe_udp_to_a_port_that_swallows_everything_says_what_to_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:  # bound, never answers
+        sink.bind(("127.0.0.1", 0))
+        port = sink.getsockname()[1]
+        rc = run(["udp", f"127.0.0.1:{port}", "-t", "0.2"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"the reflector is down or a firewall drops UDP port {port} on the way" in err
+    assert f"UDP {port} is open both ways" in err
+
+
+def test_probe_udp_to_a_port_that_answers_garbage_counts_what_it_could_not_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as echo:
+        echo.bind(("127.0.0.1", 0))
+        port = echo.getsockname()[1]
+        stop = threading.Event()
+
+        def answer() -> None:
+            echo.settimeout(0.05)
+            while not stop.is_set():
+                try:
+                    _, peer = echo.recvfrom(2048)
+                except TimeoutError:
+                    continue
+                echo.sendto(b"not a reflection", peer)
+
+        t = threading.Thread(target=answer, daemon=True)
+        t.start()
+        try:
+            rc = run(["udp", f"127.0.0.1:{port}", "-t", "0.2"])
+        finally:
+            stop.set()
+            t.join()
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "replies came back that are not TWAMP-light reflections" in err, err
 
 
 def test_responder_rejects_a_bad_port_with_a_clear_message() -> None:

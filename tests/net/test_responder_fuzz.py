@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from agent.responder import ResponderConfig, start_services
 from agent.responder.bandwidth import BandwidthServer
 from agent.responder.reflector import TwampReflector
+from agent.wire.stamp import ClassOfService, StampReflectorPacket, StampSenderPacket
 from agent.wire.twamp import ReflectorPacket, SenderPacket, ns_to_ntp
 
 
@@ -69,6 +70,10 @@ junk = st.one_of(
     st.binary(min_size=9000, max_size=65000),  # oversized
     st.just(b"QSBU\x01"),  # truncated bandwidth datagram
     st.binary(max_size=40).map(lambda b: b"QSBU" + b),
+    # STAMP-shaped: zero MBZ, then random octets where the TLVs go
+    st.tuples(st.binary(min_size=16, max_size=16), st.binary(max_size=200)).map(
+        lambda t: t[0] + bytes(28) + t[1]
+    ),
 )
 
 
@@ -93,3 +98,20 @@ def test_good_packets_are_answered_after_the_fuzz(responder: Running) -> None:
     assert reply.sender_seq == 42 and reply.signed
     assert refl.malformed >= before + 1
     assert responder.thread.is_alive()
+
+
+def test_stamp_packets_are_answered_as_stamp_after_the_fuzz(responder: Running) -> None:
+    refl = _reflector(responder)
+    before = refl.reflected_stamp
+    pkt = StampSenderPacket(5, ns_to_ntp(time.time_ns()), ssid=77, tlvs=(
+        ClassOfService(dscp1=26).tlv(),))  # fmt: skip
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(bytes(pkt), refl.address)
+        raw = s.recv(4096)
+    reply = StampReflectorPacket.parse(raw)
+    assert len(raw) == len(bytes(pkt))
+    assert (reply.ssid, reply.sender_seq) == (77, 5)
+    cos = reply.cos()
+    assert cos is not None and cos.dscp1 == 26 and cos.dscp2 == 0
+    assert refl.reflected_stamp == before + 1

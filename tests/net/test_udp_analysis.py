@@ -131,3 +131,34 @@ def test_analysis_never_fails_on_odd_reflections(
     for d in (m.out, m.back):
         assert d.lost is None or d.lost >= 0
         assert d.loss_pct is None or 0.0 <= d.loss_pct <= 100.0
+
+
+def test_ecn_is_counted_per_direction_from_the_reflector_report_and_the_reply() -> None:
+    # out: the reflector saw CE (3) on 2 packets (RFC 7750 octet / STAMP CoS TLV); back:
+    # the replies arrived ECT(0) (2)
+    refl = [
+        Reflection(s, s, s * 20_000_000, s * 20_000_000 + 1000, s * 20_000_000 + 2000,
+                   s * 20_000_000 + 3000, far_dscpe=46 << 2 | (3 if s < 2 else 0),
+                   near_tos=46 << 2 | 2)
+        for s in range(5)
+    ]  # fmt: skip
+    stats = analyse(refl, StreamParams(sent=5))
+    assert stats.out.ecn_counts == {"0": 3, "3": 2}
+    assert stats.back.ecn_counts == {"2": 5}
+    assert stats.out.dscp_counts == {"46": 5}
+
+
+def test_an_opus_paced_stream_is_scored_on_the_wideband_scale() -> None:
+    refl = stream(200, lost_fwd={10, 11, 90, 150})
+    m = analyse(refl, StreamParams(sent=200, codec="OPUS", ptime_ms=20.0))
+    out, back = m.out, m.back
+    assert (out.scale, back.scale) == ("wideband", "wideband")
+    assert out.emodel == "ITU-T G.107.1 (wideband)" and out.codec == "OPUS"
+    assert out.ceiling_r == pytest.approx(116.0) and out.assumed  # Opus's Ie,WB is assumed
+    assert out.loss_pct == pytest.approx(2.0)
+    burst = out.burst_ratio or 1.0
+    m2e = quality.mouth_to_ear_delay_ms(out.one_way_delay_ms or 10.0 / 2, codec="OPUS")
+    expected = quality.emodel("OPUS", m2e, 2.0, burst)
+    assert out.r_factor == pytest.approx(expected.r_factor)
+    assert out.mos == pytest.approx(expected.mos)
+    assert back.mos is not None and back.mos > out.mos

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from agent import quality
 from agent.probes import ProbeContext, run_probe
 from agent.probes.nat_binding import IntervalResult, summarize
-from agent.readiness import capacity, checks, suite
+from agent.readiness import capacity, checks, net_checks, suite
+from agent.readiness.checks import ProbeCall
+from agent.readiness.path import PathFacts, classify, path_facts
 from agent.readiness.thresholds import G711_ETHERNET_BPS, G711_IP_BPS, THRESHOLDS
 from agent.wire.errors import CATEGORY_MESSAGES
 from agent.wire.readiness import Check, ReadinessOptions, verdict
@@ -68,6 +73,14 @@ def test_ramp_step_fails_on_aggregate_loss_and_names_the_direction() -> None:
     assert not bad.ok and bad.reason == "upstream loss 1.78 % > 1 %"
 
 
+def test_ramp_step_grades_a_wideband_stream_on_the_narrowband_scale() -> None:
+    good = quality.emodel("OPUS", 250.0, 0.0).fields()  # long path: R 97.9, MOS_CQEW 3.86
+    d = {"source": "stream", "packets_sent": 150, "lost": 0, "jitter_ms": 1.0, **good}
+    step = capacity.grade_step(1, [{"out": d, "back": d, "rtt_ms": {"p95": 5.0}}], [])
+    assert good["mos"] < 4.0 < good["mos_narrowband"]
+    assert step.ok and step.worst_mos == pytest.approx(good["mos_narrowband"])
+
+
 def test_voice_checks_carry_the_direction_figures() -> None:
     m = {
         "rtt_ms": {"median": 42.0}, "direction_loss_method": "reflector sequence counter",
@@ -84,6 +97,26 @@ def test_voice_checks_carry_the_direction_figures() -> None:
     assert got["voice.jitter.back"].status == "fail" and got["voice.jitter.back"].value == 45.0
     assert got["voice.mos.out"].status == "warn"
     assert got["voice.loss.back"].status == "pass" and got["voice.loss.back"].fix == ""
+
+
+def test_a_wideband_stream_is_graded_on_the_narrowband_scale_and_says_so() -> None:
+    wb = quality.emodel("G722", 90.0, 0.0).fields()  # R 113.2: MOS_CQEW 4.28, NB scale 4.5
+    lossy = quality.emodel("G722", 90.0, 4.0).fields()  # R 73.7: MOS_CQEW 2.95, NB 3.77
+    m = {
+        "rtt_ms": {"median": 42.0}, "direction_loss_method": "reflector sequence counter",
+        "out": {"source": "stream", "packets_sent": 500, "lost": 0, "loss_pct": 0.0,
+                "jitter_ms": 1.0, **wb},
+        "back": {"source": "stream", "packets_sent": 500, "lost": 40, "loss_pct": 8.0,
+                 "jitter_ms": 1.0, **lossy},
+    }  # fmt: skip
+    got = {c.id: c for c in checks.voice_checks(m)}
+    out, back = got["voice.mos.out"], got["voice.mos.back"]
+    assert out.status == "pass" and out.value == pytest.approx(wb["mos_narrowband"])
+    assert out.display is not None and out.display.startswith(f"{wb['mos']:.2f} wideband")
+    assert "codec ceiling 4.34" in out.display and "4.50 on the narrowband scale" in out.display
+    assert back.value == pytest.approx(lossy["mos_narrowband"])
+    # as poor as a narrowband call at the same R: warn, where the raw MOS_CQEW would fail
+    assert back.status == "warn" and lossy["mos"] < 3.6
 
 
 def test_nat_binding_lost_before_30_s_fails_with_its_bounds() -> None:
@@ -171,3 +204,61 @@ async def test_real_probe_failures_reach_the_voice_check_with_their_meaning() ->
         [c] = suite._voice(opts, res)
         assert c.id == "voice.stream" and c.status == "fail"
         assert c.explanation.endswith(f"{CATEGORY_MESSAGES[category]} ({res.error.message})")
+
+
+def test_bandwidth_above_the_contract_is_met_never_a_percentage_over_100() -> None:
+    c = checks.bandwidth_check("down", 250e6, 100e6)
+    assert c.status == "pass" and c.value == 100.0
+    assert c.display == "250.00 Mbit/s: the contracted 100 Mbit/s is met"
+
+
+def test_bandwidth_on_a_path_that_is_not_the_line_is_labelled_not_graded() -> None:
+    loop = PathFacts(responder_ip="127.0.0.1", not_meaningful=classify("127.0.0.1", "127.0.0.1"))
+    c = checks.bandwidth_check("down", 32914.02e6, 100e6, loop)
+    assert c.status == "info" and c.value is None
+    assert c.display == (
+        "32914.02 Mbit/s: not meaningful on this path (the responder is on this host (loopback))"
+    )
+    assert c.details["throughput_bps"] == 32914.02e6
+    # a real address, but more than the interface can carry
+    eth = PathFacts(responder_ip="192.0.2.1", interface="eth0", interface_mbps=1000.0)
+    c = checks.bandwidth_check("up", 2400e6, 100e6, eth)
+    assert c.status == "info" and "above the speed of eth0 (1000 Mbit/s)" in c.display
+    assert checks.bandwidth_check("up", 90e6, 100e6, eth).status == "pass"
+
+
+def test_path_classes() -> None:
+    assert classify("127.0.0.1", "127.0.0.1") == "the responder is on this host (loopback)"
+    assert classify("::1", "::1") == "the responder is on this host (loopback)"
+    assert classify("::ffff:127.0.0.1", None) == "the responder is on this host (loopback)"
+    assert classify("192.0.2.7", "192.0.2.7") == "the responder is on this host"
+    assert classify("fe80::1%eth0", "fe80::2%eth0") == (
+        "the responder is link-local (same network segment)"
+    )
+    assert classify("192.0.2.7", "198.51.100.2") is None
+
+
+async def test_path_facts_on_loopback_name_the_loopback_interface() -> None:
+    facts = await path_facts("127.0.0.1")
+    assert facts.responder_ip == "127.0.0.1" and facts.interface == "lo"
+    assert facts.not_meaningful == "the responder is on this host (loopback)"
+    assert (await path_facts("no-such-host.invalid")).not_meaningful is None
+
+
+async def test_mtu_inside_the_host_or_above_any_wan_is_not_a_finding() -> None:
+    async def mtu(mtu_bytes: int) -> ProbeCall:
+        async def call(kind: str, target: str, options: dict[str, Any]) -> ProbeResult:
+            return ProbeResult(probe="mtu", target=target, started_at=utcnow(), duration_ms=1.0,
+                               success=True, measurement={"path_mtu": mtu_bytes,
+                                                          "local_mtu": mtu_bytes})  # fmt: skip
+
+        return call
+
+    opts = ReadinessOptions(responder="127.0.0.1")
+    loop = await path_facts("127.0.0.1")
+    [c] = await net_checks.mtu_checks(opts, await mtu(65535), loop)
+    assert c.status == "info" and c.display.startswith("65535 B: not meaningful on this path")
+    [c] = await net_checks.mtu_checks(opts, await mtu(65535), PathFacts())
+    assert c.status == "info" and "larger than any WAN carries (9216 B)" in c.display
+    [c] = await net_checks.mtu_checks(opts, await mtu(1400), PathFacts())
+    assert c.status == "warn" and c.value == 1400.0

@@ -42,8 +42,9 @@ SCRAPE_TOKEN = "operator-scrape-token-" + "7" * 16
 
 
 def _world(srv: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """Partner A with a customer, a site, an agent, results, open tickets, a probe job and
-    a readiness job; partner B with its own. Returns A's ids and the keys."""
+    """Partner A with a customer, a site (with a probe profile), an agent, results, open
+    tickets, a probe job and a readiness job; partner B with its own. Returns A's ids and
+    the keys."""
     a = new_tenant(srv, "acme")
     b = new_tenant(srv, "globex")
     a.post(*[icmp(300, target="192.0.2.1", loss=50) for _ in range(5)])
@@ -60,6 +61,9 @@ def _world(srv: Any) -> tuple[dict[str, str], dict[str, str]]:
     assert rd.status_code == 201, rd.text
     tok = a.partner.post(f"/api/v1/sites/{a.site_id}/tokens", json={})
     assert tok.status_code == 201, tok.text
+    ping = {"probe": "icmp", "targets": ["192.0.2.9"], "interval_s": 60}
+    prof = a.partner.put(f"/api/v1/profiles/site/{a.site_id}", json={"modules": {"p": ping}})
+    assert prof.status_code == 200, prof.text
     ids = {
         "customer_id": a.customer_id,
         "site_id": a.site_id,
@@ -68,6 +72,7 @@ def _world(srv: Any) -> tuple[dict[str, str], dict[str, str]]:
         "job_id": str(job.json()["id"]),
         "readiness_job_id": str(rd.json()["id"]),
         "token": tok.json()["token"],
+        "scope_id": a.site_id,  # the profile routes: the site's profile
     }
 
     def key(client: httpx.Client) -> str:

@@ -200,6 +200,8 @@ ausrc_channels 2
 rtp_ports {rtp}-{rtp_end}
 module_path /usr/lib/baresip/modules
 module g711.so
+module g722.so
+module opus.so
 module ausine.so
 module aubridge.so
 module_app account.so

@@ -60,8 +60,11 @@ def rlab(need_root: None) -> Iterator[netlab.NetLab]:
 
 def test_five_percent_loss_on_the_way_out_only(lab: netlab.NetLab) -> None:
     _responder(lab, "b")
-    # Drop 5 % of RTP/RTCP leaving a (the agent) towards b; SIP (port 5060) is spared.
-    rule = lab.nft_loss("a", lab.iface("a"), 5.0, "out", match="udp dport 16384-32767")
+    # Drop every 20th RTP/RTCP packet leaving a (the agent) towards b; SIP (port 5060) is
+    # spared. Regular, not random: at random 1000 packets lost 3.1 % once and MOS stayed 4.05.
+    rule = lab.nft_loss(
+        "a", lab.iface("a"), 5.0, "out", match="udp dport 16384-32767", regular=True
+    )
     r = _sip(lab, "a", "call", f"sip:echo@{lab.addr('b')}", "--duration", "20")
     assert r["success"], r["error"]
     m = r["measurement"]

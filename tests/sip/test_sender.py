@@ -78,3 +78,18 @@ def test_thread_pacer_calls_each_stream_at_its_deadlines() -> None:
     assert done.wait(5)
     assert [d for d, _ in calls] == pytest.approx([t0 + i * 0.01 for i in range(20)])
     assert all(actual >= deadline for deadline, actual in calls)
+
+
+def test_sender_process_steps_timestamps_by_the_codec_clock() -> None:
+    # Opus: 48 kHz RTP clock, 960 ticks per 20 ms packet; payloads of any size are kept.
+    sink, src = _sink(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    done = threading.Event()
+    payloads = [b"\x01" * 80, b"\x02" * 75, b"\x03" * 91]
+    plan = StreamPlan(sink.getsockname(), 111, 0x99, 10, 1000, 20, time.monotonic() + 0.05, 6,
+                      payloads, ts_step=960)  # fmt: skip
+    SenderProcess.shared().add(src, plan, lambda t, e: done.set())
+    got = [sink.recvfrom(2048)[0] for _ in range(6)]
+    assert done.wait(5)
+    assert [int.from_bytes(d[4:8], "big") for d in got] == [1000 + 960 * i for i in range(6)]
+    assert [d[12:] for d in got] == payloads * 2
+    assert {d[1] & 0x7F for d in got} == {111}
