@@ -325,10 +325,12 @@ def _serve(args: argparse.Namespace) -> int:
     _raise_nofile()
     try:
         if cfg.metrics.listen is None:
-            uvicorn.run(
-                app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-                timeout_graceful_shutdown=5, proxy_headers=False,
-            )  # fmt: skip
+            _server_class()(
+                uvicorn.Config(
+                    app, host=host, port=port, log_config=None, access_log=False,
+                    lifespan="on", timeout_graceful_shutdown=5, proxy_headers=False,
+                )
+            ).run()  # fmt: skip
         else:
             _serve_with_metrics_listener(app, host, port, cfg.metrics.listen)
     except _Stopped:
@@ -336,6 +338,24 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         store.dispose()
     return 0
+
+
+def _server_class() -> type[Any]:
+    """uvicorn's server, but its shutdown first answers every job poll that is waiting (an
+    agent polls again at once, at another replica or at this one restarted), so they are
+    not cut, each with a logged traceback, when the graceful shutdown runs out."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            st = getattr(self.config.loaded_app.state, "qs", None) if self.config.loaded else None
+            if st is None:
+                st = getattr(getattr(self.config.app, "state", None), "qs", None)
+            if st is not None:
+                st.waker.stop()
+            await super().shutdown(sockets=sockets)
+
+    return _Server
 
 
 def _raise_nofile() -> None:
@@ -366,7 +386,7 @@ def _serve_with_metrics_listener(app: Any, host: str, port: int, metrics_listen:
             yield
 
     mhost, mport = parse_listen(metrics_listen)
-    main = uvicorn.Server(
+    main = _server_class()(
         uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
             timeout_graceful_shutdown=5, proxy_headers=False,

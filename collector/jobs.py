@@ -79,6 +79,19 @@ def has_queued(conn: sa.Connection, site_id: str, now: float) -> bool:
     return conn.execute(_dispatchable(site_id, now).limit(1)).first() is not None
 
 
+def dispatchable_sites(conn: sa.Connection, now: float) -> set[str]:
+    """The sites with a job an agent's poll would be handed now (the waker's sweep)."""
+    q = (
+        sa.select(jobs.c.site_id)
+        .distinct()
+        .where(
+            jobs.c.state == "queued",
+            sa.or_(jobs.c.dispatched_at.is_(None), jobs.c.dispatched_at < now - DISPATCH_LEASE_S),
+        )
+    )
+    return {str(s) for (s,) in conn.execute(q)}
+
+
 def leases(conn: sa.Connection) -> list[tuple[float, str]]:
     """(when the lease lapses, site) of every job handed out but not started yet."""
     q = sa.select(jobs.c.dispatched_at, jobs.c.site_id).where(

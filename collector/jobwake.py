@@ -2,11 +2,18 @@
 by lease expiry (one timer per process) and, on PostgreSQL, by LISTEN/NOTIFY so that a job
 queued through one collector process wakes the poll held by another.
 
-A waiting poll costs nothing between its first query and its wake-up: it awaits a future.
+A waiting poll costs nothing between its first look and its wake-up: it awaits a future.
 A poll may skip the query at its deadline only while the notifications are `reliable` for
 it: always in process; on PostgreSQL only if the listening connection was up when the poll
 subscribed and has not dropped since. When the listener comes back after a drop every
 waiting poll is woken once (it queries once), so a job queued during the gap is not missed.
+
+A poll may skip even its first look: the waker keeps the sites that may have a
+dispatchable job (`dirty`: every wake-up adds its site; a look that found nothing removes
+it, unless a wake-up came in meanwhile), primed by a sweep of the jobs table (`sweep`,
+every few seconds: one query per process for the whole fleet, which also finds a job that
+reached the table without a notification). A site not dirty since a sweep made while
+notifications were reliable has no job to look for.
 """
 
 from __future__ import annotations
@@ -79,6 +86,13 @@ class JobWaker:
         self.wakeups = 0
         self._leases: list[tuple[float, str]] = []
         self._timer: asyncio.TimerHandle | None = None
+        # site -> stamp of its last wake-up, for sites that may have a dispatchable job;
+        # trusted only while `primed` equals `generation` (a sweep since the last drop).
+        self.dirty: dict[str, int] = {}
+        self._stamp = 0
+        self.primed: int | None = None
+        self.looks_skipped = 0
+        self.stopping = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -105,6 +119,8 @@ class JobWaker:
             self.loop.call_soon_threadsafe(self.wake, site_id)
 
     def wake(self, site_id: str) -> None:
+        self._stamp += 1
+        self.dirty[site_id] = self._stamp
         for fut in self.waiting.pop(site_id, ()):
             if not fut.done():
                 fut.set_result(None)
@@ -113,6 +129,43 @@ class JobWaker:
     def wake_all(self) -> None:
         for site_id in list(self.waiting):
             self.wake(site_id)
+
+    def stop(self) -> None:
+        """The server is shutting down: every waiting poll answers now (its agent polls
+        again, another replica or this one restarted) instead of being cut at the end of
+        the graceful shutdown."""
+        self.stopping = True
+        for futs in self.waiting.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
+
+    # -- which sites may have a job: the first look of a poll -------------------------
+
+    def must_look(self, site_id: str) -> tuple[bool, int | None]:
+        """(whether a poll starting now must query the table for `site_id`, the stamp to
+        hand to `settle` after a look that found nothing)."""
+        stamp = self.dirty.get(site_id)
+        if self.primed is not None and self.primed == self.generation and self.listening:
+            if stamp is None:
+                self.looks_skipped += 1
+                return False, None
+        return True, stamp
+
+    def settle(self, site_id: str, stamp: int | None) -> None:
+        """A look that began with `stamp` found no job: forget the site unless it was woken
+        again since (a job queued during the look keeps it dirty)."""
+        if stamp is not None and self.dirty.get(site_id) == stamp:
+            del self.dirty[site_id]
+
+    def swept(self, sites: set[str], generation: int, listening: bool) -> None:
+        """The sites with a dispatchable job, read from the table by a query that started
+        at `generation` while `listening`: they become dirty and their polls look; every
+        other site is known clean from then on, if nothing was lost meanwhile."""
+        for site_id in sites:
+            self.wake(site_id)
+        if listening and generation == self.generation:
+            self.primed = generation
 
     # -- lease expiry: one timer for the whole process --------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi.concurrency import run_in_threadpool
 
-from collector import outbox, retention, rollups
+from collector import jobs, outbox, retention, rollups
 from collector.api.state import SEEN_FLUSH_S, AppState
 from collector.config import AlertmanagerChannel
 from collector.evaluation import check_silent_agents
@@ -211,6 +211,30 @@ async def checkpoint_loop(st: AppState, interval: float = 1.0) -> None:
     finally:
         with contextlib.suppress(Exception):
             st.store.checkpoint()
+
+
+JOBS_SWEEP_S = 5.0  # how often each process reads which sites have a dispatchable job
+
+
+def _dispatchable_sites(st: AppState) -> set[str]:
+    with st.store.read() as conn:
+        return jobs.dispatchable_sites(conn, st.clock())
+
+
+async def jobs_sweep_loop(st: AppState, interval: float = JOBS_SWEEP_S) -> None:
+    """Every `interval` s, one query for the whole fleet: the sites with a dispatchable job.
+    Their waiting polls look at once (a job that reached the table without a notification
+    waits at most `interval`), and every other site's polls may skip their first look
+    (collector/jobwake.py)."""
+    waker = st.waker
+    while True:
+        generation, listening = waker.generation, waker.listening
+        try:
+            sites = await run_in_threadpool(_dispatchable_sites, st)
+            waker.swept(sites, generation, listening)
+        except Exception:
+            log.exception("jobs sweep failed; retrying")
+        await asyncio.sleep(interval * random.uniform(0.9, 1.1))
 
 
 async def gc_loop(interval: float = 20.0, refresh: float = 3600.0) -> None:

@@ -43,6 +43,7 @@ from collector.worker import (
     alertmanager_loop,
     checkpoint_loop,
     gc_loop,
+    jobs_sweep_loop,
     outbox_loop,
     retention_loop,
     seen_loop,
@@ -84,6 +85,7 @@ def create_app(
                 asyncio.create_task(retention_loop(st)),
             ]
         tasks.append(asyncio.create_task(seen_loop(st)))
+        tasks.append(asyncio.create_task(jobs_sweep_loop(st)))
         if store.is_sqlite:
             tasks.append(asyncio.create_task(checkpoint_loop(st)))
         if freeze_gc:

@@ -95,18 +95,28 @@ async def poll_jobs(agent: AgentDep, request: Request, wait: float = 0.0) -> dic
             st.waker.arm_lease(now + jobs.DISPATCH_LEASE_S, site_id)
         return handed
 
-    sub = st.waker.subscribe(site_id)  # before the first query: a job queued after it wakes
-    try:
+    async def look() -> list[dict[str, Any]]:
+        stamp = st.waker.dirty.get(site_id)
         found = await run_in_threadpool(take)
-        while not found:
+        if not found:
+            st.waker.settle(site_id, stamp)
+        return found
+
+    waker = st.waker
+    sub = waker.subscribe(site_id)  # before the first look: a job queued after it wakes
+    try:
+        found: list[dict[str, Any]] = []
+        if waker.must_look(site_id)[0]:
+            found = await look()
+        while not found and not waker.stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             if not await sub.wait(remaining) and sub.reliable:
                 break  # nothing was queued for the site: no need to look
-            found = await run_in_threadpool(take)
-            if found or await request.is_disconnected():
+            if waker.stopping or await request.is_disconnected():
                 break
+            found = await look()
     finally:
         sub.close()
     return {"jobs": found}
