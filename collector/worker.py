@@ -237,7 +237,7 @@ async def jobs_sweep_loop(st: AppState, interval: float = JOBS_SWEEP_S) -> None:
         await asyncio.sleep(interval * random.uniform(0.9, 1.1))
 
 
-async def gc_loop(interval: float = 20.0, refresh: float = 3600.0) -> None:
+async def gc_loop(interval: float = 60.0, refresh: float = 3600.0) -> None:
     """Keep the cyclic garbage collector's pauses short. A full collection walks every live
     container object, and the caches of a busy collector (sites, agents, rules: a few
     hundred thousand objects at 10,000 agents) made each one stall every request for

@@ -89,7 +89,7 @@ class ShippingConfig(_Strict):
 
 class JobsConfig(_Strict):
     enabled: bool = True
-    wait_s: float = Field(default=30.0, ge=1, le=60)
+    wait_s: float = Field(default=60.0, ge=1, le=60)
 
 
 class MetricsConfig(_Strict):

@@ -87,7 +87,7 @@ class JobRunner:
         scheduler: Scheduler,
         site: SiteConfig,
         *,
-        wait_s: float = 30.0,
+        wait_s: float = 60.0,
         on_results: Callable[[], None] = lambda: None,
         rng: random.Random | None = None,
     ) -> None:
