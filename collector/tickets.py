@@ -117,7 +117,32 @@ def _notify(
             "reopen_count": t.reopen_count,
         },
     }
+    window = _maintenance(conn, ctx, now)
+    if window is not None:  # held back: the ticket says so instead
+        _event(conn, ticket_id, "notification_suppressed", now,
+               f"{event}: not notified, in maintenance ({window['description']})",
+               data={"maintenance": window})  # fmt: skip
+        return
     enqueue(conn, config, ctx.partner_id, ctx.partner_name, payload, now)
+
+
+def _maintenance(conn: sa.Connection, ctx: SiteContext, now: float) -> dict[str, Any] | None:
+    from collector.maintenance import active_window
+
+    return active_window(conn, ctx.partner_id, ctx.customer_id, ctx.site_id, now)
+
+
+def _suppressed(
+    conn: sa.Connection, ctx: SiteContext, rule: Rule, target: str, level: str,
+    evidence: dict[str, Any], window: dict[str, Any], now: float,
+) -> None:  # fmt: skip
+    """A trip in a maintenance window opens no ticket: its evidence is kept as a site
+    event marked with the window."""
+    from collector.maintenance import record
+
+    record(conn, ctx.partner_id, ctx.site_id, "suppressed_in_maintenance", "collector",
+           {"rule": rule.id, "target": target, "level": level, "maintenance": window,
+            "evidence": evidence}, now)  # fmt: skip
 
 
 def _key(ctx: SiteContext, rule: Rule, target: str) -> tuple[Any, ...]:
@@ -138,8 +163,10 @@ def _open_ticket_id(conn: sa.Connection, ctx: SiteContext, rule: Rule, target: s
 def trip(
     conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, target: str,
     level: str, bad_ids: list[str], now: float,
-) -> str:  # fmt: skip
+) -> str | None:  # fmt: skip
     """The condition tripped: open a ticket, or reopen the one resolved within the window.
+    In a maintenance window of the site no ticket is opened (None): the evidence is kept as
+    a site event marked "in maintenance" (an open ticket still gets the new evidence).
 
     The database holds one not-resolved ticket per key (`uq_tickets_open_key`): when another
     collector opened it first, between our check and our write, the write is refused and
@@ -149,6 +176,10 @@ def trip(
     if existing:  # still open (e.g. the condition was reset by hand); refresh its evidence
         _refresh(conn, existing, evidence, level, now)
         return str(existing)
+    window = _maintenance(conn, ctx, now)
+    if window is not None:
+        _suppressed(conn, ctx, rule, target, level, evidence, window, now)
+        return None
     try:
         with conn.begin_nested():
             tid, event = _open_or_reopen(conn, config, ctx, rule, target, level, evidence, now)

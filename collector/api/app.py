@@ -21,6 +21,7 @@ from collector.api import (
     routes_agent,
     routes_history,
     routes_partner,
+    routes_portal,
     routes_profiles,
     routes_readiness,
     routes_tickets,
@@ -110,6 +111,7 @@ def create_app(
     app.include_router(routes_history.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
+    app.include_router(routes_portal.router)
     app.include_router(web_routes.router)
 
     @app.exception_handler(CollectorError)
