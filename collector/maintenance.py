@@ -156,20 +156,24 @@ def active(schedules: Iterable[Once | Weekly], t: float) -> bool:
 
 
 def record(
-    conn: sa.Connection, partner_id: str, site_id: str | None, kind: str, actor: str,
+    conn: sa.Connection, partner_id: str, scope: str, scope_id: str, kind: str, actor: str,
     data: dict[str, Any], now: float,
 ) -> None:  # fmt: skip
-    """Record a change for the audit trail (a site event when it concerns one site; a
-    partner- or customer-wide window is recorded on no site: the window row keeps who
-    created it). The one place the audit log plugs in."""
-    if site_id is None:
-        return
-    conn.execute(
-        site_events.insert().values(
-            site_id=site_id, partner_id=partner_id, at=now, kind=kind[:32],
-            actor=actor[:ACTOR_MAX], data=data,
-        )
-    )  # fmt: skip
+    """Record a change for the audit trail: the one place an audit log plugs in. Until
+    there is one, it is a site event on every site the scope covers (the site's own trail,
+    collector/audit.py)."""
+    q = sa.select(sites.c.id).where(sites.c.partner_id == partner_id)
+    if scope == "customer":
+        q = q.where(sites.c.customer_id == scope_id)
+    elif scope == "site":
+        q = q.where(sites.c.id == scope_id)
+    rows = [
+        {"site_id": sid, "partner_id": partner_id, "at": now, "kind": kind[:32],
+         "actor": actor[:ACTOR_MAX], "data": data}
+        for (sid,) in conn.execute(q)
+    ]  # fmt: skip
+    if rows:
+        conn.execute(site_events.insert(), rows)
 
 
 def _view(r: Any, now: float | None = None) -> dict[str, Any]:
@@ -207,8 +211,7 @@ def create(
         )
     )  # fmt: skip
     out = get(conn, partner_id, wid, now)
-    record(conn, partner_id, w.scope_id if w.scope == "site" else None,
-           "maintenance_created", actor, out, now)  # fmt: skip
+    record(conn, partner_id, w.scope, w.scope_id, "maintenance_created", actor, out, now)
     return out
 
 
@@ -226,8 +229,7 @@ def get(conn: sa.Connection, partner_id: str, window_id: str, now: float) -> dic
 def delete(conn: sa.Connection, partner_id: str, window_id: str, actor: str, now: float) -> None:
     w = get(conn, partner_id, window_id, now)
     conn.execute(maintenance_windows.delete().where(maintenance_windows.c.id == window_id))
-    record(conn, partner_id, w["scope_id"] if w["scope"] == "site" else None,
-           "maintenance_deleted", actor, w, now)  # fmt: skip
+    record(conn, partner_id, w["scope"], w["scope_id"], "maintenance_deleted", actor, w, now)
 
 
 def list_windows(

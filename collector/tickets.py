@@ -138,11 +138,16 @@ def _suppressed(
 ) -> None:  # fmt: skip
     """A trip in a maintenance window opens no ticket: its evidence is kept as a site
     event marked with the window."""
-    from collector.maintenance import record
+    from collector.schema import site_events
 
-    record(conn, ctx.partner_id, ctx.site_id, "suppressed_in_maintenance", "collector",
-           {"rule": rule.id, "target": target, "level": level, "maintenance": window,
-            "evidence": evidence}, now)  # fmt: skip
+    conn.execute(
+        site_events.insert().values(
+            site_id=ctx.site_id, partner_id=ctx.partner_id, at=now,
+            kind="suppressed_in_maintenance", actor="collector",
+            data={"rule": rule.id, "target": target, "level": level, "maintenance": window,
+                  "evidence": evidence},
+        )
+    )  # fmt: skip
 
 
 def _key(ctx: SiteContext, rule: Rule, target: str) -> tuple[Any, ...]:

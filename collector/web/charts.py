@@ -16,8 +16,8 @@ from agent.wire.svg import _fmt, _nice_max
 
 COLOURS = {"out": "#1565c0", "back": "#ef6c00"}
 DEFAULT_COLOUR = "#2e7d32"
-W, H = 600, 220
-LEFT, RIGHT, TOP, BOTTOM = 46, 12, 28, 34
+W, H = 420, 210
+LEFT, RIGHT, TOP, BOTTOM = 46, 12, 36, 34
 
 
 def _ts(t: str | float) -> float:
@@ -114,7 +114,7 @@ def svg(chart: dict[str, Any], chart_id: str) -> str:
             parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
                          f'stroke-width="1.5"/>')  # fmt: skip
         if len(chart["series"]) > 1:
-            parts.append(f'<text x="{legend_x:.0f}" y="16" font-size="12" text-anchor="end" '
+            parts.append(f'<text x="{legend_x:.0f}" y="{TOP - 5}" font-size="12" text-anchor="end" '
                          f'fill="{colour}">{escape(s["name"])}</text>')  # fmt: skip
             legend_x -= 8 * len(s["name"]) + 16
     if not values:

@@ -217,6 +217,9 @@ def test_maintenance_window_holds_back_tickets_and_notifications(env):
     assert r.status_code == 303 and "created" in r.headers["location"]
     assert "every Sunday 02:30 Europe/Berlin for 90 min" in ui.get("/ui/maintenance").text
     [weekly] = t.partner.get("/api/v1/maintenance").json()
+    trail = t.partner.get(f"/api/v1/sites/{t.site_id}/call_info/events").json()
+    assert trail[0]["kind"] == "maintenance_created" and trail[0]["actor"] == "web:acme"
+    assert trail[0]["data"]["id"] == weekly["id"]  # a customer's window, on its sites' trail
     assert weekly["scope"] == "customer" and weekly["schedule"]["timezone"] == "Europe/Berlin"
     assert t.partner.delete(f"/api/v1/maintenance/{weekly['id']}").status_code == 204
 
