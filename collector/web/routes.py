@@ -259,7 +259,8 @@ async def site_page(request: Request, site_id: str, span: str = "24h") -> Respon
 
     def run(c: Any) -> dict[str, Any]:
         data = _site_page_data(c, p["id"], site_id)
-        return {**data, "portal": site_section(st, c, p["id"], site_id, span)}
+        section = site_section(st, c, p["id"], site_id, span)
+        return {**data, "portal": section, "sla": section["sla"]}
 
     data = await _read(st, run)
     defaults = {"calls": 10, "responder": "", "options": ""}

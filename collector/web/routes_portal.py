@@ -26,12 +26,12 @@ from collector.web import charts
 from collector.web.routes import _form, _partner, _to_login, guarded, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-CUSTOMER_ID: str | None = None  # the principal's customer restriction plugs in here
 
 
 def _restriction(p: dict[str, Any]) -> str | None:
-    """The customer a logged-in person is restricted to (None: the partner's every one)."""
-    return p.get("customer_id") or CUSTOMER_ID
+    """The customer a logged-in person is restricted to (None: the partner's every one).
+    A partner key sees every customer; a customer viewer's principal will name one here."""
+    return p.get("customer_id")
 
 
 # --------------------------------------------------------------------------- roll-up
@@ -75,7 +75,9 @@ def site_section(st: AppState, c: Any, pid: str, site_id: str, span: str) -> dic
     for i, ch in enumerate(cs):
         drawn.append({**ch, "title": charts.title(ch), "svg": charts.svg(ch, f"chart{i}"),
                       "summary": charts.summary(ch)})  # fmt: skip
+    open_tickets = tickets.list_tickets(c, pid, "open", site_id)
     return {
+        "sla": portal.clocks(c, pid, open_tickets, now),
         "span": span, "spans": list(portal.SPANS), "current": portal.current(c, st.book, site_id),
         "charts": drawn, "windows": maintenance.list_windows(c, pid, now, site_id=site_id),
     }  # fmt: skip

@@ -263,6 +263,7 @@ def test_sla_targets_clocks_and_rollups(env):
         home = ui.get("/ui/home").text
         assert crit["id"] in home.split('id="out-of-sla"')[1].split("</table>")[0]
         assert "out of SLA" in ui.get("/ui/tickets").text
+        assert "out of SLA" in ui.get(f"/ui/sites/{t.site_id}").text
         assert "breached by" in ui.get(f"/ui/tickets/{crit['id']}").text
         assert ui.get(f"/ui/customers/{t.customer_id}").status_code == 200
         assert login(env["srv"], other).get(f"/ui/customers/{t.customer_id}").status_code == 404
