@@ -23,7 +23,11 @@ from collector.timefmt import iso
 DEFAULT_WINDOW_MIN = 30
 MAX_WINDOW_MIN = 12 * 60
 MAX_ROWS = 2000  # results read in one window
-EVIDENCE_ROWS = 300  # results kept in a ticket's evidence (the failing ones first)
+EVIDENCE_ROWS = 300
+EARLIEST, LATEST = (
+    946_684_800.0,
+    4_102_444_800.0,
+)  # 2000-01-01, 2100-01-01 (UTC)  # results kept in a ticket's evidence (the failing ones first)
 
 
 def _site(conn: sa.Connection, partner_id: str, site_id: str, customer_id: str | None) -> Any:
@@ -40,6 +44,8 @@ def window(
 ) -> dict[str, Any]:  # fmt: skip
     """The site's results in [at - before, at + after], oldest first, each with the figures
     its rules read, their level and the rule's limits; `worst` per result and overall."""
+    if not EARLIEST <= at <= LATEST:
+        raise Invalid("the call's time must be between the years 2000 and 2100")
     for name, v in (("before_min", before_min), ("after_min", after_min)):
         if not 0 <= v <= MAX_WINDOW_MIN:
             raise Invalid(f"{name} must be between 0 and {MAX_WINDOW_MIN} minutes")

@@ -25,6 +25,7 @@ from collector.timefmt import iso
 
 OPEN_STATES = ("open", "acknowledged")
 ACTOR_MAX = 200  # ticket_events.actor
+SUPPRESSED_EVERY_S = 900.0  # one kept trip per rule and target in maintenance, this often
 
 
 def partner_actor(partner: dict[str, Any]) -> str:
@@ -137,9 +138,19 @@ def _suppressed(
     evidence: dict[str, Any], window: dict[str, Any], now: float,
 ) -> None:  # fmt: skip
     """A trip in a maintenance window opens no ticket: its evidence is kept as a site
-    event marked with the window."""
+    event marked with the window, at most one per rule and target every
+    SUPPRESSED_EVERY_S (a silent agent trips again at every check while the window lasts)."""
     from collector.schema import site_events
 
+    recent = conn.execute(
+        sa.select(site_events.c.data).where(
+            site_events.c.site_id == ctx.site_id,
+            site_events.c.kind == "suppressed_in_maintenance",
+            site_events.c.at > now - SUPPRESSED_EVERY_S,
+        )
+    ).scalars()
+    if any(d.get("rule") == rule.id and d.get("target") == target for d in recent):
+        return
     conn.execute(
         site_events.insert().values(
             site_id=ctx.site_id, partner_id=ctx.partner_id, at=now,
