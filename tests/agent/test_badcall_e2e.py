@@ -37,7 +37,7 @@ T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 LOSS_PCT = 20.0
 VOICE = {"probe": "udp", "interval_s": 1,
-         "options": {"duration_s": 1.0, "wait_s": 0.3, "packet_rate": 100}}  # fmt: skip
+         "options": {"duration_s": 1.0, "wait_s": 1.0, "packet_rate": 100}}  # fmt: skip
 
 
 class InNamespace:
