@@ -16,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from collector import rollups
 from collector.config import CollectorConfig
 from collector.rules import evaluate
 from collector.schema import outbox, tickets
@@ -297,8 +298,19 @@ def test_site_page_shows_current_state_and_charts_per_direction(env):
     [udp_row] = [r for r in current.split("<tr>") if "rsp.example" in r]
     assert "b-critical" in udp_row  # back MOS 3.2 is under the rule's critical 3.6
     assert "voice quality (MOS) from the far end too low: 3.2" in udp_row
-    for span in ("7d", "30d"):
-        assert ui.get(f"/ui/sites/{t.site_id}", params={"span": span}).status_code == 200
+
+    # 7 days: hourly roll-ups once the hours are rolled, the raw results until then
+    def mos_caption(span: str) -> str:
+        page = ui.get(f"/ui/sites/{t.site_id}", params={"span": span})
+        assert page.status_code == 200
+        [fig] = [f for f in page.text.split("<figure") if "MOS, udp to rsp.example" in f]
+        return fig.split("<caption>")[1].split("</caption>")[0]
+
+    assert mos_caption("7d").endswith("raw results")
+    rollups.roll_due(env["store"], time.time() + 2 * 3600)
+    assert mos_caption("7d").endswith("hourly roll-ups (median per hour)")
+    assert mos_caption("30d").endswith("hourly roll-ups (median per hour)")
+    assert mos_caption("24h").endswith("raw results")
     assert login(srv, env["other"]).get(f"/ui/sites/{t.site_id}").status_code == 404
 
 
