@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collector import tenants
-from collector.errors import Invalid, NotFound
+from collector.errors import NotFound
 from collector.keys import new_id
 from collector.schema import maintenance_windows, site_events, sites
 from collector.timefmt import iso
@@ -305,7 +305,3 @@ def active_sites(conn: sa.Connection, partner_id: str, now: float) -> set[str]:
             ):
                 out.add(sid)
     return out
-
-
-def invalid(exc: Exception) -> Invalid:
-    return Invalid(str(exc))

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from collector import badcall, maintenance, portal, sla, tickets
+from collector import badcall, maintenance, portal, tickets
 from collector.api.routes_partner import _read, _write
 from collector.api.state import AppState, app_state
 from collector.errors import CollectorError, Invalid
@@ -264,6 +264,3 @@ def ticket_clocks(
 ) -> dict[str, dict[str, Any]]:
     """The SLA clock of each ticket (web/routes.py shows them on the lists and pages)."""
     return portal.clocks(c, pid, rows, st.clock())
-
-
-__all__ = ["router", "site_section", "sla", "ticket_clocks"]
