@@ -156,7 +156,12 @@ def _apply(
     state: RuleState, action: str, now: float,
 ) -> None:  # fmt: skip
     if action == "trip":
-        tickets.trip(conn, config, ctx, rule, target, state.level, state.bad_results, now)
+        if tickets.trip(conn, config, ctx, rule, target, state.level, state.bad_results,
+                        now) is None:  # fmt: skip
+            # suppressed in a maintenance window: the streak starts over, so a condition
+            # still there when the window ends trips (and opens its ticket) then
+            state.active, state.bad_count, state.good_count = False, 0, 0
+            state.level, state.bad_results = "ok", []
     elif action == "escalate":
         tickets.escalate(conn, config, ctx, rule, target, state.level, now)
     elif action == "clear":

@@ -350,3 +350,34 @@ outbox = sa.Table(
     sa.Column("delivered_at", Time),
     sa.Index("ix_outbox_due", "state", "next_attempt_at"),
 )
+
+# Ticket SLA targets per partner and severity (collector/sla.py): how long a ticket may wait
+# to be acknowledged (response) and resolved (resolution). A severity without a row takes
+# the collector's defaults (sla.DEFAULT_TARGETS).
+sla_targets = sa.Table(
+    "sla_targets",
+    metadata,
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), primary_key=True),
+    sa.Column("severity", sa.String(16), primary_key=True),
+    sa.Column("response_s", sa.Float, nullable=False),
+    sa.Column("resolution_s", sa.Float, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+# Maintenance windows (collector/maintenance.py): at partner, customer or site level
+# (`scope_id` is the partner's, customer's or site's id), one-off or weekly (`schedule`, the
+# wire form of maintenance.Schedule). While one is active, new tickets and notifications of
+# the affected sites are suppressed.
+maintenance_windows = sa.Table(
+    "maintenance_windows",
+    metadata,
+    _id(),
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("scope_id", sa.String(36), nullable=False),
+    sa.Column("schedule", JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Index("ix_maintenance_windows_partner", "partner_id"),
+)

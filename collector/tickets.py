@@ -25,6 +25,7 @@ from collector.timefmt import iso
 
 OPEN_STATES = ("open", "acknowledged")
 ACTOR_MAX = 200  # ticket_events.actor
+SUPPRESSED_EVERY_S = 900.0  # one kept trip per rule and target in maintenance, this often
 
 
 def partner_actor(partner: dict[str, Any]) -> str:
@@ -117,7 +118,47 @@ def _notify(
             "reopen_count": t.reopen_count,
         },
     }
+    window = _maintenance(conn, ctx, now)
+    if window is not None:  # held back: the ticket says so instead
+        _event(conn, ticket_id, "notification_suppressed", now,
+               f"{event}: not notified, in maintenance ({window['description']})",
+               data={"maintenance": window})  # fmt: skip
+        return
     enqueue(conn, config, ctx.partner_id, ctx.partner_name, payload, now)
+
+
+def _maintenance(conn: sa.Connection, ctx: SiteContext, now: float) -> dict[str, Any] | None:
+    from collector.maintenance import active_window
+
+    return active_window(conn, ctx.partner_id, ctx.customer_id, ctx.site_id, now)
+
+
+def _suppressed(
+    conn: sa.Connection, ctx: SiteContext, rule: Rule, target: str, level: str,
+    evidence: dict[str, Any], window: dict[str, Any], now: float,
+) -> None:  # fmt: skip
+    """A trip in a maintenance window opens no ticket: its evidence is kept as a site
+    event marked with the window, at most one per rule and target every
+    SUPPRESSED_EVERY_S (a silent agent trips again at every check while the window lasts)."""
+    from collector.schema import site_events
+
+    recent = conn.execute(
+        sa.select(site_events.c.data).where(
+            site_events.c.site_id == ctx.site_id,
+            site_events.c.kind == "suppressed_in_maintenance",
+            site_events.c.at > now - SUPPRESSED_EVERY_S,
+        )
+    ).scalars()
+    if any(d.get("rule") == rule.id and d.get("target") == target for d in recent):
+        return
+    conn.execute(
+        site_events.insert().values(
+            site_id=ctx.site_id, partner_id=ctx.partner_id, at=now,
+            kind="suppressed_in_maintenance", actor="collector",
+            data={"rule": rule.id, "target": target, "level": level, "maintenance": window,
+                  "evidence": evidence},
+        )
+    )  # fmt: skip
 
 
 def _key(ctx: SiteContext, rule: Rule, target: str) -> tuple[Any, ...]:
@@ -138,8 +179,10 @@ def _open_ticket_id(conn: sa.Connection, ctx: SiteContext, rule: Rule, target: s
 def trip(
     conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, rule: Rule, target: str,
     level: str, bad_ids: list[str], now: float,
-) -> str:  # fmt: skip
+) -> str | None:  # fmt: skip
     """The condition tripped: open a ticket, or reopen the one resolved within the window.
+    In a maintenance window of the site no ticket is opened (None): the evidence is kept as
+    a site event marked "in maintenance" (an open ticket still gets the new evidence).
 
     The database holds one not-resolved ticket per key (`uq_tickets_open_key`): when another
     collector opened it first, between our check and our write, the write is refused and
@@ -149,6 +192,10 @@ def trip(
     if existing:  # still open (e.g. the condition was reset by hand); refresh its evidence
         _refresh(conn, existing, evidence, level, now)
         return str(existing)
+    window = _maintenance(conn, ctx, now)
+    if window is not None:
+        _suppressed(conn, ctx, rule, target, level, evidence, window, now)
+        return None
     try:
         with conn.begin_nested():
             tid, event = _open_or_reopen(conn, config, ctx, rule, target, level, evidence, now)

@@ -22,6 +22,7 @@ from collector.api import (
     routes_agent,
     routes_history,
     routes_partner,
+    routes_portal,
     routes_profiles,
     routes_readiness,
     routes_tickets,
@@ -39,6 +40,7 @@ from collector.logs import AccessLog
 from collector.metrics import ExpositionCache, StoreCollector
 from collector.store import Store
 from collector.web import routes as web_routes
+from collector.web import routes_portal as web_portal
 from collector.worker import (
     alertmanager_loop,
     checkpoint_loop,
@@ -119,7 +121,9 @@ def create_app(
     app.include_router(routes_history.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
+    app.include_router(routes_portal.router)
     app.include_router(web_routes.router)
+    app.include_router(web_portal.router)
 
     @app.exception_handler(CollectorError)
     async def _collector_error(_req: Request, exc: CollectorError) -> JSONResponse:

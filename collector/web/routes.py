@@ -249,12 +249,20 @@ def _site_page_data(st: AppState, c: Any, pid: str, site_id: str) -> dict[str, A
 
 
 @router.get("/sites/{site_id}", response_class=HTMLResponse)
-async def site_page(request: Request, site_id: str) -> Response:
+async def site_page(request: Request, site_id: str, span: str = "24h") -> Response:
+    from collector.web.routes_portal import site_section
+
     p = await _partner(request)
     if p is None:
         return _to_login(request)
     st = app_state(request)
-    data = await _read(st, lambda c: _site_page_data(st, c, p["id"], site_id))
+
+    def run(c: Any) -> dict[str, Any]:
+        data = _site_page_data(st, c, p["id"], site_id)
+        section = site_section(st, c, p["id"], site_id, span)
+        return {**data, "portal": section, "sla": section["sla"]}
+
+    data = await _read(st, run)
     defaults = {"calls": 10, "responder": "", "options": ""}
     return render(request, "site.html", partner=p, defaults=defaults,
                   callinfo_action=f"/ui/sites/{site_id}/call_info", **data)  # fmt: skip
@@ -381,9 +389,16 @@ async def tickets_page(request: Request, state: str = "open") -> Response:
     if p is None:
         return _to_login(request)
     st_filter = state if state in ("open", "acknowledged", "resolved") else "open"
-    rows = await _read(app_state(request),
-                       lambda c: tickets.list_tickets(c, p["id"], st_filter))  # fmt: skip
-    return render(request, "tickets.html", partner=p, tickets=rows)
+    from collector.web.routes_portal import ticket_clocks
+
+    st = app_state(request)
+
+    def run(c: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        rows = tickets.list_tickets(c, p["id"], st_filter)
+        return rows, ticket_clocks(st, c, p["id"], rows)
+
+    rows, clocks = await _read(st, run)
+    return render(request, "tickets.html", partner=p, tickets=rows, sla=clocks)
 
 
 @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
@@ -391,10 +406,19 @@ async def ticket_page(request: Request, ticket_id: str, notice: str = "") -> Res
     p = await _partner(request)
     if p is None:
         return _to_login(request)
-    t = await _read(app_state(request), lambda c: tickets.get_ticket(c, p["id"], ticket_id))
+    from collector.web.routes_portal import ticket_clocks
+
+    st = app_state(request)
+
+    def run(c: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        t = tickets.get_ticket(c, p["id"], ticket_id)
+        return t, ticket_clocks(st, c, p["id"], [t])
+
+    t, clocks = await _read(st, run)
     ev = t.get("evidence") or {}
     return render(
-        request, "ticket.html", partner=p, ticket=t, notice=notice,
+        request, "ticket.html", partner=p, ticket=t, notice=notice, sla=clocks,
+        bad_calls=ev.get("bad_calls") or {},
         readiness_job=ev.get("readiness_job_id"), failed_checks=ev.get("failed_checks") or [],
         results=ev.get("results") or [], rule=ev.get("rule"),
         callinfo={**((ev.get("site") or {}).get("call_info") or {}), **(ev.get("call_info") or {})},

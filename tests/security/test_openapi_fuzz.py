@@ -64,7 +64,13 @@ def _world(srv: Any) -> tuple[dict[str, str], dict[str, str]]:
     ping = {"probe": "icmp", "targets": ["192.0.2.9"], "interval_s": 60}
     prof = a.partner.put(f"/api/v1/profiles/site/{a.site_id}", json={"modules": {"p": ping}})
     assert prof.status_code == 200, prof.text
+    window = {"scope": "site", "scope_id": a.site_id, "schedule": {
+        "kind": "weekly", "weekday": "sunday", "start": "02:30", "duration_min": 60,
+        "timezone": "Europe/Berlin"}}  # fmt: skip
+    maint = a.partner.post("/api/v1/maintenance", json=window)
+    assert maint.status_code == 201, maint.text
     ids = {
+        "window_id": maint.json()["id"],
         "customer_id": a.customer_id,
         "site_id": a.site_id,
         "agent_id": a.agent_id,
