@@ -23,6 +23,7 @@ from collector.api import (
     routes_partner,
     routes_profiles,
     routes_readiness,
+    routes_reports,
     routes_tickets,
 )
 from collector.api.limits import BodyLimit
@@ -42,6 +43,7 @@ from collector.worker import (
     checkpoint_loop,
     gc_loop,
     outbox_loop,
+    report_loop,
     retention_loop,
     seen_loop,
     silent_loop,
@@ -75,6 +77,7 @@ def create_app(
                 asyncio.create_task(silent_loop(st)),
                 asyncio.create_task(alertmanager_loop(st)),
                 asyncio.create_task(retention_loop(st)),
+                asyncio.create_task(report_loop(st)),
             ]
         tasks.append(asyncio.create_task(seen_loop(st)))
         if store.is_sqlite:
@@ -110,6 +113,7 @@ def create_app(
     app.include_router(routes_history.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
+    app.include_router(routes_reports.router)
     app.include_router(web_routes.router)
 
     @app.exception_handler(CollectorError)
