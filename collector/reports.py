@@ -203,6 +203,11 @@ def _brand(conn: sa.Connection, partner_id: str) -> dict[str, Any]:
     return {"name": name or "", "primary": "#1f4e79", "accent": "#2e7d32", "logo": None}
 
 
+def _sla_targets(conn: sa.Connection, partner_id: str) -> Mapping[str, Mapping[str, float]]:
+    """The partner's ticket SLA targets per severity (`DEFAULT_SLA_TARGETS` today)."""
+    return DEFAULT_SLA_TARGETS
+
+
 def _unrolled_ranges(
     conn: sa.Connection, site_id: str, since: float, until: float, legacy: set[float]
 ) -> list[tuple[float, float]]:
@@ -589,9 +594,12 @@ def generate(
     since: float, until: float, tz: str, now: float, base: Mapping[str, Rule],
     sla_targets: Mapping[str, Mapping[str, float]] | None = None,
 ) -> tuple[dict[str, Any], str]:  # fmt: skip
-    """The report's figures and its page."""
+    """The report's figures and its page: the ticket targets are `sla_targets`, else the
+    partner's (`_sla_targets`); the brand is the partner's (`_brand`)."""
     from collector.reportpage import to_html
 
+    if sla_targets is None:
+        sla_targets = _sla_targets(conn, partner_id)
     data = build(conn, partner_id, customer_id, site_id, since, until, tz, now, base,
                  sla_targets)  # fmt: skip
     return data, to_html(data, _brand(conn, partner_id))

@@ -331,3 +331,24 @@ def test_ticket_sla_against_targets():
         "out_of_sla": False,
         "why": "",
     }
+
+
+def test_web_page_lists_the_partners_reports_only(world):
+    from tests.collector.test_web_security import _key, _login
+
+    t: Tenant = world["t"]
+    other: Tenant = world["other"]
+    srv: LiveServer = world["srv"]
+    mine = t.partner.get("/api/v1/reports").json()
+    assert mine
+    ui = _login(srv, _key(t.partner))
+    page = ui.get("/ui/reports")
+    assert page.status_code == 200
+    for r in mine:
+        assert f"/ui/reports/{r['id']}/report.pdf" in page.text
+    html = ui.get(f"/ui/reports/{mine[0]['id']}/report.html")
+    assert html.status_code == 200 and "Availability of voice quality" in html.text
+    assert "style-src 'unsafe-inline'" in html.headers["content-security-policy"]
+    theirs = _login(srv, _key(other.partner))
+    assert mine[0]["id"] not in theirs.get("/ui/reports").text
+    assert theirs.get(f"/ui/reports/{mine[0]['id']}/report.pdf").status_code == 404
