@@ -108,8 +108,7 @@ def _mos_chart(direction: str, bands: Sequence[Mapping[str, Any]]) -> str:
         (f"{b['from']:.2f}", 100.0 * b["count"] / total, BAND_COLOURS[i])
         for i, b in enumerate(bands)
     ][::-1]
-    return bar_chart(f"MOS {DIRECTION_TEXT[direction]}: share of tests per band", bars, 100,
-                     "%", width=330)  # fmt: skip
+    return bar_chart(f"MOS {direction}: share of tests per band", bars, 100, "%", width=330)
 
 
 def _daily_chart(d: Mapping[str, Any]) -> str:
@@ -197,8 +196,9 @@ def render_body(d: Mapping[str, Any], brand: Mapping[str, Any]) -> str:
         for k, v in d["sla_targets"].items()
     )
     out_of_sla = sum(t["out_of_sla"] for t in d["tickets"])
+    n = len(d["tickets"])
     h.append(
-        f'<p>{len(d["tickets"])} tickets opened, <span id="out-of-sla">{out_of_sla} out '
+        f'<p>{n} ticket{"" if n == 1 else "s"} opened, <span id="out-of-sla">{out_of_sla} out '
         f'of SLA</span>. <span class="muted">Targets: {targets}.</span></p>'
     )
     if d["tickets"]:

@@ -21,7 +21,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +352,34 @@ def test_web_page_lists_the_partners_reports_only(world):
     theirs = _login(srv, _key(other.partner))
     assert mine[0]["id"] not in theirs.get("/ui/reports").text
     assert theirs.get(f"/ui/reports/{mine[0]['id']}/report.pdf").status_code == 404
+
+
+def test_tickets_and_readiness_tests_of_the_period(world):
+    """The tickets the loss opened (this month, as ingest ran now) with their times, against
+    the tickets API; a readiness test queued in the month, with its state as verdict."""
+    from collector import readiness
+
+    t: Tenant = world["t"]
+    srv: LiveServer = world["srv"]
+    with srv.store.write() as c:
+        job = readiness.queue(c, t.partner_id, t.site_id, {"responder": "r.example.net"},
+                              None, False, world["since"] + 3 * DAY)  # fmt: skip
+    month = t.partner.post("/api/v1/reports", json={"customer_id": t.customer_id,
+                                                    "month": world["month"]}).json()  # fmt: skip
+    [test] = month["data"]["readiness"]
+    assert test["id"] == job["id"] and test["verdict"] == "queued"
+    now = datetime.now(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    until = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    body = {"customer_id": t.customer_id, "since": start.isoformat(), "until": until.isoformat()}
+    r = t.partner.post("/api/v1/reports", json=body)
+    assert r.status_code == 201, r.text
+    got = {x["id"]: x for x in r.json()["data"]["tickets"]}
+    api = t.partner.get("/api/v1/tickets", params={"site_id": t.site_id, "state": "resolved"})
+    want = api.json()
+    assert want and set(got) == {x["id"] for x in want}
+    for x in want:
+        opened = datetime.fromisoformat(x["opened_at"]).timestamp()
+        resolved = datetime.fromisoformat(x["resolved_at"]).timestamp()
+        assert got[x["id"]]["resolve_s"] == pytest.approx(resolved - opened)
+        assert got[x["id"]]["out_of_sla"] is False  # resolved by the next good results
