@@ -367,7 +367,8 @@ def build(
         "definition": DEFINITION,
         "availability": total,
         "sites": per_site,
-        "daily": [{"day": d, **availability(v, 24.0)} for d, v in sorted(daily.items())],
+        "daily": [{"day": d, **availability(v, 24.0 * len(site_rows))}
+                  for d, v in sorted(daily.items())],
         "worst_hours": [
             {"site": n, "hour": h, "results": v.count, "good": v.good,
              "good_pct": 100.0 * v.share(), "min_mos": v.min_mos}
