@@ -463,7 +463,9 @@ def title_of(data: Mapping[str, Any]) -> str:
     lo = datetime.fromtimestamp(data["since"], z)
     hi = datetime.fromtimestamp(data["until"], z)
     scope = data["customer"]["name"] + (f" / {data['site']['name']}" if data["site"] else "")
-    return f"SLA and quality report: {scope}, {lo:%Y-%m-%d %H:%M} to {hi:%Y-%m-%d %H:%M}"[:300]
+    title = f"SLA and quality report: {scope}, {lo:%Y-%m-%d %H:%M} to {hi:%Y-%m-%d %H:%M}"
+    # It is also an e-mail's subject: no line breaks or other control characters.
+    return "".join(ch if ch.isprintable() else " " for ch in title)[:300]
 
 
 def store_report(
@@ -645,10 +647,14 @@ def send_monthly(store: Any, now: float) -> int:
     with store.read() as conn:
         due = due_schedules(conn, now)
     for s in due:
-        with store.read() as conn:
-            data, html = generate(conn, s["partner_id"], s["customer_id"], None, s["since"],
-                                  s["until"], s["timezone"], now, base)  # fmt: skip
-        pdf = to_pdf(html)
+        try:
+            with store.read() as conn:
+                data, html = generate(conn, s["partner_id"], s["customer_id"], None,
+                                      s["since"], s["until"], s["timezone"], now, base)  # fmt: skip
+            pdf = to_pdf(html)
+        except Exception:  # one customer's failure must not hold up the others' reports
+            log.exception("monthly report of customer %s failed", s["customer_id"])
+            continue
         ch = email_channel(store.config, s["partner_name"])
         to = list(s["recipients"]) if ch is not None else []
         try:

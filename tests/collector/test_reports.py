@@ -408,3 +408,12 @@ def test_tickets_and_readiness_tests_of_the_period(world):
         resolved = datetime.fromisoformat(x["resolved_at"]).timestamp()
         assert got[x["id"]]["resolve_s"] == pytest.approx(resolved - opened, abs=1e-5)  # ISO: µs
         assert got[x["id"]]["out_of_sla"] is False  # resolved by the next good results
+
+
+def test_title_is_one_line_whatever_the_names():
+    since, until = reports.month_range(2026, 2, "Europe/Berlin")
+    data = {"customer": {"name": "Acme\r\nBcc: x@example.net"}, "site": {"name": "HQ\n"},
+            "since": since, "until": until, "timezone": "Europe/Berlin"}  # fmt: skip
+    title = reports.title_of(data)
+    assert title.isprintable() and "Bcc: x@example.net" in title
+    assert title.endswith("2026-02-01 00:00 to 2026-03-01 00:00")
