@@ -203,6 +203,12 @@ def _brand(conn: sa.Connection, partner_id: str) -> dict[str, Any]:
     return {"name": name or "", "primary": "#1f4e79", "accent": "#2e7d32", "logo": None}
 
 
+def partner_timezone(conn: sa.Connection, partner_id: str) -> str:
+    """The timezone a partner's months are taken in unless a request or schedule names one
+    ("UTC" today)."""
+    return "UTC"
+
+
 def _sla_targets(conn: sa.Connection, partner_id: str) -> Mapping[str, Mapping[str, float]]:
     """The partner's ticket SLA targets per severity (`DEFAULT_SLA_TARGETS` today)."""
     return DEFAULT_SLA_TARGETS
@@ -542,8 +548,9 @@ def put_schedule(
     now: float,
 ) -> dict[str, Any]:  # fmt: skip
     get_customer(conn, partner_id, customer_id)
-    zone(values["timezone"])
-    row = {**values, "partner_id": partner_id, "updated_at": now}
+    tz = values.get("timezone") or partner_timezone(conn, partner_id)
+    zone(tz)
+    row = {**values, "timezone": tz, "partner_id": partner_id, "updated_at": now}
     key = report_schedules.c.customer_id == customer_id
     if conn.execute(sa.select(report_schedules.c.customer_id).where(key)).first():
         conn.execute(report_schedules.update().where(key).values(**row))

@@ -38,7 +38,7 @@ class ReportIn(BaseModel):
     month: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")
     since: datetime | None = None
     until: datetime | None = None
-    timezone: Tz = "UTC"
+    timezone: Tz | None = Field(default=None, description="default: the partner's (UTC)")
 
     @model_validator(mode="after")
     def _one_period(self) -> ReportIn:
@@ -72,7 +72,7 @@ class ScheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     day_of_month: int = Field(ge=1, le=28, description="the day of the month after")
     recipients: list[Email] = Field(min_length=1, max_length=20)
-    timezone: Tz = "UTC"
+    timezone: Tz | None = Field(default=None, description="default: the partner's (UTC)")
     enabled: bool = True
 
 
@@ -85,19 +85,20 @@ class ScheduleOut(ScheduleIn):
 async def create_report(p: PartnerDep, body: ReportIn, request: Request) -> dict[str, Any]:
     """Make a report now, of a customer (all its sites) or one of its sites, and keep it."""
     st = app_state(request)
-    if body.month is not None:
-        since, until = reports.month_range(int(body.month[:4]), int(body.month[5:]), body.timezone)
-    else:
-        assert body.since is not None and body.until is not None
-        since, until = body.since.timestamp(), body.until.timestamp()
-        reports.zone(body.timezone)
     base = rollups.base_rules(st.store)
 
     def run() -> dict[str, Any]:
         now = st.clock()
         with st.store.read() as c:
+            tz = body.timezone or reports.partner_timezone(c, p["id"])
+            if body.month is not None:
+                year, month = int(body.month[:4]), int(body.month[5:])
+                since, until = reports.month_range(year, month, tz)
+            else:
+                assert body.since is not None and body.until is not None
+                since, until = body.since.timestamp(), body.until.timestamp()
             data, html = reports.generate(c, p["id"], body.customer_id, body.site_id, since,
-                                          until, body.timezone, now, base)  # fmt: skip
+                                          until, tz, now, base)  # fmt: skip
         with st.store.write() as c:
             rid = reports.store_report(c, data, html, "on_demand", now)
             return dict(reports.get_report(c, p["id"], rid))
