@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 HOUR_S = 3600.0
 VOICE_PROBES = ("udp", "sip_call")
 DIRECTIONS = ("out", "back")
-QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+QUANTILES = (("p50", 50), ("p95", 95), ("p99", 99))
 # Percentile figures per direction ("rtt": the round trip).
 FIGURES = {"out": ("loss_pct", "jitter_ms", "mos"), "back": ("loss_pct", "jitter_ms", "mos"),
            "rtt": ("rtt_ms.avg",)}  # fmt: skip
@@ -122,7 +122,7 @@ def previous_month(now: float, tz: str) -> tuple[int, int]:
 @dataclass
 class Hour:
     """One site's voice results in one hour: how many, how many inside the thresholds, and
-    the value histograms per (figure, direction)."""
+    the lowest MOS."""
 
     count: int = 0
     good: int = 0
@@ -137,12 +137,13 @@ def merge_hist(into: dict[float, int], hist: Mapping[str, int] | None) -> None:
         into[float(k)] += int(n)
 
 
-def hist_quantile(hist: Mapping[float, int], q: float) -> float | None:
-    """Nearest rank (the value at rank ceil(q * n)) of the values a histogram counts."""
+def hist_quantile(hist: Mapping[float, int], pct: int) -> float | None:
+    """Nearest rank (the value at rank ceil(pct / 100 * n), in integers so that no rounding
+    moves it) of the values a histogram counts."""
     total = sum(hist.values())
     if total == 0:
         return None
-    rank = max(1, math.ceil(q * total))
+    rank = max(1, -(-pct * total // 100))
     seen = 0
     for v in sorted(hist):
         seen += hist[v]

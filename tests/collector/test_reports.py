@@ -417,3 +417,15 @@ def test_title_is_one_line_whatever_the_names():
     title = reports.title_of(data)
     assert title.isprintable() and "Bcc: x@example.net" in title
     assert title.endswith("2026-02-01 00:00 to 2026-03-01 00:00")
+
+
+def test_nearest_rank_of_a_histogram_is_numpys_inverted_cdf():
+    rng = random.Random(5)
+    for n in (1, 2, 20, 100, 101, 1000):
+        values = [round(rng.uniform(0, 5), 2) for _ in range(n)]
+        hist: dict[float, int] = defaultdict(int)
+        for v in values:
+            hist[v] += 1
+        for pct in (50, 95, 99):
+            want = float(np.percentile(values, pct, method="inverted_cdf"))
+            assert reports.hist_quantile(hist, pct) == want, (n, pct)
