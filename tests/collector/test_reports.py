@@ -33,6 +33,7 @@ from aiosmtpd.controller import Controller
 
 from collector import reports, rollups
 from collector.config import CollectorConfig
+from collector.errors import NotFound
 from collector.schema import results
 from collector.store import Store
 from collector.worker import deliver_due
@@ -290,6 +291,13 @@ def test_another_partner_gets_404_and_bad_input_is_named(world):
     ]:  # fmt: skip
         r = t.partner.post("/api/v1/reports", json=body)
         assert r.status_code == 422 and words in r.text, r.text
+    # A customer's view (customer viewers): only that customer's reports.
+    srv: LiveServer = world["srv"]
+    with srv.store.read() as c:
+        assert reports.list_reports(c, t.partner_id, t.customer_id)
+        assert reports.list_reports(c, t.partner_id, other.customer_id) == []
+        with pytest.raises(NotFound):
+            reports.get_report(c, t.partner_id, rid, other.customer_id, "html")
     sched = {"day_of_month": 2, "recipients": ["a@example.net"], "timezone": "UTC"}
     path = f"/api/v1/customers/{t.customer_id}/report-schedule"
     assert other.partner.put(path, json=sched).status_code == 404
