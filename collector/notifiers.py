@@ -8,6 +8,7 @@ request log lines are redacted the same way (`RedactUrls` on the "httpx" logger)
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -124,12 +125,21 @@ def _text(payload: dict[str, Any]) -> str:
 
 
 def send_email(ch: SmtpChannel, payload: dict[str, Any], delivery_id: int) -> None:
+    """A ticket event to the channel's addresses; a report (`event` "report",
+    collector/reports.py) to the addresses its schedule names, its PDF attached."""
     msg = EmailMessage()
     msg["From"] = ch.sender
-    msg["To"] = ", ".join(ch.to)
-    msg["Subject"] = _subject(payload)
+    report = payload.get("event") == "report"
+    msg["To"] = ", ".join(payload["to"] if report else ch.to)
+    msg["Subject"] = payload["subject"] if report else _subject(payload)
     msg["X-QoS-Scout-Delivery"] = str(delivery_id)
-    msg.set_content(_text(payload))
+    msg.set_content(payload["text"] if report else _text(payload))
+    if report and payload.get("attachment"):
+        att = payload["attachment"]
+        msg.add_attachment(
+            base64.b64decode(att["data_b64"]), maintype="application", subtype="pdf",
+            filename=att["filename"],
+        )  # fmt: skip
     try:
         with smtplib.SMTP(ch.host, ch.port, timeout=ch.timeout_s) as smtp:
             if ch.starttls:
@@ -179,7 +189,10 @@ def send_alertmanager_batch(ch: AlertmanagerChannel, payloads: list[dict[str, An
 
 
 def deliver(ch: Any, payload: dict[str, Any], delivery_id: int, now: float) -> None:
-    """One attempt of outbox row `delivery_id` at time `now` (a webhook signs it then)."""
+    """One attempt of outbox row `delivery_id` at time `now` (a webhook signs it then). A
+    report is only ever queued for e-mail channels; any other refuses it."""
+    if payload.get("event") == "report" and not isinstance(ch, SmtpChannel):
+        raise DeliveryError(f"channel {ch.name!r} does not send reports (not e-mail)")
     if isinstance(ch, WebhookChannel):
         send_webhook(ch, payload, delivery_id, now)
     elif isinstance(ch, SmtpChannel):

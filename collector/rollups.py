@@ -10,7 +10,13 @@ it has none) and any other label is appended to the figure (`rtt_ms.p95`,
 What: per bucket the results counted, those that succeeded (availability = ok / count), and
 per figure how many results carried it and its min, p50, p95 and max (nearest rank: the
 value at rank ceil(q * n) of the sorted values, so every figure is one that was measured).
-Field "" is the availability row of each probe and target.
+Field "" is the availability row of each probe and target; it also counts the results
+`good`: those that succeeded with every figure inside the site's rule thresholds
+(`rules.inside_thresholds`, the rules in force when the bucket was rolled), which is what
+the SLA reports' availability of voice quality is made of (collector/reports.py). The
+voice figures the reports read (`HIST_FIELDS` of `HIST_PROBES`) also keep a histogram:
+how many results had each value rounded to 0.01, so a month's percentiles come from the
+hours exactly (to that rounding) and the MOS distribution can be drawn.
 
 How: ingest marks the (site, hour) of each stored result in `rollup_pending`; the worker
 rolls each marked hour once it has been closed `retention.grace_s`, from the raw rows, and
@@ -26,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +42,17 @@ from agent.wire.exposition import series_of
 from agent.wire.measurements import MEASUREMENTS
 from agent.wire.results import LOAD_TEST_TAG
 from collector.config import RetentionConfig
+from collector.context import load_site_context
+from collector.errors import NotFound
+from collector.rules import Rule, apply_overrides, default_rules, effective_rules
+from collector.rules import inside_thresholds as _inside
 from collector.schema import partners, results, rollup_pending, rollups, sites
 
 DAY_S = 86400.0
 PERIODS = {"hour": 3600.0, "day": DAY_S}
+HIST_PROBES = frozenset({"udp", "sip_call"})
+HIST_FIELDS = frozenset({"loss_pct", "jitter_ms", "mos", "rtt_ms.avg"})
+Judge = Callable[[str, bool, Any], bool]
 
 
 @dataclass(frozen=True)
@@ -85,27 +98,61 @@ def _number(measurement: Any, path: tuple[str, ...]) -> float | None:
     return float(cur)
 
 
-def summarise(rows: Iterable[Any]) -> list[dict[str, Any]]:
+def hist_key(v: float) -> str:
+    """The histogram key of a value: rounded to 0.01 (half to even, as `round`)."""
+    return repr(round(v, 2) + 0.0)
+
+
+def summarise(rows: Iterable[Any], judge: Judge | None = None) -> list[dict[str, Any]]:
     """Raw rows (probe, target, success, measurement) of one bucket -> roll-up rows (without
-    period, bucket and site)."""
-    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    period, bucket and site). `judge(probe, success, measurement)` says whether a result is
+    inside the thresholds (None: `good` is not counted)."""
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     values: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
     for r in rows:
         c = counts[(r.probe, r.target)]
         c[0] += 1
         c[1] += bool(r.success)
+        if judge is not None:
+            c[2] += judge(r.probe, bool(r.success), r.measurement)
         for f in figures(r.probe):
             v = _number(r.measurement, f.path)
             if v is not None:
                 values[(r.probe, r.target, f.field, f.direction)].append(v)
     out = []
-    for (probe, target), (count, ok) in counts.items():
-        out.append(_row(probe, target, "", "", count, ok, []))
+    for (probe, target), (count, ok, good) in counts.items():
+        row = _row(probe, target, "", "", count, ok, [])
+        row["good"] = good if judge is not None else None
+        out.append(row)
         for f in figures(probe):
             vals = values.get((probe, target, f.field, f.direction))
             if vals:
-                out.append(_row(probe, target, f.field, f.direction, count, ok, vals))
+                row = _row(probe, target, f.field, f.direction, count, ok, vals)
+                if probe in HIST_PROBES and f.field in HIST_FIELDS:
+                    hist: dict[str, int] = defaultdict(int)
+                    for v in vals:
+                        hist[hist_key(v)] += 1
+                    row["hist"] = dict(hist)
+                out.append(row)
     return out
+
+
+def judge_for(conn: sa.Connection, site_id: str, base: Mapping[str, Rule]) -> Judge | None:
+    """The site's `inside_thresholds` under its effective rules (`base`, then the partner's
+    and the site's overrides); None for a site that is gone."""
+    try:
+        ctx = load_site_context(conn, site_id)
+    except NotFound:
+        return None
+    rules = effective_rules(base, ctx.partner_overrides, ctx.site.get("rule_overrides"))
+    contracted = ctx.contracted
+    return lambda probe, ok, m: _inside(rules, probe, ok, m, contracted)
+
+
+def base_rules(store: Any) -> dict[str, Rule]:
+    """The collector's rules before any partner or site override."""
+    cfg = store.config
+    return apply_overrides(default_rules(cfg.silent_agent_timeout_s), cfg.rules)
 
 
 def _row(
@@ -124,24 +171,42 @@ def _row(
         "p50": nearest_rank(vals, 0.5) if vals else None,
         "p95": nearest_rank(vals, 0.95) if vals else None,
         "max": vals[-1] if vals else None,
+        "good": None,
+        "hist": None,
     }
 
 
-def roll(conn: sa.Connection, period: str, bucket: float, site_id: str) -> int:
-    """Replace the roll-up of one site's bucket by one computed from its raw rows; returns
-    the number of roll-up rows written."""
+def raw_rows(conn: sa.Connection, site_id: str, since: float, until: float) -> list[Any]:
+    """A site's raw rows in [since, until) as roll-ups read them (capacity ramps left out)."""
     q = sa.select(
-        results.c.probe, results.c.target, results.c.success, results.c.measurement,
-        results.c.tags,
+        results.c.started_at, results.c.probe, results.c.target, results.c.success,
+        results.c.measurement, results.c.tags,
     ).where(
         results.c.site_id == site_id,
-        results.c.started_at >= bucket,
-        results.c.started_at < bucket + PERIODS[period],
+        results.c.started_at >= since,
+        results.c.started_at < until,
     )  # fmt: skip
-    rows = [r for r in conn.execute(q) if LOAD_TEST_TAG not in (r.tags or {})]
+    return [r for r in conn.execute(q) if LOAD_TEST_TAG not in (r.tags or {})]
+
+
+def roll(
+    conn: sa.Connection,
+    period: str,
+    bucket: float,
+    site_id: str,
+    base: Mapping[str, Rule] | None = None,
+) -> int:
+    """Replace the roll-up of one site's bucket by one computed from its raw rows; returns
+    the number of roll-up rows written. `base`: the collector's rules (default: the
+    built-in ones), which `good` is counted under with the site's overrides."""
+    rows = raw_rows(conn, site_id, bucket, bucket + PERIODS[period])
+    judge = judge_for(conn, site_id, base if base is not None else default_rules())
     key = (rollups.c.period == period, rollups.c.bucket == bucket, rollups.c.site_id == site_id)
     conn.execute(rollups.delete().where(*key))
-    out = [{"period": period, "bucket": bucket, "site_id": site_id, **x} for x in summarise(rows)]
+    out = [
+        {"period": period, "bucket": bucket, "site_id": site_id, **x}
+        for x in summarise(rows, judge)
+    ]
     if out:
         conn.execute(rollups.insert(), out)
     return len(out)
@@ -173,6 +238,7 @@ def roll_due(store: Any, now: float, limit: int = 500) -> int:
     were rolled. Each bucket is its own transaction; on PostgreSQL a bucket another
     replica is rolling is skipped (`FOR UPDATE SKIP LOCKED`)."""
     cfg: RetentionConfig = store.config.retention
+    base = base_rules(store)
     with store.read() as conn:
         keep = raw_days(conn, cfg)
     done = 0
@@ -202,7 +268,7 @@ def roll_due(store: Any, now: float, limit: int = 500) -> int:
                     continue  # rolled by another replica, or being rolled
                 days = keep.get(site)
                 if days is not None and bucket >= now - days * DAY_S:
-                    roll(conn, period, bucket, site)
+                    roll(conn, period, bucket, site, base)
                     if period == "hour":
                         _mark(conn, store.is_sqlite, "day", bucket_of(bucket, "day"), site)
                     done += 1

@@ -250,5 +250,25 @@ def _presence(
     return rule.severity, float(value)
 
 
+def inside_thresholds(
+    rules: Mapping[str, Rule],
+    probe: str,
+    success: bool,
+    measurement: Mapping[str, Any] | None,
+    contracted_bps: Mapping[str, int | None] | None = None,
+) -> bool:
+    """A result is inside the thresholds when it succeeded and every enabled rule naming its
+    probe reads `ok` of it (a rule whose field the result does not carry reads nothing and
+    counts neither way). The warning limit is the threshold: a warning is outside."""
+    if not success:
+        return False
+    for rule in rules.values():
+        if rule.enabled and probe in rule.probes:
+            level, _ = evaluate(rule, success, measurement, contracted_bps)
+            if level not in (None, "ok"):
+                return False
+    return True
+
+
 def silence_level(rule: Rule, silent_s: float) -> Level:
     return _grade(silent_s, rule, lambda a, b: a > b)

@@ -23,6 +23,8 @@ from collector.schema import (
     enrollment_tokens,
     partners,
     probe_profiles,
+    report_schedules,
+    reports,
     rules_epoch,
     sites,
 )
@@ -191,6 +193,8 @@ def delete_customer(conn: sa.Connection, partner_id: str, customer_id: str) -> N
             probe_profiles.c.scope == "customer", probe_profiles.c.scope_id == customer_id
         )
     )
+    for table in (report_schedules, reports):  # a customer's reports go with it
+        conn.execute(table.delete().where(table.c.customer_id == customer_id))
     conn.execute(customers.delete().where(customers.c.id == customer_id))
 
 

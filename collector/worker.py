@@ -1,6 +1,6 @@
 """Background loops of a running collector: outbox delivery, the silent-agent check, the
-periodic re-send of open tickets to Alertmanager, roll-ups and retention, and housekeeping
-(last contact, WAL checkpoint, garbage-collector pauses)."""
+periodic re-send of open tickets to Alertmanager, roll-ups and retention, the monthly
+reports, and housekeeping (last contact, WAL checkpoint, garbage-collector pauses)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi.concurrency import run_in_threadpool
 
-from collector import jobs, outbox, retention, rollups
+from collector import jobs, outbox, reports, retention, rollups
 from collector.api.state import SEEN_FLUSH_S, AppState
 from collector.config import AlertmanagerChannel
 from collector.evaluation import check_silent_agents
@@ -183,6 +183,21 @@ async def retention_loop(st: AppState) -> None:
         except Exception:
             log.exception("roll-up/retention pass failed; retrying")
         await asyncio.sleep(cfg.interval_s * random.uniform(0.9, 1.1))
+
+
+REPORT_CHECK_S = 600.0
+
+
+async def report_loop(st: AppState, interval: float = REPORT_CHECK_S) -> None:
+    """Every `interval` s (randomised): make and e-mail the monthly reports that are due
+    (`reports.send_monthly`: each once, whichever collector makes it)."""
+    await asyncio.sleep(random.uniform(0, interval))
+    while True:
+        try:
+            await run_in_threadpool(reports.send_monthly, st.store, st.clock())
+        except Exception:
+            log.exception("monthly reports failed; retrying")
+        await asyncio.sleep(interval * random.uniform(0.9, 1.1))
 
 
 async def seen_loop(st: AppState, interval: float = SEEN_FLUSH_S) -> None:

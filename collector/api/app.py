@@ -25,6 +25,7 @@ from collector.api import (
     routes_portal,
     routes_profiles,
     routes_readiness,
+    routes_reports,
     routes_tickets,
 )
 from collector.api.limits import BodyLimit
@@ -47,6 +48,7 @@ from collector.worker import (
     gc_loop,
     jobs_sweep_loop,
     outbox_loop,
+    report_loop,
     retention_loop,
     seen_loop,
     silent_loop,
@@ -85,6 +87,7 @@ def create_app(
                 asyncio.create_task(silent_loop(st)),
                 asyncio.create_task(alertmanager_loop(st)),
                 asyncio.create_task(retention_loop(st)),
+                asyncio.create_task(report_loop(st)),
             ]
         tasks.append(asyncio.create_task(seen_loop(st)))
         tasks.append(asyncio.create_task(jobs_sweep_loop(st)))
@@ -122,6 +125,7 @@ def create_app(
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
     app.include_router(routes_portal.router)
+    app.include_router(routes_reports.router)
     app.include_router(web_routes.router)
     app.include_router(web_portal.router)
 

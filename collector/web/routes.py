@@ -1,4 +1,5 @@
-"""The support web pages (/ui): log in with a partner key, sites, readiness tests, tickets.
+"""The support web pages (/ui): log in with a partner key, sites, readiness tests, tickets,
+SLA and quality reports.
 
 Authentication: the login form checks a partner key and keeps it in an HttpOnly,
 SameSite=Strict cookie (every request re-checks it, like the API's bearer key). Every form
@@ -25,7 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 
 from agent.wire.readiness import CallInfo
-from collector import audit, readiness, tenants, tickets
+from collector import audit, readiness, reports, tenants, tickets
 from collector.api.routes_partner import _read, _write
 from collector.api.state import AppState, app_state
 from collector.errors import CollectorError, Unauthorized
@@ -381,6 +382,34 @@ async def readiness_ticket(request: Request, job_id: str) -> Response:
 
 
 # --------------------------------------------------------------------------- tickets
+
+
+@router.get("/reports", response_class=HTMLResponse)
+async def reports_page(request: Request) -> Response:
+    """The partner's reports (a customer viewer's page passes its customer to
+    `reports.list_reports`)."""
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+
+    def run(c: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        names = {x["id"]: x["name"] for x in tenants.list_customers(c, p["id"])}
+        return reports.list_reports(c, p["id"]), names
+
+    rows, names = await _read(app_state(request), run)
+    return render(request, "reports.html", partner=p, reports=rows, customers=names)
+
+
+@router.get("/reports/{report_id}/report.{fmt}")
+async def report_download(request: Request, report_id: str, fmt: str) -> Response:
+    from collector.api.routes_reports import report_file
+
+    p = await _partner(request)
+    if p is None:
+        return _to_login(request)
+    if fmt not in ("html", "pdf") or len(report_id) > 64:
+        return HTMLResponse("no such report", status_code=404)
+    return await report_file(request, p["id"], report_id, fmt)
 
 
 @router.get("/tickets", response_class=HTMLResponse)
