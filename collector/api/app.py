@@ -19,6 +19,7 @@ from agent.wire import VERSION
 from collector.api import (
     responses,
     routes_agent,
+    routes_channels,
     routes_history,
     routes_partner,
     routes_profiles,
@@ -35,6 +36,7 @@ from collector.errors import CollectorError, Unauthorized
 from collector.evaluation import RuleBook
 from collector.logs import AccessLog
 from collector.metrics import ExpositionCache, StoreCollector
+from collector.secretbox import SecretBox
 from collector.store import Store
 from collector.web import routes as web_routes
 from collector.worker import (
@@ -60,6 +62,7 @@ def create_app(
     silent-agent loops to the caller (tests drive them by hand). `freeze_gc=True` (the
     `serve` command: it owns the process) runs `gc_loop`, which keeps the garbage
     collector's pauses short."""
+    SecretBox.from_config(store.config.channels)  # a bad master key fails at start
     st = AppState(store=store, book=RuleBook(store.config), clock=clock)
     reg = registry or CollectorRegistry(auto_describe=False)
     reg.register(StoreCollector(store, st.stats, clock, before=st.flush_seen))
@@ -110,6 +113,7 @@ def create_app(
     app.include_router(routes_history.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
+    app.include_router(routes_channels.router)
     app.include_router(web_routes.router)
 
     @app.exception_handler(CollectorError)
