@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,10 @@ from cryptography.fernet import Fernet
 
 from collector.schema import external_tickets, outbox, partner_channels
 from collector.worker import deliver_due
-from tests.collector.conftest import icmp, new_tenant
+from tests.collector.conftest import LiveServer, icmp, new_tenant
 from tests.collector.fakes.psa import ConnectWiseFake
+from tests.collector.peers import start_collector, wait_for
+from tests.collector.pg import free_port
 
 RULES = {"rtt": {"trip_after": 1, "clear_after": 1}}
 
@@ -170,3 +173,70 @@ def test_without_a_master_key_no_credentials_are_stored(make_store, serve):
     slack = {"type": "slack", "name": "s", "url": "https://hooks.slack.com/services/T/B/X"}
     r = acme.partner.post("/api/v1/channels", json=slack)
     assert r.status_code == 409 and "master key" in r.json()["detail"]
+
+
+def test_a_collector_killed_between_create_and_answer_loses_and_doubles_nothing(
+    db_url, tmp_path, make_store
+):
+    """A real collector process is SIGKILLed while the PSA holds the create's answer; the
+    next one finds the outbox row due again, searches the PSA by the ticket's reference,
+    finds the ticket made and carries on with notes and the close on that one ticket."""
+    fake = ConnectWiseFake("qscorp", "pubkey-1", "privkey-1", "cid-1")
+    cfg = {
+        "db": db_url, "rules": RULES, "log_level": "warning",
+        "outbox": {"poll_interval_s": 0.1, "retry_base_s": 0.2, "retry_max_s": 0.5,
+                   "lease_s": 5},
+        "channels": {"master_keys": [Fernet.generate_key().decode()],
+                     "allow_hosts": ["127.0.0.1"], "timeout_s": 4},
+    }  # fmt: skip
+    cfg_path = Path(tmp_path) / "collector.yml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    port = free_port()
+    proc = start_collector(port, "--config", str(cfg_path))
+    try:
+        store = make_store()
+        srv = LiveServer.__new__(LiveServer)
+        srv.store, srv.url = store, f"http://127.0.0.1:{port}"
+        t = new_tenant(srv, "acme")
+        ch = t.partner.post("/api/v1/channels", json=_cw(fake)).json()
+        t.partner.put(f"/api/v1/channels/{ch['id']}/mappings/{t.customer_id}",
+                      json={"company": "ACME-CORP"})  # fmt: skip
+        fake.hang_next_create = True
+        t.post(icmp(300))
+        wait_for(lambda: fake.tickets, what="the create to reach the PSA")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        fake.released.set()
+
+        def rows() -> list[tuple[str, int]]:  # a fresh connection each time
+            with store.read() as c:
+                return [(r.state, r.attempts) for r in c.execute(sa.select(outbox))]
+
+        def link() -> tuple[str, str] | None:
+            with store.read() as c:
+                r = c.execute(sa.select(external_tickets)).first()
+            return (r.state, r.external_id) if r else None
+
+        assert link() in (("creating", ""), ("open", str(next(iter(fake.tickets)))))
+        assert [s for s, _ in rows()] == ["pending"]
+        proc = start_collector(port, "--config", str(cfg_path))
+        ext = str(next(iter(fake.tickets)))
+        wait_for(lambda: link() == ("open", ext), 30, "the PSA ticket found again")
+        tid = t.partner.get("/api/v1/tickets").json()[0]["id"]
+        t.partner.post(f"/api/v1/tickets/{tid}/comments", json={"message": "on it"})
+        t.post(icmp(10))
+        wait_for(lambda: all(s == "sent" for s, _ in rows()) and len(rows()) == 3, 30,
+                 "the comment and the resolve delivered")  # fmt: skip
+        assert len(fake.tickets) == 1
+        assert fake.ok_calls() == [
+            ("GET", "/v4_6_release/apis/3.0/service/tickets"),
+            ("POST", f"/v4_6_release/apis/3.0/service/tickets/{ext}/notes"),
+            ("POST", f"/v4_6_release/apis/3.0/service/tickets/{ext}/notes"),
+            ("PATCH", f"/v4_6_release/apis/3.0/service/tickets/{ext}"),
+        ]
+        assert fake.tickets[int(ext)]["status"] == {"name": "Closed"}
+        assert link() == ("closed", ext)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        fake.close()

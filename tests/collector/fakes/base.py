@@ -21,6 +21,10 @@ class Drop(Exception):
     """Close the connection without an answer (a lost answer after the work was done)."""
 
 
+class Hang(Exception):
+    """Answer nothing until the fake's `released` is set, then close the connection."""
+
+
 @dataclass
 class Call:
     method: str
@@ -42,6 +46,7 @@ class Fake:
         self.calls: list[Call] = []
         self.refusals: list[tuple[Call, str]] = []
         self.lock = threading.Lock()
+        self.released = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,7 +66,9 @@ class Fake:
                 except Refused as exc:
                     status, out = exc.status, {"error": exc.message}
                     fake.refusals.append((call, exc.message))
-                except Drop:
+                except (Drop, Hang) as exc:
+                    if isinstance(exc, Hang):
+                        fake.released.wait(60)
                     call.status = -1
                     fake.calls.append(call)
                     self.close_connection = True
@@ -93,6 +100,7 @@ class Fake:
         raise NotImplementedError
 
     def close(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 

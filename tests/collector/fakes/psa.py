@@ -13,7 +13,7 @@ import secrets
 import time
 from typing import Any
 
-from tests.collector.fakes.base import Call, Drop, Fake, Refused, json_body, need
+from tests.collector.fakes.base import Call, Drop, Fake, Hang, Refused, json_body, need
 
 
 class ConnectWiseFake(Fake):
@@ -27,6 +27,7 @@ class ConnectWiseFake(Fake):
         self.tickets: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, list[str]] = {}
         self.drop_next_create = False
+        self.hang_next_create = False
         super().__init__()
 
     @property
@@ -63,6 +64,9 @@ class ConnectWiseFake(Fake):
             if self.drop_next_create:
                 self.drop_next_create = False
                 raise Drop()
+            if self.hang_next_create:
+                self.hang_next_create = False
+                raise Hang()
             return 201, self.tickets[tid]
         m = re.fullmatch(r"/service/tickets/(\d+)(/notes)?", path)
         if m is None or int(m.group(1)) not in self.tickets:
