@@ -17,6 +17,7 @@ from collector.worker import deliver_due
 from tests.collector.conftest import SCRAPE_TOKEN, LiveServer, Tenant, icmp, new_tenant
 from tests.collector.fakes.chat import PagerDutyFake, SlackFake, TeamsFake
 from tests.collector.fakes.psa import AutotaskFake, ConnectWiseFake, HaloFake
+from tests.collector.test_web_security import _login
 
 CW = "/v4_6_release/apis/3.0/service/tickets"
 AT = "/atservicesrest/V1.0"
@@ -100,6 +101,10 @@ def test_connectwise_one_ticket_notes_close_and_reopen_despite_a_lost_answer(srv
         assert fake.refusals == []
         shown = t.partner.get(f"/api/v1/tickets/{tid}").json()["external"]
         assert [(s["external_id"], s["state"]) for s in shown] == [(str(ext), "open")]
+        key = str(t.partner.headers["Authorization"]).removeprefix("Bearer ")
+        ui = _login(srv, key)
+        page = ui.get(f"/ui/tickets/{tid}").text
+        assert f"connectwise (connectwise) #{ext}, open" in page
     finally:
         fake.close()
 
