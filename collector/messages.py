@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector.rules import field_value
+
 EVENT_WORDS = {
     "opened": "opened", "reopened": "reopened (flapped)", "escalated": "escalated",
     "acknowledged": "acknowledged", "resolved": "resolved", "comment": "commented",
@@ -34,14 +36,23 @@ def ticket_link(portal_url: str, ticket_id: str) -> str:
 def evidence_summary(evidence: dict[str, Any], limit: int = 5) -> str:
     """The rule and the figures that tripped it, a few lines of plain text."""
     rule = evidence.get("rule") or {}
+    field_ = rule.get("field")
     lines = []
     if rule:
-        bound = rule.get("critical") if rule.get("critical") is not None else rule.get("warning")
-        what = f"{rule.get('field')} {rule.get('op', '')} {bound}" if rule.get("field") else ""
-        lines.append(f"Rule {rule.get('id', '')}: {rule.get('description', '')} {what}".strip())
+        bounds = ", ".join(
+            f"{level} {rule.get('op', '')} {rule[level]:g}"
+            for level in ("warning", "critical")
+            if isinstance(rule.get(level), int | float)
+        )
+        what = f"{field_}: {bounds}" if field_ and bounds else ""
+        lines.append(f"Rule {rule.get('id', '')} ({rule.get('description', '')}) {what}".strip())
     for r in (evidence.get("results") or [])[-limit:]:
         err = r.get("error") or {}
-        state = "ok" if r.get("success") else f"failed ({err.get('category', 'error')})"
+        if not r.get("success"):
+            state = f"failed ({err.get('category', 'error')}): {err.get('message', '')}"
+        else:
+            value = field_value(r.get("measurement"), field_) if field_ else None
+            state = f"{field_} = {value:g}" if isinstance(value, int | float) else "ok"
         lines.append(f"- {r.get('started_at')} {r.get('probe')} {r.get('target')}: {state}")
     return "\n".join(lines)
 

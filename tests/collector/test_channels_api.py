@@ -90,13 +90,16 @@ def test_channels_are_the_partners_own_masked_sealed_and_routed(make_store, serv
         assert t.json() == {"ok": True, "error": None}
         assert fake.ok_calls() == [("GET", "/v4_6_release/apis/3.0/service/tickets")]
         # A ticket's life: acme's PSA has it, globex's PSA hears nothing.
-        acme.post(icmp(300))
+        tripped = icmp(300)
+        acme.post(tripped)
         _drain(srv)
         [(tid, pt)] = fake.tickets.items()
         assert pt["company"] == {"identifier": "ACME-CORP"} and pt["board"] == {"name": "Voice"}
         ours = acme.partner.get("/api/v1/tickets").json()[0]["id"]
         assert pt["externalXRef"] == f"qs-{ours}"
         assert f"https://qs.example/ui/tickets/{ours}" in pt["initialDescription"]
+        avg = tripped["measurement"]["rtt_ms"]["avg"]  # the evidence: the figure that tripped
+        assert f"icmp 192.0.2.1: rtt_ms.avg = {avg:g}" in pt["initialDescription"]
         shown = acme.partner.get(f"/api/v1/tickets/{ours}").json()["external"]
         assert shown == [{"channel": "cw", "channel_id": ch["id"], "type": "connectwise",
                           "external_id": str(tid), "state": "open"}]  # fmt: skip
