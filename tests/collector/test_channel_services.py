@@ -57,7 +57,7 @@ def life(srv: LiveServer, t: Tenant, between: Any = None) -> str:
     drain(srv)
     tid = str(t.partner.get("/api/v1/tickets").json()[0]["id"])
     if between:
-        between()
+        between(tid)
     t.partner.post(f"/api/v1/tickets/{tid}/comments", json={"message": "checking the SBC"})
     drain(srv)
     t.post(icmp(10))
@@ -70,7 +70,7 @@ def life(srv: LiveServer, t: Tenant, between: Any = None) -> str:
 
 
 def channel(t: Tenant, body: dict[str, Any]) -> str:
-    r = t.partner.post("/api/v1/channels", json={"name": body["type"], **body})
+    r = t.partner.post("/api/v1/channels", json={"name": body["type"]} | body)
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
@@ -143,7 +143,7 @@ def test_halo_token_array_bodies_actions_and_an_expired_token(srv):
                           "client_id": "halo-client", "client_secret": "halo-secret"})  # fmt: skip
         t.partner.put(f"/api/v1/channels/{cid}/mappings/{t.customer_id}",
                       json={"client_id": 12, "site_id": 34})  # fmt: skip
-        tid = life(srv, t, between=fake.expire_tokens)
+        tid = life(srv, t, between=lambda _tid: fake.expire_tokens())
         [(ext, pt)] = fake.tickets.items()
         assert f"[qs-{tid}]" in pt["summary"] and pt["status_id"] == 1  # reopened
         assert len(fake.actions[ext]) == 3
@@ -173,16 +173,29 @@ def test_teams_and_slack_one_message_per_event(srv):
 
 
 def test_pagerduty_one_dedup_key_trigger_resolve_retrigger(srv):
-    pd = PagerDutyFake(ROUTING_KEY)
+    pd, late = PagerDutyFake(ROUTING_KEY), PagerDutyFake(ROUTING_KEY)
     try:
         t = new_tenant(srv, "pd-partner")
         channel(t, {"type": "pagerduty", "url": pd.enqueue, "routing_key": ROUTING_KEY})
-        tid = life(srv, t)
+
+        def ack(tid: str) -> None:
+            t.partner.post(f"/api/v1/tickets/{tid}/ack", json={"message": "mine"})
+
+        tid = life(srv, t, between=ack)
         actions = [c.json()["event_action"] for c in pd.calls]
-        assert actions == ["trigger", "resolve", "trigger"]  # the comment pages nobody
+        # The comment pages nobody; resolved, then a new incident for the flap.
+        assert actions == ["trigger", "acknowledge", "resolve", "trigger"]
         assert {c.json()["dedup_key"] for c in pd.calls} == {f"qos-scout-{tid}"}
-        assert pd.opened == 2 and pd.noops == 0  # resolved, then a new incident
+        assert pd.opened == 2 and pd.noops == 0
         assert pd.calls[0].json()["payload"]["severity"] == "warning"
         assert pd.refusals == []
+        # A pager added later hears the ack of a ticket it never saw: PagerDuty ignores it.
+        channel(t, {"type": "pagerduty", "name": "late", "url": late.enqueue,
+                    "routing_key": ROUTING_KEY})  # fmt: skip
+        ack(tid)
+        drain(srv)
+        assert [c.status for c in late.calls] == [202]
+        assert late.opened == 0 and late.noops == 1
     finally:
         pd.close()
+        late.close()
