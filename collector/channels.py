@@ -18,6 +18,7 @@ from collector.schema import (
     channel_mappings,
     customers,
     external_tickets,
+    outbox,
     partner_channels,
     sites,
     tickets,
@@ -279,7 +280,21 @@ def create(
 
 
 def get(conn: sa.Connection, partner_id: str, channel_id: str) -> dict[str, Any]:
-    return _out(_row(conn, partner_id, channel_id))
+    """The channel, with its deliveries not made yet: `pending` (due or retrying), `dead`
+    (given up after outbox.max_attempts) and the `last_error` of the newest of them."""
+    out = _out(_row(conn, partner_id, channel_id))
+    q = (
+        sa.select(outbox.c.state, outbox.c.last_error)
+        .where(outbox.c.state.in_(("pending", "dead")), outbox.c.channel == channel_key(channel_id))
+        .order_by(outbox.c.id.desc())
+    )
+    rows = conn.execute(q).all()
+    out["deliveries"] = {
+        "pending": sum(1 for r in rows if r.state == "pending"),
+        "dead": sum(1 for r in rows if r.state == "dead"),
+        "last_error": next((r.last_error for r in rows if r.last_error), None),
+    }
+    return out
 
 
 def list_(conn: sa.Connection, partner_id: str) -> list[dict[str, Any]]:

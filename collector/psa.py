@@ -26,7 +26,8 @@ def reference(ticket_id: str) -> str:
 
 class Psa(Protocol):
     def find(self, ref: str) -> str | None: ...
-    def create(self, m: Message, mapping: dict[str, Any], ref: str) -> str: ...
+    def create_body(self, m: Message, mapping: dict[str, Any], ref: str) -> Any: ...
+    def create(self, body: Any) -> str: ...
     def note(self, ext_id: str, m: Message) -> None: ...
     def set_status(self, ext_id: str, which: str) -> None: ...
 
@@ -71,8 +72,8 @@ class ConnectWise:
             return _id_of(found[0].get("id"), "connectwise search")
         return None
 
-    def create(self, m: Message, mapping: dict[str, Any], ref: str) -> str:
-        body = {
+    def create_body(self, m: Message, mapping: dict[str, Any], ref: str) -> Any:
+        return {
             "summary": m.title[:100],
             "board": {"name": mapping.get("board") or self.cfg["board"]},
             "company": {"identifier": _need(mapping, "company", "connectwise")},
@@ -80,6 +81,8 @@ class ConnectWise:
             "initialDescription": m.text,
             "externalXRef": ref,
         }
+
+    def create(self, body: Any) -> str:
         resp = self.eg.request("POST", f"{self.base}/service/tickets", "connectwise create",
                                headers=self.headers, json=body)  # fmt: skip
         doc = json_of(resp, "connectwise create")
@@ -132,7 +135,7 @@ class Autotask:
             return _id_of(items[0].get("id"), "autotask search")
         return None
 
-    def create(self, m: Message, mapping: dict[str, Any], ref: str) -> str:
+    def create_body(self, m: Message, mapping: dict[str, Any], ref: str) -> Any:
         body: dict[str, Any] = {
             "companyID": _need(mapping, "company_id", "autotask"),
             "title": m.title[:255],
@@ -144,6 +147,9 @@ class Autotask:
         queue = mapping.get("queue_id") or self.cfg.get("queue_id")
         if queue:
             body["queueID"] = queue
+        return body
+
+    def create(self, body: Any) -> str:
         resp = self.eg.request("POST", f"{self.base}/Tickets", "autotask create",
                                headers=self.headers, json=body)  # fmt: skip
         doc = json_of(resp, "autotask create")
@@ -172,6 +178,12 @@ class _Token:
 
 _halo_tokens: dict[str, _Token] = {}
 _halo_lock = threading.Lock()
+
+
+def forget_token(channel_id: str) -> None:
+    """Drop a channel's cached Halo token (its credentials changed or it was deleted)."""
+    with _halo_lock:
+        _halo_tokens.pop(channel_id, None)
 
 
 class Halo:
@@ -223,14 +235,16 @@ class Halo:
                 return _id_of(t.get("id"), "halo search")
         return None
 
-    def create(self, m: Message, mapping: dict[str, Any], ref: str) -> str:
-        body = [{
+    def create_body(self, m: Message, mapping: dict[str, Any], ref: str) -> Any:
+        return [{
             "summary": f"{m.title[:200]} [{ref}]",
             "details": m.text,
             "client_id": _need(mapping, "client_id", "halo"),
             "site_id": _need(mapping, "site_id", "halo"),
             "tickettype_id": self.cfg["tickettype_id"],
         }]  # fmt: skip
+
+    def create(self, body: Any) -> str:
         doc = self._call("POST", "Tickets", "halo create", json=body)
         if isinstance(doc, list):
             doc = doc[0] if doc else None
@@ -275,12 +289,13 @@ def deliver_psa(psa: Psa, links: Links, m: Message, mapping: dict[str, Any]) -> 
         if m.event == "resolved":
             return  # nothing to close
         ref = reference(m.ticket_id)
+        body = psa.create_body(m, mapping, ref)  # a missing mapping stops here, unrecorded
         if link is None:
             links.begin(ref)  # committed before the PSA hears of it
         else:
             ext = psa.find(link.reference) or ""  # an earlier attempt may have made it
         if not ext:
-            ext = psa.create(m, mapping, ref)
+            ext = psa.create(body)
         links.set(external_id=ext, state="open")
         if m.event in ("opened", "reopened"):
             return  # the new PSA ticket says it all

@@ -14,6 +14,7 @@ from collector.api.routes_partner import PartnerDep, _read, _write
 from collector.api.state import app_state
 from collector.channels import ChannelIn, ChannelPatch, MappingIn
 from collector.partner_delivery import test_channel
+from collector.psa import forget_token
 from collector.secretbox import SecretBox
 from collector.timefmt import iso
 
@@ -47,14 +48,17 @@ async def patch_channel(
 ) -> dict[str, Any]:
     st, box = app_state(request), _box(request)
     cfg, changes = st.store.config.channels, dict(body.model_extra or {})
-    return await _write(
+    out = await _write(
         st, lambda c: channels.update(c, cfg, box, p["id"], channel_id, changes, st.clock())
     )
+    forget_token(channel_id)  # new credentials: no token of the old ones
+    return out
 
 
 @router.delete("/{channel_id}", status_code=204)
 async def delete_channel(p: PartnerDep, channel_id: str, request: Request) -> None:
     await _write(app_state(request), lambda c: channels.delete(c, p["id"], channel_id))
+    forget_token(channel_id)
 
 
 @router.post("/{channel_id}/test")
