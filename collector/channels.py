@@ -448,7 +448,8 @@ def routed(conn: sa.Connection, partner_id: str, ticket: dict[str, Any]) -> list
     out = []
     for cid, routing in conn.execute(q):
         r = Routing.model_validate(routing or {})
-        if r.takes(str(ticket["severity"]), str(ticket["customer_id"]), str(ticket["rule"])):
+        sev, cust, rule = (str(ticket.get(k, "")) for k in ("severity", "customer_id", "rule"))
+        if r.takes(sev, cust, rule):
             out.append(channel_key(cid))
     return out
 

@@ -35,7 +35,9 @@ def enqueue(
         for ch in (config.notifications if config is not None else ())
         if ch.takes(partner_name) and payload.get("event") in OPERATOR_EVENTS
     ]
-    keys += channels.routed(conn, partner_id, payload["ticket"])
+    ticket = payload.get("ticket")
+    if isinstance(ticket, dict):
+        keys += channels.routed(conn, partner_id, ticket)
     rows = [
         {
             "channel": key,

@@ -38,6 +38,7 @@ from collector.logs import AccessLog
 from collector.metrics import ExpositionCache, StoreCollector
 from collector.secretbox import SecretBox
 from collector.store import Store
+from collector.web import channels as web_channels
 from collector.web import routes as web_routes
 from collector.worker import (
     alertmanager_loop,
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(routes_readiness.router)
     app.include_router(routes_channels.router)
     app.include_router(web_routes.router)
+    app.include_router(web_channels.router)
 
     @app.exception_handler(CollectorError)
     async def _collector_error(_req: Request, exc: CollectorError) -> JSONResponse:

@@ -19,7 +19,7 @@ from collector.worker import deliver_due
 from tests.collector.conftest import SCRAPE_TOKEN, LiveServer, Tenant, icmp, new_tenant
 from tests.collector.fakes.chat import PagerDutyFake, SlackFake, TeamsFake
 from tests.collector.fakes.psa import AutotaskFake, ConnectWiseFake, HaloFake
-from tests.collector.test_web_security import _login
+from tests.collector.test_web_security import _hidden, _login
 
 CW = "/v4_6_release/apis/3.0/service/tickets"
 AT = "/atservicesrest/V1.0"
@@ -110,6 +110,16 @@ def test_connectwise_one_ticket_notes_close_and_reopen_despite_a_lost_answer(srv
         ui = _login(srv, key)
         page = ui.get(f"/ui/tickets/{tid}").text
         assert f"connectwise (connectwise) #{ext}, open" in page
+        # The channels page: the channel, nothing waiting, a test that reaches the PSA.
+        page = ui.get("/ui/channels").text
+        assert f'id="ch-{cid}"' in page and "0 pending" in page and "priv" not in page
+        assert "<style" not in page and " style=" not in page
+        form = _hidden(page, f"/ui/channels/{cid}/test")
+        r = ui.post(f"/ui/channels/{cid}/test", data=form)
+        assert r.status_code == 303 and "it%20worked" in r.headers["location"]
+        assert fake.ok_calls()[-1] == ("GET", CW)
+        refused = ui.post(f"/ui/channels/{cid}/test", data={})  # no anti-forgery token
+        assert refused.status_code == 403
     finally:
         fake.close()
 
