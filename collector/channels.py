@@ -23,7 +23,7 @@ from collector.schema import (
     sites,
     tickets,
 )
-from collector.secretbox import SecretBox
+from collector.secretbox import SecretBox, SecretError
 from collector.timefmt import iso
 
 MASK = "********"
@@ -312,9 +312,13 @@ def update(
 ) -> dict[str, Any]:  # fmt: skip
     r = _row(conn, partner_id, channel_id)
     box = _need_box(box)
+    try:
+        stored = box.open(r.secret)
+    except SecretError:
+        stored = {}  # sealed with a key no longer configured: the patch must bring them anew
     merged = {
         "type": r.type, "name": r.name, "enabled": r.enabled, "routing": r.routing,
-        **r.settings, **box.open(r.secret),
+        **r.settings, **stored,
     }  # fmt: skip
     for k, v in changes.items():
         if k in SECRET_FIELDS.get(r.type, ()) and v == MASK:

@@ -91,6 +91,8 @@ def test_channel(
         if box is None:
             raise DeliveryError("no master key configured: the channel's credentials are sealed")
         row, cfg, sender = _load(store, box, channel_id)
+        if row is None:
+            raise DeliveryError("the channel was deleted")
         m = Message(
             event="test", ticket_id="test", severity="warning",
             title=f"qos-scout test message for {row.name}",

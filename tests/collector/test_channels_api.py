@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 import yaml
 from cryptography.fernet import Fernet
@@ -166,6 +167,17 @@ def test_channel_input_is_checked_with_reasons(make_store, serve):
     r = acme.partner.put(f"/api/v1/channels/{cid}/mappings/{acme.customer_id}",
                          json={"company": "x"})  # fmt: skip
     assert r.status_code == 422 and "takes no PSA mapping" in r.text
+    # The master key lost: the channel stays, its credentials must be given again.
+    lost = serve(make_store(channels={"master_keys": [Fernet.generate_key().decode()]}),
+                 background=False)  # fmt: skip
+    again = httpx.Client(base_url=lost.url, headers=acme.partner.headers)
+    r = again.patch(f"/api/v1/channels/{cid}", json={"enabled": False})
+    assert r.status_code == 422 and "url" in r.json()["detail"], r.text
+    r = again.post(f"/api/v1/channels/{cid}/test")
+    assert r.json() == {"ok": False, "error": "the channel's secrets were encrypted with a "
+                        "master key no longer configured"}  # fmt: skip
+    r = again.patch(f"/api/v1/channels/{cid}", json={"url": slack["url"] + "2"})
+    assert r.status_code == 200, r.text
     assert acme.partner.delete(f"/api/v1/channels/{cid}").status_code == 204
     assert acme.partner.get(f"/api/v1/channels/{cid}").status_code == 404
 
