@@ -100,6 +100,11 @@ class ConnectWise:
                         headers=self.headers, json=patch)  # fmt: skip
 
 
+ZONE_TTL_S = 3600.0
+_zones: dict[tuple[str, str], tuple[str, float]] = {}
+_zone_lock = threading.Lock()
+
+
 class Autotask:
     """Autotask REST API v1.0: the zone is discovered for the API user first."""
 
@@ -114,7 +119,14 @@ class Autotask:
 
     @property
     def base(self) -> str:
+        """The zone's API base, asked once an hour per user (a user stays in its zone)."""
         if self._base is None:
+            key = (str(self.cfg["zone_url"]), str(self.cfg["username"]))
+            with _zone_lock:
+                known = _zones.get(key)
+            if known is not None and known[1] > time.monotonic():
+                self._base = known[0]
+                return self._base
             resp = self.eg.request("GET", self.cfg["zone_url"], "autotask zone",
                                    params={"user": self.cfg["username"]})  # fmt: skip
             doc = json_of(resp, "autotask zone")
@@ -122,6 +134,8 @@ class Autotask:
             if not isinstance(url, str) or not url:
                 raise DeliveryError("autotask zone: the answer names no zone url")
             self._base = url.rstrip("/") + "/V1.0"
+            with _zone_lock:
+                _zones[key] = (self._base, time.monotonic() + ZONE_TTL_S)
         return self._base
 
     def find(self, ref: str) -> str | None:

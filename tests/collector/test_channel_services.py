@@ -150,6 +150,7 @@ def test_autotask_zone_headers_patch_not_put_and_child_notes(srv):
         ]
         assert ("PUT", f"{AT}/Tickets") not in calls
         assert calls.count(("PATCH", f"{AT}/Tickets")) == 2  # closed, reopened
+        assert calls.count(("GET", "/atservicesrest/v1.0/zoneInformation")) == 1  # kept
         assert len(fake.notes[ext]) == 3  # comment, resolved, reopened
         assert fake.refusals == []
     finally:
