@@ -57,6 +57,13 @@ def add_commands(subparsers: Any) -> None:
     common(m)
     m.set_defaults(func=_cmd(_migrate))
 
+    rs = sub.add_parser(
+        "rotate-secrets",
+        help="re-encrypt every stored channel secret with the first master key",
+    )
+    common(rs)
+    rs.set_defaults(func=_cmd(_rotate_secrets))
+
     pa = sub.add_parser("partner", help="partners (tenants) and their API keys")
     pas = pa.add_subparsers(dest="action", metavar="ACTION")
     pas.required = True
@@ -426,6 +433,32 @@ def _migrate(args: argparse.Namespace) -> int:
     rev = current_revision(store.engine)
     store.dispose()
     return _emit(args, {"revision": rev}, f"database schema at revision {rev}")
+
+
+def _rotate_secrets(args: argparse.Namespace) -> int:
+    """After a new master key is put first (channels.master_keys or QOS_SCOUT_MASTER_KEYS):
+    every partner channel's credentials re-encrypted with it; the old keys can then go."""
+    from collector.config import ConfigFileError
+    from collector.secretbox import SecretBox, SecretError
+
+    cfg = _config(args)
+    try:
+        box = SecretBox.from_config(cfg.channels)
+    except ConfigFileError as exc:
+        raise CliError(str(exc)) from None
+    if box is None:
+        raise CliError("no master key configured (channels.master_keys or QOS_SCOUT_MASTER_KEYS)")
+
+    def run(c: Any, _now: float) -> int:
+        from collector.channels import rotate_all
+
+        try:
+            return rotate_all(c, box)
+        except SecretError as exc:
+            raise CliError(str(exc)) from None
+
+    n = _admin(args, run)
+    return _emit(args, {"rotated": n}, f"{n} channel secrets re-encrypted with the first key")
 
 
 def _partner_create(args: argparse.Namespace) -> int:

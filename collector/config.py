@@ -231,6 +231,41 @@ class WebConfig(_Model):
         return [i.strip() for i in v]
 
 
+MASTER_KEYS_ENV = "QOS_SCOUT_MASTER_KEYS"
+
+
+class ChannelsConfig(_Model):
+    """Partners' own channels (docs/collector.md, "Partner channels"): PSA ticketing, chat
+    and paging configured by each partner through the API.
+
+    Their credentials are stored encrypted (Fernet) with the master keys: the environment
+    variable QOS_SCOUT_MASTER_KEYS (comma-separated) if set, else `master_keys` here (the
+    config file is then a secret). The first key encrypts, all of them decrypt;
+    `qos-scout collector rotate-secrets` re-encrypts every stored secret with the first.
+    Without a key partners cannot store a channel with credentials.
+
+    The channels' URLs come from partners: only `https://` to public addresses is reached,
+    unless the host is in `allow_hosts` (the operator's list: `http://` and private or
+    loopback addresses allowed there); no redirect is followed, the requests of one
+    delivery end within `timeout_s` together and an answer larger than
+    `max_response_bytes` is refused. `portal_url` is the address of this collector's web
+    pages, for the link back in every message."""
+
+    master_keys: list[str] = Field(default_factory=list)
+    allow_hosts: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=10.0, gt=0, le=30)
+    max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_per_partner: int = Field(default=20, ge=1, le=1000)
+    portal_url: str = "http://127.0.0.1:8080"
+
+    def keys(self) -> list[str]:
+        """The master keys in force: the environment's, else the config file's."""
+        env = os.environ.get(MASTER_KEYS_ENV, "").strip()
+        if env:
+            return [k.strip() for k in env.split(",") if k.strip()]
+        return list(self.master_keys)
+
+
 class CollectorConfig(_Model):
     """Everything `qos-scout collector serve` reads from its config file."""
 
@@ -252,6 +287,7 @@ class CollectorConfig(_Model):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     api_docs: bool = False  # serve /docs, /redoc and /openapi.json (off: 404)
 
     @field_validator("listen")
@@ -287,6 +323,12 @@ class CollectorConfig(_Model):
                     f"notifications.{i}.timeout_s ({ch.timeout_s:g} s) must be shorter than "
                     f"outbox.lease_s ({self.outbox.lease_s:g} s)"
                 )
+        # A partner channel's delivery (token, search, create, note) ends within timeout_s.
+        if self.channels.timeout_s >= self.outbox.lease_s:
+            raise ValueError(
+                f"channels.timeout_s ({self.channels.timeout_s:g} s) must be shorter than "
+                f"outbox.lease_s ({self.outbox.lease_s:g} s)"
+            )
         return self
 
 

@@ -9,23 +9,38 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from collector import channels
 from collector.config import CollectorConfig, OutboxConfig
 from collector.schema import outbox
+
+# The events the operator's channels (config file) receive; partners' channels receive
+# every ticket event (comments and acknowledgements become PSA notes).
+OPERATOR_EVENTS = frozenset({"opened", "reopened", "escalated", "resolved"})
 
 
 def enqueue(
     conn: sa.Connection,
-    config: CollectorConfig,
+    config: CollectorConfig | None,
     partner_id: str,
     partner_name: str,
     payload: dict[str, Any],
     now: float,
 ) -> int:
-    """One row per configured channel that takes this partner's notifications: the
-    channels naming the partner in `partners`, and the operator's (`scope: operator`)."""
+    """THE place where a ticket event becomes deliveries: one row per channel that takes
+    it. The operator's channels (config file) naming the partner in `partners` or with
+    `scope: operator`, for the events in OPERATOR_EVENTS; and the partner's own channels
+    whose routing takes the ticket (severity, customer, rule)."""
+    keys = [
+        ch.name
+        for ch in (config.notifications if config is not None else ())
+        if ch.takes(partner_name) and payload.get("event") in OPERATOR_EVENTS
+    ]
+    ticket = payload.get("ticket")
+    if isinstance(ticket, dict):
+        keys += channels.routed(conn, partner_id, ticket)
     rows = [
         {
-            "channel": ch.name,
+            "channel": key,
             "partner_id": partner_id,
             "payload": payload,
             "created_at": now,
@@ -34,8 +49,7 @@ def enqueue(
             "last_error": "",
             "state": "pending",
         }
-        for ch in config.notifications
-        if ch.takes(partner_name)
+        for key in keys
     ]
     if rows:
         conn.execute(outbox.insert(), rows)

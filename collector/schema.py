@@ -432,3 +432,47 @@ report_schedules = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
 )
+
+# A partner's own notification channels (PSA, chat, paging): `settings` holds what is not
+# secret (URLs, ids, statuses), `secret` a Fernet token of the credentials
+# (collector/secretbox.py), `routing` which tickets go there (collector/channels.py).
+partner_channels = sa.Table(
+    "partner_channels",
+    metadata,
+    _id(),
+    sa.Column("partner_id", sa.String(36), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("settings", JSON, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("routing", JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("partner_id", "name", name="uq_partner_channels_partner_name"),
+)
+
+# Which PSA company/board/site/client a customer or a site of ours is (`scope_id`: a
+# customer id or a site id; a site's entry overrides its customer's).
+channel_mappings = sa.Table(
+    "channel_mappings",
+    metadata,
+    sa.Column("channel_id", sa.String(36), primary_key=True),
+    sa.Column("scope_id", sa.String(36), primary_key=True),
+    sa.Column("values", JSON, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+# A ticket's counterpart in a PSA: written as "creating" before the create request (a retry
+# after a lost answer then searches the PSA for `reference` first), its id as soon as known.
+external_tickets = sa.Table(
+    "external_tickets",
+    metadata,
+    sa.Column("ticket_id", sa.String(36), primary_key=True),
+    sa.Column("channel_id", sa.String(36), primary_key=True),
+    sa.Column("reference", sa.String(100), nullable=False),
+    sa.Column("external_id", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)

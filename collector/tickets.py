@@ -13,11 +13,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from agent.wire.errors import category_message
+from collector.channels import external_for
 from collector.config import CollectorConfig
 from collector.context import SiteContext
 from collector.errors import Conflict, NotFound
 from collector.keys import new_id
 from collector.locks import lock_site
+from collector.messages import evidence_summary
 from collector.outbox import enqueue
 from collector.rules import SEVERITY_RANK, Rule
 from collector.schema import latest, results, rule_state, ticket_events, tickets
@@ -95,17 +97,22 @@ def build_evidence(
 
 
 def _notify(
-    conn: sa.Connection, config: CollectorConfig, ctx: SiteContext, ticket_id: str, event: str,
-    now: float,
+    conn: sa.Connection, config: CollectorConfig | None, ctx: SiteContext, ticket_id: str,
+    event: str, now: float, message: str = "",
 ) -> None:  # fmt: skip
+    """A ticket event to the outbox (`outbox.enqueue` decides which channels take it).
+    Without `config` (acks, comments) only the partner's own channels can take it."""
     t = conn.execute(sa.select(tickets).where(tickets.c.id == ticket_id)).one()
     payload = {
         "event": event,
         "at": iso(now),
+        "message": message,
+        "evidence": evidence_summary(t.evidence or {}),
         "ticket": {
             "id": t.id,
             "partner": ctx.partner_name,
             "customer": ctx.customer_name,
+            "customer_id": t.customer_id,
             "site": ctx.site["name"],
             "site_id": t.site_id,
             "rule": t.rule_id,
@@ -433,6 +440,7 @@ def get_ticket(conn: sa.Connection, partner_id: str, ticket_id: str) -> dict[str
         {"at": iso(e.at), "kind": e.kind, "actor": e.actor, "message": e.message, "data": e.data}
         for e in ev
     ]
+    out["external"] = external_for(conn, partner_id, ticket_id)
     return out
 
 
@@ -454,6 +462,7 @@ def acknowledge(
         .values(state="acknowledged", acked_at=now, updated_at=now)
     )
     _event(conn, ticket_id, "acknowledged", now, message, actor)
+    _notify(conn, None, _site_ctx_for_ticket(conn, t), ticket_id, "acknowledged", now, message)
     return get_ticket(conn, partner_id, ticket_id)
 
 
@@ -479,15 +488,16 @@ def resolve(
         )
     )
     _event(conn, ticket_id, "resolved", now, message, actor)
-    _notify(conn, config, _site_ctx_for_ticket(conn, t), ticket_id, "resolved", now)
+    _notify(conn, config, _site_ctx_for_ticket(conn, t), ticket_id, "resolved", now, message)
     return get_ticket(conn, partner_id, ticket_id)
 
 
 def comment(
     conn: sa.Connection, partner_id: str, ticket_id: str, actor: str, message: str, now: float
 ) -> dict[str, Any]:
-    get_ticket(conn, partner_id, ticket_id)
+    t = get_ticket(conn, partner_id, ticket_id)
     _event(conn, ticket_id, "comment", now, message, actor)
+    _notify(conn, None, _site_ctx_for_ticket(conn, t), ticket_id, "comment", now, message)
     conn.execute(tickets.update().where(tickets.c.id == ticket_id).values(updated_at=now))
     return get_ticket(conn, partner_id, ticket_id)
 

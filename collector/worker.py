@@ -20,7 +20,9 @@ from collector.api.state import SEEN_FLUSH_S, AppState
 from collector.config import AlertmanagerChannel
 from collector.evaluation import check_silent_agents
 from collector.notifiers import DeliveryError, deliver, send_alertmanager_batch
+from collector.partner_delivery import deliver_partner
 from collector.schema import customers, partners, sites, tickets
+from collector.secretbox import SecretBox
 from collector.tickets import OPEN_STATES
 from collector.timefmt import iso
 
@@ -31,6 +33,7 @@ def deliver_due(st: AppState) -> int:
     """Deliver what is due now; returns how many rows were attempted."""
     cfg = st.store.config
     channels = {ch.name: ch for ch in cfg.notifications}
+    box = SecretBox.from_config(cfg.channels)
     claimed_at = st.clock()
     with st.store.write() as conn:
         rows = outbox.claim_due(conn, cfg.outbox, claimed_at)
@@ -38,16 +41,22 @@ def deliver_due(st: AppState) -> int:
     for i, row in enumerate(rows):
         attempts = row.attempts + 1
         ch = channels.get(row.channel)
-        if ch is not None and st.clock() + ch.timeout_s >= lease_until:
+        partner_ch = row.channel.removeprefix("partner:") if row.channel.startswith(
+            "partner:") else None  # fmt: skip
+        timeout = cfg.channels.timeout_s if partner_ch else ch.timeout_s if ch else 0.0
+        if st.clock() + timeout >= lease_until:
             # An attempt might outlast the lease, and another collector would then send it
             # too: hand the rest back instead.
             with st.store.write() as conn:
                 outbox.release(conn, [r.id for r in rows[i:]], lease_until, st.clock())
             return i
         try:
-            if ch is None:
+            if partner_ch is not None:
+                deliver_partner(st.store, cfg, box, partner_ch, row.payload, st.clock)
+            elif ch is None:
                 raise DeliveryError(f"channel {row.channel!r} is no longer configured")
-            deliver(ch, row.payload, row.id, st.clock())
+            else:
+                deliver(ch, row.payload, row.id, st.clock())
         except DeliveryError as exc:
             with st.store.write() as conn:
                 state = outbox.mark_failed(conn, cfg.outbox, row.id, attempts, str(exc), st.clock())

@@ -20,6 +20,7 @@ from collector import jobs
 from collector.api import (
     responses,
     routes_agent,
+    routes_channels,
     routes_history,
     routes_partner,
     routes_portal,
@@ -39,7 +40,9 @@ from collector.evaluation import RuleBook
 from collector.jobwake import JobWaker, PgJobWaker, notify_job
 from collector.logs import AccessLog
 from collector.metrics import ExpositionCache, StoreCollector
+from collector.secretbox import SecretBox
 from collector.store import Store
+from collector.web import channels as web_channels
 from collector.web import routes as web_routes
 from collector.web import routes_portal as web_portal
 from collector.worker import (
@@ -67,6 +70,7 @@ def create_app(
     silent-agent loops to the caller (tests drive them by hand). `freeze_gc=True` (the
     `serve` command: it owns the process) runs `gc_loop`, which keeps the garbage
     collector's pauses short."""
+    SecretBox.from_config(store.config.channels)  # a bad master key fails at start
     st = AppState(
         store=store, book=RuleBook(store.config), clock=clock, waker=make_waker(store, clock)
     )
@@ -126,8 +130,10 @@ def create_app(
     app.include_router(routes_readiness.router)
     app.include_router(routes_portal.router)
     app.include_router(routes_reports.router)
+    app.include_router(routes_channels.router)
     app.include_router(web_routes.router)
     app.include_router(web_portal.router)
+    app.include_router(web_channels.router)
 
     @app.exception_handler(CollectorError)
     async def _collector_error(_req: Request, exc: CollectorError) -> JSONResponse:

@@ -39,6 +39,7 @@ OTHERS = 2 * SCALE
 
 AGENT_PATHS = ("/api/v1/enroll", "/api/v1/agent/", "POST /api/v1/results")
 SCRAPE_TOKEN = "operator-scrape-token-" + "7" * 16
+MASTER_KEY = "ZmFrZS1tYXN0ZXIta2V5LWZvci10ZXN0cy0wMTIzNDU="  # 32 bytes, url-safe base64
 
 
 def _world(srv: Any) -> tuple[dict[str, str], dict[str, str]]:
@@ -64,12 +65,24 @@ def _world(srv: Any) -> tuple[dict[str, str], dict[str, str]]:
     ping = {"probe": "icmp", "targets": ["192.0.2.9"], "interval_s": 60}
     prof = a.partner.put(f"/api/v1/profiles/site/{a.site_id}", json={"modules": {"p": ping}})
     assert prof.status_code == 200, prof.text
+    psa = {
+        "type": "connectwise", "name": "psa", "url": "https://psa.example.invalid/apis/3.0",
+        "company": "acme", "client_id": "c", "public_key": "p", "private_key": "k",
+        "board": "Voice",
+    }  # fmt: skip
+    ch = a.partner.post("/api/v1/channels", json=psa)
+    assert ch.status_code == 201, ch.text
+    mapped = a.partner.put(
+        f"/api/v1/channels/{ch.json()['id']}/mappings/{a.site_id}", json={"company": "ACME"}
+    )
+    assert mapped.status_code == 200, mapped.text
     window = {"scope": "site", "scope_id": a.site_id, "schedule": {
         "kind": "weekly", "weekday": "sunday", "start": "02:30", "duration_min": 60,
         "timezone": "Europe/Berlin"}}  # fmt: skip
     maint = a.partner.post("/api/v1/maintenance", json=window)
     assert maint.status_code == 201, maint.text
     ids = {
+        "channel_id": str(ch.json()["id"]),
         "window_id": maint.json()["id"],
         "customer_id": a.customer_id,
         "site_id": a.site_id,
@@ -78,7 +91,7 @@ def _world(srv: Any) -> tuple[dict[str, str], dict[str, str]]:
         "job_id": str(job.json()["id"]),
         "readiness_job_id": str(rd.json()["id"]),
         "token": tok.json()["token"],
-        "scope_id": a.site_id,  # the profile routes: the site's profile
+        "scope_id": a.site_id,  # the profile routes: the site's profile; a channel's mapping
     }
 
     def key(client: httpx.Client) -> str:
@@ -126,7 +139,10 @@ def test_every_operation_answers_as_documented(
     # from one address): off here, and their own answers are checked at the end.
     unthrottled = {"auth_failures_max": 0, "partner_requests_per_s": 0}
     store = make_store(
-        rules={"loss": {"trip_after": 1}}, web=unthrottled, metrics={"token": SCRAPE_TOKEN}
+        rules={"loss": {"trip_after": 1}},
+        web=unthrottled,
+        metrics={"token": SCRAPE_TOKEN},
+        channels={"master_keys": [MASTER_KEY]},
     )
     srv = serve(store)
     ids, keys = _world(srv)
@@ -145,7 +161,9 @@ def test_every_operation_answers_as_documented(
         if op.method.upper() in ("POST", "PUT", "PATCH"):
             limit, _ = body_limit(srv.store.config.limits, op.path)
             oversized_body(op, str(runs[0].key), srv.url, op_ids, limit, tally)
-    throttled = serve(make_store(), background=False)  # the same database, default throttles
+    throttled = serve(
+        make_store(channels={"master_keys": [MASTER_KEY]}), background=False
+    )  # the same database, default throttles
     throttle_check(ops, throttled.url, keys["partner"], tally)
     elapsed = time.monotonic() - t0
 

@@ -1,0 +1,243 @@
+"""Contract fakes of the PSAs: ConnectWise PSA (Basic company+public:private and clientId;
+service/tickets, notes, JSON-patch), Autotask (zone discovery; ApiIntegrationCode,
+UserName, Secret; Tickets with PATCH partial and PUT full updates; TicketNotes under their
+ticket; query by filter) and HaloPSA (client-credentials tokens that expire; arrays of
+Tickets and Actions, POST with `id` updates)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+from typing import Any
+
+from tests.collector.fakes.base import Call, Drop, Fake, Hang, Refused, json_body, need
+
+
+class ConnectWiseFake(Fake):
+    PREFIX = "/v4_6_release/apis/3.0"
+
+    def __init__(self, company: str, public: str, private: str, client_id: str) -> None:
+        self.auth = "Basic " + base64.b64encode(f"{company}+{public}:{private}".encode()).decode()
+        self.client_id = client_id
+        self.boards = {"Voice": ["New", "In Progress", "Closed"]}
+        self.companies = {"ACME-CORP"}
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.notes: dict[int, list[str]] = {}
+        self.drop_next_create = False
+        self.hang_next_create = False
+        super().__init__()
+
+    @property
+    def api(self) -> str:
+        return self.url + self.PREFIX
+
+    def handle(self, call: Call) -> tuple[int, Any]:
+        if call.headers.get("authorization") != self.auth:
+            raise Refused(401, "Basic authentication (company+publicKey:privateKey) refused")
+        if call.headers.get("clientid") != self.client_id:
+            raise Refused(401, "clientId header missing or unknown")
+        path = call.path.removeprefix(self.PREFIX)
+        if call.method == "GET" and path == "/service/tickets":
+            m = re.fullmatch(r'externalXRef="([^"]*)"', call.query.get("conditions", ""))
+            if m is None:
+                raise Refused(400, 'conditions: only externalXRef="..." is understood here')
+            return 200, [{"id": i} for i, t in self.tickets.items()
+                         if t.get("externalXRef") == m.group(1)]  # fmt: skip
+        if call.method == "POST" and path == "/service/tickets":
+            t = json_body(call)
+            need(t, "summary", "board", "company")
+            if len(t["summary"]) > 100:
+                raise Refused(400, "summary is longer than 100 characters")
+            if t["board"].get("name") not in self.boards:
+                raise Refused(400, f"board {t['board']!r} not found")
+            if t["company"].get("identifier") not in self.companies:
+                raise Refused(400, f"company {t['company']!r} not found")
+            status = (t.get("status") or {}).get("name", "New")
+            if status not in self.boards[t["board"]["name"]]:
+                raise Refused(400, f"status {status!r} is not a status of the board")
+            tid = len(self.tickets) + 1001
+            self.tickets[tid] = {**t, "id": tid, "status": {"name": status}}
+            self.notes[tid] = []
+            if self.drop_next_create:
+                self.drop_next_create = False
+                raise Drop()
+            if self.hang_next_create:
+                self.hang_next_create = False
+                raise Hang()
+            return 201, self.tickets[tid]
+        m = re.fullmatch(r"/service/tickets/(\d+)(/notes)?", path)
+        if m is None or int(m.group(1)) not in self.tickets:
+            raise Refused(404, f"no such resource {call.method} {path}")
+        tid = int(m.group(1))
+        if call.method == "POST" and m.group(2):
+            n = json_body(call)
+            need(n, "text")
+            flags = ("detailDescriptionFlag", "internalAnalysisFlag", "resolutionFlag")
+            if not any(n.get(f) is True for f in flags):
+                raise Refused(400, "a note needs one of " + ", ".join(flags))
+            self.notes[tid].append(n["text"])
+            return 201, {"id": len(self.notes[tid]), "ticketId": tid, **n}
+        if call.method == "PATCH" and not m.group(2):
+            ops = json_body(call)
+            if not isinstance(ops, list) or not ops:
+                raise Refused(400, "PATCH takes a JSON-patch array of operations")
+            for op in ops:
+                if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "remove"):
+                    raise Refused(400, f"not a JSON-patch operation: {op!r}")
+                if op.get("path") == "status":
+                    name = (op.get("value") or {}).get("name")
+                    if name not in self.boards[self.tickets[tid]["board"]["name"]]:
+                        raise Refused(400, f"status {name!r} is not a status of the board")
+                    self.tickets[tid]["status"] = {"name": name}
+                else:
+                    raise Refused(400, f"path {op.get('path')!r} is not patched by this fake")
+            return 200, self.tickets[tid]
+        raise Refused(405, f"{call.method} not allowed on {path}")
+
+
+class AutotaskFake(Fake):
+    FIELDS = ("companyID", "title", "description", "status", "priority", "queueID", "externalID")
+
+    def __init__(self, username: str, code: str, secret: str) -> None:
+        self.username, self.code, self.secret = username, code, secret
+        self.companies = {174}
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.notes: dict[int, list[dict[str, Any]]] = {}
+        super().__init__()
+
+    @property
+    def zone_url(self) -> str:
+        return f"{self.url}/atservicesrest/v1.0/zoneInformation"
+
+    def handle(self, call: Call) -> tuple[int, Any]:
+        if call.path == "/atservicesrest/v1.0/zoneInformation" and call.method == "GET":
+            if call.query.get("user") != self.username:
+                raise Refused(404, "no zone for this user")
+            return 200, {"zoneName": "Fake Zone", "url": f"{self.url}/atservicesrest/",
+                         "webUrl": f"{self.url}/", "ci": 0}  # fmt: skip
+        if not call.path.startswith("/atservicesrest/V1.0/"):
+            raise Refused(404, f"no such resource {call.path}")
+        got = (call.headers.get("apiintegrationcode"), call.headers.get("username"),
+               call.headers.get("secret"))  # fmt: skip
+        if got != (self.code, self.username, self.secret):
+            raise Refused(401, "ApiIntegrationCode, UserName and Secret headers refused")
+        path = call.path.removeprefix("/atservicesrest/V1.0")
+        if path == "/Tickets/query" and call.method == "GET":
+            search = json.loads(call.query.get("search", "{}"))
+            items = list(self.tickets.values())
+            for f in search.get("filter", []):
+                if f.get("op") != "eq" or f.get("field") not in self.FIELDS:
+                    raise Refused(400, f"filter not understood: {f!r}")
+                items = [t for t in items if t.get(f["field"]) == f.get("value")]
+            return 200, {"items": items, "pageDetails": {"count": len(items)}}
+        if path == "/Tickets" and call.method == "POST":
+            t = json_body(call)
+            need(t, "companyID", "title", "status", "priority")
+            if "id" in t:
+                raise Refused(400, "POST creates: no id")
+            if t["companyID"] not in self.companies:
+                raise Refused(400, f"companyID {t['companyID']} not found")
+            tid = len(self.tickets) + 7001
+            self.tickets[tid] = {k: t.get(k) for k in self.FIELDS} | {"id": tid}
+            self.notes[tid] = []
+            return 200, {"itemId": tid}
+        if path == "/Tickets" and call.method in ("PATCH", "PUT"):
+            t = json_body(call)
+            need(t, "id")
+            cur = self.tickets.get(t["id"])
+            if cur is None:
+                raise Refused(404, f"ticket {t['id']} not found")
+            if call.method == "PUT":  # a full update: what is not sent is blanked
+                cur.update({k: t.get(k) for k in self.FIELDS})
+            else:
+                unknown = set(t) - {*self.FIELDS, "id"}
+                if unknown:
+                    raise Refused(400, f"unknown fields {sorted(unknown)}")
+                cur.update(t)
+            return 200, {"itemId": t["id"]}
+        m = re.fullmatch(r"/Tickets/(\d+)/Notes", path)
+        if m and call.method == "POST":
+            tid = int(m.group(1))
+            if tid not in self.tickets:
+                raise Refused(404, f"ticket {tid} not found")
+            n = json_body(call)
+            need(n, "description", "noteType", "publish")
+            self.notes[tid].append(n)
+            return 200, {"itemId": len(self.notes[tid])}
+        raise Refused(404, f"no such resource {call.method} {path}")
+
+
+class HaloFake(Fake):
+    def __init__(self, client_id: str, client_secret: str, ttl_s: float = 3600) -> None:
+        self.client_id, self.client_secret, self.ttl_s = client_id, client_secret, ttl_s
+        self.tokens: dict[str, float] = {}
+        self.clients, self.sites = {12}, {34}
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.actions: dict[int, list[str]] = {}
+        super().__init__()
+
+    def expire_tokens(self) -> None:
+        self.tokens = dict.fromkeys(self.tokens, 0.0)
+
+    def handle(self, call: Call) -> tuple[int, Any]:
+        if call.path == "/auth/token":
+            return self._token(call)
+        if not call.path.startswith("/api/"):
+            raise Refused(404, f"no such resource {call.path}")
+        scheme, _, tok = call.headers.get("authorization", "").partition(" ")
+        if scheme != "Bearer" or self.tokens.get(tok, 0.0) < time.monotonic():
+            raise Refused(401, "bearer token missing, unknown or expired")
+        if call.path == "/api/Tickets" and call.method == "GET":
+            q = call.query.get("search", "")
+            found = [t for t in self.tickets.values() if q and q in t["summary"]]
+            return 200, {"record_count": len(found), "tickets": found}
+        if call.path in ("/api/Tickets", "/api/Actions") and call.method == "POST":
+            items = json_body(call)
+            if not isinstance(items, list) or len(items) != 1:
+                raise Refused(400, "the body must be an array of one object here")
+            return (self._ticket(items[0]) if call.path == "/api/Tickets"
+                    else self._action(items[0]))  # fmt: skip
+        raise Refused(404, f"no such resource {call.method} {call.path}")
+
+    def _token(self, call: Call) -> tuple[int, Any]:
+        if call.method != "POST" or not call.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            raise Refused(400, "POST a form (application/x-www-form-urlencoded)")
+        from urllib.parse import parse_qs
+
+        form = {k: v[0] for k, v in parse_qs(call.body.decode()).items()}
+        if form.get("grant_type") != "client_credentials" or form.get("scope") != "all":
+            raise Refused(400, "grant_type=client_credentials and scope=all expected")
+        if (form.get("client_id"), form.get("client_secret")) != (
+            self.client_id, self.client_secret
+        ):  # fmt: skip
+            raise Refused(401, "invalid_client")
+        tok = secrets.token_hex(16)
+        self.tokens[tok] = time.monotonic() + self.ttl_s
+        return 200, {"access_token": tok, "token_type": "Bearer", "expires_in": self.ttl_s}
+
+    def _ticket(self, t: Any) -> tuple[int, Any]:
+        if isinstance(t, dict) and "id" in t:
+            cur = self.tickets.get(t["id"])
+            if cur is None:
+                raise Refused(404, f"ticket {t['id']} not found")
+            cur.update(t)
+            return 201, cur
+        need(t, "summary", "details", "client_id", "site_id", "tickettype_id")
+        if t["client_id"] not in self.clients or t["site_id"] not in self.sites:
+            raise Refused(400, "client_id or site_id not found")
+        tid = len(self.tickets) + 501
+        self.tickets[tid] = {**t, "id": tid, "status_id": 1}
+        self.actions[tid] = []
+        return 201, self.tickets[tid]
+
+    def _action(self, a: Any) -> tuple[int, Any]:
+        need(a, "ticket_id", "note")
+        if a["ticket_id"] not in self.tickets:
+            raise Refused(404, f"ticket {a['ticket_id']} not found")
+        self.actions[a["ticket_id"]].append(a["note"])
+        return 201, {**a, "id": len(self.actions[a["ticket_id"]])}

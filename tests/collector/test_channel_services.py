@@ -1,0 +1,223 @@
+"""A ticket's life (open, comment, resolve, flap reopen) through each partner channel to
+the contract fake of its service, which checks every call against the service's documented
+API: ConnectWise PSA, Autotask, HaloPSA, Teams, Slack, PagerDuty. One collector (SQLite,
+delivery driven by hand) serves the module; each service has a partner of its own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from collector.config import CollectorConfig
+from collector.outbox import pending_count
+from collector.store import Store
+from collector.worker import deliver_due
+from tests.collector.conftest import SCRAPE_TOKEN, LiveServer, Tenant, icmp, new_tenant
+from tests.collector.fakes.chat import PagerDutyFake, SlackFake, TeamsFake
+from tests.collector.fakes.psa import AutotaskFake, ConnectWiseFake, HaloFake
+from tests.collector.test_web_security import _hidden, _login
+
+CW = "/v4_6_release/apis/3.0/service/tickets"
+AT = "/atservicesrest/V1.0"
+ROUTING_KEY = "R0UT1NGKEY0123456789ABCDEFGHIJKL"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    db = tmp_path_factory.mktemp("channels") / "c.sqlite3"
+    cfg = CollectorConfig(
+        db=f"sqlite:///{db}",
+        rules={"rtt": {"trip_after": 1, "clear_after": 1}},
+        metrics={"token": SCRAPE_TOKEN},
+        channels={"master_keys": [Fernet.generate_key().decode()],
+                  "allow_hosts": ["127.0.0.1"], "timeout_s": 5},
+        outbox={"retry_base_s": 0.01, "retry_max_s": 0.01},
+    )  # fmt: skip
+    store = Store(cfg)
+    store.migrate()
+    server = LiveServer(store, background=False).start()
+    yield server
+    server.stop()
+    store.dispose()
+
+
+def drain(srv: LiveServer) -> None:
+    """Deliver until nothing is pending (retries are due 10 ms after a failure here)."""
+    deadline = time.monotonic() + 20
+    while True:
+        deliver_due(srv.state)
+        with srv.store.read() as c:
+            if pending_count(c) == 0:
+                return
+        assert time.monotonic() < deadline, "the outbox did not drain"
+
+
+def life(srv: LiveServer, t: Tenant, between: Any = None) -> str:
+    """Open, comment, resolve, reopen within the flap window; returns our ticket id."""
+    t.post(icmp(300))
+    drain(srv)
+    tid = str(t.partner.get("/api/v1/tickets").json()[0]["id"])
+    if between:
+        between(tid)
+    t.partner.post(f"/api/v1/tickets/{tid}/comments", json={"message": "checking the SBC"})
+    drain(srv)
+    t.post(icmp(10))
+    drain(srv)
+    t.post(icmp(300))
+    drain(srv)
+    detail = t.partner.get(f"/api/v1/tickets/{tid}").json()
+    assert detail["reopen_count"] == 1 and detail["state"] == "open"
+    return tid
+
+
+def channel(t: Tenant, body: dict[str, Any]) -> str:
+    r = t.partner.post("/api/v1/channels", json={"name": body["type"]} | body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_connectwise_one_ticket_notes_close_and_reopen_despite_a_lost_answer(srv):
+    fake = ConnectWiseFake("qscorp", "pub", "priv", "cid-9")
+    try:
+        t = new_tenant(srv, "cw-partner")
+        cid = channel(t, {"type": "connectwise", "url": fake.api, "company": "qscorp",
+                          "client_id": "cid-9", "public_key": "pub", "private_key": "priv",
+                          "board": "Voice", "status_closed": "Closed"})  # fmt: skip
+        t.partner.put(f"/api/v1/channels/{cid}/mappings/{t.site_id}", json={"company": "ACME-CORP"})
+        fake.drop_next_create = True  # the create is done, its answer lost
+        tid = life(srv, t)
+        assert len(fake.tickets) == 1  # the retry found it by its reference
+        [(ext, pt)] = fake.tickets.items()
+        assert pt["externalXRef"] == f"qs-{tid}" and pt["status"] == {"name": "New"}
+        assert fake.ok_calls() == [
+            ("GET", CW),  # the retry searched first
+            ("POST", f"{CW}/{ext}/notes"),  # the comment
+            ("POST", f"{CW}/{ext}/notes"),  # resolved: a note, then the status
+            ("PATCH", f"{CW}/{ext}"),
+            ("PATCH", f"{CW}/{ext}"),  # reopened: the status, then a note
+            ("POST", f"{CW}/{ext}/notes"),
+        ]
+        assert fake.calls[0].status == -1  # the dropped create
+        assert "checking the SBC" in fake.notes[ext][0]
+        assert fake.refusals == []
+        shown = t.partner.get(f"/api/v1/tickets/{tid}").json()["external"]
+        assert [(s["external_id"], s["state"]) for s in shown] == [(str(ext), "open")]
+        key = str(t.partner.headers["Authorization"]).removeprefix("Bearer ")
+        ui = _login(srv, key)
+        page = ui.get(f"/ui/tickets/{tid}").text
+        assert f"connectwise (connectwise) #{ext}, open" in page
+        # The channels page: the channel, nothing waiting, a test that reaches the PSA.
+        page = ui.get("/ui/channels").text
+        assert f'id="ch-{cid}"' in page and "0 pending" in page and "priv" not in page
+        assert "<style" not in page and " style=" not in page
+        form = _hidden(page, f"/ui/channels/{cid}/test")
+        r = ui.post(f"/ui/channels/{cid}/test", data=form)
+        assert r.status_code == 303 and "it%20worked" in r.headers["location"]
+        assert fake.ok_calls()[-1] == ("GET", CW)
+        refused = ui.post(f"/ui/channels/{cid}/test", data={})  # no anti-forgery token
+        assert refused.status_code == 403
+    finally:
+        fake.close()
+
+
+def test_autotask_zone_headers_patch_not_put_and_child_notes(srv):
+    fake = AutotaskFake("api@acme.example", "INTCODE", "s3cret")
+    try:
+        t = new_tenant(srv, "at-partner")
+        cid = channel(t, {"type": "autotask", "zone_url": fake.zone_url,
+                          "username": "api@acme.example", "integration_code": "INTCODE",
+                          "secret": "s3cret", "queue_id": 8})  # fmt: skip
+        t.post(icmp(300))  # no mapping yet: the delivery waits, saying why
+        deliver_due(srv.state)
+        waiting = t.partner.get(f"/api/v1/channels/{cid}").json()["deliveries"]
+        assert waiting["pending"] == 1 and "no `company_id` mapped" in waiting["last_error"]
+        t.partner.put(f"/api/v1/channels/{cid}/mappings/{t.customer_id}", json={"company_id": 174})
+        drain(srv)
+        assert t.partner.get(f"/api/v1/channels/{cid}").json()["deliveries"]["pending"] == 0
+        tid = life(srv, t)
+        [(ext, pt)] = fake.tickets.items()
+        # Only partial updates: a PUT would have blanked the title and the description.
+        assert pt["title"] and pt["description"] and pt["externalID"] == f"qs-{tid}"
+        assert pt["status"] == 1 and pt["queueID"] == 8  # reopened
+        calls = fake.ok_calls()
+        assert calls[:2] == [
+            ("GET", "/atservicesrest/v1.0/zoneInformation"),
+            ("POST", f"{AT}/Tickets"),
+        ]
+        assert ("PUT", f"{AT}/Tickets") not in calls
+        assert calls.count(("PATCH", f"{AT}/Tickets")) == 2  # closed, reopened
+        assert calls.count(("GET", "/atservicesrest/v1.0/zoneInformation")) == 1  # kept
+        assert len(fake.notes[ext]) == 3  # comment, resolved, reopened
+        assert fake.refusals == []
+    finally:
+        fake.close()
+
+
+def test_halo_token_array_bodies_actions_and_an_expired_token(srv):
+    fake = HaloFake("halo-client", "halo-secret")
+    try:
+        t = new_tenant(srv, "halo-partner")
+        cid = channel(t, {"type": "halo", "api_url": fake.url, "auth_url": f"{fake.url}/auth",
+                          "client_id": "halo-client", "client_secret": "halo-secret"})  # fmt: skip
+        t.partner.put(f"/api/v1/channels/{cid}/mappings/{t.customer_id}",
+                      json={"client_id": 12, "site_id": 34})  # fmt: skip
+        tid = life(srv, t, between=lambda _tid: fake.expire_tokens())
+        [(ext, pt)] = fake.tickets.items()
+        assert f"[qs-{tid}]" in pt["summary"] and pt["status_id"] == 1  # reopened
+        assert len(fake.actions[ext]) == 3
+        tokens = [c for c in fake.calls if c.path == "/auth/token" and c.status == 200]
+        assert len(tokens) == 2  # the expired token was refused once, then renewed
+        assert [c.status for c in fake.calls].count(401) == 1
+        assert [r for r in fake.refusals if "expired" not in r[1]] == []
+    finally:
+        fake.close()
+
+
+def test_teams_and_slack_one_message_per_event(srv):
+    teams, slack = TeamsFake(), SlackFake()
+    try:
+        t = new_tenant(srv, "chat-partner")
+        channel(t, {"type": "teams", "url": teams.hook})
+        channel(t, {"type": "slack", "url": slack.hook})
+        life(srv, t)
+        words = ["opened", "commented", "resolved", "reopened"]
+        assert [c["body"][0]["text"].rsplit("— ", 1)[1].split()[0] for c in teams.cards] == words
+        assert [m["blocks"][0]["text"]["text"].rsplit("— ", 1)[1].split()[0]
+                for m in slack.messages] == words  # fmt: skip
+        assert teams.refusals == [] and slack.refusals == []
+    finally:
+        teams.close()
+        slack.close()
+
+
+def test_pagerduty_one_dedup_key_trigger_resolve_retrigger(srv):
+    pd, late = PagerDutyFake(ROUTING_KEY), PagerDutyFake(ROUTING_KEY)
+    try:
+        t = new_tenant(srv, "pd-partner")
+        channel(t, {"type": "pagerduty", "url": pd.enqueue, "routing_key": ROUTING_KEY})
+
+        def ack(tid: str) -> None:
+            t.partner.post(f"/api/v1/tickets/{tid}/ack", json={"message": "mine"})
+
+        tid = life(srv, t, between=ack)
+        actions = [c.json()["event_action"] for c in pd.calls]
+        # The comment pages nobody; resolved, then a new incident for the flap.
+        assert actions == ["trigger", "acknowledge", "resolve", "trigger"]
+        assert {c.json()["dedup_key"] for c in pd.calls} == {f"qos-scout-{tid}"}
+        assert pd.opened == 2 and pd.noops == 0
+        assert pd.calls[0].json()["payload"]["severity"] == "warning"
+        assert pd.refusals == []
+        # A pager added later hears the ack of a ticket it never saw: PagerDuty ignores it.
+        channel(t, {"type": "pagerduty", "name": "late", "url": late.enqueue,
+                    "routing_key": ROUTING_KEY})  # fmt: skip
+        ack(tid)
+        drain(srv)
+        assert [c.status for c in late.calls] == [202]
+        assert late.opened == 0 and late.noops == 1
+    finally:
+        pd.close()
+        late.close()
