@@ -1,8 +1,8 @@
 """The job long poll costs nothing while it waits: no query when it starts (the sweep knows
-the site has no job), one when woken, none in between and none at its deadline; woken by a new job, by a lapsed lease (re-armed
-when the collector starts) and, on PostgreSQL, by a job queued through another collector
-process (LISTEN/NOTIFY). The poll's last contact is kept in memory, written in batches,
-and read fresh by the agent listing."""
+the site has no job), one when woken, none in between and none at its deadline; woken by
+a new job, by a lapsed lease (re-armed when the collector starts) and, on PostgreSQL, by a
+job queued through another collector process (LISTEN/NOTIFY). The poll's last contact is
+kept in memory, written in batches, and read fresh by the agent listing."""
 
 from __future__ import annotations
 
