@@ -114,4 +114,8 @@ def test_stamp_packets_are_answered_as_stamp_after_the_fuzz(responder: Running) 
     assert (reply.ssid, reply.sender_seq) == (77, 5)
     cos = reply.cos()
     assert cos is not None and cos.dscp1 == 26 and cos.dscp2 == 0
+    # The reflector counts the packet after sending its reply: wait for the count.
+    deadline = time.monotonic() + 10
+    while refl.reflected_stamp != before + 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert refl.reflected_stamp == before + 1

@@ -32,9 +32,9 @@ from tests.security.fuzz import (
 # 2-core machine; `make fuzz` multiplies them by QS_FUZZ_SCALE to dig deeper (the generation
 # is derandomized, so a given number always generates the same requests).
 SCALE = int(os.environ.get("QS_FUZZ_SCALE", "1"))
-OWNER_VALID = 8 * SCALE
-OWNER_GENERATED_IDS = 4 * SCALE
-OWNER_INVALID = 6 * SCALE
+OWNER_VALID = 5 * SCALE
+OWNER_GENERATED_IDS = 3 * SCALE
+OWNER_INVALID = 4 * SCALE
 OTHERS = 2 * SCALE
 
 AGENT_PATHS = ("/api/v1/enroll", "/api/v1/agent/", "POST /api/v1/results")
