@@ -161,11 +161,13 @@ def render_body(r: ReadinessReport) -> str:
     return "\n".join(h)
 
 
-def to_html(r: ReadinessReport) -> str:
-    """A complete, self-contained HTML page."""
+def to_html(r: ReadinessReport, issuer: str | None = None) -> str:
+    """A complete, self-contained HTML page; `issuer` (e.g. a partner's name and support
+    contact) is shown at its top."""
+    by = f'<p class="issuer">{escape(issuer)}</p>\n' if issuer else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>VoIP readiness: {LABELS[r.verdict]} ({escape(r.responder)})</title>"
-        f"<style>{STYLE}</style></head><body>\n{render_body(r)}\n</body></html>\n"
+        f"<style>{STYLE}</style></head><body>\n{by}{render_body(r)}\n</body></html>\n"
     )

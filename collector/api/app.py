@@ -24,6 +24,7 @@ from collector.api import (
     routes_profiles,
     routes_readiness,
     routes_tickets,
+    routes_users,
 )
 from collector.api.limits import BodyLimit
 from collector.api.nul import RefuseNul
@@ -37,6 +38,7 @@ from collector.logs import AccessLog
 from collector.metrics import ExpositionCache, StoreCollector
 from collector.store import Store
 from collector.web import routes as web_routes
+from collector.web import routes_admin as web_admin
 from collector.worker import (
     alertmanager_loop,
     checkpoint_loop,
@@ -110,7 +112,9 @@ def create_app(
     app.include_router(routes_history.router)
     app.include_router(routes_tickets.router)
     app.include_router(routes_readiness.router)
+    app.include_router(routes_users.router)
     app.include_router(web_routes.router)
+    app.include_router(web_admin.router)
 
     @app.exception_handler(CollectorError)
     async def _collector_error(_req: Request, exc: CollectorError) -> JSONResponse:
