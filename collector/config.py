@@ -221,8 +221,8 @@ class WebConfig(_Model):
     `auth_failures_window_s`; beyond that the address gets 429 with Retry-After (credentials
     already seen working from it still pass). A partner's key (and each
     user's API token or web session, on its own) may make `partner_requests_per_s` requests
-    a second with bursts of `partner_burst`. 0 turns a throttle off. At most `max_tracked` addresses and keys are
-    remembered (least recently seen forgotten first)."""
+    a second with bursts of `partner_burst`. 0 turns a throttle off. At most `max_tracked`
+    addresses and keys are remembered (least recently seen forgotten first)."""
 
     trusted_proxies: list[str] = Field(default_factory=list)
     auth_failures_max: int = Field(default=10, ge=0)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
-
 from agent.wire.readiness import Check, ReadinessReport
-from tests.collector.conftest import web_login, new_tenant
+from tests.collector.conftest import new_tenant, web_login
 
 KNOWN = "(known: 1)"
 
