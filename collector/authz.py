@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from collector.errors import Forbidden, NotFound
-from collector.schema import agents, jobs, sites, tickets
+from collector.schema import agents, customers, jobs, sites, tickets, users
 
 ALL = frozenset({"admin", "technician", "customer"})
 STAFF = frozenset({"admin", "technician"})
@@ -93,9 +93,10 @@ def _customer_of(conn: sa.Connection, p: Principal, table: sa.Table, ident: str)
 
 
 def _scoped(conn: sa.Connection, p: Principal, table: sa.Table, what: str, ident: str) -> None:
-    if p.customer_id is None:
-        return  # staff: the store functions scope to the partner themselves
-    if _customer_of(conn, p, table, ident) != p.customer_id:
+    """NotFound unless the object is the partner's and, for a customer viewer, one of
+    their customer's."""
+    found = _customer_of(conn, p, table, ident)
+    if found is None or (p.customer_id is not None and found != p.customer_id):
         raise NotFound(f"{what} {ident[:64]} not found")
 
 
@@ -115,26 +116,36 @@ def scope_agent(conn: sa.Connection, p: Principal, agent_id: str) -> None:
     _scoped(conn, p, agents, "agent", agent_id)
 
 
-def scope_customer(p: Principal, customer_id: str) -> None:
-    if p.customer_id is not None and customer_id != p.customer_id:
+def scope_customer(conn: sa.Connection, p: Principal, customer_id: str) -> None:
+    mine = conn.execute(
+        sa.select(customers.c.id).where(
+            customers.c.id == customer_id, customers.c.partner_id == p.partner_id
+        )
+    ).first()
+    if mine is None or (p.customer_id is not None and customer_id != p.customer_id):
         raise NotFound(f"customer {customer_id[:64]} not found")
+
+
+def scope_user(conn: sa.Connection, p: Principal, user_id: str) -> None:
+    mine = conn.execute(
+        sa.select(users.c.id).where(users.c.id == user_id, users.c.partner_id == p.partner_id)
+    ).first()
+    if mine is None:
+        raise NotFound(f"user {user_id[:64]} not found")
 
 
 SCOPE_PARAMS = {
     "site_id": scope_site, "ticket_id": scope_ticket, "job_id": scope_job,
-    "agent_id": scope_agent,
+    "agent_id": scope_agent, "customer_id": scope_customer, "user_id": scope_user,
 }  # fmt: skip
 
 
 def scope_params(conn: sa.Connection, p: Principal, params: dict[str, str]) -> None:
-    """Check every object a route's path names is in a customer viewer's customer."""
-    if p.customer_id is None:
-        return
+    """Check every object a route's path names is the caller's partner's (and, for a
+    customer viewer, their customer's): NotFound before the route reads its body."""
     for name, value in params.items():
         if name in SCOPE_PARAMS:
             SCOPE_PARAMS[name](conn, p, value)
-        elif name == "customer_id":
-            scope_customer(p, value)
 
 
 # --------------------------------------------------------------------------- API routes

@@ -62,9 +62,9 @@ async def partner_for_route(request: Request) -> dict[str, Any]:
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     authz.require(p, authz.route_right(request.method, path))
-    if p.customer_id is not None:
+    params = {k: v for k, v in request.path_params.items() if k in authz.SCOPE_PARAMS}
+    if params:
         st = app_state(request)
-        params = dict(request.path_params)
 
         def check() -> None:
             with st.store.read() as conn:
