@@ -92,7 +92,15 @@ async def list_users(p: PartnerDep, request: Request) -> list[Any]:
     return [_user_out(u) for u in rows]
 
 
-@router.post("/users", status_code=201)
+MAIL_FAILED = {
+    502: {
+        "description": "The invitation e-mail could not be handed to the SMTP "
+        "server (`mail:`); the user exists: invite again."
+    }
+}
+
+
+@router.post("/users", status_code=201, responses=MAIL_FAILED)
 async def invite_user(p: PartnerDep, body: UserIn, request: Request) -> dict[str, Any]:
     """Invite a user: an e-mail with a single-use link to set a password (when the
     collector has `mail:`), else the link in `invitation_link` for the admin to pass on."""
