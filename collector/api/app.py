@@ -39,6 +39,7 @@ from collector.metrics import ExpositionCache, StoreCollector
 from collector.store import Store
 from collector.web import routes as web_routes
 from collector.web import routes_admin as web_admin
+from collector.web import routes_manage as web_manage
 from collector.worker import (
     alertmanager_loop,
     checkpoint_loop,
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(routes_users.router)
     app.include_router(web_routes.router)
     app.include_router(web_admin.router)
+    app.include_router(web_manage.router)
 
     @app.exception_handler(CollectorError)
     async def _collector_error(_req: Request, exc: CollectorError) -> JSONResponse:

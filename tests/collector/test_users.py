@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 import time
 import uuid
@@ -315,6 +316,7 @@ UI: dict[str, set[str]] = {
     "/ui/readiness/{job_id}": {A, T, C}, "/ui/readiness/{job_id}/status": {A, T, C},
     "/ui/readiness/{job_id}/report.{fmt}": {A, T, C},
     "/ui/users": {A}, "/ui/audit": {A}, "/ui/brand": {A},
+    "/ui/manage": {A, T}, "/ui/manage/sites/{site_id}": {A, T},
 }  # fmt: skip
 # Pages anyone may open (before logging in): not role-checked.
 UI_PUBLIC = {"/ui/static/{name}", "/ui/login", "/ui/invite/{token}",
@@ -470,3 +472,55 @@ def test_the_brand_is_validated_and_its_logo_served_as_an_image(world: World) ->
     assert "Globex Support" in globex.text and not PRODUCT.search(globex.text)
     plain = httpx.get(f"{w.srv.url}/ui/login").text
     assert "globex" not in plain.lower() and "acme" not in plain.lower()
+
+
+# --------------------------------------------------------------------------- manage
+
+
+def test_customers_sites_tokens_agents_and_profiles_are_managed_on_the_pages(
+    world: World,
+) -> None:
+    w = world
+    tech = web_login_as(w.srv, *w.creds[T])
+    admin = web_login_as(w.srv, *w.creds[A])
+
+    def post(ui: httpx.Client, page: str, action: str, **data: str) -> httpx.Response:
+        return ui.post(action, data={**form_fields(ui.get(page).text, action), **data})
+
+    name = f"Shop {uuid.uuid4().hex[:6]}"
+    assert post(tech, "/ui/manage", "/ui/manage/customers", name=name).status_code == 303
+    [cust] = [c for c in w.api[T].get("/api/v1/customers").json() if c["name"] == name]
+    r = post(tech, "/ui/manage", "/ui/manage/sites", customer_id=cust["id"], name=f"{name} HQ")
+    assert r.status_code == 303
+    page = r.headers["location"]
+    site_id = page.rsplit("/", 1)[1]
+    # A technician sees no token button and may not post one; the admin gets the commands.
+    assert "/token" not in tech.get(page).text
+    nonce = form_fields(tech.get(page).text, f"{page}/profile")
+    assert tech.post(f"{page}/token", data=nonce).status_code == 403
+    r = post(admin, page, f"{page}/token")
+    token = re.search(r"--token (qse_\S+) --config", r.text)
+    assert r.status_code == 201 and token and f"--collector {w.srv.url}" in r.text, r.text[:800]
+    body = {"token": token.group(1), "hostname": "shop-box", "version": "0.0.1"}
+    enr = httpx.post(f"{w.srv.url}/api/v1/enroll", json=body)
+    assert enr.status_code == 201, enr.text
+    row = re.search(r"<tr><td>shop-box</td><td>0\.0\.1 <span[^>]*>outdated</span>",
+                    tech.get(page).text)  # fmt: skip
+    assert row, tech.get(page).text
+    # The profile: refused naming what is wrong, stored when right.
+    bad = post(tech, page, f"{page}/profile", profile='{"modules": {"p": {"probe": "nope"}}}')
+    assert bad.status_code == 422 and "nope" in bad.text
+    good = {"modules": {"p": {"probe": "icmp", "targets": ["192.0.2.9"], "interval_s": 60}}}
+    assert post(tech, page, f"{page}/profile", profile=json.dumps(good)).status_code == 303
+    prof = w.api[T].get(f"/api/v1/profiles/site/{site_id}").json()
+    assert prof["modules"]["p"]["targets"] == ["192.0.2.9"]
+    # The admin revokes the agent: its key is refused from then on.
+    agent_id = enr.json()["agent_id"]
+    assert post(admin, page, f"/ui/manage/agents/{agent_id}/revoke").status_code == 303
+    agent = httpx.get(f"{w.srv.url}/api/v1/agent/config",
+                      headers={"Authorization": f"Bearer {enr.json()['agent_key']}"})  # fmt: skip
+    assert agent.status_code == 401 and "revoked" in agent.text
+    actions = {(e["action"], e["actor"]) for e in w.api[A].get("/api/v1/audit").json()}
+    assert {("customer.create", f"user:{w.creds[T][0]}"), ("site.create", f"user:{w.creds[T][0]}"),
+            ("profile.update", f"user:{w.creds[T][0]}"), ("token.create", f"user:{w.creds[A][0]}"),
+            ("agent.revoke", f"user:{w.creds[A][0]}")} <= actions  # fmt: skip
