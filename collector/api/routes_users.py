@@ -92,7 +92,7 @@ async def list_users(p: PartnerDep, request: Request) -> list[Any]:
     return [_user_out(u) for u in rows]
 
 
-MAIL_FAILED = {
+MAIL_FAILED: dict[int | str, dict[str, Any]] = {
     502: {
         "description": "The invitation e-mail could not be handed to the SMTP "
         "server (`mail:`); the user exists: invite again."
