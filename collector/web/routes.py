@@ -432,8 +432,8 @@ async def readiness_report(request: Request, job_id: str, fmt: str) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if fmt == "html":
         return HTMLResponse(to_html(rep, issuer=b.issuer_line()), headers=headers)
-    doc = {"issued_by": b.metadata(), "report": json.loads(to_json(rep))}
-    return Response(json.dumps(doc, indent=2), media_type="application/json", headers=headers)
+    body = to_json(rep, issued_by=b.metadata())
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post("/readiness/{job_id}/ticket")

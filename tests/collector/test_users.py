@@ -429,8 +429,29 @@ def test_a_customer_viewer_never_sees_the_product_or_another_partner(world: Worl
     for path, text in seen.items():
         assert not PRODUCT.search(text), (path, PRODUCT.search(text))
         assert "globex" not in text.lower(), path
-    report = ui.get(f"/ui/readiness/{w.job}/report.json").json()
-    assert report["issued_by"]["name"] in ("acme", "Acme Voice Care")
+    brand = w.api[A].get("/api/v1/brand").json()["name"]
+    for doc in (ui.get(f"/ui/readiness/{w.job}/report.json").json(),
+                w.api[C].get(f"/api/v1/readiness/{w.job}/report.json").json()):  # fmt: skip
+        assert doc["issued_by"]["name"] == brand and doc["report_version"] == 1
+        assert not PRODUCT.search(json.dumps(doc)) and "globex" not in json.dumps(doc)
+    html = w.api[C].get(f"/api/v1/readiness/{w.job}/report.html").text
+    assert f'<p class="issuer">{brand}' in html and not PRODUCT.search(html)
+
+    # Disabled: the sessions end, the API tokens and the password stop working at once.
+    mail, pw = w.creds[C]
+    viewer = web_login_as(w.srv, mail, pw)
+    [uid] = [u["id"] for u in w.api[A].get("/api/v1/users").json() if u["email"] == mail]
+    assert w.api[A].patch(f"/api/v1/users/{uid}", json={"disabled": True}).status_code == 200
+    try:
+        assert viewer.get("/ui/", follow_redirects=False).status_code == 303
+        assert w.api[C].get("/api/v1/sites").status_code == 401
+        fresh = httpx.Client(base_url=w.srv.url, timeout=30)
+        form = form_fields(fresh.get("/ui/login").text, "/ui/login")
+        r = fresh.post("/ui/login", data={**form, "email": mail, "password": pw})
+        assert r.status_code == 401 and "Wrong e-mail or password." in r.text
+    finally:
+        assert w.api[A].patch(f"/api/v1/users/{uid}", json={"disabled": False}).status_code == 200
+    assert w.api[C].get("/api/v1/sites").status_code == 200
 
 
 # --------------------------------------------------------------------------- brand
