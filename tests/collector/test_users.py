@@ -426,6 +426,12 @@ def test_a_customer_viewer_never_sees_the_product_or_another_partner(world: Worl
                  if not h.startswith("/ui/static/")]  # fmt: skip
     assert f"/ui/readiness/{w.job}/report.html" in seen and f"/ui/tickets/{w.ticket}" in seen
     assert f"/ui/sites/{w.s2}" not in seen
+    # Read-only: no form but comments and call info on a ticket, and logging out.
+    forms = {a for t in seen.values() for a in re.findall(r'<form[^>]*action="([^"]+)"', t)}
+    allowed = re.compile(r"/ui/(logout|login|account/tokens|account/sessions/[0-9a-f]+/revoke"
+                         r"|tickets/[^/]+/(comments|call_info))")  # fmt: skip
+    assert f"/ui/tickets/{w.ticket}/comments" in forms
+    assert all(allowed.fullmatch(a) for a in forms), forms
     for path, text in seen.items():
         assert not PRODUCT.search(text), (path, PRODUCT.search(text))
         assert "globex" not in text.lower(), path
