@@ -24,6 +24,7 @@ ROLE_LABELS = {"admin": "Partner admin", "technician": "Technician", "customer":
 TOKEN_PREFIX = "qsu_"  # a user's API token
 SESSION_IDLE_S = 2 * 3600.0
 SESSION_MAX_S = 12 * 3600.0
+TOUCH_EVERY_S = 60.0  # a session's last use is written at most this often
 INVITE_TTL_S = 3 * 86400.0
 PASSWORD_MIN = 10
 PASSWORD_MAX = 256
@@ -161,7 +162,8 @@ def create_session(conn: sa.Connection, user_id: str, now: float, user_agent: st
 
 
 def session_user(conn: sa.Connection, sid: str, now: float) -> dict[str, Any]:
-    """The user of a live session (and marks it used); Unauthorized when the session is
+    """The user of a live session ("touch_due": its use should be recorded with
+    `touch_session`, at most every TOUCH_EVERY_S); Unauthorized when the session is
     unknown, revoked, idle for SESSION_IDLE_S, older than SESSION_MAX_S or its user
     disabled."""
     h = hash_secret(sid)
@@ -175,15 +177,21 @@ def session_user(conn: sa.Connection, sid: str, now: float) -> dict[str, Any]:
         raise Unauthorized("not logged in")
     if now >= r.expires_at or now - r.last_seen_at >= SESSION_IDLE_S:
         raise Unauthorized("your session has expired: log in again")
-    if now - r.last_seen_at >= 60:  # one write a minute at most per session
-        conn.execute(
-            user_sessions.update().where(user_sessions.c.id_hash == h).values(last_seen_at=now)
-        )
     u = view(r)
     u["session"] = h
+    u["touch_due"] = now - r.last_seen_at >= TOUCH_EVERY_S
     for k in ("last_seen_at", "expires_at", "session_revoked_at"):
         u.pop(k, None)
     return u
+
+
+def touch_session(conn: sa.Connection, session_hash: str, now: float) -> None:
+    """Record a session's use (its idle expiry counts from here)."""
+    conn.execute(
+        user_sessions.update()
+        .where(user_sessions.c.id_hash == session_hash)
+        .values(last_seen_at=now)
+    )
 
 
 def end_session(conn: sa.Connection, sid: str, now: float) -> None:

@@ -18,19 +18,21 @@ SESSION_COOKIE = "qs_session"
 
 
 def _resolve(conn: sa.Connection, key: str | None, sid: str | None, now: float
-             ) -> tuple[authz.Principal, dict[str, Any]]:  # fmt: skip
+             ) -> tuple[authz.Principal, dict[str, Any], str | None]:  # fmt: skip
+    """(the caller, its partner, the session hash whose use is due to be recorded)."""
     if key is not None:
         if key.startswith(users.TOKEN_PREFIX):
             u = users.token_user(conn, key)
         else:
             partner = tenants.partner_by_key(conn, key)
-            return authz.for_partner_key(partner), partner
+            return authz.for_partner_key(partner), partner, None
     elif sid:
         u = users.session_user(conn, sid, now)
     else:
         raise Unauthorized("not logged in")
     partner = tenants.get_partner(conn, u["partner_id"])
-    return authz.for_user(u, partner["name"]), partner
+    touch = u["session"] if u.get("touch_due") else None
+    return authz.for_user(u, partner["name"]), partner, touch
 
 
 async def principal_and_partner(
@@ -43,8 +45,13 @@ async def principal_and_partner(
     st = app_state(request)
 
     def run() -> tuple[authz.Principal, dict[str, Any]]:
-        with st.store.write() as conn:  # a session's use is recorded (idle expiry)
-            return _resolve(conn, key, sid, st.clock())
+        now = st.clock()
+        with st.store.read() as conn:
+            who, partner, touch = _resolve(conn, key, sid, now)
+        if touch is not None:  # a session's use, for its idle expiry: a write a minute
+            with st.store.write() as conn:
+                users.touch_session(conn, touch, now)
+        return who, partner
 
     return await run_in_threadpool(run)
 
