@@ -168,6 +168,30 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _profile_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    us = sub.add_parser("user", help="people who log in to the support pages")
+    uss = us.add_subparsers(dest="action", metavar="ACTION")
+    uss.required = True
+    uc = uss.add_parser(
+        "create", help="create a user: prints an invitation link, or sets a password from stdin"
+    )
+    uc.add_argument("--partner", required=True, help="partner id")
+    uc.add_argument("--email", required=True, help="the user's e-mail (their login)")
+    uc.add_argument("--role", required=True, choices=["admin", "technician", "customer"])
+    uc.add_argument("--customer", help="customer id (a customer viewer's one customer)")
+    uc.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin instead of printing an invitation link",
+    )
+    uc.add_argument("--portal-url", help="the portal's address for the link "
+                    "(default: mail.portal_url of the config)")  # fmt: skip
+    common(uc)
+    uc.set_defaults(func=_cmd(_user_create))
+    ul = uss.add_parser("list", help="list a partner's users")
+    ul.add_argument("--partner", required=True, help="partner id")
+    common(ul)
+    ul.set_defaults(func=_cmd(_user_list))
+
     pf = sub.add_parser("profile", help="probe profiles: the agents' central config")
     pfs = pf.add_subparsers(dest="action", metavar="ACTION")
     pfs.required = True
@@ -492,6 +516,37 @@ def _partner_retention(args: argparse.Namespace) -> int:
     doc = {"partner_id": args.partner_id, "raw_retention_days": days}
     text = f"raw results kept {days} days" if days else "raw results kept retention.raw_days"
     return _emit(args, doc, text)
+
+
+def _user_create(args: argparse.Namespace) -> int:
+    from collector import audit, users
+    from collector.tenants import get_partner
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    cfg = _config(args)
+    base = args.portal_url or (cfg.mail.portal_url if cfg.mail else "http://127.0.0.1:8080")
+
+    def run(c: Any, now: float) -> tuple[dict[str, Any], str | None]:
+        get_partner(c, args.partner)
+        u = users.create_user(c, args.partner, args.email, args.role, now, args.customer,
+                              password=password)  # fmt: skip
+        audit.record(c, args.partner, "command line", "user.create", now, u["email"],
+                     {"role": args.role})  # fmt: skip
+        return u, (None if password is not None else users.create_invitation(c, u["id"], now))
+
+    u, token = _admin(args, run)
+    link = f"{base.rstrip('/')}/ui/invite/{token}" if token else None
+    doc = {"user_id": u["id"], "email": u["email"], "role": u["role"], "invitation_link": link}
+    text = f"user {u['email']} ({u['role']}) id {u['id']}"
+    text += f"\ninvitation link (single use, 3 days): {link}" if link else "\npassword set"
+    return _emit(args, doc, text)
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    from collector.users import list_users
+
+    rows = _admin(args, lambda c, _now: list_users(c, args.partner))
+    return _emit(args, rows, _table(rows, ["id", "email", "role", "customer_id", "state"]))
 
 
 def _customer_create(args: argparse.Namespace) -> int:

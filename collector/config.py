@@ -196,6 +196,21 @@ class MetricsConfig(_Model):
         return self.token
 
 
+class MailConfig(_Model):
+    """The SMTP server the portal's own e-mails (user invitations) go through, and the
+    portal's public address their links point at (`portal_url`, e.g.
+    https://support.example.com; a partner's custom domain replaces its host)."""
+
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    sender: str = Field(alias="from")
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+    portal_url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://[^/\s]+$")
+
+
 class WebConfig(_Model):
     """The HTTP front (docs/collector.md, "Web hardening and rate limits"): whose
     X-Forwarded-For / X-Forwarded-Proto is believed, and the throttles of
@@ -204,10 +219,10 @@ class WebConfig(_Model):
     `auth_failures_max` failed authentications (any 401: a wrong API key, a wrong web login)
     from one client address are allowed at once, refilled at `auth_failures_max` per
     `auth_failures_window_s`; beyond that the address gets 429 with Retry-After (credentials
-    already seen working from it still pass). A partner's key may make
-    `partner_requests_per_s` requests a second with bursts of `partner_burst` (API and web
-    pages together). 0 turns a throttle off. At most `max_tracked` addresses and keys are
-    remembered (least recently seen forgotten first)."""
+    already seen working from it still pass). A partner's key (and each
+    user's API token or web session, on its own) may make `partner_requests_per_s` requests
+    a second with bursts of `partner_burst`. 0 turns a throttle off. At most `max_tracked`
+    addresses and keys are remembered (least recently seen forgotten first)."""
 
     trusted_proxies: list[str] = Field(default_factory=list)
     auth_failures_max: int = Field(default=10, ge=0)
@@ -288,6 +303,7 @@ class CollectorConfig(_Model):
     web: WebConfig = Field(default_factory=WebConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    mail: MailConfig | None = None  # invitations by e-mail (None: links shown, not sent)
     api_docs: bool = False  # serve /docs, /redoc and /openapi.json (off: 404)
 
     @field_validator("listen")

@@ -37,3 +37,9 @@ class PreconditionFailed(CollectorError):
     """An `If-Match` names a version that is no longer the current one."""
 
     status = 412
+
+
+class Forbidden(CollectorError):
+    """The caller is known but its role lacks the right (collector/authz.py)."""
+
+    status = 403

@@ -476,3 +476,86 @@ external_tickets = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
 )
+
+# People of a partner (collector/users.py): a role, for a customer viewer the one customer
+# they may see; the password as an argon2 hash (NULL until an invitation is accepted).
+users = sa.Table(
+    "users",
+    metadata,
+    _id(),
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("customer_id", sa.String(36), sa.ForeignKey("customers.id")),
+    sa.Column("password_hash", sa.String(200)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("disabled_at", Time),
+    sa.Index("ix_users_partner", "partner_id"),
+)
+
+# Web sessions: the cookie holds a random id, the table its SHA-256.
+user_sessions = sa.Table(
+    "user_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_seen_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("user_agent", sa.String(200), nullable=False, server_default=""),
+    sa.Column("revoked_at", Time),
+    sa.Index("ix_user_sessions_user", "user_id"),
+)
+
+# A user's API tokens (bearer on /api/v1, with the user's role and scope); the hash only.
+user_tokens = sa.Table(
+    "user_tokens",
+    metadata,
+    _id(),
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("revoked_at", Time),
+)
+
+# Invitations (and password resets): a single-use link, stored hashed, expiring.
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("used_at", Time),
+)
+
+# The partner's audit log (collector/audit.py): every change, with who made it.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("partner_id", sa.String(36), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(200), nullable=False, server_default=""),
+    sa.Column("data", JSON, nullable=False),
+    sa.Index("ix_audit_log_partner", "partner_id", "id"),
+)
+
+# A partner's brand (collector/brand.py); no row: the defaults.
+brands = sa.Table(
+    "brands",
+    metadata,
+    sa.Column("partner_id", sa.String(36), sa.ForeignKey("partners.id"), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("primary_color", sa.String(7), nullable=False),
+    sa.Column("accent_color", sa.String(7), nullable=False),
+    sa.Column("support_contact", sa.String(300), nullable=False, server_default=""),
+    sa.Column("domain", sa.String(253), unique=True),
+    sa.Column("logo", sa.LargeBinary),
+    sa.Column("logo_type", sa.String(32)),
+    sa.Column("updated_at", Time, nullable=False),
+)

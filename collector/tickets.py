@@ -31,12 +31,19 @@ SUPPRESSED_EVERY_S = 900.0  # one kept trip per rule and target in maintenance, 
 
 
 def partner_actor(partner: dict[str, Any]) -> str:
-    """The audit actor of a request authenticated with a partner key on the API."""
+    """The audit actor of a request on the API: the user of a user's token
+    ("user:<e-mail>"), else the partner key ("partner:<name>")."""
+    who = partner.get("principal")
+    if who is not None and who.email:
+        return f"user:{who.email}"[:ACTOR_MAX]
     return f"partner:{partner['name']}"[:ACTOR_MAX]
 
 
 def web_actor(partner: dict[str, Any]) -> str:
-    """The audit actor of a partner logged in on the support web pages."""
+    """The audit actor of someone logged in on the support web pages ("user:<e-mail>")."""
+    who = partner.get("principal")
+    if who is not None and who.email:
+        return f"user:{who.email}"[:ACTOR_MAX]
     return f"web:{partner['name']}"[:ACTOR_MAX]
 
 

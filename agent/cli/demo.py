@@ -248,7 +248,10 @@ def serving(stack: Stack) -> None:
     url = stack.collector_url
     say()
     say("The stack keeps running; these answer until you press Ctrl-C:")
-    say(f"  Support portal:    {url}/ui/  (log in with the demo partner key: {stack.partner_key})")
+    say(
+        f"  Support portal:    {url}/ui/  (log in as {stack.admin_email}, "
+        f"password {stack.admin_password})"
+    )
     say(f"  API docs:          {url}/docs")
     say(f"  Partner API:       curl -H 'Authorization: Bearer {stack.partner_key}' "
         f"{url}/api/v1/sites")  # fmt: skip

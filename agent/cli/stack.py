@@ -79,6 +79,10 @@ class Stack:
         self.collector_url = ""
         self.db_url = f"sqlite:///{self.workdir / 'collector.sqlite3'}"
         self.partner_key = ""
+        self.partner_id = ""
+        # The demo's admin user of the support portal (e-mail and password login).
+        self.admin_email = "admin@demo.example.com"
+        self.admin_password = "demo-" + secrets.token_urlsafe(12)
         self.site_id = ""
         self.customer_id = ""
         self.agent_metrics_port: int | None = None
@@ -208,6 +212,13 @@ class Stack:
         out = self.run_cli("collector", "partner", "create", partner, "--db", self.db_url, "--json")
         data = json.loads(out.stdout)
         self.partner_key = str(data["api_key"])
+        self.partner_id = str(data["partner_id"])
+        user = ["collector", "user", "create", "--partner", self.partner_id, "--role", "admin",
+                "--email", self.admin_email, "--password-stdin", "--db", self.db_url]  # fmt: skip
+        made = subprocess.run(self.command(*user), capture_output=True, text=True, timeout=60,
+                              input=self.admin_password + "\n")  # fmt: skip
+        if made.returncode != 0:
+            raise StackError(f"qos-scout collector user create failed: {made.stderr.strip()}")
         self.customer_id = self.api("POST", "/api/v1/customers", json={"name": "Demo Customer"})[
             "id"
         ]

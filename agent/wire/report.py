@@ -59,8 +59,15 @@ STYLE = """
 """
 
 
-def to_json(report: ReadinessReport) -> str:
-    return report.model_dump_json(indent=2)
+ISSUER_KEY = "issued_by"  # who issued a downloaded report: metadata beside its fields
+
+
+def to_json(report: ReadinessReport, issued_by: dict[str, Any] | None = None) -> str:
+    """The report as JSON; `issued_by` (e.g. a partner's name and support contact) goes
+    beside its fields under "issued_by", which `load_json` sets aside."""
+    if issued_by is None:
+        return report.model_dump_json(indent=2)
+    return json.dumps({**report.model_dump(mode="json"), ISSUER_KEY: issued_by}, indent=2)
 
 
 def load_json(data: str | bytes | dict[str, Any]) -> ReadinessReport:
@@ -72,6 +79,7 @@ def load_json(data: str | bytes | dict[str, Any]) -> ReadinessReport:
     except json.JSONDecodeError as exc:
         raise ValueError(f"readiness report is not JSON: {exc}") from None
     if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k != ISSUER_KEY}
         try:
             check_report_version(obj.get("report_version", REPORT_VERSION))
         except ReportVersionError as exc:
@@ -161,11 +169,13 @@ def render_body(r: ReadinessReport) -> str:
     return "\n".join(h)
 
 
-def to_html(r: ReadinessReport) -> str:
-    """A complete, self-contained HTML page."""
+def to_html(r: ReadinessReport, issuer: str | None = None) -> str:
+    """A complete, self-contained HTML page; `issuer` (e.g. a partner's name and support
+    contact) is shown at its top."""
+    by = f'<p class="issuer">{escape(issuer)}</p>\n' if issuer else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>VoIP readiness: {LABELS[r.verdict]} ({escape(r.responder)})</title>"
-        f"<style>{STYLE}</style></head><body>\n{render_body(r)}\n</body></html>\n"
+        f"<style>{STYLE}</style></head><body>\n{by}{render_body(r)}\n</body></html>\n"
     )

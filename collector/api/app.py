@@ -28,6 +28,7 @@ from collector.api import (
     routes_readiness,
     routes_reports,
     routes_tickets,
+    routes_users,
 )
 from collector.api.limits import BodyLimit
 from collector.api.nul import RefuseNul
@@ -44,6 +45,8 @@ from collector.secretbox import SecretBox
 from collector.store import Store
 from collector.web import channels as web_channels
 from collector.web import routes as web_routes
+from collector.web import routes_admin as web_admin
+from collector.web import routes_manage as web_manage
 from collector.web import routes_portal as web_portal
 from collector.worker import (
     alertmanager_loop,
@@ -134,6 +137,9 @@ def create_app(
     app.include_router(web_routes.router)
     app.include_router(web_portal.router)
     app.include_router(web_channels.router)
+    app.include_router(routes_users.router)
+    app.include_router(web_admin.router)
+    app.include_router(web_manage.router)
 
     @app.exception_handler(CollectorError)
     async def _collector_error(_req: Request, exc: CollectorError) -> JSONResponse:

@@ -34,6 +34,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "partner key on an agent route or the reverse); answered with "
         "`WWW-Authenticate: Bearer` and the reason."
     ),
+    403: _error(
+        "The caller's role lacks the right for this route (a technician or customer viewer; "
+        "collector/authz.py); the detail names the right."
+    ),
     404: _error("No such object for this caller: it does not exist or another partner owns it."),
     409: _error("The object is not in a state that allows this (the detail says which)."),
     413: _error("The body is over the route's size limit; the detail names the limit."),

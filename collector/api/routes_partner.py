@@ -109,6 +109,10 @@ async def delete_customer(p: PartnerDep, customer_id: str, request: Request) -> 
 
 @router.get("/sites")
 async def list_sites(p: PartnerDep, request: Request, customer_id: str | None = None) -> list[Any]:
+    """The partner's sites (a customer viewer: their customer's only)."""
+    scope = p["principal"].customer_id
+    if scope is not None:
+        customer_id = scope if customer_id in (None, scope) else "-"  # another's: none
     rows = await _read(app_state(request), lambda c: tenants.list_sites(c, p["id"], customer_id))
     return [_times(r) for r in rows]
 

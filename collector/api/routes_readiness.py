@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.wire.readiness import CallInfo
-from collector import audit, readiness, tickets
+from agent.wire.report import ISSUER_KEY
+from collector import audit, brand, readiness, tickets
 from collector.api.responses import ERRORS
 from collector.api.routes_partner import PartnerDep, _read, _write
 from collector.api.state import app_state
@@ -60,15 +61,22 @@ async def get_readiness(p: PartnerDep, job_id: str, request: Request) -> dict[st
 async def report_html(p: PartnerDep, job_id: str, request: Request) -> HTMLResponse:
     from agent.wire.report import to_html
 
-    v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
+    v, b = await _read(app_state(request), lambda c: _with_brand(c, p["id"], job_id))
     rep = _report(v, job_id)
-    return HTMLResponse(to_html(rep))
+    return HTMLResponse(to_html(rep, issuer=b.issuer_line()))
 
 
 @router.get("/readiness/{job_id}/report.json")
 async def report_json(p: PartnerDep, job_id: str, request: Request) -> JSONResponse:
-    v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
-    return JSONResponse(_report(v, job_id).model_dump(mode="json"))
+    """The report's fields, and under `issued_by` the partner's brand (name, support
+    contact)."""
+    v, b = await _read(app_state(request), lambda c: _with_brand(c, p["id"], job_id))
+    doc = _report(v, job_id).model_dump(mode="json")
+    return JSONResponse({**doc, ISSUER_KEY: b.metadata()})
+
+
+def _with_brand(c: Any, partner_id: str, job_id: str) -> tuple[dict[str, Any], Any]:
+    return readiness.view(c, partner_id, job_id), brand.for_partner(c, partner_id)
 
 
 def _report(v: dict[str, Any], job_id: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 
-from collector import tickets
+from collector import tenants, tickets
 from collector.api.models import CommentIn, NoteIn
 from collector.api.responses import ERRORS
 from collector.api.routes_partner import PartnerDep, _read, _write
@@ -30,10 +30,16 @@ async def list_tickets(
 ) -> list[Any]:
     if not 1 <= limit <= 10_000:
         raise Invalid("limit must be between 1 and 10000")
-    return await _read(
-        app_state(request),
-        lambda c: tickets.list_tickets(c, p["id"], state, site_id, severity, limit),
-    )
+    scope = p["principal"].customer_id
+
+    def run(c: Any) -> list[Any]:
+        rows = tickets.list_tickets(c, p["id"], state, site_id, severity, limit)
+        if scope is None:
+            return rows
+        mine = {s["id"] for s in tenants.list_sites(c, p["id"], scope)}
+        return [t for t in rows if t["site_id"] in mine]  # a customer viewer: their sites
+
+    return await _read(app_state(request), run)
 
 
 @router.get("/{ticket_id}")

@@ -71,7 +71,7 @@ LOGIN_PATHS = ("/ui/login", "/api/v1/enroll")
 # Probes of a load balancer or an orchestrator: no credential, never throttled (a health
 # check sharing an address with a client that guessed keys must not take a replica out).
 HEALTH_PATHS = ("/healthz", "/readyz")
-UI_COOKIE = "qs_partner_key"
+UI_COOKIE = "qs_session"  # collector/api/auth.py SESSION_COOKIE
 AGENT_KEY_PREFIX = "qsa_"
 
 
@@ -343,6 +343,8 @@ class Security:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if h is not None and status != 401 and _proves_credential(path, status):
+                    self.throttle.worked(h)  # before the client can send its next request
                 headers = list(message.get("headers") or [])
                 have = {k.lower() for k, _ in headers}
                 headers += [(k, v) for k, v in extra if k not in have]
@@ -355,8 +357,6 @@ class Security:
             if status == 401:
                 self.stats.auth_failure()
                 self.throttle.failed(budget, h, self.clock())
-            elif h is not None and _proves_credential(path, status):
-                self.throttle.worked(h)
 
 
 async def _too_many(
@@ -365,7 +365,7 @@ async def _too_many(
     if path.startswith("/ui"):
         body = (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            "<title>Too many requests · qos-scout support</title></head><body><main>"
+            "<title>Too many requests</title></head><body><main>"
             f'<h1>Too many requests</h1><p role="alert">{escape(why)}.</p>'
             '<p><a href="/ui/login">Back to the login page</a></p></main></body></html>'
         ).encode()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,15 +158,15 @@ def app_state(request: Request) -> AppState:
     return qs
 
 
-async def current_partner(request: Request) -> dict[str, Any]:
-    key = bearer(request)
-    st = app_state(request)
+async def current_partner(request: Request) -> AsyncIterator[dict[str, Any]]:
+    """The partner routes' dependency: the caller's partner row, once
+    `collector.api.auth.partner_for_route` checked the caller's role has this route's
+    right and a customer viewer's scope; a change that succeeded is audited."""
+    from collector.api.auth import audit_change, partner_for_route
 
-    def lookup() -> dict[str, Any]:
-        with st.store.read() as conn:
-            return tenants.partner_by_key(conn, key)
-
-    return await run_in_threadpool(lookup)
+    partner = await partner_for_route(request)
+    yield partner
+    await audit_change(request, partner)
 
 
 async def current_agent(request: Request) -> dict[str, Any]:

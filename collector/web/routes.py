@@ -1,9 +1,13 @@
-"""The support web pages (/ui): log in with a partner key, sites, readiness tests, tickets,
-SLA and quality reports.
+"""The support web pages (/ui): log in with e-mail and password, sites, readiness tests,
+tickets, SLA and quality reports (the people, audit and brand pages are in
+web/routes_admin.py; the portal's measurement pages in web/routes_portal.py).
 
-Authentication: the login form checks a partner key and keeps it in an HttpOnly,
-SameSite=Strict cookie (every request re-checks it, like the API's bearer key). Every form
-carries an anti-forgery token bound to that session (web/csrf.py); a POST without the
+Authentication: the login form checks a user's e-mail and argon2 password hash and starts a
+server-side session (collector/users.py): the HttpOnly, SameSite=Strict cookie holds a
+random id whose hash is stored; logging out ends it. Every page resolves the caller with
+the API's dependency (collector/api/auth.py) into one `Principal` and checks its role's
+right in collector/authz.py (403 page), and a customer viewer's scope (404 page). Every
+form carries an anti-forgery token bound to that session (web/csrf.py); a POST without the
 right token, or whose Origin/Referer names another site, is refused with a 403 page. Pages
 load their script and style from /ui/static/ (the CSP of api/security.py forbids inline
 ones). Every query is scoped to the logged-in partner through the same store functions as
@@ -26,15 +30,17 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 
 from agent.wire.readiness import CallInfo
-from collector import audit, readiness, reports, tenants, tickets
+from collector import audit, authz, brand, readiness, reports, tenants, tickets, users
+from collector.api.auth import SESSION_COOKIE, principal_and_partner
 from collector.api.routes_partner import _read, _write
 from collector.api.state import AppState, app_state
+from collector.authz import Principal
 from collector.errors import CollectorError, Unauthorized
 from collector.timefmt import iso
 from collector.web import csrf
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-COOKIE = "qs_partner_key"
+COOKIE = SESSION_COOKIE
 ENV = Environment(
     loader=PackageLoader("collector.web", "templates"),
     autoescape=select_autoescape(["html"]),
@@ -79,6 +85,10 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
     if not nonce:
         nonce = csrf.new_nonce()
     ctx.setdefault("callinfo_fields", CALLINFO_FIELDS)
+    partner = ctx.get("partner")
+    if partner is not None:
+        ctx.setdefault("brand", partner.get("brand"))
+        ctx.setdefault("who", partner.get("principal"))
     ctx["csrf"] = csrf.token(nonce, request.cookies.get(COOKIE, ""))
     resp = HTMLResponse(ENV.get_template(name).render(**ctx), status_code=status)
     if fresh:
@@ -91,30 +101,57 @@ class FormRefused(Exception):
 
 
 def guarded(fn: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
-    """Answer a refused form (`FormRefused` from `_form`) with a 403 page naming why."""
+    """Answer a refused form (`FormRefused` from `_form`) with a 403 page naming why, and a
+    store or permission error with a page naming it (its status: 403, 404, 409, 422)."""
 
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> Response:
+        request = kwargs["request"]
+        assert isinstance(request, Request)
         try:
             return await fn(*args, **kwargs)
         except FormRefused as exc:
-            request = kwargs["request"]
-            assert isinstance(request, Request)
             p = await _partner(request)
             return render(request, "forbidden.html", 403, partner=p, reason=str(exc))
+        except CollectorError as exc:  # 403 (role), 404 (not found or out of scope), 4xx
+            if exc.status == 401:
+                return _to_login(request)
+            p = await _partner(request)
+            return render(request, "error.html", exc.status, partner=p, reason=exc.message)
 
     return run
 
 
 async def _partner(request: Request) -> dict[str, Any] | None:
-    key = request.cookies.get(COOKIE)
-    if not key:
+    """The logged-in caller's partner row, with its `Principal` under "principal" and its
+    `Brand` under "brand"; None when not logged in. (Pages check rights with `_may`.)"""
+    if not request.cookies.get(COOKIE):
         return None
-    st = app_state(request)
     try:
-        return await _read(st, lambda c: tenants.partner_by_key(c, key))
+        who, partner = await principal_and_partner(request, web=True)
     except Unauthorized:
         return None
+    b = await _read(app_state(request), lambda c: brand.for_partner(c, who.partner_id))
+    return {**partner, "principal": who, "brand": b}
+
+
+def _who(p: dict[str, Any]) -> Principal:
+    who: Principal = p["principal"]
+    return who
+
+
+def _may(p: dict[str, Any], right: str) -> Principal:
+    """The caller, if their role has `right` (else Forbidden: the 403 page)."""
+    who = _who(p)
+    authz.require(who, right)
+    return who
+
+
+async def _audit(request: Request, p: dict[str, Any], action: str, target: str = "",
+                 data: dict[str, Any] | None = None) -> None:  # fmt: skip
+    st, who = app_state(request), _who(p)
+    await _write(st, lambda c: audit.record(c, p["id"], who.actor, action, st.clock(), target,
+                                            data))  # fmt: skip
 
 
 def _to_login(request: Request) -> RedirectResponse:
@@ -165,28 +202,46 @@ async def static(name: str) -> Response:
     return Response(body, media_type=kind, headers={"Cache-Control": "public, max-age=300"})
 
 
+async def _host_brand(request: Request) -> brand.Brand | None:
+    """The brand of a partner's custom domain this page was asked for (the Host header)."""
+    host = request.headers.get("host", "")
+    return await _read(app_state(request), lambda c: brand.for_host(c, host))
+
+
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request, next: str = "/ui/") -> HTMLResponse:
     nxt = next if next.startswith("/ui") else "/ui/"
-    return render(request, "login.html", next=nxt, partner=None)
+    b = await _host_brand(request)
+    return render(request, "login.html", next=nxt, partner=None, brand=b)
 
 
 @router.post("/login")
 @guarded
 async def login(request: Request) -> Response:
     form = await _form(request)
-    key = form.get("key", "").strip()
+    email, password = form.get("email", "").strip(), form.get("password", "")
     nxt = form.get("next", "/ui/")
     if not nxt.startswith("/ui"):
         nxt = "/ui/"
     st = app_state(request)
+    agent = request.headers.get("user-agent", "")
+
+    def run(c: Any) -> str:
+        u = users.authenticate(c, email, password)
+        sid = users.create_session(c, u["id"], st.clock(), agent)
+        audit.record(c, u["partner_id"], f"user:{u['email']}", "session.login", st.clock(),
+                     u["email"])  # fmt: skip
+        return sid
+
     try:
-        await _read(st, lambda c: tenants.partner_by_key(c, key))
-    except Unauthorized:
-        return render(request, "login.html", 401, next=nxt, partner=None,
-                      error="Unknown partner key.")  # fmt: skip
+        sid = await _write(st, run)
+    except Unauthorized as exc:  # a 401: counted by the failed-login throttle
+        b = await _host_brand(request)
+        why = exc.message[:1].upper() + exc.message[1:] + "."
+        return render(request, "login.html", 401, next=nxt, partner=None, brand=b,
+                      error=why, email=email[:254])  # fmt: skip
     resp = RedirectResponse(nxt, status_code=303)
-    _cookie(request, resp, COOKIE, key, max_age=12 * 3600)
+    _cookie(request, resp, COOKIE, sid, max_age=int(users.SESSION_MAX_S))
     _cookie(request, resp, csrf.NONCE_COOKIE, csrf.new_nonce())  # a new session, a new nonce
     return resp
 
@@ -195,6 +250,10 @@ async def login(request: Request) -> Response:
 @guarded
 async def logout(request: Request) -> Response:
     await _form(request)
+    sid = request.cookies.get(COOKIE)
+    if sid:
+        st = app_state(request)
+        await _write(st, lambda c: users.end_session(c, sid, st.clock()))
     resp = RedirectResponse("/ui/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/ui")
     resp.delete_cookie(csrf.NONCE_COOKIE, path="/ui")
@@ -204,7 +263,8 @@ async def logout(request: Request) -> Response:
 # --------------------------------------------------------------------------- sites
 
 
-def _sites_overview(st: AppState, c: Any, pid: str) -> list[dict[str, Any]]:
+def _sites_overview(st: AppState, c: Any, who: Principal) -> list[dict[str, Any]]:
+    pid = who.partner_id
     worst = tickets.worst_open_by_site(c)
     customers = {x["id"]: x["name"] for x in tenants.list_customers(c, pid)}
     seen: dict[str, Any] = {}
@@ -213,7 +273,7 @@ def _sites_overview(st: AppState, c: Any, pid: str) -> list[dict[str, Any]]:
         if last is not None and (a["site_id"] not in seen or last > seen[a["site_id"]]):
             seen[a["site_id"]] = last
     out = []
-    for s in tenants.list_sites(c, pid):
+    for s in tenants.list_sites(c, pid, who.customer_id):
         state = worst.get(s["id"], "ok")
         tests = readiness.list_for_site(c, pid, s["id"], limit=1)
         out.append({
@@ -226,16 +286,20 @@ def _sites_overview(st: AppState, c: Any, pid: str) -> list[dict[str, Any]]:
 
 
 @router.get("/", response_class=HTMLResponse)
+@guarded
 async def sites_page(request: Request) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    who = _may(p, "read")
     st = app_state(request)
-    rows = await _read(st, lambda c: _sites_overview(st, c, p["id"]))
+    rows = await _read(st, lambda c: _sites_overview(st, c, who))
     return render(request, "sites.html", partner=p, sites=rows)
 
 
-def _site_page_data(st: AppState, c: Any, pid: str, site_id: str) -> dict[str, Any]:
+def _site_page_data(st: AppState, c: Any, who: Principal, site_id: str) -> dict[str, Any]:
+    pid = who.partner_id
+    authz.scope_site(c, who, site_id)
     site = tenants.get_site(c, pid, site_id)
     agents = [
         {"hostname": a["hostname"], "last_seen": (_ts(a.get("last_seen_at")) or "")[:19]}
@@ -250,16 +314,18 @@ def _site_page_data(st: AppState, c: Any, pid: str, site_id: str) -> dict[str, A
 
 
 @router.get("/sites/{site_id}", response_class=HTMLResponse)
+@guarded
 async def site_page(request: Request, site_id: str, span: str = "24h") -> Response:
     from collector.web.routes_portal import site_section
 
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    who = _may(p, "read")
     st = app_state(request)
 
     def run(c: Any) -> dict[str, Any]:
-        data = _site_page_data(st, c, p["id"], site_id)
+        data = _site_page_data(st, c, who, site_id)
         section = site_section(st, c, p["id"], site_id, span)
         return {**data, "portal": section, "sla": section["sla"]}
 
@@ -275,6 +341,7 @@ async def run_readiness(request: Request, site_id: str) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    who = _may(p, "tests.run")
     form = await _form(request)
     st = app_state(request)
     try:
@@ -288,14 +355,17 @@ async def run_readiness(request: Request, site_id: str) -> Response:
         job = await _write(st, lambda c: readiness.queue(c, p["id"], site_id, options, None,
                                                          True, st.clock()))  # fmt: skip
     except (ValueError, CollectorError) as exc:
+        if isinstance(exc, CollectorError) and exc.status in (403, 404):
+            raise
         msg = exc.message if isinstance(exc, CollectorError) else str(exc)
-        data = await _read(st, lambda c: _site_page_data(st, c, p["id"], site_id))
+        data = await _read(st, lambda c: _site_page_data(st, c, who, site_id))
         return render(request, "site.html", 400, partner=p, error=msg,
                       defaults={"calls": form.get("calls", 10),
                                 "responder": form.get("responder", ""),
                                 "options": form.get("options", "")},
                       callinfo_action=f"/ui/sites/{site_id}/call_info", **data)  # fmt: skip
     st.signal_jobs(site_id)
+    await _audit(request, p, "readiness.run", f"site_id={site_id}", {"job_id": job["id"]})
     return RedirectResponse(f"/ui/readiness/{job['id']}", status_code=303)
 
 
@@ -305,6 +375,7 @@ async def site_call_info(request: Request, site_id: str) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "sites.write")
     form = await _form(request)
     info = {k: form.get(k, "").strip() for k, _ in CALLINFO_FIELDS}
     info = {k: v for k, v in info.items() if v}
@@ -317,20 +388,26 @@ async def site_call_info(request: Request, site_id: str) -> Response:
 # --------------------------------------------------------------------------- readiness
 
 
+async def _readiness_view(request: Request, p: dict[str, Any], job_id: str) -> dict[str, Any]:
+    who = _may(p, "read")
+
+    def run(c: Any) -> dict[str, Any]:
+        authz.scope_job(c, who, job_id)
+        return readiness.view(c, p["id"], job_id)
+
+    return await _read(app_state(request), run)
+
+
 @router.get("/readiness/{job_id}", response_class=HTMLResponse)
+@guarded
 async def readiness_page(request: Request, job_id: str) -> Response:
     from agent.wire.report import load_json, render_body
 
     p = await _partner(request)
     if p is None:
         return _to_login(request)
-    st = app_state(request)
-
-    def run(c: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        v = readiness.view(c, p["id"], job_id)
-        return v, tenants.get_site(c, p["id"], v["site_id"])
-
-    test, site = await _read(st, run)
+    test = await _readiness_view(request, p, job_id)
+    site = await _read(app_state(request), lambda c: tenants.get_site(c, p["id"], test["site_id"]))
     html = render_body(load_json(test["report"])) if test["report"] else ""
     return render(request, "readiness.html", partner=p, test=test, site=site, report_html=html)
 
@@ -340,30 +417,33 @@ async def readiness_status(request: Request, job_id: str) -> Response:
     p = await _partner(request)
     if p is None:
         return JSONResponse({"detail": "not logged in"}, status_code=401)
-    v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
+    v = await _readiness_view(request, p, job_id)
     keep = ("id", "state", "progress", "message", "verdict", "ticket_id")
     return JSONResponse({k: v[k] for k in keep})
 
 
 @router.get("/readiness/{job_id}/report.{fmt}")
+@guarded
 async def readiness_report(request: Request, job_id: str, fmt: str) -> Response:
     from agent.wire.report import load_json, to_html, to_json
 
     p = await _partner(request)
     if p is None:
         return _to_login(request)
-    v = await _read(app_state(request), lambda c: readiness.view(c, p["id"], job_id))
+    v = await _readiness_view(request, p, job_id)
     if v["report_error"] is not None:
         text = f"This test's report cannot be shown: {v['report_error']}"
         return HTMLResponse(escape(text), status_code=409)
     if v["report"] is None or fmt not in ("html", "json"):
         return HTMLResponse("no such report", status_code=404)
     rep = load_json(v["report"])
+    b: brand.Brand = p["brand"]
     name = f"readiness-{job_id[:8]}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if fmt == "html":
-        return HTMLResponse(to_html(rep), headers=headers)
-    return Response(to_json(rep), media_type="application/json", headers=headers)
+        return HTMLResponse(to_html(rep, issuer=b.issuer_line()), headers=headers)
+    body = to_json(rep, issued_by=b.metadata())
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post("/readiness/{job_id}/ticket")
@@ -372,12 +452,14 @@ async def readiness_ticket(request: Request, job_id: str) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "tickets.write")
     await _form(request)
     st = app_state(request)
     cfg = st.store.config
     actor = tickets.web_actor(p)
     tid = await _write(st, lambda c: readiness.open_ticket(c, cfg, p["id"], job_id, st.clock(),
                                                           actor))  # fmt: skip
+    await _audit(request, p, "ticket.open", f"ticket_id={tid}", {"job_id": job_id})
     return RedirectResponse(f"/ui/tickets/{tid}", status_code=303)
 
 
@@ -413,10 +495,12 @@ async def report_download(request: Request, report_id: str, fmt: str) -> Respons
 
 
 @router.get("/tickets", response_class=HTMLResponse)
+@guarded
 async def tickets_page(request: Request, state: str = "open") -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    who = _may(p, "read")
     st_filter = state if state in ("open", "acknowledged", "resolved") else "open"
     from collector.web.routes_portal import ticket_clocks
 
@@ -424,6 +508,9 @@ async def tickets_page(request: Request, state: str = "open") -> Response:
 
     def run(c: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         rows = tickets.list_tickets(c, p["id"], st_filter)
+        if who.customer_id is not None:
+            mine = {s["id"] for s in tenants.list_sites(c, p["id"], who.customer_id)}
+            rows = [t for t in rows if t["site_id"] in mine]
         return rows, ticket_clocks(st, c, p["id"], rows)
 
     rows, clocks = await _read(st, run)
@@ -431,22 +518,25 @@ async def tickets_page(request: Request, state: str = "open") -> Response:
 
 
 @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
+@guarded
 async def ticket_page(request: Request, ticket_id: str, notice: str = "") -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
     from collector.web.routes_portal import ticket_clocks
 
+    who = _may(p, "read")
     st = app_state(request)
 
     def run(c: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        authz.scope_ticket(c, who, ticket_id)
         t = tickets.get_ticket(c, p["id"], ticket_id)
         return t, ticket_clocks(st, c, p["id"], [t])
 
     t, clocks = await _read(st, run)
     ev = t.get("evidence") or {}
     return render(
-        request, "ticket.html", partner=p, ticket=t, notice=notice, sla=clocks,
+        request, "ticket.html", partner=p, ticket=t, notice=notice[:300], sla=clocks,
         bad_calls=ev.get("bad_calls") or {},
         readiness_job=ev.get("readiness_job_id"), failed_checks=ev.get("failed_checks") or [],
         results=ev.get("results") or [], rule=ev.get("rule"),
@@ -455,14 +545,22 @@ async def ticket_page(request: Request, ticket_id: str, notice: str = "") -> Res
     )  # fmt: skip
 
 
+TICKET_RIGHTS = {"ack": "tickets.write", "resolve": "tickets.write",
+                 "comments": "ticket.comment", "call_info": "ticket.comment"}  # fmt: skip
+
+
 @router.post("/tickets/{ticket_id}/{action}")
 @guarded
 async def ticket_action(request: Request, ticket_id: str, action: str) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    if action not in TICKET_RIGHTS:
+        return HTMLResponse("unknown action", status_code=404)
+    who = _may(p, TICKET_RIGHTS[action])
     form = await _form(request)
     st = app_state(request)
+    await _read(st, lambda c: authz.scope_ticket(c, who, ticket_id))
     actor, msg, now = tickets.web_actor(p), form.get("message", "").strip(), st.clock()
     cfg = st.store.config
     try:
@@ -475,16 +573,15 @@ async def ticket_action(request: Request, ticket_id: str, action: str) -> Respon
             if not msg:
                 raise ValueError("a comment cannot be empty")
             await _write(st, lambda c: tickets.comment(c, p["id"], ticket_id, actor, msg, now))
-        elif action == "call_info":
+        else:
             info = CallInfo.model_validate({k: form.get(k, "").strip() or None
                                             for k, _ in CALLINFO_FIELDS})  # fmt: skip
             await _write(
                 st,
                 lambda c: readiness.add_ticket_call_info(c, p["id"], ticket_id, info, actor, now),
             )
-        else:
-            return HTMLResponse("unknown action", status_code=404)
     except (CollectorError, ValueError, ValidationError) as exc:
         msg = exc.message if isinstance(exc, CollectorError) else str(exc)
         return RedirectResponse(f"/ui/tickets/{ticket_id}?notice={quote(msg)}", status_code=303)
+    await _audit(request, p, f"ticket.{action}", f"ticket_id={ticket_id}")
     return RedirectResponse(f"/ui/tickets/{ticket_id}", status_code=303)

@@ -44,7 +44,8 @@ def test_demo_serve_keeps_every_printed_url_answering_until_stopped(
     def visit(stack: Stack) -> None:
         out = capsys.readouterr().out
         key, token = stack.partner_key, stack.metrics_token
-        assert f"(log in with the demo partner key: {key})" in out, out
+        login_as = f"(log in as {stack.admin_email}, password {stack.admin_password})"
+        assert login_as in out, out
         portal = re.search(r"Support portal: +(\S+)", out)
         assert portal, out
         with httpx.Client(timeout=10) as c:
@@ -52,7 +53,8 @@ def test_demo_serve_keeps_every_printed_url_answering_until_stopped(
             csrf = re.search(r'name="csrf" value="([^"]*)"', page)
             assert csrf, page
             login = c.post(portal.group(1) + "login", follow_redirects=True,
-                           data={"csrf": csrf.group(1), "key": key, "next": "/ui/"})  # fmt: skip
+                           data={"csrf": csrf.group(1), "email": stack.admin_email,
+                                 "password": stack.admin_password, "next": "/ui/"})  # fmt: skip
             seen["portal"] = login.status_code
             assert "demo-site" in login.text, login.text[:500]
             for name, pattern, headers in (

@@ -223,3 +223,43 @@ def icmp(rtt_avg: float, loss: float = 0.0, jitter: float = 1.0, **kw: Any) -> d
         },
     }
     return result("icmp", measurement=m, **kw)
+
+
+def web_user(
+    srv: LiveServer, key: str, role: str = "admin", customer_id: str | None = None,
+    email: str | None = None,
+) -> tuple[str, str]:  # fmt: skip
+    """A user of the partner whose API key is `key`, with a password: (e-mail, password)."""
+    from collector.tenants import partner_by_key
+    from collector.users import create_user
+
+    email = email or f"{role}-{uuid.uuid4().hex[:8]}@example.com"
+    password = "pw-" + uuid.uuid4().hex
+    with srv.store.write() as c:
+        pid = partner_by_key(c, key)["id"]
+        create_user(c, pid, email, role, time.time(), customer_id, password=password)
+    return email, password
+
+
+def form_fields(html: str, action: str) -> dict[str, str]:
+    """The hidden fields of the page's form posting to `action` (its anti-forgery token)."""
+    import re
+
+    m = re.search(rf'<form[^>]*action="{re.escape(action)}"[^>]*>(.*?)</form>', html, re.S)
+    assert m, f"no form posting to {action}"
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', m.group(1)))
+
+
+def web_login_as(srv: LiveServer, email: str, password: str) -> httpx.Client:
+    """A client logged in on the support pages with this e-mail and password."""
+    ui = httpx.Client(base_url=srv.url, timeout=30)
+    form = form_fields(ui.get("/ui/login").text, "/ui/login")
+    r = ui.post("/ui/login", data={**form, "email": email, "password": password, "next": "/ui/"})
+    assert r.status_code == 303, r.text
+    return ui
+
+
+def web_login(srv: LiveServer, key: str, role: str = "admin",
+              customer_id: str | None = None) -> httpx.Client:  # fmt: skip
+    """A new user (`role`) of the partner whose API key is `key`, logged in on the pages."""
+    return web_login_as(srv, *web_user(srv, key, role, customer_id))

@@ -1,5 +1,5 @@
 """The audit trail of a site's call info: each change through the API (PATCH of the site)
-or the site page's form is an event naming the authenticated credential, whatever the
+or the site page's form is an event naming the authenticated credential (a user), whatever the
 request says; another partner sees none of it. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 import httpx
 
 from collector.tenants import create_partner
-from tests.collector.conftest import new_tenant
-from tests.collector.test_tickets import _web_login, _web_submit
+from tests.collector.conftest import new_tenant, web_login_as, web_user
+from tests.collector.test_tickets import _web_submit
 
 
 def _events(t, site_id: str) -> list[dict]:
@@ -38,15 +38,18 @@ def test_a_call_info_change_over_the_api_names_the_partner_key(make_store, serve
     assert got[1]["data"] == {"before": {}, "after": info}
 
 
-def test_a_call_info_change_on_the_site_page_names_the_logged_in_partner(make_store, serve):
+def test_a_call_info_change_on_the_site_page_names_the_logged_in_user(make_store, serve):
     srv = serve(make_store())
     t = new_tenant(srv, "acme")
-    ui = _web_login(srv, t.partner.headers["authorization"].split()[1])
+    email, password = web_user(srv, t.partner.headers["authorization"].split()[1], "technician")
+    ui = web_login_as(srv, email, password)
     page = f"/ui/sites/{t.site_id}"
     form = {"user": "Carol", "caller_number": "+4930123", "actor": "someone-else"}
     _web_submit(ui, page, f"{page}/call_info", form)
     [e] = _events(t, t.site_id)
-    assert (e["kind"], e["actor"]) == ("call_info", "web:acme")
+    assert (e["kind"], e["actor"]) == ("call_info", f"user:{email}")
+    [entry] = [e for e in t.partner.get("/api/v1/audit").json() if e["action"] == "site.update"]
+    assert (entry["actor"], entry["target"]) == (f"user:{email}", t.site_id)
     assert e["data"]["after"] == {"user": "Carol", "caller_number": "+4930123"}
 
 

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -148,3 +149,37 @@ def test_profile_commands_and_agent_list_columns(tmp_path):
         "id", "hostname", "site_id", "state", "version", "outdated", "silent",
         "config_version", "last_seen_at",
     ]  # fmt: skip
+
+
+def test_user_create_prints_an_invitation_link_or_sets_a_password(tmp_path):
+    """The bootstrap of the first admin: a link to follow, or a password from stdin."""
+    from collector.config import CollectorConfig
+    from collector.store import Store
+    from collector.users import authenticate, invitation_user
+
+    db = f"sqlite:///{tmp_path}/c.sqlite3"
+    pid = js("partner", "create", "Example MSP", "--db", db)["partner_id"]
+    doc = js("user", "create", "--partner", pid, "--email", "Ops@Example.net", "--role",
+             "admin", "--portal-url", "https://support.example.net", "--db", db)  # fmt: skip
+    link = doc["invitation_link"]
+    assert doc["email"] == "ops@example.net" and link.startswith(
+        "https://support.example.net/ui/invite/"
+    )
+    args = [EXE, "collector", "user", "create", "--partner", pid, "--email", "t1@example.net",
+            "--role", "technician", "--password-stdin", "--db", db]  # fmt: skip
+    p = subprocess.run(args, input="a long pass phrase\n", capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert p.returncode == 0 and "password set" in p.stdout, p.stderr
+    again = run("user", "create", "--partner", pid, "--email", "t1@example.net", "--role",
+                "technician", "--db", db)  # fmt: skip
+    assert again.returncode != 0 and "t1@example.net exists already" in again.stderr
+    bad = run("user", "create", "--partner", pid, "--email", "x@example.net", "--role",
+              "customer", "--db", db)  # fmt: skip
+    assert bad.returncode != 0 and "customer_id: a customer viewer needs" in bad.stderr
+    store = Store(CollectorConfig(db=db))
+    try:
+        with store.write() as c:
+            assert invitation_user(c, link.rsplit("/", 1)[1], time.time())["role"] == "admin"
+            assert authenticate(c, "t1@example.net", "a long pass phrase")["partner_id"] == pid
+    finally:
+        store.dispose()

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
-
 from agent.wire.readiness import Check, ReadinessReport
-from tests.collector.conftest import new_tenant
+from tests.collector.conftest import new_tenant, web_login
 
 KNOWN = "(known: 1)"
 
@@ -48,7 +46,7 @@ def test_a_report_of_an_unknown_version_is_an_error_not_a_missing_report(make_st
     assert (r.status_code, r.json()["detail"]) == (409, f"readiness test {jid}: {why}")
 
     key = str(t.partner.headers["Authorization"]).removeprefix("Bearer ")
-    ui = httpx.Client(base_url=srv.url, cookies={"qs_partner_key": key}, timeout=30)
+    ui = web_login(srv, key)
     page = ui.get(f"/ui/readiness/{jid}")
     assert page.status_code == 200
     assert f"This test's report cannot be shown: {why}" in page.text

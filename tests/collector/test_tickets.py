@@ -380,12 +380,9 @@ def _form_fields(html: str, action: str) -> dict[str, str]:
 
 
 def _web_login(srv, key: str) -> httpx.Client:
-    ui = httpx.Client(base_url=srv.url, timeout=30)
-    page = ui.get("/ui/login")
-    form = {**_form_fields(page.text, "/ui/login"), "key": key, "next": "/ui/"}
-    r = ui.post("/ui/login", data=form)
-    assert r.status_code == 303, r.text
-    return ui
+    from tests.collector.conftest import web_login
+
+    return web_login(srv, key)
 
 
 def _web_submit(ui: httpx.Client, page: str, action: str, data: dict[str, str]) -> None:
@@ -395,7 +392,7 @@ def _web_submit(ui: httpx.Client, page: str, action: str, data: dict[str, str]) 
     assert r.status_code == 303 and "notice=" not in r.headers["location"], r.headers
 
 
-def test_the_actor_in_the_audit_trail_is_the_logged_in_partner_on_the_web(make_store, serve):
+def test_the_actor_in_the_audit_trail_is_the_logged_in_user_on_the_web(make_store, serve):
     from collector.tenants import create_partner
 
     srv = serve(make_store(rules={"rtt": {"trip_after": 1}}))
@@ -406,16 +403,25 @@ def test_the_actor_in_the_audit_trail_is_the_logged_in_partner_on_the_web(make_s
     t.post(icmp(300))
     [tk] = _tickets(t)
     page = base = f"/ui/tickets/{tk['id']}"
-    ui = _web_login(srv, acme_key)
+    from tests.collector.conftest import web_login_as, web_user
+
+    email, password = web_user(srv, acme_key, "technician")
+    ui = web_login_as(srv, email, password)
     forged = {"actor": "someone-else"}
     _web_submit(ui, page, f"{base}/ack", {"message": "looking", **forged})
     _web_submit(ui, page, f"{base}/comments", {"message": "called the ISP", **forged})
     _web_submit(ui, page, f"{base}/call_info", {"user": "Alice", **forged})
     _web_submit(ui, page, f"{base}/resolve", {"message": "fixed", **forged})
     events = t.partner.get(f"/api/v1/tickets/{tk['id']}").json()["events"]
+    who = f"user:{email}"
     assert [(e["kind"], e["actor"]) for e in events] == [
-        ("opened", "collector"), ("acknowledged", "web:acme"), ("comment", "web:acme"),
-        ("call_info", "web:acme"), ("resolved", "web:acme")]  # fmt: skip
+        ("opened", "collector"), ("acknowledged", who), ("comment", who),
+        ("call_info", who), ("resolved", who)]  # fmt: skip
+    # The partner's audit log names the same person for each action, newest first.
+    log = t.partner.get("/api/v1/audit").json()
+    assert [(e["actor"], e["action"]) for e in log[:5]] == [
+        (who, "ticket.resolve"), (who, "ticket.call_info"), (who, "ticket.comments"),
+        (who, "ticket.ack"), (who, "session.login")]  # fmt: skip
     # Another partner logged in on the web reaches none of it.
     other = _web_login(srv, key)
     token = _form_fields(other.get("/ui/").text, "/ui/logout")  # its own session's token

@@ -23,7 +23,14 @@ from collector.api.security import (
     parse_networks,
 )
 from collector.web import csrf
-from tests.collector.conftest import LiveServer, icmp, new_tenant
+from tests.collector.conftest import (
+    LiveServer,
+    icmp,
+    new_tenant,
+    web_login,
+    web_login_as,
+    web_user,
+)
 
 STRICT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -70,11 +77,7 @@ def _hidden(html: str, action: str) -> dict[str, str]:
 
 
 def _login(srv: LiveServer, key: str) -> httpx.Client:
-    ui = httpx.Client(base_url=srv.url, timeout=30)
-    form = _hidden(ui.get("/ui/login").text, "/ui/login")
-    r = ui.post("/ui/login", data={**form, "key": key, "next": "/ui/"})
-    assert r.status_code == 303, r.text
-    return ui
+    return web_login(srv, key)
 
 
 # --------------------------------------------------------------------------- headers
@@ -150,7 +153,8 @@ def test_a_form_without_the_session_token_is_refused_and_changes_nothing(
     [tk] = t.partner.get("/api/v1/tickets").json()
     page = f"/ui/tickets/{tk['id']}"
     action = f"{page}/comments"
-    ui = _login(srv, _key(t.partner))
+    email, password = web_user(srv, _key(t.partner))
+    ui = web_login_as(srv, email, password)
     good = _hidden(ui.get(page).text, action)
     assert set(good) == {"csrf"} and len(good["csrf"]) >= 40
     origin = {"Origin": srv.url}
@@ -195,7 +199,7 @@ def test_a_form_without_the_session_token_is_refused_and_changes_nothing(
     assert ui.post("/ui/logout", data=logout).status_code == 303
     assert ui.get("/ui/", follow_redirects=False).status_code == 303
     again = _hidden(ui.get("/ui/login").text, "/ui/login")
-    r = ui.post("/ui/login", data={**again, "key": _key(t.partner)})
+    r = ui.post("/ui/login", data={**again, "email": email, "password": password})
     assert r.status_code == 303
     assert ui.post(action, data={**good, "message": "stale"}).status_code == 403
     assert events() == before + 2
@@ -224,9 +228,11 @@ def test_every_form_of_the_pages_carries_a_token_and_needs_it(make_store: Any, s
     assert t.partner.get(f"/api/v1/sites/{t.site_id}/readiness").json() == []
     # The login form itself: no token, no login (a page of ours posts it, nobody else).
     fresh = httpx.Client(base_url=srv.url, timeout=30)
-    r = fresh.post("/ui/login", data={"key": _key(t.partner)})
-    assert r.status_code == 403 and "qs_partner_key" not in r.headers.get("set-cookie", "")
-    assert fresh.post("/ui/login", data={"key": _key(t.partner), "csrf": "x"}).status_code == 403
+    email, password = web_user(srv, _key(t.partner))
+    creds = {"email": email, "password": password}
+    r = fresh.post("/ui/login", data=creds)
+    assert r.status_code == 403 and "qs_session" not in r.headers.get("set-cookie", "")
+    assert fresh.post("/ui/login", data={**creds, "csrf": "x"}).status_code == 403
 
 
 def test_tokens_are_bound_to_nonce_and_session() -> None:
@@ -310,11 +316,12 @@ def test_failed_web_logins_are_throttled_with_a_page(make_store: Any, server: An
     t = new_tenant(srv, "acme")
     ui = httpx.Client(base_url=srv.url, timeout=30)
     form = _hidden(ui.get("/ui/login").text, "/ui/login")
+    email, password = web_user(srv, _key(t.partner))
     for _ in range(3):
-        r = ui.post("/ui/login", data={**form, "key": "qsp_wrong"})
-        assert r.status_code == 401 and "Unknown partner key." in r.text
-    # Even the right key waits: guessing must not go on by trying the right one in between.
-    r = ui.post("/ui/login", data={**form, "key": _key(t.partner)})
+        r = ui.post("/ui/login", data={**form, "email": email, "password": "wrong-password"})
+        assert r.status_code == 401 and "Wrong e-mail or password." in r.text
+    # Even the right password waits: guessing must not go on by trying it in between.
+    r = ui.post("/ui/login", data={**form, "email": email, "password": password})
     assert r.status_code == 429
     assert r.headers["content-type"].startswith("text/html")
     assert "Too many requests" in r.text and "try again in" in r.text
@@ -353,9 +360,10 @@ def test_a_partner_over_its_request_rate_gets_429_others_do_not(
     r = r if r.status_code == 429 else a.partner.get("/api/v1/customers")
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     assert "web.partner_requests_per_s" in r.json()["detail"]
-    # The web pages count against the same partner.
+    # A user's web session is a credential of its own, with its own budget.
     ui = _login(srv, _key(a.partner))
-    assert ui.get("/ui/").status_code == 429
+    pages = [ui.get("/ui/").status_code for _ in range(8)]  # the first one proves it
+    assert pages[0] == 200 and pages[-1] == 429, pages
     # Another partner and the agents are not slowed down.
     assert b.partner.get("/api/v1/customers").status_code == 200
     assert a.post(icmp(20))["stored"] == 1
@@ -415,9 +423,9 @@ def test_client_address_and_credential_from_the_scope() -> None:
     assert failure_key("::ffff:192.0.2.1") == "192.0.2.1"
     cred = credential({"path": "/api/v1/x", "headers": [(b"authorization", b"Bearer qsa_k")]})
     assert cred is not None and cred[1] is False  # an agent's key: no partner rate
-    cred = credential({"path": "/ui/", "headers": [(b"cookie", b"a=b; qs_partner_key=qsp_k")]})
+    cred = credential({"path": "/ui/", "headers": [(b"cookie", b"a=b; qs_session=qsp_k")]})
     assert cred is not None and cred[1] is True
-    assert credential({"path": "/api/v1/x", "headers": [(b"cookie", b"qs_partner_key=k")]}) is None
+    assert credential({"path": "/api/v1/x", "headers": [(b"cookie", b"qs_session=k")]}) is None
 
 
 # --------------------------------------------------------------------------- browser
@@ -479,7 +487,9 @@ def test_the_pages_work_in_chromium_under_the_csp(make_store: Any, server: Any) 
                 "'CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
             )
             page.goto(f"{srv.url}/ui/")
-            page.get_by_label("Partner key").fill(_key(t.partner))
+            email, password = web_user(srv, _key(t.partner))
+            page.get_by_label("E-mail").fill(email)
+            page.get_by_label("Password").fill(password)
             page.get_by_role("button", name="Log in").click()
             page.get_by_role("heading", name="Sites").wait_for()
             # The stylesheet applied: the header has its blue background.

@@ -48,7 +48,8 @@ def test_tier1_runs_a_readiness_test_and_acknowledges_its_ticket_in_the_browser(
             )
             page.goto(f"{base}/ui/")
             assert "/ui/login" in page.url
-            page.get_by_label("Partner key").fill(rs.stack.partner_key)
+            page.get_by_label("E-mail").fill(rs.stack.admin_email)
+            page.get_by_label("Password").fill(rs.stack.admin_password)
             page.get_by_role("button", name="Log in").click()
             page.get_by_role("heading", name="Sites").wait_for()
             page.screenshot(path=str(shots / "1-sites.png"), full_page=True)

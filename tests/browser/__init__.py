@@ -1,0 +1,1 @@
+"""Browser tests of the support portal (Playwright on Debian's Chromium, axe-core)."""

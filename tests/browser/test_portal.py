@@ -1,0 +1,86 @@
+"""The portal in a real browser: an admin logs in, invites a user (the e-mail arrives at a
+real SMTP server; the invitee sets a password and logs in) and sets the brand; a customer
+viewer logs in, sees only their customer's sites and gets 404 for another customer's site
+by URL. axe-core finds no serious or critical violation on any page visited; screenshots at
+laptop and phone sizes (the directory is printed)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from tests.browser.conftest import Portal, new_tenant, web_user
+
+
+def _login(portal: Portal, page: Any, email: str, password: str) -> None:
+    page.goto(f"{portal.url}/ui/login")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Sites").wait_for()
+
+
+def test_admin_invites_and_brands_customer_viewer_sees_only_their_sites(portal: Portal) -> None:
+    t = new_tenant(portal.srv, "acme")
+    key = str(t.partner.headers["authorization"]).split()[1]
+    other = t.partner.post("/api/v1/customers", json={"name": "Other Customer"}).json()
+    theirs = t.partner.post("/api/v1/sites", json={"customer_id": other["id"], "name": "elsewhere"})
+    admin_mail, admin_pw = web_user(portal.srv, key, "admin")
+
+    page = portal.new_page()
+    page.goto(f"{portal.url}/ui/")
+    assert "/ui/login" in page.url
+    portal.check(page, "1-login")
+    _login(portal, page, admin_mail, admin_pw)
+    portal.check(page, "2-sites-admin")
+
+    # The admin invites a customer viewer of the first customer.
+    invitee = f"viewer-{uuid.uuid4().hex[:6]}@customer.example"
+    page.get_by_role("link", name="Users").click()
+    page.get_by_role("heading", name="Users").wait_for()
+    portal.check(page, "3-users")
+    page.get_by_label("E-mail", exact=True).fill(invitee)
+    page.get_by_label("Role", exact=True).select_option("customer")
+    page.get_by_label("Customer (customer viewers only)").select_option(t.customer_id)
+    page.get_by_role("button", name="Send invitation").click()
+    page.get_by_text(f"Invitation sent to {invitee}.").wait_for()
+
+    # The brand.
+    page.get_by_role("link", name="Brand").click()
+    page.get_by_label("Name").fill("Acme Voice Care")
+    page.get_by_label("Main colour").fill("#1b5e20")
+    page.get_by_label("Support contact").fill("help@acme.example")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("heading", name="Brand").wait_for()
+    portal.check(page, "4-brand")
+    page.close()
+
+    # The invitee follows the e-mailed link, sets a password and logs in.
+    raw = portal.inbox.to(invitee)
+    link = re.search(r"(/ui/invite/\S+)", raw)
+    assert link and "Your acme support portal account" in raw, raw  # the brand then
+    viewer = portal.new_page("phone")
+    viewer.goto(portal.url + link.group(1))
+    viewer.get_by_role("heading", name="Set your password").wait_for()
+    portal.check(viewer, "5-invitation")
+    password = "a long pass phrase"
+    viewer.get_by_label("New password").fill(password)
+    viewer.get_by_label("The same again").fill(password)
+    viewer.get_by_role("button", name="Set password").click()
+    viewer.wait_for_url("**/ui/login**")
+    _login(portal, viewer, invitee, password)
+    assert "Acme Voice Care" in viewer.title()
+    assert viewer.get_by_role("link", name="acme-hq").count() == 1
+    assert viewer.get_by_role("link", name="elsewhere").count() == 0
+    assert viewer.get_by_role("link", name="Users").count() == 0
+    portal.check(viewer, "6-sites-customer")
+    viewer.get_by_role("link", name="acme-hq").click()
+    viewer.get_by_role("heading", name="acme-hq").first.wait_for()
+    portal.check(viewer, "7-site-customer")
+    # Another customer's site by URL: not found.
+    answer = viewer.goto(f"{portal.url}/ui/sites/{theirs.json()['id']}")
+    assert answer is not None and answer.status == 404
+    portal.check(viewer, "8-not-found")
+    viewer.close()
+    assert len(portal.visited) == 8
