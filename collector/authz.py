@@ -38,6 +38,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "users": ADMIN,  # invite, change role, disable
     "brand": ADMIN,
     "audit": ADMIN,
+    "reports.write": STAFF,  # make reports on demand, the monthly schedules' recipients
+    "settings": ADMIN,  # the partner's ticket SLA targets
 }
 
 
@@ -126,6 +128,39 @@ def scope_customer(conn: sa.Connection, p: Principal, customer_id: str) -> None:
         raise NotFound(f"customer {customer_id[:64]} not found")
 
 
+def scope_report(conn: sa.Connection, p: Principal, report_id: str) -> None:
+    from collector.schema import reports
+
+    row = conn.execute(
+        sa.select(reports.c.customer_id).where(
+            reports.c.id == report_id, reports.c.partner_id == p.partner_id
+        )
+    ).first()
+    if row is None or (p.customer_id is not None and row[0] != p.customer_id):
+        raise NotFound(f"report {report_id[:64]} not found")
+
+
+def _owned(conn: sa.Connection, p: Principal, table: sa.Table, what: str, ident: str) -> None:
+    """NotFound unless the partner-wide object (no customer of its own) is the partner's."""
+    mine = conn.execute(
+        sa.select(table.c.id).where(table.c.id == ident, table.c.partner_id == p.partner_id)
+    ).first()
+    if mine is None:
+        raise NotFound(f"{what} {ident[:64]} not found")
+
+
+def scope_channel(conn: sa.Connection, p: Principal, channel_id: str) -> None:
+    from collector.schema import partner_channels
+
+    _owned(conn, p, partner_channels, "channel", channel_id)
+
+
+def scope_window(conn: sa.Connection, p: Principal, window_id: str) -> None:
+    from collector.schema import maintenance_windows
+
+    _owned(conn, p, maintenance_windows, "maintenance window", window_id)
+
+
 def scope_user(conn: sa.Connection, p: Principal, user_id: str) -> None:
     mine = conn.execute(
         sa.select(users.c.id).where(users.c.id == user_id, users.c.partner_id == p.partner_id)
@@ -137,6 +172,7 @@ def scope_user(conn: sa.Connection, p: Principal, user_id: str) -> None:
 SCOPE_PARAMS = {
     "site_id": scope_site, "ticket_id": scope_ticket, "job_id": scope_job,
     "agent_id": scope_agent, "customer_id": scope_customer, "user_id": scope_user,
+    "report_id": scope_report, "channel_id": scope_channel, "window_id": scope_window,
 }  # fmt: skip
 
 
@@ -205,6 +241,34 @@ API_RIGHTS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/me/tokens"): "read",
     ("GET", "/api/v1/brand"): "read",
     ("PUT", "/api/v1/brand"): "brand",
+    # the portal: SLA targets, maintenance windows, the bad call, roll-ups
+    ("GET", "/api/v1/sla/targets"): "partner.read",
+    ("PUT", "/api/v1/sla/targets"): "settings",
+    ("GET", "/api/v1/maintenance"): "partner.read",
+    ("POST", "/api/v1/maintenance"): "sites.write",
+    ("DELETE", "/api/v1/maintenance/{window_id}"): "sites.write",
+    ("GET", "/api/v1/sites/{site_id}/badcall"): "read",
+    ("POST", "/api/v1/sites/{site_id}/badcall/attach"): "tickets.write",
+    ("GET", "/api/v1/rollup"): "partner.read",
+    ("GET", "/api/v1/customers/{customer_id}/rollup"): "read",
+    # SLA and quality reports (a customer viewer: their customer's)
+    ("POST", "/api/v1/reports"): "reports.write",
+    ("GET", "/api/v1/reports"): "read",
+    ("GET", "/api/v1/reports/{report_id}"): "read",
+    ("GET", "/api/v1/reports/{report_id}/report.{fmt}"): "read",
+    ("GET", "/api/v1/customers/{customer_id}/report-schedule"): "partner.read",
+    ("PUT", "/api/v1/customers/{customer_id}/report-schedule"): "reports.write",
+    ("DELETE", "/api/v1/customers/{customer_id}/report-schedule"): "reports.write",
+    # the partner's own channels (PSA, chat, paging): credentials, so admins only
+    ("GET", "/api/v1/channels"): "credentials",
+    ("POST", "/api/v1/channels"): "credentials",
+    ("GET", "/api/v1/channels/{channel_id}"): "credentials",
+    ("PATCH", "/api/v1/channels/{channel_id}"): "credentials",
+    ("DELETE", "/api/v1/channels/{channel_id}"): "credentials",
+    ("POST", "/api/v1/channels/{channel_id}/test"): "credentials",
+    ("GET", "/api/v1/channels/{channel_id}/mappings"): "credentials",
+    ("PUT", "/api/v1/channels/{channel_id}/mappings/{scope_id}"): "credentials",
+    ("DELETE", "/api/v1/channels/{channel_id}/mappings/{scope_id}"): "credentials",
 }
 
 

@@ -174,6 +174,10 @@ def record(
     ]  # fmt: skip
     if rows:
         conn.execute(site_events.insert(), rows)
+    from collector import audit
+
+    audit.record(conn, partner_id, actor, f"maintenance.{kind.rsplit('_', 1)[-1]}", now,
+                 f"{scope}_id={scope_id}", data)  # fmt: skip
 
 
 def _view(r: Any, now: float | None = None) -> dict[str, Any]:

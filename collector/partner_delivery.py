@@ -22,8 +22,12 @@ CHAT = {"teams": chat.send_teams, "slack": chat.send_slack, "pagerduty": chat.se
 
 
 def _partner_name(conn: sa.Connection, partner_id: str) -> str:
-    return str(conn.execute(sa.select(partners.c.name).where(partners.c.id == partner_id))
-               .scalar() or "")  # fmt: skip
+    """Who a message is from: the partner's brand name (the partner's own name without one)."""
+    from collector import brand
+
+    if conn.execute(sa.select(partners.c.id).where(partners.c.id == partner_id)).first() is None:
+        return ""
+    return brand.for_partner(conn, partner_id).name
 
 
 def _load(store: Store, box: SecretBox | None, channel_id: str) -> tuple[Any, dict[str, Any], str]:

@@ -199,10 +199,18 @@ def ticket_sla(
 
 
 def _brand(conn: sa.Connection, partner_id: str) -> dict[str, Any]:
-    """The partner's brand on the report: name, colours, logo (a data: URI or None).
-    Today the defaults from the partner row."""
+    """The partner's brand on the report (collector/brand.py): name, colours, and the logo
+    inlined as a data: URI (the PDF is rendered with no access to the portal)."""
+    from collector import brand
+
     name = conn.execute(sa.select(partners.c.name).where(partners.c.id == partner_id)).scalar()
-    return {"name": name or "", "primary": "#1f4e79", "accent": "#2e7d32", "logo": None}
+    if name is None:
+        return {"name": "", "primary": "#1f4e79", "accent": "#2e7d32", "logo": None}
+    b = brand.for_partner(conn, partner_id)
+    logo = brand.logo(conn, partner_id)
+    uri = f"data:{logo[1]};base64,{base64.b64encode(logo[0]).decode()}" if logo else None
+    return {"name": b.name, "primary": b.primary_color, "accent": b.accent_color,
+            "logo": uri, "support": b.support_contact}  # fmt: skip
 
 
 def partner_timezone(conn: sa.Connection, partner_id: str) -> str:

@@ -114,10 +114,13 @@ async def list_reports(
     site_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[dict[str, Any]]:
     st = app_state(request)
+    mine = p["principal"].customer_id
+    if mine is not None and customer_id not in (None, mine):
+        return []  # another customer's: none of theirs is this viewer's
 
     def run() -> list[dict[str, Any]]:
         with st.store.read() as c:
-            return reports.list_reports(c, p["id"], customer_id, site_id)
+            return reports.list_reports(c, p["id"], mine or customer_id, site_id)
 
     return await run_in_threadpool(run)
 

@@ -18,16 +18,18 @@ from collector.api.state import app_state
 from collector.partner_delivery import test_channel
 from collector.secretbox import SecretBox
 from collector.timefmt import iso
-from collector.web.routes import _form, _partner, _to_login, guarded, render
+from collector.web.routes import _form, _may, _partner, _to_login, guarded, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
 @router.get("/channels")
+@guarded
 async def channels_page(request: Request, notice: str = "") -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "credentials")
     st = app_state(request)
 
     def load(c: sa.Connection) -> list[dict[str, Any]]:
@@ -43,6 +45,7 @@ async def channel_test(request: Request, channel_id: str) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "credentials")
     await _form(request)
     st = app_state(request)
     box = SecretBox.from_config(st.store.config.channels)

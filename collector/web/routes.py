@@ -467,31 +467,35 @@ async def readiness_ticket(request: Request, job_id: str) -> Response:
 
 
 @router.get("/reports", response_class=HTMLResponse)
+@guarded
 async def reports_page(request: Request) -> Response:
-    """The partner's reports (a customer viewer's page passes its customer to
-    `reports.list_reports`)."""
+    """The partner's reports (a customer viewer: their customer's)."""
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    mine = _may(p, "read").customer_id
 
     def run(c: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
-        names = {x["id"]: x["name"] for x in tenants.list_customers(c, p["id"])}
-        return reports.list_reports(c, p["id"]), names
+        names = {x["id"]: x["name"] for x in tenants.list_customers(c, p["id"])
+                 if mine is None or x["id"] == mine}  # fmt: skip
+        return reports.list_reports(c, p["id"], mine), names
 
     rows, names = await _read(app_state(request), run)
     return render(request, "reports.html", partner=p, reports=rows, customers=names)
 
 
 @router.get("/reports/{report_id}/report.{fmt}")
+@guarded
 async def report_download(request: Request, report_id: str, fmt: str) -> Response:
     from collector.api.routes_reports import report_file
 
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    mine = _may(p, "read").customer_id
     if fmt not in ("html", "pdf") or len(report_id) > 64:
         return HTMLResponse("no such report", status_code=404)
-    return await report_file(request, p["id"], report_id, fmt)
+    return await report_file(request, p["id"], report_id, fmt, mine)
 
 
 @router.get("/tickets", response_class=HTMLResponse)

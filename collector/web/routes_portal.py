@@ -23,25 +23,28 @@ from collector.api.routes_partner import _read, _write
 from collector.api.state import AppState, app_state
 from collector.errors import CollectorError, Invalid
 from collector.web import charts
-from collector.web.routes import _form, _partner, _to_login, guarded, render
+from collector.web.routes import _form, _may, _partner, _to_login, guarded, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
 def _restriction(p: dict[str, Any]) -> str | None:
-    """The customer a logged-in person is restricted to (None: the partner's every one).
-    A partner key sees every customer; a customer viewer's principal will name one here."""
-    return p.get("customer_id")
+    """The customer a logged-in person is restricted to (None: the partner's every one):
+    a customer viewer's one customer."""
+    who = p.get("principal")
+    return who.customer_id if who is not None else None
 
 
 # --------------------------------------------------------------------------- roll-up
 
 
 @router.get("/home")
+@guarded
 async def home(request: Request) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "read")
     st = app_state(request)
     cfg = st.store.config
     data = await _read(st, lambda c: portal.rollup(c, cfg, p["id"], st.clock(),
@@ -50,10 +53,12 @@ async def home(request: Request) -> Response:
 
 
 @router.get("/customers/{customer_id}")
+@guarded
 async def customer_page(request: Request, customer_id: str) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "read")
     st = app_state(request)
     cfg = st.store.config
     restricted = _restriction(p)
@@ -112,6 +117,7 @@ def _minutes(v: str) -> int:
 
 
 @router.get("/sites/{site_id}/badcall")
+@guarded
 async def bad_call_page(
     request: Request,
     site_id: str,
@@ -123,6 +129,7 @@ async def bad_call_page(
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "read")
     st = app_state(request)
     restricted = _restriction(p)
 
@@ -151,6 +158,7 @@ async def bad_call_attach(request: Request, site_id: str) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "tickets.write")
     form = await _form(request)
     st = app_state(request)
     at, tz, window = form.get("at", ""), form.get("tz", "UTC"), form.get("window", "30")
@@ -172,10 +180,12 @@ async def bad_call_attach(request: Request, site_id: str) -> Response:
 
 
 @router.get("/maintenance")
+@guarded
 async def maintenance_page(request: Request, notice: str = "") -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "sites.write")
     st = app_state(request)
 
     def run(c: Any) -> dict[str, Any]:
@@ -224,6 +234,7 @@ async def maintenance_create(request: Request) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "sites.write")
     form = await _form(request)
     st = app_state(request)
     actor = tickets.web_actor(p)
@@ -246,6 +257,7 @@ async def maintenance_delete(request: Request, window_id: str) -> Response:
     p = await _partner(request)
     if p is None:
         return _to_login(request)
+    _may(p, "sites.write")
     await _form(request)
     st = app_state(request)
     actor = tickets.web_actor(p)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from cryptography.fernet import Fernet
 from fastapi.routing import APIRoute
 
 from collector import users
@@ -64,6 +65,9 @@ class World:
     job: str = ""
     ticket: str = ""
     token_id: str = ""
+    window: str = ""  # a maintenance window of acme's first site
+    report: str = ""  # a report of acme's first customer
+    channel: str = ""  # acme's PSA channel
     creds: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> e-mail, pw
     api: dict[str, httpx.Client] = field(default_factory=dict)  # role -> user token client
 
@@ -103,6 +107,7 @@ def world(
             mail={"host": "127.0.0.1", "port": port, "from": "portal@example.net",
                   "portal_url": "http://127.0.0.1:1"},
             web={"partner_requests_per_s": 0},
+            channels={"master_keys": [Fernet.generate_key().decode()]},
         )
     )  # fmt: skip
     store.migrate()
@@ -123,6 +128,20 @@ def world(
         status = {"state": "done", "report": {"readiness": _report(1)}}
         done = w.a.agent.post(f"/api/v1/agent/jobs/{w.job}/status", json=status)
         assert done.status_code == 200, done.text
+        window = {"scope": "site", "scope_id": w.a.site_id, "schedule": {
+            "kind": "weekly", "weekday": "sunday", "start": "02:30", "duration_min": 60,
+            "timezone": "UTC"}}  # fmt: skip
+        w.window = w.a.partner.post("/api/v1/maintenance", json=window).json()["id"]
+        month = {"customer_id": w.a.customer_id, "month": "2026-01"}
+        rep = w.a.partner.post("/api/v1/reports", json=month)
+        assert rep.status_code == 201, rep.text
+        w.report = rep.json()["id"]
+        psa = {"type": "connectwise", "name": "psa", "url": "https://psa.example.invalid/v4",
+               "company": "acme", "client_id": "c", "public_key": "p", "private_key": "k",
+               "board": "Voice"}  # fmt: skip
+        ch = w.a.partner.post("/api/v1/channels", json=psa)
+        assert ch.status_code == 201, ch.text
+        w.channel = str(ch.json()["id"])
         roles = {"admin": None, "technician": None, "customer": w.a.customer_id}
         for role, cust in roles.items():
             w.creds[role] = web_user(srv, w.key(w.a), role, cust)
@@ -308,6 +327,31 @@ API: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/me/tokens"): {A, T, C},
     ("GET", "/api/v1/brand"): {A, T, C},
     ("PUT", "/api/v1/brand"): {A},
+    ("GET", "/api/v1/sla/targets"): {A, T},
+    ("PUT", "/api/v1/sla/targets"): {A},
+    ("GET", "/api/v1/maintenance"): {A, T},
+    ("POST", "/api/v1/maintenance"): {A, T},
+    ("DELETE", "/api/v1/maintenance/{window_id}"): {A, T},
+    ("GET", "/api/v1/sites/{site_id}/badcall"): {A, T, C},
+    ("POST", "/api/v1/sites/{site_id}/badcall/attach"): {A, T},
+    ("GET", "/api/v1/rollup"): {A, T},
+    ("GET", "/api/v1/customers/{customer_id}/rollup"): {A, T, C},
+    ("POST", "/api/v1/reports"): {A, T},
+    ("GET", "/api/v1/reports"): {A, T, C},
+    ("GET", "/api/v1/reports/{report_id}"): {A, T, C},
+    ("GET", "/api/v1/reports/{report_id}/report.{fmt}"): {A, T, C},
+    ("GET", "/api/v1/customers/{customer_id}/report-schedule"): {A, T},
+    ("PUT", "/api/v1/customers/{customer_id}/report-schedule"): {A, T},
+    ("DELETE", "/api/v1/customers/{customer_id}/report-schedule"): {A, T},
+    ("GET", "/api/v1/channels"): {A},
+    ("POST", "/api/v1/channels"): {A},
+    ("GET", "/api/v1/channels/{channel_id}"): {A},
+    ("PATCH", "/api/v1/channels/{channel_id}"): {A},
+    ("DELETE", "/api/v1/channels/{channel_id}"): {A},
+    ("POST", "/api/v1/channels/{channel_id}/test"): {A},
+    ("GET", "/api/v1/channels/{channel_id}/mappings"): {A},
+    ("PUT", "/api/v1/channels/{channel_id}/mappings/{scope_id}"): {A},
+    ("DELETE", "/api/v1/channels/{channel_id}/mappings/{scope_id}"): {A},
 }
 # Support pages (GET): the roles that may see them; the others get 403.
 UI: dict[str, set[str]] = {
@@ -317,6 +361,10 @@ UI: dict[str, set[str]] = {
     "/ui/readiness/{job_id}/report.{fmt}": {A, T, C},
     "/ui/users": {A}, "/ui/audit": {A}, "/ui/brand": {A},
     "/ui/manage": {A, T}, "/ui/manage/sites/{site_id}": {A, T},
+    "/ui/home": {A, T, C}, "/ui/customers/{customer_id}": {A, T, C},
+    "/ui/sites/{site_id}/badcall": {A, T, C}, "/ui/maintenance": {A, T},
+    "/ui/reports": {A, T, C}, "/ui/reports/{report_id}/report.{fmt}": {A, T, C},
+    "/ui/channels": {A},
 }  # fmt: skip
 # Pages anyone may open (before logging in): not role-checked.
 UI_PUBLIC = {"/ui/static/{name}", "/ui/login", "/ui/invite/{token}",
@@ -351,7 +399,10 @@ def _fill(w: World, path: str, own: bool) -> str:
         "ticket_id": w.ticket, "job_id": w.job, "agent_id": w.a.agent_id,
         "token_id": w.token_id, "scope": "site", "scope_id": w.a.site_id if own else w.s2,
         "user_id": "0" * 36, "session_id": "0" * 16, "fmt": "json",
+        "window_id": w.window, "report_id": w.report, "channel_id": w.channel,
     }  # fmt: skip
+    if "/reports/" in path:
+        ids["fmt"] = "html"  # a report is a page or a PDF
     return re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
 
 
@@ -427,7 +478,9 @@ def test_a_customer_viewer_never_sees_the_product_or_another_partner(world: Worl
     assert f"/ui/readiness/{w.job}/report.html" in seen and f"/ui/tickets/{w.ticket}" in seen
     assert f"/ui/sites/{w.s2}" not in seen
     # Read-only: no form but comments and call info on a ticket, and logging out.
-    forms = {a for t in seen.values() for a in re.findall(r'<form[^>]*action="([^"]+)"', t)}
+    # (a form that only reads, method="get", such as the bad-call window's, changes nothing)
+    writes = re.compile(r'<form(?![^>]*method="get")[^>]*action="([^"]+)"')
+    forms = {a for t in seen.values() for a in writes.findall(t)}
     allowed = re.compile(r"/ui/(logout|login|account/tokens|account/sessions/[0-9a-f]+/revoke"
                          r"|tickets/[^/]+/(comments|call_info))")  # fmt: skip
     assert f"/ui/tickets/{w.ticket}/comments" in forms
