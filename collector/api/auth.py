@@ -82,8 +82,13 @@ async def partner_for_route(request: Request) -> dict[str, Any]:
 
 
 # Routes that write their own, more detailed, audit entries.
-SELF_AUDITED = ("/api/v1/users", "/api/v1/me/", "/api/v1/brand", "/api/v1/sites/{site_id}",
-                "/api/v1/maintenance")
+SELF_AUDITED = (
+    "/api/v1/users",
+    "/api/v1/me/",
+    "/api/v1/brand",
+    "/api/v1/sites/{site_id}",
+    "/api/v1/maintenance",
+)
 
 
 async def audit_change(request: Request, partner: dict[str, Any]) -> None:

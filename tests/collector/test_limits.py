@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.collector.conftest import icmp, new_tenant
+from tests.collector.peers import wait_for
 
 MB = 1024 * 1024
 
@@ -143,11 +144,15 @@ def test_free_text_fields_and_lists_are_bounded_with_a_422_naming_the_field(make
     assert "the limit is 16384" in r.json()["detail"][0]["msg"]
     ok = {"contacts": [{**contact, "pager": "p1"}], "call_info": {"trunk": "primary", "n": 2}}
     assert p.patch(f"/api/v1/sites/{t.site_id}", json=ok).status_code == 200
-    # Ticket comments and notes (150 MB were stored before): 10,000 characters.
-    assert _loc(p.post("/api/v1/tickets/x/comments", json={"message": "m" * 10_001})) == [
+    # Ticket comments and notes (150 MB were stored before): 10,000 characters. (Of a ticket
+    # that exists: another partner's, or none, is a 404 before the body is read.)
+    assert p.post("/api/v1/tickets/x/comments", json={"message": "m"}).status_code == 404
+    t.post(*[icmp(300, loss=50) for _ in range(5)])
+    tid = wait_for(lambda: p.get("/api/v1/tickets").json(), 30, "a ticket")[0]["id"]
+    assert _loc(p.post(f"/api/v1/tickets/{tid}/comments", json={"message": "m" * 10_001})) == [
         ["body", "message"]
     ]
-    assert _loc(p.post("/api/v1/tickets/x/ack", json={"message": "m" * 10_001})) == [
+    assert _loc(p.post(f"/api/v1/tickets/{tid}/ack", json={"message": "m" * 10_001})) == [
         ["body", "message"]
     ]
     # Job spec and rule overrides: by size and count.

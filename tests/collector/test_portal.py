@@ -21,7 +21,15 @@ from collector.config import CollectorConfig
 from collector.rules import evaluate
 from collector.schema import outbox, tickets
 from collector.store import Store
-from tests.collector.conftest import SCRAPE_TOKEN, LiveServer, Tenant, icmp, new_tenant, result
+from tests.collector.conftest import (
+    SCRAPE_TOKEN,
+    LiveServer,
+    Tenant,
+    icmp,
+    new_tenant,
+    result,
+    web_login,
+)
 from tests.collector.pg import PgCluster
 
 RULES = {"rtt": {"trip_after": 2, "clear_after": 1}}
@@ -83,11 +91,9 @@ def _hidden(html: str, action: str) -> dict[str, str]:
 
 
 def login(srv: LiveServer, t: Tenant) -> httpx.Client:
-    ui = httpx.Client(base_url=srv.url, timeout=30)
+    """A technician of the tenant's partner, logged in on the pages."""
     key = str(t.partner.headers["Authorization"]).removeprefix("Bearer ")
-    r = ui.post("/ui/login", data={**_hidden(ui.get("/ui/login").text, "/ui/login"), "key": key})
-    assert r.status_code == 303, r.text
-    return ui
+    return web_login(srv, key, "technician")
 
 
 def _outbox_rows(store: Store) -> int:
@@ -223,7 +229,11 @@ def test_maintenance_window_holds_back_tickets_and_notifications(env):
     assert "every Sunday 02:30 Europe/Berlin for 90 min" in ui.get("/ui/maintenance").text
     [weekly] = t.partner.get("/api/v1/maintenance").json()
     trail = t.partner.get(f"/api/v1/sites/{t.site_id}/call_info/events").json()
-    assert trail[0]["kind"] == "maintenance_created" and trail[0]["actor"] == "web:acme"
+    assert trail[0]["kind"] == "maintenance_created"
+    assert trail[0]["actor"].startswith("user:technician-")  # the person logged in
+    log = t.partner.get("/api/v1/audit").json()  # and the partner's audit log names them
+    assert any(e["action"] == "maintenance.created" and e["actor"] == trail[0]["actor"]
+               for e in log)  # fmt: skip
     assert trail[0]["data"]["id"] == weekly["id"]  # a customer's window, on its sites' trail
     assert weekly["scope"] == "customer" and weekly["schedule"]["timezone"] == "Europe/Berlin"
     assert t.partner.delete(f"/api/v1/maintenance/{weekly['id']}").status_code == 204

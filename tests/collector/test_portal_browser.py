@@ -16,7 +16,7 @@ import pytest
 
 from collector.config import CollectorConfig
 from collector.store import Store
-from tests.collector.conftest import SCRAPE_TOKEN, LiveServer, icmp, new_tenant, result
+from tests.collector.conftest import SCRAPE_TOKEN, LiveServer, icmp, new_tenant, result, web_user
 
 CHROMIUM = "/usr/bin/chromium"
 SIZES = {"laptop": (1366, 768), "phone": (390, 844)}
@@ -50,6 +50,7 @@ def test_pages_fit_a_phone_and_a_laptop(browser: Any, tmp_path: Path) -> None:
         t.post(*sent)
         at = datetime.fromisoformat(sent[3]["started_at"]).astimezone(UTC)
         key = str(t.partner.headers["Authorization"]).removeprefix("Bearer ")
+        email, password = web_user(srv, key, "technician")
         pages = {
             "site": f"/ui/sites/{t.site_id}",
             "badcall": f"/ui/sites/{t.site_id}/badcall?at={at:%Y-%m-%dT%H:%M}&tz=UTC&window=30",
@@ -61,7 +62,8 @@ def test_pages_fit_a_phone_and_a_laptop(browser: Any, tmp_path: Path) -> None:
             ctx = browser.new_context(viewport={"width": w, "height": h})
             page = ctx.new_page()
             page.goto(f"{srv.url}/ui/login")
-            page.fill("#key", key)
+            page.fill("#email", email)
+            page.fill("#password", password)
             page.click("button[type=submit]")
             page.wait_for_url(f"{srv.url}/ui/")
             for name, path in pages.items():
