@@ -1,4 +1,5 @@
-"""OpenSSL only when TLS is used: asyncio imported without `ssl`, and `ssl` loaded on demand.
+"""OpenSSL only when TLS is used: asyncio imported without `ssl`, `ssl` loaded on demand,
+and hashlib on its built-in hashes.
 
 asyncio imports `ssl` when it is first imported (about 4 MiB of resident memory with
 OpenSSL), although an agent reporting to an http:// collector whose probes use no TLS never
@@ -7,6 +8,11 @@ supports that: its modules then hold `ssl = None`); `ssl_module()` loads `ssl` w
 actually wanted and hands it to those asyncio modules, so TLS works as usual from then on.
 Code that only needs to recognise TLS errors asks `loaded_ssl()`: without `ssl` loaded no
 TLS error can have happened.
+
+`keep_openssl_out()` also keeps hashlib off OpenSSL's libcrypto (`_hashlib`, another 2.8
+MiB: pydantic imports hashlib through `secrets`): Python's built-in MD5, SHA-1, SHA-2, SHA-3
+and BLAKE2 serve everything the agent hashes (SIP digest, report ids, config versions).
+`ssl` still loads libcrypto for itself when TLS is used.
 """
 
 from __future__ import annotations
@@ -16,6 +22,14 @@ from types import ModuleType
 
 # asyncio's modules that hold a module-level `ssl` (None when imported without it).
 _ASYNCIO_HOLDERS = ("asyncio.base_events", "asyncio.selector_events", "asyncio.sslproto")
+
+
+def keep_openssl_out() -> None:
+    """For a process that wants OpenSSL only if it uses TLS: hashlib without `_hashlib`
+    (unless hashlib is imported already) and asyncio without `ssl`."""
+    if "hashlib" not in sys.modules and "_hashlib" not in sys.modules:
+        sys.modules["_hashlib"] = None  # type: ignore[assignment]  # hashlib falls back
+    import_asyncio_without_ssl()
 
 
 def import_asyncio_without_ssl() -> None:

@@ -106,7 +106,7 @@ def _enroll(args: argparse.Namespace) -> int:
 
 def _lighten() -> None:
     """Keep the long-running agent's memory to what it uses (docs/benchmarks.md, Footprint):
-    asyncio without OpenSSL (loaded with the first TLS connection, `agent.tls`), and pydantic
+    no OpenSSL until the first TLS connection (`agent.tls.keep_openssl_out`), and pydantic
     models that build their validators on first use (`defer_build`) instead of at import, so
     the many wire models an idle agent never validates cost no memory; and no lookup of
     pydantic plugins (the agent has none; the lookup imports importlib.metadata with email,
@@ -115,9 +115,9 @@ def _lighten() -> None:
     pydantic layout only the memory is not saved."""
     import types
 
-    from agent.tls import import_asyncio_without_ssl
+    from agent.tls import keep_openssl_out
 
-    import_asyncio_without_ssl()
+    keep_openssl_out()
     try:
         from pydantic._internal._config import config_defaults
 

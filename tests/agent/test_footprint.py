@@ -1,8 +1,8 @@
 """The idle agent's memory budget, guarded by what it loads rather than by timing: a real
 `qos-scout agent run` (enrolled at a real collector, the default schedule's probe kinds sped
-up) holds no OpenSSL for an http:// collector, no collector code, no numpy, only its own
-command's parser, and builds only the pydantic models it uses; and TLS still works once it
-is wanted after asyncio was imported without `ssl`."""
+up) holds no OpenSSL (neither ssl nor hashlib's _hashlib) for an http:// collector, no
+collector code, no numpy, only its own command's parser, and builds only the pydantic models
+it uses; and TLS still works once it is wanted after asyncio was imported without `ssl`."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def dump(*_):
     models = {f"{m.__module__}.{m.__qualname__}": m.__pydantic_complete__ for m in walk(BaseModel)
               if m.__module__.startswith("agent.")}
     with open(out + ".part", "w") as f:
-        f.write(repr({"modules": sorted(sys.modules), "models": models}))
+        loaded = sorted(k for k, v in sys.modules.items() if v is not None)  # None: kept out
+        f.write(repr({"modules": loaded, "models": models}))
     os.replace(out + ".part", out)
 signal.signal(signal.SIGUSR1, dump)
 from agent.cli.main import main
@@ -90,8 +91,8 @@ def test_idle_agent_loads_no_tls_collector_or_other_commands(idle_agent: dict) -
     modules = set(idle_agent["modules"])
     assert "agent.runtime.loop" in modules and "agent.probes.sip_options" in modules
     tops = {m.split(".")[0] for m in modules}
-    unwanted = {"ssl", "_ssl", "numpy", "collector", "email", "fastapi", "sqlalchemy", "httpx",
-                "scapy", "aiortc", "prometheus_client"}  # fmt: skip
+    unwanted = {"ssl", "_ssl", "_hashlib", "numpy", "collector", "email", "fastapi",
+                "sqlalchemy", "httpx", "scapy", "aiortc", "prometheus_client"}  # fmt: skip
     assert sorted(tops & unwanted) == [], "the idle agent loaded these"
     # the CLI built only the `agent` command's parser
     commands = sorted(m for m in modules if m.startswith("agent.cli.cmd_"))
@@ -111,9 +112,11 @@ def test_idle_agent_builds_only_the_models_it_uses(idle_agent: dict) -> None:
 
 TLS_AFTER_LAZY_SSL = r"""
 import sys
-from agent.tls import import_asyncio_without_ssl
-import_asyncio_without_ssl()
+from agent.tls import keep_openssl_out
+keep_openssl_out()
 assert "ssl" not in sys.modules and "asyncio" in sys.modules
+import hashlib  # on its built-in hashes
+assert hashlib.sha256(b"x").hexdigest().startswith("2d711642") and sys.modules["_hashlib"] is None
 import asyncio
 from agent.runtime.http import HttpError, request
 from agent.sip.tlsutil import server_context
