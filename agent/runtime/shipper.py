@@ -31,6 +31,7 @@ from agent.runtime.spool import Spool, SpooledItem
 from agent.wire.ingest import IngestAnswer
 
 log = logging.getLogger(__name__)
+EMPTY_RECHECK_S = 300.0  # an empty spool's safety net; new results wake the shipper
 
 ENROLL_HINT = (
     "enroll this agent again with a new token: qos-scout agent enroll --collector URL "
@@ -356,8 +357,13 @@ class Shipper:
             await self._idle()
 
     async def _idle(self) -> None:
-        """Wait for new results, the interval, or the next suspect's retry."""
+        """Wait for new results, the interval, or the next suspect's retry. With the spool
+        empty only `notify()` brings work (this process is the spool's only writer), so an
+        idle agent does not wake every interval to find nothing: it looks again after
+        EMPTY_RECHECK_S at the latest."""
         wait = self.interval_s
+        if not self.suspects and not self.spool.batch(1):
+            wait = max(wait, EMPTY_RECHECK_S)
         if self.suspects:
             soonest = min(s.next_try for s in self.suspects.values())
             wait = max(0.0, min(wait, soonest - self.clock()))
