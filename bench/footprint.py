@@ -272,8 +272,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before measuring (60)")
     ap.add_argument("--duration", type=float, default=240.0, help="idle window, seconds (240)")
-    ap.add_argument("--calls", type=int, default=10, help="concurrent calls in the SIP test (10)")
+    ap.add_argument("--calls", type=int, default=10, help="calls in the SIP test (10; 0: none)")
     ap.add_argument("--runs", type=int, default=1, help="runs; figures are their median (1)")
+    ap.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="leave a module of the schedule out (e.g. voice: what the rest costs)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     runs = []
@@ -322,6 +329,8 @@ def one_run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple[
         rargs, ports = responder_plan()
         stack.start_responder(rargs, lambda: tcp_open(ports["bandwidth"]))
         modules = bench_modules(ports)
+        for name in args.without:
+            modules.pop(name, None)
         common: dict[str, Any] = {
             "shipping": {"interval_s": 5, "backoff_initial_s": 1, "backoff_max_s": 300},
             "jobs": {"wait_s": 30},
@@ -377,10 +386,11 @@ def one_run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple[
         stack.stop("agent-ledger")
         runs = len(stack.results())
         notes.append(f"results stored by the collector from the first agent so far: {runs}")
-        with Sampler(agent.pid, every_s=0.2) as s:
-            job = sip_load(stack, ports["sip"], args.calls)
-        rows.append(s.row(f"agent during a {args.calls}-call SIP test (20 s of RTP)"))
-        notes.append(f"SIP test job: {job['state']} {job.get('message') or ''}".strip())
+        if args.calls > 0:
+            with Sampler(agent.pid, every_s=0.2) as s:
+                job = sip_load(stack, ports["sip"], args.calls)
+            rows.append(s.row(f"agent during a {args.calls}-call SIP test (20 s of RTP)"))
+            notes.append(f"SIP test job: {job['state']} {job.get('message') or ''}".strip())
         rows.append(
             {
                 "name": "bare python (python -c pass, imports nothing)",
