@@ -11,7 +11,10 @@ the same two ping targets as Prometheus would. Figures are sampled with psutil f
 A third agent with the same schedule runs under an import ledger (`IMPORT_LEDGER`) for the
 per-package attribution, so the measured agents carry no instrumentation.
 
-    .venv/bin/python bench/footprint.py [--warmup 60] [--duration 240] [--calls 10]
+    .venv/bin/python bench/footprint.py [--warmup 60] [--duration 240] [--calls 10] [--runs 3]
+
+With `--runs N` the whole measurement runs N times (a fresh stack each time) and the table
+gives each figure's median over the runs with the range beside it.
 """
 
 from __future__ import annotations
@@ -269,10 +272,52 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before measuring (60)")
     ap.add_argument("--duration", type=float, default=240.0, help="idle window, seconds (240)")
-    ap.add_argument("--calls", type=int, default=10, help="concurrent calls in the SIP test (10)")
+    ap.add_argument("--calls", type=int, default=10, help="calls in the SIP test (10; 0: none)")
+    ap.add_argument("--runs", type=int, default=1, help="runs; figures are their median (1)")
+    ap.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="leave a module of the schedule out (e.g. voice: what the rest costs)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
+    runs = []
+    for i in range(args.runs):
+        if args.runs > 1:
+            print(f"--- run {i + 1} of {args.runs}", flush=True)
+        runs.append(one_run(args))
+    if args.runs > 1:
+        print_median(runs)
+    return 0
 
+
+def _span(values: list[float]) -> str:
+    med = statistics.median(values)
+    return f"{med:.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def print_median(runs: list[tuple[list[dict[str, Any]], list[tuple[str, float]]]]) -> None:
+    """Each row's figures as the median over the runs, with their range."""
+    print()
+    print(f"median of {len(runs)} runs (range):")
+    print(f"{'process':<52} {'RSS median MiB':>20} {'RSS max MiB':>20} {'CPU % of a core':>20}")
+    for i, first in enumerate(runs[0][0]):
+        cols = []
+        for key in ("rss_median_mib", "rss_max_mib", "cpu_pct"):
+            vals = [r[0][i][key] for r in runs if i < len(r[0]) and r[0][i][key] is not None]
+            cols.append(_span(vals) if vals else "")
+        print(f"{first['name']:<52} {cols[0]:>20} {cols[1]:>20} {cols[2]:>20}")
+    print("idle agent RSS by what it imported, median of the runs (MiB):")
+    names = [what for what, _ in runs[0][1]]
+    for what in names:
+        vals = [dict(r[1]).get(what) for r in runs]
+        got = [v for v in vals if v is not None]
+        print(f"  {what:<66} {_span(got) if len(got) == len(runs) else '(not in every run)'}")
+
+
+def one_run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple[str, float]]]:
     workdir = Path(tempfile.mkdtemp(prefix="qos-scout-footprint-"))
     stack = Stack(workdir)
     rows: list[dict[str, Any]] = []
@@ -284,6 +329,8 @@ def main() -> int:
         rargs, ports = responder_plan()
         stack.start_responder(rargs, lambda: tcp_open(ports["bandwidth"]))
         modules = bench_modules(ports)
+        for name in args.without:
+            modules.pop(name, None)
         common: dict[str, Any] = {
             "shipping": {"interval_s": 5, "backoff_initial_s": 1, "backoff_max_s": 300},
             "jobs": {"wait_s": 30},
@@ -339,10 +386,11 @@ def main() -> int:
         stack.stop("agent-ledger")
         runs = len(stack.results())
         notes.append(f"results stored by the collector from the first agent so far: {runs}")
-        with Sampler(agent.pid, every_s=0.2) as s:
-            job = sip_load(stack, ports["sip"], args.calls)
-        rows.append(s.row(f"agent during a {args.calls}-call SIP test (20 s of RTP)"))
-        notes.append(f"SIP test job: {job['state']} {job.get('message') or ''}".strip())
+        if args.calls > 0:
+            with Sampler(agent.pid, every_s=0.2) as s:
+                job = sip_load(stack, ports["sip"], args.calls)
+            rows.append(s.row(f"agent during a {args.calls}-call SIP test (20 s of RTP)"))
+            notes.append(f"SIP test job: {job['state']} {job.get('message') or ''}".strip())
         rows.append(
             {
                 "name": "bare python (python -c pass, imports nothing)",
@@ -377,7 +425,7 @@ def main() -> int:
         f"- machine: {os.cpu_count()} cores, Python {sys.version.split()[0]},"
         f" {psutil.virtual_memory().total / 2**30:.1f} GiB RAM"
     )
-    return 0
+    return rows, ledger
 
 
 if __name__ == "__main__":

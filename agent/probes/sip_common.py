@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.errors import NetworkUnreachableError, PeerError, ResolveError, SipError
 from agent.probes import Target
+from agent.tls import loaded_ssl
 
 if TYPE_CHECKING:
     from agent.sip.client import SipTarget
@@ -78,12 +78,13 @@ async def sip_session(
         raise PeerError(f"bad target: {exc}") from None
     try:
         endpoint = await client.open_endpoint(resolved, tls_verify=opts.tls_verify)
-    except ssl.SSLCertVerificationError as exc:
-        raise PeerError(
-            f"TLS certificate of {resolved.host} not accepted: {exc.verify_message} "
-            "(tls_verify: false / --insecure accepts it, e.g. a responder's self-signed one)"
-        ) from None
     except OSError as exc:
+        ssl = loaded_ssl()  # None: no TLS was tried
+        if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
+            raise PeerError(
+                f"TLS certificate of {resolved.host} not accepted: {exc.verify_message} "
+                "(tls_verify: false / --insecure accepts it, e.g. a responder's self-signed one)"
+            ) from None
         where = f"{resolved.addr[0]}:{resolved.addr[1]}"
         raise NetworkUnreachableError(
             f"cannot open SIP over {opts.transport.upper()} to {where}: {exc}"

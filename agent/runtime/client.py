@@ -13,7 +13,6 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -69,6 +68,8 @@ def retry_after(value: str | None, now: float) -> float | None:
     value = value.strip()
     if value.isdigit():
         return min(float(value), MAX_RETRY_AFTER_S)
+    from email.utils import parsedate_to_datetime  # rare: `email` stays out of the idle agent
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

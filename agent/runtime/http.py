@@ -12,10 +12,14 @@ import asyncio
 import errno
 import json
 import socket
-import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
+
+from agent.tls import loaded_ssl, ssl_module
+
+if TYPE_CHECKING:
+    import ssl
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 32 * 1024 * 1024
@@ -34,10 +38,11 @@ class HttpError(Exception):
 def _connect_failure(exc: OSError, host: str, port: int) -> HttpError:
     """The exception of a failed connect or TLS handshake, as an HttpError naming the cause."""
     where = f"{host}:{port}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    ssl = loaded_ssl()  # None: no TLS was tried, so this is no TLS error
+    if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
         return HttpError(f"the TLS certificate of {where} is not trusted ({exc.verify_message})",
                          "tls-verify")  # fmt: skip
-    if isinstance(exc, ssl.SSLError):
+    if ssl is not None and isinstance(exc, ssl.SSLError):
         return HttpError(f"TLS with {where} failed ({exc.reason or exc})", "tls")
     if isinstance(exc, socket.gaierror):
         return HttpError(f"the host name {host!r} does not resolve", "dns")
@@ -140,6 +145,7 @@ async def _read_body(
 
 
 def _ssl_context(verify: bool) -> ssl.SSLContext:
+    ssl = ssl_module()  # OpenSSL loads with the first https:// request
     ctx = ssl.create_default_context()
     if not verify:
         ctx.check_hostname = False

@@ -37,6 +37,7 @@ from agent.wire.ingest import IngestAnswer
 from agent.wire.results import ProbeResult
 
 log = logging.getLogger(__name__)
+EMPTY_RECHECK_S = 300.0  # an empty spool's safety net; new results wake the shipper
 
 ENROLL_HINT = (
     "enroll this agent again with a new token: qos-scout agent enroll --collector URL "
@@ -397,7 +398,9 @@ class Shipper:
     async def _idle(self) -> None:
         """Wait until the waiting results are due (`due_in`), the next suspect's retry, or
         (when no result waits) the interval's look at the spool; new results re-evaluate
-        what is due."""
+        what is due. With the spool empty only `notify()` brings work (this process is the
+        spool's only writer), so an idle agent does not wake every interval to find nothing:
+        it looks again after EMPTY_RECHECK_S at the latest."""
         while True:
             self.wake.clear()
             due = self.due_in()
@@ -406,6 +409,8 @@ class Shipper:
                     await asyncio.sleep(DEBOUNCE_S)  # let a burst join the request
                 return
             wait = self.interval_s if due is None else due
+            if due is None and not self.suspects and not self.spool.batch(1):
+                wait = max(wait, EMPTY_RECHECK_S)
             if self.suspects:
                 soonest = min(s.next_try for s in self.suspects.values())
                 wait = max(0.0, min(wait, soonest - self.clock()))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +17,7 @@ from agent.sip.endpoint import SipEndpoint
 from agent.sip.headers import NameAddr, SipUri
 from agent.sip.message import SipMessage, SipParseError, is_number
 from agent.sip.transport import Addr, StreamTransport, UdpTransport
+from agent.tls import ssl_module
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
@@ -148,6 +148,7 @@ async def open_endpoint(
         return endpoint
     ctx = None
     if target.transport == "tls":
+        ssl = ssl_module()  # OpenSSL loads with the first SIP over TLS
         ctx = ssl.create_default_context()
         if not tls_verify:
             ctx.check_hostname = False

@@ -1,9 +1,9 @@
 """An RTP/RTCP session for one call: paced sender (G.711, G.722, Opus), receiver
 statistics, RTCP SR/RR.
 
-Packets are aiortc's `RtpPacket` and RTCP classes; the audio is a tone encoded once with
-aiortc's G.711 encoder, or PyAV's G.722 and libopus encoders (imported lazily: this module
-is only loaded by the call path).
+Packets are built and parsed by `agent.sip.rtp` (as aiortc's classes do, without loading
+aiortc); the audio is a tone encoded once: G.711 by `agent.sip.rtp`, G.722 and Opus by
+PyAV's encoders (imported lazily, only for those codecs).
 Sending runs on the shared `Pacer` thread; receiving and RTCP run on the asyncio loop.
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import quality
+from agent.sip import rtp
 from agent.sip.pacer import Pacer
 from agent.sip.rtpstats import StreamRecord, ntp_timestamp, rtt_from_report
 from agent.sip.sdp import OPUS_FRAME_MS
@@ -38,23 +39,9 @@ CODEC_NAMES = {0: "pcm_mulaw", 8: "pcm_alaw"}
 
 @functools.lru_cache(maxsize=8)
 def g711_payloads(payload_type: int, ptime_ms: int, seconds: float = 1.0) -> list[bytes]:
-    """A 440 Hz tone at -20 dBFS encoded with aiortc's G.711 encoder, cut into ptime frames."""
-    import fractions
-
-    import numpy as np
-    from aiortc.codecs.g711 import PcmaEncoder, PcmuEncoder
-    from av import AudioFrame
-
-    enc = PcmuEncoder() if payload_type == 0 else PcmaEncoder()
-    n = int(8000 * seconds)
-    t = np.arange(n) / 8000.0
-    samples = (np.sin(2 * np.pi * 440.0 * t) * 3276).astype(np.int16)
-    frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-    frame.sample_rate = 8000
-    frame.pts = 0
-    frame.time_base = fractions.Fraction(1, 8000)
-    packets, _ = enc.encode(frame)
-    data = b"".join(packets)
+    """A 440 Hz tone at -20 dBFS in G.711 (µ-law for payload type 0, else A-law), cut into
+    ptime frames."""
+    data = rtp.g711_encode(rtp.tone(8000, seconds), payload_type)
     size = 8 * ptime_ms
     return [data[i : i + size] for i in range(0, len(data) - size + 1, size)]
 
@@ -228,10 +215,6 @@ class RtpSession:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self, port: int = 0) -> int:
-        # Import aiortc here, on the loop thread before any stream starts: a first import
-        # inside the pacer thread would stall every stream already running.
-        import aiortc.rtp  # noqa: F401
-
         if PACER == "process":
             from agent.sip.sender import SenderProcess
 
@@ -327,21 +310,19 @@ class RtpSession:
             self._rtcp_task = asyncio.create_task(self._rtcp_loop())
 
     def _send_one(self, deadline: float) -> float | None:
-        from aiortc.rtp import RtpPacket
-
         tx = self.tx
         if self._stop_at is not None and deadline >= self._stop_at - 1e-6:
             self._loop_call(self.done.set)
             return None
         i = tx.sent
-        pkt = RtpPacket(
-            payload_type=self.payload_type,
-            sequence_number=(tx.first_seq + i) & 0xFFFF,
-            timestamp=(tx.first_ts + i * self._ticks) & 0xFFFFFFFF,
-            ssrc=tx.ssrc,
-            payload=self._payloads[i % len(self._payloads)],
+        payload = self._payloads[i % len(self._payloads)]
+        data = rtp.rtp_packet(
+            self.payload_type,
+            (tx.first_seq + i) & 0xFFFF,
+            (tx.first_ts + i * self._ticks) & 0xFFFFFFFF,
+            tx.ssrc,
+            payload,
         )
-        data = pkt.serialize()
         socks = self._sockets
         if socks is None or self.remote_rtp is None:
             return None  # closed under us
@@ -352,7 +333,7 @@ class RtpSession:
         tx.send_times.append(time.monotonic())
         tx.deadlines.append(deadline)
         tx.sent += 1
-        tx.octets += len(pkt.payload)
+        tx.octets += len(payload)
         return self._t0 + (i + 1) * self.ptime_ms / 1000.0
 
     def _loop_call(self, fn: Any) -> None:
@@ -363,10 +344,8 @@ class RtpSession:
     # ------------------------------------------------------------------ receiving
 
     def _on_rtp(self, data: bytes, addr: Addr, arrival: float) -> None:
-        from aiortc.rtp import RtpPacket
-
         try:
-            pkt = RtpPacket.parse(data)
+            pkt = rtp.parse_rtp(data)
         except ValueError:
             self.rtp_errors += 1
             return
@@ -380,36 +359,34 @@ class RtpSession:
                 self.echoed += 1
 
     def _on_rtcp(self, data: bytes, addr: Addr, arrival: float) -> None:
-        from aiortc.rtp import RtcpPacket, RtcpRrPacket, RtcpSrPacket
-
         try:
-            packets = RtcpPacket.parse(data)
+            packets = rtp.parse_rtcp(data)
         except ValueError:
             self.rtcp_errors += 1
             return
         self.rtcp_received += 1
         now_ntp = ntp_timestamp(time.time())
         for p in packets:
-            if isinstance(p, RtcpSrPacket):
+            if p.sender is not None:
                 rec = self.rx.get(p.ssrc)
                 if rec is None:
                     rec = self.rx[p.ssrc] = StreamRecord(p.ssrc, clock_rate=self.clock_rate())
-                rec.on_sr(p.sender_info.ntp_timestamp, p.sender_info.packet_count, arrival)
-            if isinstance(p, RtcpSrPacket | RtcpRrPacket):
-                for r in p.reports:
-                    if r.ssrc != self.tx.ssrc:
-                        continue
-                    block = {
-                        "packets_lost": r.packets_lost,
-                        "highest_sequence": r.highest_sequence,
-                        "jitter": r.jitter,
-                        "fraction_lost": r.fraction_lost,
-                        "at": arrival,
-                    }
-                    self.reports_about_us.append(block)
-                    rtt = rtt_from_report(r.lsr, r.dlsr, now_ntp)
-                    if rtt is not None:
-                        self.rtts_ms.append(rtt)
+                rec.on_sr(p.sender[0], p.sender[2], arrival)
+            # sender and receiver reports both carry report blocks
+            for r in p.reports:
+                if r.ssrc != self.tx.ssrc:
+                    continue
+                block = {
+                    "packets_lost": r.packets_lost,
+                    "highest_sequence": r.highest_sequence,
+                    "jitter": r.jitter,
+                    "fraction_lost": r.fraction_lost,
+                    "at": arrival,
+                }
+                self.reports_about_us.append(block)
+                rtt = rtt_from_report(r.lsr, r.dlsr, now_ntp)
+                if rtt is not None:
+                    self.rtts_ms.append(rtt)
 
     # ------------------------------------------------------------------ RTCP
 
@@ -419,14 +396,6 @@ class RtpSession:
         return max(streams, key=lambda r: len(r.seqs)) if streams else None
 
     def build_rtcp(self, *, bye: bool = False) -> bytes:
-        from aiortc.rtp import (
-            RtcpByePacket,
-            RtcpReceiverInfo,
-            RtcpRrPacket,
-            RtcpSenderInfo,
-            RtcpSrPacket,
-        )
-
         now = time.monotonic()
         reports = []
         for rec in self.rx.values():
@@ -435,7 +404,7 @@ class RtpSession:
             b = rec.report_block(now, previous=self._previous.get(rec.ssrc))
             self._previous[rec.ssrc] = (b["expected"], b["received"])
             reports.append(
-                RtcpReceiverInfo(
+                rtp.ReportBlock(
                     ssrc=rec.ssrc,
                     fraction_lost=b["fraction_lost"],
                     packets_lost=b["packets_lost"],
@@ -446,23 +415,20 @@ class RtpSession:
                 )
             )
         reports = reports[:31]
-        pkt: RtcpSrPacket | RtcpRrPacket
+        sender: tuple[int, int, int, int] | None = None
         sent = self.packets_sent(time.monotonic())
         if sent:
             elapsed = sent * self.ticks()
             octets = sent * len(self._payloads[0]) if self._payloads else 0
-            info = RtcpSenderInfo(
-                ntp_timestamp=ntp_timestamp(time.time()),
-                rtp_timestamp=(self.tx.first_ts + elapsed) & 0xFFFFFFFF,
-                packet_count=sent,
-                octet_count=octets & 0xFFFFFFFF,
+            sender = (
+                ntp_timestamp(time.time()),  # NTP timestamp, RTP timestamp, packets, octets
+                (self.tx.first_ts + elapsed) & 0xFFFFFFFF,
+                sent,
+                octets & 0xFFFFFFFF,
             )
-            pkt = RtcpSrPacket(ssrc=self.tx.ssrc, sender_info=info, reports=reports)
-        else:
-            pkt = RtcpRrPacket(ssrc=self.tx.ssrc, reports=reports)
-        data = bytes(pkt)
+        data = bytes(rtp.Report(self.tx.ssrc, sender, reports))
         if bye:
-            data += bytes(RtcpByePacket(sources=[self.tx.ssrc]))
+            data += rtp.rtcp_bye([self.tx.ssrc])
         return data
 
     def send_rtcp(self, *, bye: bool = False) -> None:

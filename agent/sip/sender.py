@@ -3,7 +3,7 @@
 A pacing thread inside the agent shares the interpreter lock with the event loop: when the
 loop's thread holds the lock and the CPU is busy with other programs, packets wait. This
 process has its own interpreter, does nothing but send (a deadline heap, `nanosleep`,
-aiortc's `RtpPacket`), and asks for a real-time priority when allowed. The agent passes it
+`agent.sip.rtp`), and asks for a real-time priority when allowed. The agent passes it
 each stream's UDP socket (SCM_RIGHTS) with the schedule; the process sends packet i at
 `t0 + i * ptime` (CLOCK_MONOTONIC is shared by all processes) and returns the send times
 when the stream ends or is cancelled. It is started on first use and stopped when idle.
@@ -231,7 +231,7 @@ def _raise_priority() -> None:
 
 def serve(ctl: socket.socket) -> None:
     """The sender loop: streams by deadline, control frames in between."""
-    from aiortc.rtp import RtpPacket
+    from agent.sip.rtp import rtp_packet
 
     _raise_priority()
     ctl.sendall(_frame({"op": "ready", "pid": os.getpid()}))
@@ -287,13 +287,12 @@ def serve(ctl: socket.socket) -> None:
             if sid not in streams:
                 continue
             s = streams[sid]
-            pkt = RtpPacket(
-                payload_type=s.pt, sequence_number=(s.seq + s.i) & 0xFFFF,
-                timestamp=(s.ts + s.i * s.ts_step) & 0xFFFFFFFF, ssrc=s.ssrc,
-                payload=s.payloads[s.i % len(s.payloads)],
+            data = rtp_packet(
+                s.pt, (s.seq + s.i) & 0xFFFF, (s.ts + s.i * s.ts_step) & 0xFFFFFFFF, s.ssrc,
+                s.payloads[s.i % len(s.payloads)],
             )  # fmt: skip
             try:
-                s.sock.sendto(pkt.serialize(), s.dest)
+                s.sock.sendto(data, s.dest)
             except OSError:
                 s.errors += 1
             s.times.append(time.monotonic())

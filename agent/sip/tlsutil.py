@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import ssl
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.tls import ssl_module
+
+if TYPE_CHECKING:
+    import ssl
 
 
 def self_signed_pem(common_name: str = "qos-scout responder") -> tuple[bytes, bytes]:
@@ -47,6 +52,7 @@ def self_signed_pem(common_name: str = "qos-scout responder") -> tuple[bytes, by
 
 def server_context(cert_file: str | None = None, key_file: str | None = None) -> ssl.SSLContext:
     """A server context from files, or from a self-signed pair generated now."""
+    ssl = ssl_module()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     if cert_file:
         ctx.load_cert_chain(cert_file, key_file)

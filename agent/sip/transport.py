@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agent.sip.message import SipParseError, StreamFramer
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ class StreamTransport(Transport):
                     break
                 for raw in messages:
                     self.on_message(raw, peer, self)
-        except (ConnectionError, ssl.SSLError, OSError) as exc:
+        except OSError as exc:  # ssl.SSLError and ConnectionError are OSErrors
             log.debug("%s connection to %s ended: %s", self.name, peer, exc)
         finally:
             self._writers.pop(peer, None)

@@ -13,11 +13,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.sip import alg
 from agent.sip.endpoint import SipEndpoint, make_response
@@ -27,6 +26,9 @@ from agent.sip.rtpstats import received_direction
 from agent.sip.sdp import answer as sdp_answer
 from agent.sip.sdp import build_sdp, parse_sdp
 from agent.sip.transport import Addr, StreamTransport, UdpTransport, local_address_towards
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger(__name__)
 

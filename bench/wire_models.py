@@ -1,0 +1,142 @@
+"""Wire models in pydantic against msgspec, for the agent's side of the contract: resident
+memory of the library and of the models an idle agent uses, and the time to build one
+result and serialise it.
+
+msgspec Structs are generated from the pydantic models (field names, types, defaults; no
+constraints), so both sides describe the same shapes. Each variant runs in a fresh
+interpreter that has already imported asyncio (as the agent has) and reports the growth of
+its RSS from /proc/self/statm; three interpreters per variant, the median is printed.
+
+    .venv/bin/python bench/wire_models.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The models an idle agent on the default schedule builds: the result, the default probes'
+# measurements and what they nest (found by the footprint test, agent.wire.*).
+COMMON = r"""
+import sys, time
+from agent.tls import keep_openssl_out  # as `agent run` does
+keep_openssl_out()
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+KINDS = ("icmp", "host", "udp", "trace", "sip_options")
+SAMPLE = {"probe": "icmp", "target": "192.0.2.1", "module": "ping",
+          "started_at": "2026-12-04T07:00:00+00:00", "duration_ms": 1012.5, "success": True,
+          "measurement": None, "tags": {}}
+"""
+
+PYDANTIC = (
+    COMMON
+    + r"""
+r0 = rss()
+import pydantic
+r1 = rss()
+from agent.cli.cmd_agent import _lighten
+_lighten()
+from agent.wire.results import ProbeResult
+from agent.wire.measurements import MEASUREMENTS
+r2 = rss()
+models = [ProbeResult] + [MEASUREMENTS[k] for k in KINDS]
+for m in models:
+    m.model_rebuild()  # built now (the agent builds on first use)
+r3 = rss()
+t = time.perf_counter()
+for _ in range(2000):
+    ProbeResult.model_validate(SAMPLE).model_dump_json()
+us = (time.perf_counter() - t) / 2000 * 1e6
+print({"library": r1 - r0, "modules": r2 - r1, "models": r3 - r2, "us_per_result": us})
+"""
+)
+
+MSGSPEC = (
+    COMMON
+    + r"""
+import typing, types, datetime, uuid
+r0 = rss()
+import msgspec
+r1 = rss()
+# the shapes, taken from the pydantic models (one source of truth), as msgspec Structs
+from agent.wire.results import ProbeResult
+from agent.wire.measurements import MEASUREMENTS
+from pydantic import BaseModel
+import gc
+r_p = rss()
+structs = {}
+def conv(tp):
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return struct_of(tp)
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return conv(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(conv(a) for a in args)]
+    if origin in (list, dict, tuple) and args:
+        return origin[tuple(conv(a) for a in args)] if origin is not list else list[conv(args[0])]
+    return tp
+def struct_of(model):
+    if model in structs:
+        return structs[model]
+    fields = []
+    for name, f in model.model_fields.items():
+        tp = conv(f.annotation)
+        if f.is_required():
+            fields.append((name, tp))
+        elif f.default_factory is not None:
+            fields.append((name, tp, msgspec.field(default_factory=f.default_factory)))
+        else:
+            fields.append((name, tp, f.default))
+    fields.sort(key=lambda x: len(x) > 2)
+    structs[model] = msgspec.defstruct(model.__name__, fields, forbid_unknown_fields=True)
+    return structs[model]
+names = [ProbeResult] + [MEASUREMENTS[k] for k in KINDS]
+s0 = rss()
+made = [struct_of(m) for m in names]
+dec = msgspec.json.Decoder(made[0]); enc = msgspec.json.Encoder()
+raw = msgspec.json.encode(SAMPLE)
+dec.decode(raw)
+s1 = rss()
+t = time.perf_counter()
+for _ in range(2000):
+    enc.encode(dec.decode(raw))
+us = (time.perf_counter() - t) / 2000 * 1e6
+print({"library": r1 - r0, "modules": 0, "models": s1 - s0, "us_per_result": us})
+"""
+)
+
+
+def run(code: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"')))
+
+
+def main() -> int:
+    for name, code in (("pydantic", PYDANTIC), ("msgspec", MSGSPEC)):
+        try:
+            got = [run(code) for _ in range(3)]
+        except subprocess.CalledProcessError as exc:
+            print(f"{name}: not measured ({exc.stderr.strip().splitlines()[-1]})")
+            continue
+        lib = statistics.median(g["library"] for g in got) / 2**20
+        mods = statistics.median(g["modules"] for g in got) / 2**20
+        models = statistics.median(g["models"] for g in got) / 2**20
+        us = statistics.median(g["us_per_result"] for g in got)
+        print(f"{name:<9} library {lib:5.1f} MiB  wire modules {mods:5.1f} MiB"
+              f"  models built {models:5.1f} MiB"
+              f"  validate+serialise one result {us:6.1f} µs")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
