@@ -16,7 +16,7 @@ settings.load_profile("qos-scout")
 # the docs' commands verbatim, the demo, the standalone readiness run) or start peers on
 # well-known ports (SIP's 5060, Prometheus', HAProxy's) run one after another on one
 # worker; everything else (namespaces have random names, servers take free ports) is spread
-# over both.
+# over both, file by file.
 SERIAL = (
     "tests/docs/",
     "tests/deploy/",
@@ -28,8 +28,9 @@ SERIAL = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests of one file stay on one worker (their module-scoped fixtures are built
+    once), the SERIAL ones all on one."""
     root = config.rootpath
     for item in items:
         rel = item.path.relative_to(root).as_posix()
-        if rel.startswith(SERIAL):
-            item.add_marker(pytest.mark.xdist_group("serial"))
+        item.add_marker(pytest.mark.xdist_group("serial" if rel.startswith(SERIAL) else rel))
