@@ -136,7 +136,9 @@ def test_bad_call_window_marks_the_impaired_measurements_and_goes_into_a_ticket(
         form = ui.get("/ui/login").text
         csrf = re.search(r'name="csrf" value="([^"]+)"', form)
         assert csrf
-        ui.post("/ui/login", data={"csrf": csrf.group(1), "key": stack.partner_key})
+        login = {"csrf": csrf.group(1), "email": stack.admin_email,
+                 "password": stack.admin_password}  # fmt: skip
+        assert ui.post("/ui/login", data=login).status_code == 303
         page = ui.get(f"/ui/tickets/{ticket['id']}").text
         return {"win": win, "ticket": shown, "page": page}
 

