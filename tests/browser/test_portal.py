@@ -1,6 +1,7 @@
 """The portal in a real browser: an admin logs in, invites a user (the e-mail arrives at a
-real SMTP server; the invitee sets a password and logs in) and sets the brand; a customer
-viewer logs in, sees only their customer's sites and gets 404 for another customer's site
+real SMTP server; the invitee sets a password and logs in), sets the brand, schedules a
+maintenance window and looks over the portal's pages (home, a site's measurements, the bad
+call, reports); a customer viewer logs in, sees only their customer's sites and gets 404 for another customer's site
 by URL. axe-core finds no serious or critical violation on any page visited; screenshots at
 laptop and phone sizes (the directory is printed)."""
 
@@ -54,7 +55,32 @@ def test_admin_invites_and_brands_customer_viewer_sees_only_their_sites(portal: 
     page.get_by_role("button", name="Save").click()
     page.get_by_role("heading", name="Brand").wait_for()
     portal.check(page, "4-brand")
+
+    # The admin schedules a weekly maintenance window for the first site, and looks over the
+    # portal's own pages: home, the site's measurements, the bad-call window, reports.
+    page.get_by_role("link", name="Maintenance").click()
+    page.get_by_label("Applies to").select_option(f"site:{t.site_id}")
+    page.get_by_label("Kind").select_option("weekly")
+    page.get_by_label("Timezone (IANA name)").fill("Europe/Berlin")
+    page.get_by_label("Weekday").select_option("sunday")
+    page.get_by_label("Start (HH:MM)").fill("02:30")
+    page.get_by_label("Duration (minutes)").fill("90")
+    page.get_by_label("Reason").fill("carrier works")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_text("Maintenance window created.").wait_for()
+    assert page.get_by_text("carrier works").count() >= 1
+    portal.check(page, "4a-maintenance")
+    page.get_by_role("link", name="Home").click()
+    portal.check(page, "4b-home")
+    page.goto(f"{portal.url}/ui/sites/{t.site_id}")
+    portal.check(page, "4c-site-measurements")
+    page.goto(f"{portal.url}/ui/sites/{t.site_id}/badcall?at=2026-12-01T09:30&tz=UTC&window=30")
+    portal.check(page, "4d-bad-call")
+    page.get_by_role("link", name="Reports").click()
+    portal.check(page, "4e-reports")
     page.close()
+    windows = t.partner.get("/api/v1/maintenance").json()
+    assert [(w["scope_id"], w["reason"]) for w in windows] == [(t.site_id, "carrier works")]
 
     # The invitee follows the e-mailed link, sets a password and logs in.
     raw = portal.inbox.to(invitee)
@@ -83,4 +109,4 @@ def test_admin_invites_and_brands_customer_viewer_sees_only_their_sites(portal: 
     assert answer is not None and answer.status == 404
     portal.check(viewer, "8-not-found")
     viewer.close()
-    assert len(portal.visited) == 8
+    assert len(portal.visited) == 13
