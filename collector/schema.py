@@ -110,6 +110,8 @@ agents = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("last_seen_at", Time),
+    # results the agent held unshipped, as it said on its last job poll (NULL: never said)
+    sa.Column("spool_depth", sa.Integer),
     # Lifecycle: a disabled agent is refused until enabled again; a revoked one for good
     # (enroll it again); key_rotated_at says when the key in key_hash was issued last.
     sa.Column("disabled_at", Time),

@@ -408,6 +408,7 @@ AGENT_COLUMNS = (
     agents.c.version,
     agents.c.created_at,
     agents.c.last_seen_at,
+    agents.c.spool_depth,
     agents.c.disabled_at,
     agents.c.revoked_at,
     agents.c.key_rotated_at,

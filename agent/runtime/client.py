@@ -284,14 +284,20 @@ class CollectorClient:
         except IngestAnswerError as exc:
             raise AnswerError(f"{what}: {resp.status} {exc}", status=resp.status) from None
 
-    async def poll_jobs(self, wait_s: float) -> list[dict[str, Any]]:
+    async def poll_jobs(
+        self, wait_s: float, spool_depth: int | None = None
+    ) -> list[dict[str, Any]]:
         """The jobs offered, as sent: the job runner validates each (`wire.jobs.Job.parse`),
-        so that a malformed one can still be reported failed by its id."""
+        so that a malformed one can still be reported failed by its id. `spool_depth` (the
+        results waiting to ship) is told to the collector, which shows it with the agent."""
+        params = {"wait": int(wait_s)}
+        if spool_depth is not None:
+            params["spool"] = spool_depth
         data = await self._call(
             "GET",
             "/api/v1/agent/jobs",
             "poll jobs",
-            params={"wait": int(wait_s)},
+            params=params,
             timeout_s=wait_s + self.timeout_s,
         )
         jobs = data.get("jobs") if isinstance(data, dict) else None

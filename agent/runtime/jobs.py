@@ -90,12 +90,14 @@ class JobRunner:
         wait_s: float = 60.0,
         on_results: Callable[[], None] = lambda: None,
         rng: random.Random | None = None,
+        spool_depth: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.client = client
         self.scheduler = scheduler
         self.site = site
         self.wait_s = wait_s
         self.on_results = on_results
+        self.spool_depth = spool_depth
         self.rng = rng or random.Random()
         self.done = 0
         self.failed = 0
@@ -107,7 +109,7 @@ class JobRunner:
         try:
             while True:
                 try:
-                    jobs = await self.client.poll_jobs(self.wait_s)
+                    jobs = await self.client.poll_jobs(self.wait_s, self.spool_depth())
                     failures = 0
                 except CollectorError as exc:
                     failures += 1

@@ -120,6 +120,7 @@ class Agent:
                 wait_s=cfg.jobs.wait_s,
                 on_results=lambda: self.shipper.notify(urgent=True),
                 rng=self.rng,
+                spool_depth=lambda: self.spool.stats(time.time()).depth,
             )
             if cfg.jobs.enabled
             else None

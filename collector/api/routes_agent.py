@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -74,7 +74,12 @@ async def post_results(agent: AgentDep, request: Request) -> dict[str, Any]:
 
 
 @router.get("/agent/jobs")
-async def poll_jobs(agent: AgentDep, request: Request, wait: float = 0.0) -> dict[str, Any]:
+async def poll_jobs(
+    agent: AgentDep,
+    request: Request,
+    wait: float = 0.0,
+    spool: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
+) -> dict[str, Any]:
     """Long poll: answers as soon as a job is queued for the agent's site, or after `wait` s.
     A waiting poll queries once when it starts and once when woken (collector/jobwake.py),
     and at its deadline only if a notification may have been lost."""
@@ -82,7 +87,7 @@ async def poll_jobs(agent: AgentDep, request: Request, wait: float = 0.0) -> dic
     wait = max(0.0, min(wait, MAX_WAIT_S))
     deadline = time.monotonic() + wait
     site_id = agent["site_id"]
-    st.note_seen(agent["id"], st.clock())
+    st.note_seen(agent["id"], st.clock(), spool)  # `spool`: results it holds unshipped
 
     def take() -> list[dict[str, Any]]:
         now = st.clock()

@@ -46,6 +46,7 @@ class AppState:
     ingest_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     _agent_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _seen: dict[str, float] = field(default_factory=dict)
+    _spool: dict[str, int] = field(default_factory=dict)
     _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     _cache_gen: int = 0  # moves on every drop: a lookup begun before it is not cached
     _epoch: int | None = None
@@ -86,17 +87,21 @@ class AppState:
             self._agent_cache.clear()
             self._cache_gen += 1
 
-    def note_seen(self, agent_id: str, now: float) -> None:
-        """Record an agent's contact; written to the database by `flush_seen` (every
-        SEEN_FLUSH_S, before silence checks and scrapes, and at shutdown) rather than per
-        request. Readers in this process see it at once (`fresh_seen`); other replicas
-        see it at most SEEN_FLUSH_S (plus the write) late."""
+    def note_seen(self, agent_id: str, now: float, spool_depth: int | None = None) -> None:
+        """Record an agent's contact (and the spool depth it reported, if it did); written
+        to the database by `flush_seen` (every SEEN_FLUSH_S, before silence checks and
+        scrapes, and at shutdown) rather than per request. Readers in this process see it
+        at once (`fresh_seen`); other replicas see it at most SEEN_FLUSH_S (plus the write)
+        late."""
         with self._cache_lock:
             self._seen[agent_id] = max(now, self._seen.get(agent_id, 0.0))
+            if spool_depth is not None:
+                self._spool[agent_id] = spool_depth
 
     def flush_seen(self) -> int:
         with self._cache_lock:
             seen, self._seen = self._seen, {}
+            spool, self._spool = self._spool, {}
         if not seen:
             return 0
         rows = [{"aid": a, "ts": ts} for a, ts in seen.items()]
@@ -108,14 +113,25 @@ class AppState:
             )
             .values(last_seen_at=sa.bindparam("ts"))
         )
+        depths = [{"aid": a, "depth": d} for a, d in spool.items()]
         with self.store.write() as conn:
             conn.execute(stmt, rows)
+            if depths:
+                conn.execute(
+                    agents.update()
+                    .where(agents.c.id == sa.bindparam("aid"))
+                    .values(spool_depth=sa.bindparam("depth")),
+                    depths,
+                )
         return len(rows)
 
     def fresh_seen(self, agent: dict[str, Any]) -> dict[str, Any]:
         """`agent` (a row as a dict) with the contact noted here but not yet written."""
         with self._cache_lock:
             pending = self._seen.get(agent["id"])
+            depth = self._spool.get(agent["id"])
+        if depth is not None:
+            agent = {**agent, "spool_depth": depth}
         last = agent.get("last_seen_at")
         if pending is not None and (last is None or pending > last):
             return {**agent, "last_seen_at": pending}

@@ -103,7 +103,7 @@ def _site_data(st: Any, c: Any, pid: str, site_id: str) -> dict[str, Any]:
     site = tenants.get_site(c, pid, site_id)
     cfg = st.store.config
     agents = []
-    for a in tenants.list_agents(c, pid, site_id):
+    for a in map(st.fresh_seen, tenants.list_agents(c, pid, site_id)):
         health = profiles.agent_health(a, st.clock(), silent_after_s=cfg.silent_agent_timeout_s,
                                        min_version=cfg.min_agent_version)  # fmt: skip
         agents.append({**a, **health, "state": tenants.agent_state(a),

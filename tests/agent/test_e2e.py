@@ -127,6 +127,9 @@ def test_results_arrive_ticket_opens_and_resolves_jobs_run(stack: Stack) -> None
     wait_for("the job's result", lambda: job_result in stored_ids(stack), 20)
     tagged = next(r for r in stack.results() if r["id"] == job_result)
     assert tagged["job_id"] == ok["id"]
+    # Each job poll said how many results the agent held unshipped: the agent list shows it.
+    [agent] = stack.api("GET", "/api/v1/agents")
+    assert isinstance(agent["spool_depth"], int) and agent["spool_depth"] >= 0
 
     stack.api(
         "PUT",

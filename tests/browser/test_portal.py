@@ -1,9 +1,9 @@
 """The portal in a real browser: an admin logs in, invites a user (the e-mail arrives at a
 real SMTP server; the invitee sets a password and logs in), sets the brand, schedules a
 maintenance window and looks over the portal's pages (home, a site's measurements, the bad
-call, reports); a customer viewer logs in, sees only their customer's sites and gets 404 for another customer's site
-by URL. axe-core finds no serious or critical violation on any page visited; screenshots at
-laptop and phone sizes (the directory is printed)."""
+call, reports); a customer viewer logs in, sees only their customer's sites and gets 404
+for another customer's site by URL. axe-core finds no serious or critical violation on any
+page visited; screenshots at laptop and phone sizes (the directory is printed)."""
 
 from __future__ import annotations
 

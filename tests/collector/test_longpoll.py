@@ -269,3 +269,20 @@ def test_a_stopping_collector_answers_the_waiting_polls(make_store):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_spool_depth_an_agent_reports_on_its_poll_is_shown_with_it(make_store, serve):
+    """An agent says on each job poll how many results it holds unshipped; the agent list
+    shows it (at once in this process, in the database after the batched write)."""
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    assert t.agent.get("/api/v1/agent/jobs", params={"spool": 7}).status_code == 200
+    [a] = t.partner.get("/api/v1/agents").json()
+    assert a["spool_depth"] == 7
+    srv.state.flush_seen()
+    with srv.store.read() as c:
+        assert c.execute(sa.text("SELECT spool_depth FROM agents")).scalar_one() == 7
+    assert t.agent.get("/api/v1/agent/jobs").status_code == 200  # not said: kept
+    assert t.partner.get(f"/api/v1/agents/{t.agent_id}").json()["spool_depth"] == 7
+    bad = t.agent.get("/api/v1/agent/jobs", params={"spool": -1})
+    assert bad.status_code == 422 and "spool" in bad.text
