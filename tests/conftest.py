@@ -4,8 +4,13 @@ tests share one pytest-xdist worker."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from hypothesis import HealthCheck, settings
+
+import agent.cli.stack
+from tests import ports
 
 settings.register_profile("qos-scout", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("qos-scout")
@@ -34,3 +39,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         rel = item.path.relative_to(root).as_posix()
         item.add_marker(pytest.mark.xdist_group("serial" if rel.startswith(SERIAL) else rel))
+
+
+def _stack_port(kind: int = socket.SOCK_STREAM) -> int:
+    return ports.free_port(kind)
+
+
+# The process stack (agent/cli/stack.py, the demo's) picks its ports with bind(0); in the
+# tests it takes them from tests/ports.py, out of the way of the other worker. Set before
+# any test module imports the name.
+agent.cli.stack.free_port = _stack_port

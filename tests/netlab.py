@@ -487,12 +487,20 @@ def _await_ready(proc: subprocess.Popen[str], stats: Path, port: int) -> Relay:
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
+    if host == "127.0.0.1":
+        from tests.ports import free_port
+
+        return free_port(socket.SOCK_DGRAM)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
+    if host == "127.0.0.1":
+        from tests.ports import free_port
+
+        return free_port(socket.SOCK_STREAM)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

@@ -18,9 +18,11 @@ def pg_bin() -> Path | None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free for TCP (tests/ports.py: outside the ephemeral range, one span
+    per xdist worker)."""
+    from tests.ports import free_port as pick
+
+    return pick(socket.SOCK_STREAM)
 
 
 class PgCluster:

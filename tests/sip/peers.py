@@ -17,20 +17,10 @@ HERE = Path(__file__).parent
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, also_tcp: bool = True) -> int:
-    """A loopback port free for UDP (and TCP when `also_tcp`)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not also_tcp:
-            return port
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port on loopback")
+    """A loopback port free for UDP (and TCP when `also_tcp`), from tests/ports.py."""
+    from tests.ports import free_port as pick
+
+    return pick(kind, socket.SOCK_STREAM) if also_tcp else pick(kind)
 
 
 def free_rtp_port() -> int:
