@@ -44,7 +44,7 @@ STYLE = """
 .qsr h1{font-size:1.5rem;margin:.2rem 0}.qsr h2{font-size:1.15rem;margin:1.4rem 0 .5rem}
 .qsr .verdict{padding:.8rem 1rem;border-radius:6px;border:2px solid;margin:.6rem 0}
 .qsr .v-pass{background:#e8f5e9;border-color:#2e7d32}
-.qsr .v-warn{background:#fff8e1;border-color:#b26a00}
+.qsr .v-warn{background:#fff8e1;border-color:#9a5b00}
 .qsr .v-fail{background:#ffebee;border-color:#c62828}
 .qsr .v-skipped{background:#eee;border-color:#777}
 .qsr table{border-collapse:collapse;width:100%;font-size:.92rem}
@@ -52,7 +52,7 @@ STYLE = """
  vertical-align:top}
 .qsr .b{display:inline-block;min-width:4.6em;text-align:center;font-weight:bold;
  border-radius:3px;padding:1px 4px}
-.qsr .b-pass{background:#2e7d32;color:#fff}.qsr .b-warn{background:#b26a00;color:#fff}
+.qsr .b-pass{background:#2e7d32;color:#fff}.qsr .b-warn{background:#9a5b00;color:#fff}
 .qsr .b-fail{background:#c62828;color:#fff}.qsr .b-info{background:#1565c0;color:#fff}
 .qsr .b-skipped{background:#757575;color:#fff}.qsr .fix{color:#333;font-size:.88rem}
 .qsr .plots{display:flex;flex-wrap:wrap;gap:1rem}.qsr .muted{color:#555;font-size:.88rem}
