@@ -636,8 +636,11 @@ def email_channel(config: CollectorConfig, partner_name: str) -> SmtpChannel | N
     return None
 
 
-def report_email(data: Mapping[str, Any], title: str, pdf: bytes, to: list[str]) -> dict[str, Any]:
-    """The outbox payload of a report e-mail (notifiers.send_email)."""
+def report_email(
+    data: Mapping[str, Any], title: str, pdf: bytes, to: list[str], sender: str = ""
+) -> dict[str, Any]:
+    """The outbox payload of a report e-mail (notifiers.send_email), signed with the
+    partner's brand (`sender`), never the product's name."""
     a = data["availability"]
     pct = "not measured" if a["pct"] is None else f"{a['pct']:.3f} %"
     month = datetime.fromtimestamp(data["since"], zone(data["timezone"])).strftime("%Y-%m")
@@ -647,6 +650,8 @@ def report_email(data: Mapping[str, Any], title: str, pdf: bytes, to: list[str])
         f"({a['measured_h']:.0f} h measured, {a['not_measured_h']:.0f} h not measured).\n"
         f"The full report is attached ({name}).\n"
     )
+    if sender:
+        text += f"\n-- \n{sender}\n"
     attachment = {"filename": name, "data_b64": base64.b64encode(pdf).decode()}
     return {"event": "report", "to": list(to), "subject": title, "text": text,
             "attachment": attachment}  # fmt: skip
@@ -680,7 +685,9 @@ def send_monthly(store: Any, now: float) -> int:
             with store.write() as conn:
                 rid = store_report(conn, data, html, "monthly", now, pdf, to)
                 if ch is not None and to:
-                    payload = report_email(data, title_of(data), pdf, to)
+                    signed = _brand(conn, s["partner_id"])
+                    sender = " · ".join(x for x in (signed["name"], signed.get("support")) if x)
+                    payload = report_email(data, title_of(data), pdf, to, sender)
                     conn.execute(outbox_table.insert().values(
                         channel=ch.name, partner_id=s["partner_id"], payload=payload,
                         created_at=now, next_attempt_at=now, attempts=0, last_error="",

@@ -339,7 +339,10 @@ def test_monthly_report_made_once_and_emailed_with_the_pdf(world):
     assert rcpts == sched["recipients"]
     assert msg["Subject"].strip().startswith("SLA and quality report: rep-customer, ")
     want = _expected(world["gen"], world["since"], world["until"])
-    assert f"{want['pct']:.3f} %" in msg.get_body(("plain",)).get_content()
+    body = msg.get_body(("plain",)).get_content()
+    assert f"{want['pct']:.3f} %" in body
+    signed = t.partner.get("/api/v1/brand").json()["name"]  # the partner's brand signs it
+    assert body.rstrip().endswith(signed) and "qos-scout" not in body.lower()
     [att] = list(msg.iter_attachments())
     assert att.get_filename() == f"sla-report-{world['month']}.pdf"
     assert att.get_content().startswith(b"%PDF")
