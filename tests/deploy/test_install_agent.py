@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,17 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "statedir": base / "state",
         "unitdir": base / "units",
     }
-    argv = ["sh", str(ROOT / "deploy/install-agent.sh"), "--source", str(ROOT)]
+    # From a copy of the tree: pip builds the wheel inside its source (build/), and the
+    # checkout is shared with everything else running (a full run saw two builds collide).
+    source = base / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "node_modules"
+        ),
+    )
+    argv = ["sh", str(source / "deploy/install-agent.sh"), "--source", str(source)]
     for key, path in paths.items():
         argv += [f"--{key}", str(path)]
     argv += ["--user", getpass.getuser()]
