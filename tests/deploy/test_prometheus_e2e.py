@@ -220,14 +220,17 @@ def prometheus_url(
         def scraped_enough() -> bool:
             # rate() over the dashboards' windows needs several samples of each series.
             try:
-                r = httpx.get(
+                answer = httpx.get(
                     f"{url}/api/v1/query",
                     params={"query": 'count_over_time(up{job="qos-scout-collector"}[1m])'},
                     timeout=5,
-                ).json()
+                )
             except httpx.HTTPError:
                 assert proc.poll() is None, f"{backend} exited: see {work}/{backend}.log"
                 return False
+            if answer.status_code != 200:  # still starting: "Service Unavailable", not JSON
+                return False
+            r = answer.json()
             res = r["data"]["result"]
             want = 1 if backend == "prometheus" else 2
             return len(res) == want and all(float(x["value"][1]) >= 5 for x in res)
