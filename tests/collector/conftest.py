@@ -54,16 +54,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
         yield f"sqlite:///{tmp_path}/collector.sqlite3"
         return
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    try:
-        yield cluster.url(name)
-    finally:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+    with cluster.database("t", TEMPLATE_DB) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -9,7 +10,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import sqlalchemy as sa
 
 
 def pg_bin() -> Path | None:
@@ -70,6 +75,23 @@ class PgCluster:
 
     def url(self, db: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{db}"
+
+    @contextlib.contextmanager
+    def database(self, prefix: str, template: str | None = None) -> Iterator[str]:
+        """A fresh database of its own (a copy of `template` when named), its URL while the
+        block runs; dropped after, whoever is still connected."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        admin = sa.create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.exec_driver_sql(
+                f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")
+            )
+        try:
+            yield self.url(name)
+        finally:
+            with admin.connect() as c:
+                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.dispose()
 
     def stop(self) -> None:
         try:

@@ -267,16 +267,8 @@ def blank_url(request, tmp_path, db_url):
         yield f"sqlite:///{tmp_path}/blank.sqlite3"
         return
     cluster = request.getfixturevalue("pg_cluster")
-    name = "b_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield cluster.url(name)
-    finally:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+    with cluster.database("b") as url:
+        yield url
 
 
 SITE, AGENT = str(uuid.uuid4()), str(uuid.uuid4())

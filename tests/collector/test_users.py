@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from cryptography.fernet import Fernet
 from fastapi.routing import APIRoute
@@ -80,16 +79,8 @@ def _db(request: pytest.FixtureRequest, tmp: Any) -> Iterator[str]:
         yield f"sqlite:///{tmp}/collector.sqlite3"
         return
     cluster = request.getfixturevalue("pg_cluster")
-    name = "u_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    try:
-        yield cluster.url(name)
-    finally:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+    with cluster.database("u", TEMPLATE_DB) as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
