@@ -27,6 +27,7 @@ class Message:
     link: str = ""
     sender: str = ""  # whose message (the partner's name; their brand later)
     site: str = ""
+    delivery: str = ""  # the outbox row: the same on every attempt of one delivery
 
 
 def ticket_link(portal_url: str, ticket_id: str) -> str:
@@ -57,8 +58,11 @@ def evidence_summary(evidence: dict[str, Any], limit: int = 5) -> str:
     return "\n".join(lines)
 
 
-def build_message(payload: dict[str, Any], sender: str, portal_url: str) -> Message:
-    """The message of one ticket event (an outbox payload, see tickets._notify)."""
+def build_message(
+    payload: dict[str, Any], sender: str, portal_url: str, delivery: str = ""
+) -> Message:
+    """The message of one ticket event (an outbox payload, see tickets._notify). A chat
+    message shows its `delivery` id: a repeat after a lost answer carries the same one."""
     t = payload.get("ticket", {})
     event = str(payload.get("event", ""))
     tid = str(t.get("id", ""))
@@ -78,8 +82,10 @@ def build_message(payload: dict[str, Any], sender: str, portal_url: str) -> Mess
     ]  # fmt: skip
     if t.get("reopen_count"):
         facts.append(("Reopened", f"{t['reopen_count']} times"))
+    if delivery:
+        facts.append(("Delivery", delivery))
     return Message(
         event=event, ticket_id=tid, severity=str(t.get("severity", "")), title=title[:250],
         text="\n\n".join(parts), facts=facts, link=link, sender=sender,
-        site=str(t.get("site", "")),
+        site=str(t.get("site", "")), delivery=delivery,
     )  # fmt: skip

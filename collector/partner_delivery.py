@@ -43,16 +43,17 @@ def _load(store: Store, box: SecretBox | None, channel_id: str) -> tuple[Any, di
 
 def deliver_partner(
     store: Store, config: CollectorConfig, box: SecretBox | None, channel_id: str,
-    payload: dict[str, Any], clock: Any,
+    payload: dict[str, Any], clock: Any, delivery: str = "",
 ) -> str:  # fmt: skip
-    """Deliver one ticket event; returns "sent" or "skipped" (channel deleted or
-    disabled since the row was written). DeliveryError: the outbox retries."""
+    """Deliver one ticket event (outbox row `delivery`); returns "sent" or "skipped"
+    (channel deleted or disabled since the row was written). DeliveryError: the outbox
+    retries."""
     if box is None:
         raise DeliveryError("no master key configured: the channel's credentials are sealed")
     row, cfg, sender = _load(store, box, channel_id)
     if row is None or not row.enabled:
         return "skipped"
-    m = build_message(payload, sender, config.channels.portal_url)
+    m = build_message(payload, sender, config.channels.portal_url, delivery)
     with Egress(config.channels) as eg:
         if row.type in CHAT:
             CHAT[row.type](eg, cfg, m)

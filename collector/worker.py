@@ -52,7 +52,7 @@ def deliver_due(st: AppState) -> int:
             return i
         try:
             if partner_ch is not None:
-                deliver_partner(st.store, cfg, box, partner_ch, row.payload, st.clock)
+                deliver_partner(st.store, cfg, box, partner_ch, row.payload, st.clock, str(row.id))
             elif ch is None:
                 raise DeliveryError(f"channel {row.channel!r} is no longer configured")
             else:

@@ -22,7 +22,9 @@ from cryptography.fernet import Fernet
 from collector.schema import external_tickets, outbox, partner_channels
 from collector.worker import deliver_due
 from tests.collector.conftest import LiveServer, icmp, new_tenant
-from tests.collector.fakes.psa import ConnectWiseFake
+from tests.collector.fakes.base import Fake
+from tests.collector.fakes.chat import PagerDutyFake, SlackFake, TeamsFake
+from tests.collector.fakes.psa import AutotaskFake, ConnectWiseFake, HaloFake
 from tests.collector.peers import start_collector, wait_for
 from tests.collector.pg import free_port
 
@@ -193,69 +195,163 @@ def test_without_a_master_key_no_credentials_are_stored(make_store, serve):
 
 # One backend (the one replicas share) keeps the suite's time; the storage it relies on is
 # run on both above.
+ROUTING_KEY = "R0UT1NGKEY0123456789ABCDEFGHIJKL"
+SERVICES = ("connectwise", "autotask", "halo", "teams", "slack", "pagerduty")
+
+
+def _service(kind: str) -> tuple[Fake, dict[str, object], dict[str, object] | None]:
+    """The contract fake of a service, the channel that reaches it, the PSA mapping."""
+    if kind == "connectwise":
+        cw = ConnectWiseFake("qscorp", "pubkey-1", "privkey-1", "cid-1")
+        return cw, _cw(cw), {"company": "ACME-CORP"}
+    if kind == "autotask":
+        at = AutotaskFake("api@acme.example", "INTCODE", "s3cret")
+        return at, {"type": "autotask", "name": "at", "zone_url": at.zone_url,
+                    "username": "api@acme.example", "integration_code": "INTCODE",
+                    "secret": "s3cret", "queue_id": 8}, {"company_id": 174}  # fmt: skip
+    if kind == "halo":
+        h = HaloFake("halo-client", "halo-secret")
+        return h, {"type": "halo", "name": "halo", "api_url": h.url, "auth_url": f"{h.url}/auth",
+                   "client_id": "halo-client", "client_secret": "halo-secret",
+                   "status_closed": 9}, {"client_id": 12, "site_id": 34}  # fmt: skip
+    if kind == "pagerduty":
+        pd = PagerDutyFake(ROUTING_KEY)
+        return pd, {"type": "pagerduty", "name": "pd", "url": pd.enqueue,
+                    "routing_key": ROUTING_KEY}, None  # fmt: skip
+    hook = TeamsFake() if kind == "teams" else SlackFake()
+    return hook, {"type": kind, "name": kind, "url": hook.hook}, None
+
+
+def _chat(fake: Fake) -> list[tuple[str, str]]:
+    """(event word, delivery id) of each Teams card or Slack message received, in order."""
+    out = []
+    if isinstance(fake, TeamsFake):
+        for c in fake.cards:
+            facts = {f["title"]: f["value"] for f in c["body"][2]["facts"]}
+            out.append((c["body"][0]["text"].rsplit("— ", 1)[1].split()[0], facts["Delivery"]))
+    else:
+        assert isinstance(fake, SlackFake)
+        for m in fake.messages:
+            fields = dict(f["text"].split("\n", 1) for f in m["blocks"][2]["fields"])
+            word = m["blocks"][0]["text"]["text"].rsplit("— ", 1)[1].split()[0]
+            out.append((word, fields["*Delivery*"]))
+    return out
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_collector_killed_between_create_and_answer_loses_and_doubles_nothing(
     db_url, tmp_path, make_store
 ):
-    """A real collector process is SIGKILLed while the PSA holds the create's answer; the
-    next one finds the outbox row due again, searches the PSA by the ticket's reference,
-    finds the ticket made and carries on with notes and the close on that one ticket."""
-    fake = ConnectWiseFake("qscorp", "pubkey-1", "privkey-1", "cid-1")
+    """For each service in turn, a real collector process is SIGKILLed while the service
+    holds the answer to the create (the PSA ticket, the chat message, the PagerDuty
+    trigger); the next process finds the outbox row due again. A PSA is searched by the
+    ticket's reference and the ticket made is found, never made twice; PagerDuty takes the
+    repeated trigger into its one incident (dedup key); Teams and Slack, which cannot tell
+    a repeat, get the in-flight message once more with the same delivery id and nothing
+    else twice. Then the comment and the resolve reach every service once."""
     cfg = {
         "db": db_url, "rules": RULES, "log_level": "warning",
         "outbox": {"poll_interval_s": 0.1, "retry_base_s": 0.2, "retry_max_s": 0.5,
-                   "lease_s": 5},
+                   "lease_s": 2.5},
         "channels": {"master_keys": [Fernet.generate_key().decode()],
-                     "allow_hosts": ["127.0.0.1"], "timeout_s": 4},
+                     "allow_hosts": ["127.0.0.1"], "timeout_s": 2},
     }  # fmt: skip
     cfg_path = Path(tmp_path) / "collector.yml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     port = free_port()
+    fakes: dict[str, Fake] = {}
     proc = start_collector(port, "--config", str(cfg_path))
     try:
         store = make_store()
         srv = LiveServer.__new__(LiveServer)
         srv.store, srv.url = store, f"http://127.0.0.1:{port}"
-        t = new_tenant(srv, "acme")
-        ch = t.partner.post("/api/v1/channels", json=_cw(fake)).json()
-        t.partner.put(f"/api/v1/channels/{ch['id']}/mappings/{t.customer_id}",
-                      json={"company": "ACME-CORP"})  # fmt: skip
-        fake.hang_next_create = True
-        t.post(icmp(300))
-        wait_for(lambda: fake.tickets, what="the create to reach the PSA")
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        fake.released.set()
+        tenants = {}
+        for kind in SERVICES:  # a partner each: every ticket reaches one service
+            t = tenants[kind] = new_tenant(srv, f"p-{kind}")
+            fake, body, mapping = _service(kind)
+            fakes[kind] = fake
+            ch = t.partner.post("/api/v1/channels", json=body)
+            assert ch.status_code == 201, ch.text
+            if mapping:
+                r = t.partner.put(f"/api/v1/channels/{ch.json()['id']}/mappings/{t.customer_id}",
+                                  json=mapping)  # fmt: skip
+                assert r.status_code == 200, r.text
+            fake.hang_next_create = True
+        for t in tenants.values():
+            t.post(icmp(300))
 
-        def rows() -> list[tuple[str, int]]:  # a fresh connection each time
+        def held() -> list[str]:  # a create made, its answer held (the fake flips the flag)
+            return [
+                k for k, f in fakes.items() if not f.hang_next_create and not f.released.is_set()
+            ]
+
+        for _ in SERVICES:  # one row after the other: each delivery dies mid-create
+            [kind] = wait_for(held, 30, "a create held by its service")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            fakes[kind].released.set()
+            proc = start_collector(port, "--config", str(cfg_path))
+
+        def rows() -> list[str]:  # a fresh connection each time
             with store.read() as c:
-                return [(r.state, r.attempts) for r in c.execute(sa.select(outbox))]
+                return [r.state for r in c.execute(sa.select(outbox))]
 
-        def link() -> tuple[str, str] | None:
-            with store.read() as c:
-                r = c.execute(sa.select(external_tickets)).first()
-            return (r.state, r.external_id) if r else None
-
-        assert link() in (("creating", ""), ("open", str(next(iter(fake.tickets)))))
-        assert [s for s, _ in rows()] == ["pending"]
-        proc = start_collector(port, "--config", str(cfg_path))
-        ext = str(next(iter(fake.tickets)))
-        wait_for(lambda: link() == ("open", ext), 30, "the PSA ticket found again")
-        tid = t.partner.get("/api/v1/tickets").json()[0]["id"]
-        t.partner.post(f"/api/v1/tickets/{tid}/comments", json={"message": "on it"})
-        t.post(icmp(10))
-        wait_for(lambda: all(s == "sent" for s, _ in rows()) and len(rows()) == 3, 30,
-                 "the comment and the resolve delivered")  # fmt: skip
-        assert len(fake.tickets) == 1
-        assert fake.ok_calls() == [
-            ("GET", "/v4_6_release/apis/3.0/service/tickets"),
+        wait_for(lambda: rows() == ["sent"] * len(SERVICES), 30, "every create delivered")
+        for t in tenants.values():
+            tid = t.partner.get("/api/v1/tickets").json()[0]["id"]
+            t.partner.post(f"/api/v1/tickets/{tid}/comments", json={"message": "on it"})
+            t.post(icmp(10))
+        wait_for(lambda: rows() == ["sent"] * 3 * len(SERVICES), 30,
+                 "the comments and the resolves delivered")  # fmt: skip
+        with store.read() as c:
+            links = {r.channel_id: (r.state, r.external_id) for r in c.execute(
+                sa.select(external_tickets))}  # fmt: skip
+        for kind, fake in fakes.items():
+            assert fake.refusals == [], (kind, fake.refusals)
+            assert [c.status for c in fake.calls].count(-1) == 1, kind  # the held create
+        cw = fakes["connectwise"]
+        assert isinstance(cw, ConnectWiseFake) and len(cw.tickets) == 1
+        ext = next(iter(cw.tickets))
+        assert cw.ok_calls() == [
+            ("GET", "/v4_6_release/apis/3.0/service/tickets"),  # the search after the restart
             ("POST", f"/v4_6_release/apis/3.0/service/tickets/{ext}/notes"),
             ("POST", f"/v4_6_release/apis/3.0/service/tickets/{ext}/notes"),
             ("PATCH", f"/v4_6_release/apis/3.0/service/tickets/{ext}"),
         ]
-        assert fake.tickets[int(ext)]["status"] == {"name": "Closed"}
-        assert link() == ("closed", ext)
+        assert cw.tickets[ext]["status"] == {"name": "Closed"}
+        at = fakes["autotask"]
+        assert isinstance(at, AutotaskFake) and len(at.tickets) == 1
+        ext_at = next(iter(at.tickets))
+        assert [c for c in at.ok_calls() if "zoneInformation" not in c[1]] == [
+            ("GET", "/atservicesrest/V1.0/Tickets/query"),
+            ("POST", f"/atservicesrest/V1.0/Tickets/{ext_at}/Notes"),
+            ("POST", f"/atservicesrest/V1.0/Tickets/{ext_at}/Notes"),
+            ("PATCH", "/atservicesrest/V1.0/Tickets"),
+        ]
+        assert at.tickets[ext_at]["status"] == 5 and len(at.notes[ext_at]) == 2
+        halo = fakes["halo"]
+        assert isinstance(halo, HaloFake) and len(halo.tickets) == 1
+        ext_h = next(iter(halo.tickets))
+        assert [c for c in halo.ok_calls() if c[1] != "/auth/token"] == [
+            ("GET", "/api/Tickets"), ("POST", "/api/Actions"), ("POST", "/api/Actions"),
+            ("POST", "/api/Tickets"),
+        ]  # fmt: skip
+        assert halo.tickets[ext_h]["status_id"] == 9 and len(halo.actions[ext_h]) == 2
+        assert sorted(links.values()) == sorted(
+            [("closed", str(ext)), ("closed", str(ext_at)), ("closed", str(ext_h))]
+        )
+        for kind in ("teams", "slack"):
+            got = _chat(fakes[kind])
+            # At least once: the message in flight twice, with one delivery id; the rest once.
+            assert [w for w, _ in got] == ["opened", "opened", "commented", "resolved"], kind
+            assert got[0][1] == got[1][1] and len({d for _, d in got}) == 3, got
+        pd = fakes["pagerduty"]
+        assert isinstance(pd, PagerDutyFake)
+        assert [c.json()["event_action"] for c in pd.calls] == ["trigger", "trigger", "resolve"]
+        [incident] = pd.incidents.values()  # the repeated trigger joined the one incident
+        assert pd.opened == 1 and incident == {"number": 1, "status": "resolved", "alerts": 2}
     finally:
         proc.terminate()
         proc.wait(10)
-        fake.close()
+        for fake in fakes.values():
+            fake.close()

@@ -47,6 +47,8 @@ class Fake:
         self.refusals: list[tuple[Call, str]] = []
         self.lock = threading.Lock()
         self.released = threading.Event()
+        self.drop_next_create = False  # the next create is done, its answer lost
+        self.hang_next_create = False  # ... done, its answer held until `released`
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -98,6 +100,16 @@ class Fake:
 
     def handle(self, call: Call) -> tuple[int, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def created(self) -> None:
+        """Called by `handle` once a create (a PSA ticket, a chat message, a PagerDuty
+        trigger) is made: loses or holds its answer when the test asked for it."""
+        if self.drop_next_create:
+            self.drop_next_create = False
+            raise Drop()
+        if self.hang_next_create:
+            self.hang_next_create = False
+            raise Hang()
 
     def close(self) -> None:
         self.released.set()

@@ -37,6 +37,7 @@ class TeamsFake(Fake):
         if not card.get("body"):
             raise Refused(400, "the card has no body")
         self.cards.append(card)
+        self.created()
         return 202, b""
 
 
@@ -70,6 +71,7 @@ class SlackFake(Fake):
             ):
                 raise Refused(400, "invalid_blocks")
         self.messages.append(msg)
+        self.created()
         return 200, b"ok"
 
 
@@ -107,6 +109,7 @@ class PagerDutyFake(Fake):
                     "number": self.opened, "status": "triggered", "alerts": 0,
                 }  # fmt: skip
             cur["alerts"] += 1
+            self.created()
         elif action in ("acknowledge", "resolve"):
             if not key:
                 raise Refused(400, "dedup_key is required to acknowledge or resolve")

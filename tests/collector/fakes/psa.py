@@ -13,7 +13,7 @@ import secrets
 import time
 from typing import Any
 
-from tests.collector.fakes.base import Call, Drop, Fake, Hang, Refused, json_body, need
+from tests.collector.fakes.base import Call, Fake, Refused, json_body, need
 
 
 class ConnectWiseFake(Fake):
@@ -26,8 +26,6 @@ class ConnectWiseFake(Fake):
         self.companies = {"ACME-CORP"}
         self.tickets: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, list[str]] = {}
-        self.drop_next_create = False
-        self.hang_next_create = False
         super().__init__()
 
     @property
@@ -61,12 +59,7 @@ class ConnectWiseFake(Fake):
             tid = len(self.tickets) + 1001
             self.tickets[tid] = {**t, "id": tid, "status": {"name": status}}
             self.notes[tid] = []
-            if self.drop_next_create:
-                self.drop_next_create = False
-                raise Drop()
-            if self.hang_next_create:
-                self.hang_next_create = False
-                raise Hang()
+            self.created()
             return 201, self.tickets[tid]
         m = re.fullmatch(r"/service/tickets/(\d+)(/notes)?", path)
         if m is None or int(m.group(1)) not in self.tickets:
@@ -143,6 +136,7 @@ class AutotaskFake(Fake):
             tid = len(self.tickets) + 7001
             self.tickets[tid] = {k: t.get(k) for k in self.FIELDS} | {"id": tid}
             self.notes[tid] = []
+            self.created()
             return 200, {"itemId": tid}
         if path == "/Tickets" and call.method in ("PATCH", "PUT"):
             t = json_body(call)
@@ -233,6 +227,7 @@ class HaloFake(Fake):
         tid = len(self.tickets) + 501
         self.tickets[tid] = {**t, "id": tid, "status_id": 1}
         self.actions[tid] = []
+        self.created()
         return 201, self.tickets[tid]
 
     def _action(self, a: Any) -> tuple[int, Any]:
