@@ -17,6 +17,12 @@ from tests.collector.fakes.base import Call, Fake, Refused, json_body, need
 
 
 class ConnectWiseFake(Fake):
+    """Checked against ConnectWise PSA's developer guide (REST API 3.0): Basic
+    company+publicKey:privateKey and the `clientId` header on every call; GET
+    service/tickets takes `conditions` in its `field="value"` syntax (here only
+    externalXRef, what the client searches by); notes under service/tickets/{id}/notes;
+    PATCH takes JSON-patch operations."""
+
     PREFIX = "/v4_6_release/apis/3.0"
 
     def __init__(self, company: str, public: str, private: str, client_id: str) -> None:
@@ -92,6 +98,14 @@ class ConnectWiseFake(Fake):
 
 
 class AutotaskFake(Fake):
+    """Checked against Autotask's REST API help (developer help, APIs > REST > Entities):
+    "Tickets" (TicketsEntity.htm: Tickets/query GET and POST, Tickets POST, PUT and PATCH;
+    TicketNotes among its children, so a note is created under its ticket) and
+    "TicketNotes" (TicketNotesEntity.htm: a title only where the ticket category's "Require
+    titles on ticket notes" is on, which this fake models as on); zone discovery from
+    "Autotask REST API zone information" (zoneInformation?user=, answering the zone's url).
+    Field lengths are those of the entities' field tables."""
+
     FIELDS = ("companyID", "title", "description", "status", "priority", "queueID", "externalID")
 
     def __init__(self, username: str, code: str, secret: str) -> None:
@@ -129,6 +143,8 @@ class AutotaskFake(Fake):
         if path == "/Tickets" and call.method == "POST":
             t = json_body(call)
             need(t, "companyID", "title", "status", "priority")
+            if len(t["title"]) > 255 or len(t.get("description") or "") > 8000:
+                raise Refused(400, "title is limited to 255 characters, description to 8000")
             if "id" in t:
                 raise Refused(400, "POST creates: no id")
             if t["companyID"] not in self.companies:
@@ -158,13 +174,21 @@ class AutotaskFake(Fake):
             if tid not in self.tickets:
                 raise Refused(404, f"ticket {tid} not found")
             n = json_body(call)
-            need(n, "description", "noteType", "publish")
+            need(n, "title", "description", "noteType", "publish")
+            if len(n["title"]) > 250 or len(n["description"]) > 32000:
+                raise Refused(400, "title is limited to 250 characters, description to 32000")
             self.notes[tid].append(n)
             return 200, {"itemId": len(self.notes[tid])}
         raise Refused(404, f"no such resource {call.method} {path}")
 
 
 class HaloFake(Fake):
+    """Checked against HaloPSA's API documentation: a token from the authorisation server
+    (POST {auth}/token, a form with grant_type=client_credentials, client_id,
+    client_secret and scope; ?tenant= for hosted instances), then the resource server's
+    /api/Tickets and /api/Actions taking arrays of objects (POST with `id` updates);
+    GET /api/Tickets?search= searches the summary."""
+
     def __init__(self, client_id: str, client_secret: str, ttl_s: float = 3600) -> None:
         self.client_id, self.client_secret, self.ttl_s = client_id, client_secret, ttl_s
         self.tokens: dict[str, float] = {}
