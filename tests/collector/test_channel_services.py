@@ -5,6 +5,7 @@ delivery driven by hand) serves the module; each service has a partner of its ow
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,11 +13,12 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from collector.channels import SECRET_FIELDS
 from collector.config import CollectorConfig
 from collector.outbox import pending_count
 from collector.store import Store
 from collector.worker import deliver_due
-from tests.collector.conftest import SCRAPE_TOKEN, LiveServer, Tenant, icmp, new_tenant
+from tests.collector.conftest import SCRAPE_TOKEN, LiveServer, Tenant, icmp, new_tenant, web_login
 from tests.collector.fakes.chat import PagerDutyFake, SlackFake, TeamsFake
 from tests.collector.fakes.psa import AutotaskFake, ConnectWiseFake, HaloFake
 from tests.collector.test_web_security import _hidden, _login
@@ -221,3 +223,125 @@ def test_pagerduty_one_dedup_key_trigger_resolve_retrigger(srv):
     finally:
         pd.close()
         late.close()
+
+
+# -- the channel forms of the support pages ----------------------------------------------
+
+FORMS: dict[str, dict[str, str]] = {
+    "connectwise": {"url": "https://api-eu.myconnectwise.net/v4_6_release/apis/3.0",
+                    "company": "qscorp", "client_id": "cid-1", "public_key": "pk-1",
+                    "private_key": "sk-1", "board": "Voice"},
+    "autotask": {"username": "api@acme.example", "integration_code": "INT-1",
+                 "secret": "sk-2", "queue_id": "8"},
+    "halo": {"api_url": "https://acme.halopsa.com", "auth_url": "https://acme.halopsa.com/auth",
+             "client_id": "halo-1", "client_secret": "sk-3"},
+    "teams": {"url": "https://prod.example.logic.azure.com/workflows/x?sig=sk-4"},
+    "slack": {"url": "https://hooks.slack.com/services/T/B/sk-5"},
+    "pagerduty": {"routing_key": ROUTING_KEY},
+}  # fmt: skip
+
+
+def _secrets(srv: LiveServer, cid: str) -> dict[str, Any]:
+    from collector import channels
+    from collector.secretbox import SecretBox
+
+    with srv.store.read() as c:
+        loaded = channels.load_for_delivery(
+            c, SecretBox.from_config(srv.store.config.channels), cid
+        )
+    assert loaded is not None
+    return loaded[1]
+
+
+def test_channel_forms_create_edit_map_and_delete_each_type(srv):
+    t = new_tenant(srv, "form-partner")
+    ui = web_login(srv, str(t.partner.headers["Authorization"]).removeprefix("Bearer "))
+    made = {}
+    for kind, fields in FORMS.items():
+        page = ui.get("/ui/channels/new", params={"type": kind})
+        assert page.status_code == 200, page.text
+        form = _hidden(page.text, "/ui/channels")
+        r = ui.post("/ui/channels", data={**form, "name": f"my {kind}", "enabled": "1", **fields})
+        assert r.status_code == 303, r.text
+        cid = made[kind] = r.headers["location"].split("/")[-1].split("?")[0]
+        shown = t.partner.get(f"/api/v1/channels/{cid}").json()
+        assert shown["type"] == kind and shown["enabled"] is True, shown
+        opened = _secrets(srv, cid)
+        for k, v in fields.items():  # what was typed is what the API has (ints as ints)
+            assert str(opened[k]) == v, (kind, k)
+            if k in SECRET_FIELDS[kind]:
+                assert shown[k] == "********"
+        page = ui.get(f"/ui/channels/{cid}").text
+        for k in SECRET_FIELDS[kind]:
+            assert fields[k] not in page  # never shown back, only "set"
+            assert re.search(rf'<label for="f-{k}">[^<]*\(set\)</label>', page), (kind, k)
+    # Edit: a blank credential keeps its value; routing, enabled and settings change.
+    at = made["autotask"]
+    form = _hidden(ui.get(f"/ui/channels/{at}").text, f"/ui/channels/{at}")
+    r = ui.post(f"/ui/channels/{at}", data={
+        **form, "name": "autotask main", "username": "api2@acme.example", "queue_id": "",
+        "sev_critical": "1", f"cust_{t.customer_id}": "1", "rules": "rtt, mos",
+    })  # fmt: skip
+    assert r.status_code == 303, r.text
+    shown = t.partner.get(f"/api/v1/channels/{at}").json()
+    assert shown["name"] == "autotask main" and shown["enabled"] is False
+    assert shown["queue_id"] is None and shown["username"] == "api2@acme.example"
+    assert shown["routing"] == {"severities": ["critical"], "customers": [t.customer_id],
+                                "rules": ["rtt", "mos"]}  # fmt: skip
+    assert _secrets(srv, at)["secret"] == "sk-2"
+    # A bad field: the form again, the API's reason next to it, the valid fields kept.
+    page = ui.get("/ui/channels/new", params={"type": "slack"}).text
+    bad = ui.post("/ui/channels", data={**_hidden(page, "/ui/channels"), "name": "kept name",
+                                        "url": "http://hooks.slack.com/x"})  # fmt: skip
+    api = t.partner.post("/api/v1/channels", json={"type": "slack", "name": "kept name",
+                                                   "url": "http://hooks.slack.com/x"})  # fmt: skip
+    assert bad.status_code == api.status_code == 422
+    reason = api.json()["detail"]
+    assert f'<p class="field-error" id="err-url">{reason}</p>' in bad.text.replace("&#39;", "'")
+    assert 'value="kept name"' in bad.text
+    page = ui.get("/ui/channels/new", params={"type": "halo"}).text
+    bad = ui.post("/ui/channels", data={**_hidden(page, "/ui/channels"), "name": "h2",
+                                        "api_url": "https://h.example"})  # fmt: skip
+    assert bad.status_code == 422 and 'id="err-auth_url">Field required' in bad.text
+    assert 'value="https://h.example"' in bad.text
+    # The PSA mapping: saved for the site, shown, removed.
+    page = ui.get(f"/ui/channels/{at}").text
+    r = ui.post(f"/ui/channels/{at}/mappings", data={
+        **_hidden(page, f"/ui/channels/{at}/mappings"), "scope_id": t.site_id,
+        "company_id": "174", "queue_id": "",
+    })  # fmt: skip
+    assert r.status_code == 303, r.text
+    assert [m["values"] for m in t.partner.get(f"/api/v1/channels/{at}/mappings").json()] == [
+        {"company_id": 174}
+    ]
+    page = ui.get(f"/ui/channels/{at}").text
+    assert "company_id 174" in page
+    bad = ui.post(f"/ui/channels/{at}/mappings", data={
+        **_hidden(page, f"/ui/channels/{at}/mappings"), "scope_id": t.site_id,
+        "company_id": "x",
+    })  # fmt: skip
+    assert bad.status_code == 422 and "company_id" in bad.text
+    action = f"/ui/channels/{at}/mappings/{t.site_id}/delete"
+    assert ui.post(action, data=_hidden(page, action)).status_code == 303
+    assert t.partner.get(f"/api/v1/channels/{at}/mappings").json() == []
+    # Another partner's admin: not found; a technician and a customer viewer: refused.
+    other = new_tenant(srv, "form-other")
+    oui = web_login(srv, str(other.partner.headers["Authorization"]).removeprefix("Bearer "))
+    tok = _hidden(oui.get("/ui/channels/new", params={"type": "slack"}).text, "/ui/channels")
+    assert oui.get(f"/ui/channels/{at}").status_code == 404
+    for path in (f"/ui/channels/{at}", f"/ui/channels/{at}/delete", f"/ui/channels/{at}/mappings",
+                 f"/ui/channels/{at}/test"):  # fmt: skip
+        assert oui.post(path, data={**tok, "name": "x"}).status_code == 404, path
+    key = str(t.partner.headers["Authorization"]).removeprefix("Bearer ")
+    for role, cust in (("technician", None), ("customer", t.customer_id)):
+        rui = web_login(srv, key, role, cust)
+        assert rui.get(f"/ui/channels/{at}").status_code == 403, role
+        assert rui.get("/ui/channels/new", params={"type": "slack"}).status_code == 403, role
+        r = rui.post("/ui/channels", data={**tok, "type": "slack", **FORMS["slack"]})
+        assert r.status_code == 403, role
+    assert len(t.partner.get("/api/v1/channels").json()) == len(FORMS)
+    # Delete.
+    page = ui.get(f"/ui/channels/{at}").text
+    r = ui.post(f"/ui/channels/{at}/delete", data=_hidden(page, f"/ui/channels/{at}/delete"))
+    assert r.status_code == 303 and "deleted" in r.headers["location"]
+    assert t.partner.get(f"/api/v1/channels/{at}").status_code == 404
