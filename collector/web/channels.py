@@ -77,6 +77,8 @@ def _fields(
         info = MODELS[kind].model_fields[name]
         secret = name in SECRET_FIELDS[kind]
         value = values.get(name)
+        if value is None and name not in values and not info.is_required():
+            value = info.default  # a new form shows what a field left alone means
         out.append({
             "name": name, "label": LABELS.get(name, name.replace("_", " ").capitalize()),
             "kind": "password" if secret else "number" if _is_int(kind, name) else "text",

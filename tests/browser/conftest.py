@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from cryptography.fernet import Fernet
 
 from collector.config import CollectorConfig
 from collector.store import Store
@@ -108,6 +109,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
         CollectorConfig(
             db=f"sqlite:///{db}", metrics={"token": SCRAPE_TOKEN},
             mail={"host": "127.0.0.1", "port": port, "from": "portal@example.net"},
+            channels={"master_keys": [Fernet.generate_key().decode()]},
         )
     )  # fmt: skip
     store.migrate()

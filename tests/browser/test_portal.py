@@ -110,3 +110,36 @@ def test_admin_invites_and_brands_customer_viewer_sees_only_their_sites(portal: 
     portal.check(viewer, "8-not-found")
     viewer.close()
     assert len(portal.visited) == 13
+
+
+def test_admin_sets_up_an_autotask_channel_with_a_form(portal: Portal) -> None:
+    """The channel form, its error state (a field the server refuses, named next to it)
+    and the channel's page with its mapping form: axe finds nothing serious on any."""
+    t = new_tenant(portal.srv, "channels-partner")
+    key = str(t.partner.headers["authorization"]).split()[1]
+    page = portal.new_page()
+    _login(portal, page, *web_user(portal.srv, key, "admin"))
+    page.goto(f"{portal.url}/ui/channels")
+    page.get_by_role("link", name="Autotask").click()
+    page.get_by_role("heading", name="New Autotask channel").wait_for()
+    portal.check(page, "9a-channel-new")
+    page.get_by_label("Name", exact=True).fill("Autotask")
+    page.get_by_label("Zone information URL").fill("http://webservices.autotask.net/zone")
+    page.get_by_label("API user name").fill("api@acme.example")
+    page.get_by_label("API integration code").fill("INTCODE")
+    page.get_by_label("Secret", exact=True).fill("s3cret")
+    page.get_by_role("button", name="Create").click()
+    err = page.locator("#err-zone_url")
+    err.wait_for()
+    assert "must be https://" in err.inner_text()
+    assert page.get_by_label("API user name").input_value() == "api@acme.example"
+    portal.check(page, "9b-channel-error")
+    page.get_by_label("Zone information URL").fill(
+        "https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation"
+    )
+    page.get_by_label("API integration code").fill("INTCODE")
+    page.get_by_label("Secret", exact=True).fill("s3cret")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_text("Channel Autotask created.").wait_for()
+    assert page.get_by_label("Secret (set)").input_value() == ""
+    portal.check(page, "9c-channel-edit")
