@@ -252,7 +252,7 @@ def test_a_collector_killed_between_create_and_answer_loses_and_doubles_nothing(
     cfg = {
         "db": db_url, "rules": RULES, "log_level": "warning",
         "outbox": {"poll_interval_s": 0.1, "retry_base_s": 0.2, "retry_max_s": 0.5,
-                   "lease_s": 2.5},
+                   "lease_s": 3},
         "channels": {"master_keys": [Fernet.generate_key().decode()],
                      "allow_hosts": ["127.0.0.1"], "timeout_s": 2},
     }  # fmt: skip
