@@ -304,6 +304,21 @@ def test_channel_forms_create_edit_map_and_delete_each_type(srv):
                                         "api_url": "https://h.example"})  # fmt: skip
     assert bad.status_code == 422 and 'id="err-auth_url">Field required' in bad.text
     assert 'value="https://h.example"' in bad.text
+    # Odd input anywhere: a 4xx page naming the problem, never a 500.
+    odd = [
+        ("/ui/channels", {"type": "fax"}, "type: choose one of"),
+        ("/ui/channels", {"type": "slack", "name": "n" * 3000, **FORMS["slack"]}, "at most 200"),
+        ("/ui/channels", {"type": "slack", "name": "r", "rules": ",".join(["x"] * 300),
+                          **FORMS["slack"]}, "at most 200 items"),
+        ("/ui/channels", {"type": "autotask", **FORMS["autotask"], "name": "q",
+                          "priority": "high"}, "valid integer"),
+        (f"/ui/channels/{at}", {"name": "", "status_closed": "-1"}, "greater than or equal"),
+        (f"/ui/channels/{at}/mappings", {"scope_id": "nope", "company_id": "1"}, "not found"),
+        (f"/ui/channels/{at}/mappings", {"scope_id": t.site_id}, "name at least one PSA id"),
+    ]  # fmt: skip
+    for path, data, reason in odd:
+        r = ui.post(path, data={**form, **data})  # the session's anti-forgery token
+        assert 400 <= r.status_code < 500 and reason in r.text, (path, r.status_code, r.text[-300:])
     # The PSA mapping: saved for the site, shown, removed.
     page = ui.get(f"/ui/channels/{at}").text
     r = ui.post(f"/ui/channels/{at}/mappings", data={
