@@ -30,6 +30,7 @@ from collector.api import (
     routes_tickets,
     routes_users,
 )
+from collector.api.fastpoll import FastJobPoll
 from collector.api.limits import BodyLimit
 from collector.api.nul import RefuseNul
 from collector.api.scrape import ShardParam, ShardsParam, scrape, shard_of
@@ -68,11 +69,13 @@ def create_app(
     background: bool = True,
     registry: CollectorRegistry | None = None,
     freeze_gc: bool = False,
+    fast_poll: bool = True,
 ) -> FastAPI:
     """Build the app over a migrated store. `background=False` leaves the delivery and
     silent-agent loops to the caller (tests drive them by hand). `freeze_gc=True` (the
     `serve` command: it owns the process) runs `gc_loop`, which keeps the garbage
-    collector's pauses short."""
+    collector's pauses short. `fast_poll=False` leaves every job poll to the FastAPI route
+    (tests compare the two paths)."""
     SecretBox.from_config(store.config.channels)  # a bad master key fails at start
     st = AppState(
         store=store, book=RuleBook(store.config), clock=clock, waker=make_waker(store, clock)
@@ -177,6 +180,8 @@ def create_app(
         check_scrape_token(request, scrape_token)
         return await scrape(app, None, shard_of(shard, shards))
 
+    if fast_poll:  # innermost: the middlewares below apply to it as to every route
+        app.add_middleware(FastJobPoll, state=st, owner=app)
     app.add_middleware(RefuseNul)  # inside the body limit: never reads more than it allows
     app.add_middleware(BodyLimit, limits=store.config.limits)
     app.add_middleware(Security, config=store.config.web, stats=st.stats)

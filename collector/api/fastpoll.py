@@ -1,0 +1,183 @@
+"""The agents' job long poll (`GET /api/v1/agent/jobs`): the wait itself, shared by the
+FastAPI route and `FastJobPoll`, the pure ASGI handler that answers the ordinary poll
+without FastAPI's routing, dependency injection and validation.
+
+An idle fleet's cost is one poll per agent per wait (10,000 agents at 60 s: ~167 polls/s)
+and most of a poll's CPU was the framework around a handler that has nothing to do
+(docs/benchmarks.md, "Long-poll"). `FastJobPoll` sits inside the collector's own
+middlewares (access log, security headers and throttles, body limit, NUL refusal), so
+those apply to it unchanged, and takes a request only when the answer can be nothing but
+the route's: a GET of exactly that path, one `Authorization: Bearer` header whose key is in
+the authentication cache, and `wait`/`spool` written as plain decimals in range. Anything
+else (no key, a key not cached, a malformed or unknown parameter) goes on to the FastAPI
+route, which gives the error bodies (401, 422) and fills the cache, so both paths answer
+alike by construction; `tests/collector/test_fastpoll.py` compares them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote_plus
+
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from collector import jobs
+from collector.errors import CollectorError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PATH = "/api/v1/agent/jobs"
+MAX_WAIT_S = 60.0
+MAX_SPOOL = 1_000_000_000  # the route's `spool` bound (le=)
+# What the fast path parses itself; any other spelling is the route's to judge.
+_WAIT = re.compile(r"(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,6})?")
+_SPOOL = re.compile(r"0|[1-9][0-9]{0,9}")
+EMPTY = b'{"jobs":[]}'
+_EMPTY_HEADERS = [
+    (b"content-length", str(len(EMPTY)).encode()),
+    (b"content-type", b"application/json"),
+]
+
+
+async def wait_for_jobs(
+    st: Any,
+    agent: dict[str, Any],
+    wait: float,
+    spool: int | None,
+    disconnected: Callable[[], Awaitable[bool]],
+) -> list[dict[str, Any]]:
+    """Record the agent's contact (and its spool depth), then answer as soon as a job is
+    queued for its site, or after `wait` s (at most MAX_WAIT_S). A waiting poll queries once
+    when it starts and once when woken (collector/jobwake.py), and at its deadline only if
+    a notification may have been lost. `st` is the app's `AppState`."""
+    wait = max(0.0, min(wait, MAX_WAIT_S))
+    deadline = time.monotonic() + wait
+    site_id = agent["site_id"]
+    st.note_seen(agent["id"], st.clock(), spool)  # `spool`: results it holds unshipped
+
+    def take() -> list[dict[str, Any]]:
+        now = st.clock()
+        with st.store.read() as conn:
+            if not jobs.has_queued(conn, site_id, now):
+                return []
+        with st.store.write() as conn:
+            handed = jobs.take_jobs(conn, agent, now)
+        for _ in handed:
+            st.waker.arm_lease(now + jobs.DISPATCH_LEASE_S, site_id)
+        return handed
+
+    async def look() -> list[dict[str, Any]]:
+        stamp = st.waker.dirty.get(site_id)
+        found: list[dict[str, Any]] = await run_in_threadpool(take)
+        if not found:
+            st.waker.settle(site_id, stamp)
+        return found
+
+    waker = st.waker
+    sub = waker.subscribe(site_id)  # before the first look: a job queued after it wakes
+    try:
+        found: list[dict[str, Any]] = []
+        if waker.must_look(site_id)[0]:
+            found = await look()
+        while not found and not waker.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if not await sub.wait(remaining) and sub.reliable:
+                break  # nothing was queued for the site: no need to look
+            if waker.stopping or await disconnected():
+                break
+            found = await look()
+    finally:
+        sub.close()
+    return found
+
+
+def poll_params(query: bytes) -> tuple[float, int | None] | None:
+    """(wait, spool) of a query string the fast path may answer, else None."""
+    wait, spool = 0.0, None
+    seen: set[bytes] = set()
+    if not query:
+        return wait, spool
+    for part in query.split(b"&"):
+        name, eq, raw = part.partition(b"=")
+        if not eq or name in seen:
+            return None
+        seen.add(name)
+        try:
+            value = unquote_plus(raw.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
+        if name == b"wait" and _WAIT.fullmatch(value):
+            wait = float(value)
+        elif name == b"spool" and _SPOOL.fullmatch(value) and int(value) <= MAX_SPOOL:
+            spool = int(value)
+        else:
+            return None
+    return wait, spool
+
+
+def bearer_key(scope: Scope) -> str | None:
+    """The key of the request's one `Authorization: Bearer` header, else None."""
+    found = None
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            if found is not None:
+                return None
+            found = value
+    if found is None:
+        return None
+    scheme, _, token = found.decode("latin-1").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class FastJobPoll:
+    """Pure ASGI middleware: answer the ordinary job poll itself, pass the rest on."""
+
+    def __init__(self, app: ASGIApp, state: Any, owner: Any = None) -> None:
+        self.app = app
+        self.st = state
+        self.taken = 0  # polls answered here (tests check the fast path was the one used)
+        if owner is not None:
+            owner.state.fast_poll = self
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        params = poll_params(scope.get("query_string", b""))
+        key = bearer_key(scope) if params is not None else None
+        if params is None or key is None:
+            await self.app(scope, receive, send)
+            return
+        st = self.st
+        await st.check_epoch()
+        agent = st.cached_agent(key)
+        if agent is None:
+            await self.app(scope, receive, send)  # the route looks the key up and caches it
+            return
+        self.taken += 1
+        request = Request(scope, receive)
+        try:
+            found = await wait_for_jobs(st, agent, params[0], params[1], request.is_disconnected)
+        except CollectorError as exc:  # as the app's exception handler answers it
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            reply = JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+            await reply(scope, receive, send)
+            return
+        if not found:
+            await send({"type": "http.response.start", "status": 200, "headers": _EMPTY_HEADERS})
+            await send({"type": "http.response.body", "body": EMPTY})
+            return
+        await JSONResponse(jsonable_encoder({"jobs": found}))(scope, receive, send)
