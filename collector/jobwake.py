@@ -56,20 +56,30 @@ class Subscription:
         return self.reliable_at_start and self.generation == self.waker.generation
 
     async def wait(self, within_s: float) -> bool:
-        """True if woken within `within_s` s; re-arms itself for the next wait. The future
-        is the deadline's too (a timer sets it False): no cancellation, no exception and no
-        shielding task per poll (each was garbage for the cyclic collector to find)."""
+        """True if woken within `within_s` s (or since the last wait). The future is the
+        deadline's too (a timer sets it False): no cancellation, no exception and no
+        shielding task per poll (each was garbage for the cyclic collector to find). Woken,
+        it re-arms at once (a job queued while the poll looks wakes it again); lapsed, only
+        if it waits again (at its deadline a poll ends)."""
+        if self.future.done():  # woken since the last wait, or lapsed then
+            woken = self.future.result()
+            self._rearm()
+            if woken:
+                return True
         fut = self.future
-        if not fut.done():
-            timer = fut.get_loop().call_later(within_s, _lapse, fut)
-            try:
-                await fut
-            finally:
-                timer.cancel()
-        woken = not fut.cancelled() and fut.result()
-        self.waker._remove(self.site_id, fut)
-        self.future = self.waker._add(self.site_id)
+        timer = fut.get_loop().call_later(within_s, _lapse, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+        woken = fut.result()
+        if woken:
+            self._rearm()
         return woken
+
+    def _rearm(self) -> None:
+        self.waker._remove(self.site_id, self.future)
+        self.future = self.waker._add(self.site_id)
 
     def close(self) -> None:
         self.waker._remove(self.site_id, self.future)

@@ -168,9 +168,12 @@ class FastJobPoll:
             await self.app(scope, receive, send)  # the route looks the key up and caches it
             return
         self.taken += 1
-        request = Request(scope, receive)
+
+        def disconnected() -> Awaitable[bool]:  # asked only when woken before the deadline
+            return Request(scope, receive).is_disconnected()
+
         try:
-            found = await wait_for_jobs(st, agent, params[0], params[1], request.is_disconnected)
+            found = await wait_for_jobs(st, agent, params[0], params[1], disconnected)
         except CollectorError as exc:  # as the app's exception handler answers it
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             reply = JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
