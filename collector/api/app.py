@@ -9,6 +9,7 @@ import hmac
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -30,7 +31,7 @@ from collector.api import (
     routes_tickets,
     routes_users,
 )
-from collector.api.fastpoll import FastJobPoll
+from collector.api.fastpoll import FastJobPoll, find_security
 from collector.api.limits import BodyLimit
 from collector.api.nul import RefuseNul
 from collector.api.scrape import ShardParam, ShardsParam, scrape, shard_of
@@ -180,13 +181,28 @@ def create_app(
         check_scrape_token(request, scrape_token)
         return await scrape(app, None, shard_of(shard, shards))
 
-    if fast_poll:  # innermost: the middlewares below apply to it as to every route
-        app.add_middleware(FastJobPoll, state=st, owner=app)
     app.add_middleware(RefuseNul)  # inside the body limit: never reads more than it allows
     app.add_middleware(BodyLimit, limits=store.config.limits)
     app.add_middleware(Security, config=store.config.web, stats=st.stats)
     app.add_middleware(AccessLog)
+    if fast_poll:
+        _front_fast_poll(app, st)
     return app
+
+
+def _front_fast_poll(app: FastAPI, st: AppState) -> None:
+    """Put `FastJobPoll` in front of the app's middleware stack when Starlette builds it
+    (at its first request), so the ordinary job poll skips every layer but its own."""
+    build = app.build_middleware_stack
+
+    def build_with_fast_poll() -> Any:
+        stack = build()
+        security = find_security(stack)
+        if security is None:
+            return stack
+        return FastJobPoll(stack, state=st, security=security, owner=app)
+
+    app.build_middleware_stack = build_with_fast_poll  # type: ignore[method-assign]
 
 
 def make_waker(store: Store, clock: Callable[[], float]) -> JobWaker:

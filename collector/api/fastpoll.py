@@ -16,6 +16,8 @@ alike by construction; `tests/collector/test_fastpoll.py` compares them.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -28,7 +30,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from collector import jobs
+from collector.api.security import (
+    AGENT_KEY_PREFIX,
+    Security,
+    client_address,
+    failure_key,
+    security_headers,
+)
 from collector.errors import CollectorError
+from collector.logs import access_log
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -142,12 +152,29 @@ def bearer_key(scope: Scope) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-class FastJobPoll:
-    """Pure ASGI middleware: answer the ordinary job poll itself, pass the rest on."""
+def find_security(app: Any) -> Security | None:
+    """The `Security` middleware in a built middleware stack (each layer's `.app` is the
+    next), or None."""
+    for _ in range(32):
+        if isinstance(app, Security):
+            return app
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
 
-    def __init__(self, app: ASGIApp, state: Any, owner: Any = None) -> None:
+
+class FastJobPoll:
+    """Pure ASGI handler in front of the app's middleware stack: answer the ordinary job
+    poll itself, doing for it what the stack's middlewares do (the security headers, the
+    failure throttle's bookkeeping, the access log line), and pass anything else on."""
+
+    def __init__(self, app: ASGIApp, state: Any, security: Security, owner: Any = None) -> None:
         self.app = app
         self.st = state
+        self.security = security
+        self.headers = security_headers(PATH)
+        self.empty_headers = [*_EMPTY_HEADERS, *self.headers]
         self.taken = 0  # polls answered here (tests check the fast path was the one used)
         if owner is not None:
             owner.state.fast_poll = self
@@ -158,16 +185,27 @@ class FastJobPoll:
             return
         params = poll_params(scope.get("query_string", b""))
         key = bearer_key(scope) if params is not None else None
-        if params is None or key is None:
+        if (
+            params is None
+            or key is None
+            or not key.startswith(AGENT_KEY_PREFIX)
+            or _has_body(scope)
+        ):
             await self.app(scope, receive, send)
             return
-        st = self.st
+        st, sec = self.st, self.security
         await st.check_epoch()
         agent = st.cached_agent(key)
-        if agent is None:
-            await self.app(scope, receive, send)  # the route looks the key up and caches it
+        addr = client_address(scope, sec.trusted)
+        budget = failure_key(addr)
+        if agent is None or sec.throttle.blocked_for(budget, sec.clock()):
+            # the route looks the key up and caches it; the throttle answers for itself
+            await self.app(scope, receive, send)
             return
         self.taken += 1
+        t0 = time.perf_counter()
+        scope.setdefault("state", {})["client_address"] = addr
+        h = hashlib.sha256(key.encode()).hexdigest()
 
         def disconnected() -> Awaitable[bool]:  # asked only when woken before the deadline
             return Request(scope, receive).is_disconnected()
@@ -177,10 +215,50 @@ class FastJobPoll:
         except CollectorError as exc:  # as the app's exception handler answers it
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             reply = JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
-            await reply(scope, receive, send)
+            if exc.status == 401:
+                sec.stats.auth_failure()
+                sec.throttle.failed(budget, h, sec.clock())
+            await self._send(reply, scope, receive, send, t0, addr)
             return
+        sec.throttle.worked(h)
         if not found:
-            await send({"type": "http.response.start", "status": 200, "headers": _EMPTY_HEADERS})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": self.empty_headers}
+            )
             await send({"type": "http.response.body", "body": EMPTY})
+            self._log(scope, 200, t0, addr)
             return
-        await JSONResponse(jsonable_encoder({"jobs": found}))(scope, receive, send)
+        await self._send(
+            JSONResponse(jsonable_encoder({"jobs": found})), scope, receive, send, t0, addr
+        )
+
+    async def _send(
+        self, reply: JSONResponse, scope: Scope, receive: Receive, send: Send, t0: float, addr: str
+    ) -> None:
+        have = {k for k, _ in reply.raw_headers}
+        reply.raw_headers += [(k, v) for k, v in self.headers if k not in have]
+        await reply(scope, receive, send)
+        self._log(scope, reply.status_code, t0, addr)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, t0: float, addr: str) -> None:
+        """The line `collector.logs.AccessLog` writes for every request, when enabled."""
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                    "client": addr,
+                },
+            )
+
+
+def _has_body(scope: Scope) -> bool:
+    """A request declaring a body (the body limit and NUL refusal are the stack's)."""
+    for name, value in scope.get("headers") or ():
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
