@@ -1,17 +1,20 @@
 """The agents' job long poll (`GET /api/v1/agent/jobs`): the wait itself, shared by the
 FastAPI route and `FastJobPoll`, the pure ASGI handler that answers the ordinary poll
-without FastAPI's routing, dependency injection and validation.
+without the framework around it.
 
 An idle fleet's cost is one poll per agent per wait (10,000 agents at 60 s: ~167 polls/s)
-and most of a poll's CPU was the framework around a handler that has nothing to do
-(docs/benchmarks.md, "Long-poll"). `FastJobPoll` sits inside the collector's own
-middlewares (access log, security headers and throttles, body limit, NUL refusal), so
-those apply to it unchanged, and takes a request only when the answer can be nothing but
-the route's: a GET of exactly that path, one `Authorization: Bearer` header whose key is in
-the authentication cache, and `wait`/`spool` written as plain decimals in range. Anything
-else (no key, a key not cached, a malformed or unknown parameter) goes on to the FastAPI
-route, which gives the error bodies (401, 422) and fills the cache, so both paths answer
-alike by construction; `tests/collector/test_fastpoll.py` compares them.
+and most of a poll's CPU was the layers around a handler that has nothing to do
+(docs/benchmarks.md, "Long-poll"). `FastJobPoll` sits in front of the app's middleware
+stack (`collector.api.app` puts it there) and takes a request only when the answer can be
+nothing but the route's: a GET of exactly that path with no body, one `Authorization:
+Bearer` header with an agent key that is in the authentication cache, an address the
+failure throttle does not hold back, and `wait`/`spool` written as plain decimals in range.
+For those it does what the stack's layers would: the security headers, the throttle's
+note that the key works, the access log line. Anything else (no key, a key not cached, a
+malformed or unknown parameter, a body, a throttled address) goes on to the whole stack
+and the FastAPI route, which give the error bodies (401, 413, 422, 429) and fill the
+cache; `tests/collector/test_fastpoll.py` sends the same requests to both paths and
+compares status, headers and bodies.
 """
 
 from __future__ import annotations

@@ -119,6 +119,17 @@ def test_the_fast_path_answers_as_the_route_does(make_store, serve):
     [row] = [a for a in agents.json() if a["id"] == tf.agent_id]
     assert row["spool_depth"] == 17 and row["last_seen_at"], row
 
+    # An address over its failure budget: the throttle answers for itself (the working
+    # key is let through, by the whole stack on both collectors).
+    for srv in (fast, slow):
+        bad = httpx.Client(base_url=srv.url, headers={"authorization": "Bearer qsa_wrong"})
+        statuses = [bad.get(PATH).status_code for _ in range(12)]
+        assert statuses[-1] == 429 and 401 in statuses, statuses
+    before = counter.taken
+    a_f, a_s = _answer(tf.agent.get(PATH)), _answer(ts.agent.get(PATH))
+    assert a_f == a_s and a_f[0] == 200
+    assert counter.taken == before  # held back: not the fast path's to answer
+
 
 @pytest.mark.parametrize(
     ("query", "parsed"),
