@@ -8,7 +8,10 @@ a real fleet. Once every agent's poll is held, the collector's CPU time
 (utime + stime of /proc/<pid>/stat) is measured over `--duration` s. Printed beside:
   - the same collector with no poll held (its background loops), measured in the run;
   - the cost of one ordinary request (`GET /api/v1/agent/jobs` with no wait, sequential),
-    so "CPU per waiting agent" can be read as "requests' worth".
+    so "CPU per waiting agent" can be read as "requests' worth"; it is answered by the
+    fast path (collector/api/fastpoll.py), and the same request through the whole
+    middleware stack and the FastAPI route (an extra query parameter sends it there) is
+    printed beside it.
 
 The load generator uses raw asyncio sockets (one per agent) and raises its own
 RLIMIT_NOFILE; it runs in this process, the collector in another.
@@ -151,10 +154,18 @@ async def run_db(db: str, url: str, sizes: list[int], wait: float, duration: flo
             status, _ = await request(r, w, "/api/v1/agent/jobs", keys[0])
             assert status == 200, status
         per_req = (proc_cpu_s(pid) - c0) / n
+        # The same poll through the whole middleware stack and the FastAPI route: a
+        # parameter the fast path does not know sends it there (the route ignores it).
+        c0 = proc_cpu_s(pid)
+        for _ in range(n):
+            status, _ = await request(r, w, "/api/v1/agent/jobs?full=1", keys[0])
+            assert status == 200, status
+        per_full = (proc_cpu_s(pid) - c0) / n
         w.close()
         print(f"\n== {db}: collector pid {pid}, wait={wait:g} s, measured over {duration:g} s")
         print(f"reference: no poll held           {100 * idle:6.2f} % of one core")
         print(f"reference: one ordinary request   {1000 * per_req:6.3f} ms of CPU")
+        print(f"reference: the same, FastAPI route {1000 * per_full:6.3f} ms of CPU")
         for size in sizes:
             fleet = Fleet(port, keys[:size], wait)
             t0 = time.monotonic()

@@ -48,7 +48,7 @@ class Subscription:
         self.site_id = site_id
         self.generation = waker.generation
         self.reliable_at_start = waker.listening
-        self.future: asyncio.Future[None] = waker._add(site_id)
+        self.future: asyncio.Future[bool] = waker._add(site_id)
 
     @property
     def reliable(self) -> bool:
@@ -56,19 +56,38 @@ class Subscription:
         return self.reliable_at_start and self.generation == self.waker.generation
 
     async def wait(self, within_s: float) -> bool:
-        """True if woken within `within_s` s; re-arms itself for the next wait."""
-        try:  # asyncio.timeout: wait_for on 3.11 may swallow a cancel that meets a wake-up
-            async with asyncio.timeout(within_s):
-                await asyncio.shield(self.future)
-            woken = True
-        except TimeoutError:
-            woken = False
-        if self.future.done():
-            self.future = self.waker._add(self.site_id)
+        """True if woken within `within_s` s (or since the last wait). The future is the
+        deadline's too (a timer sets it False): no cancellation, no exception and no
+        shielding task per poll (each was garbage for the cyclic collector to find). Woken,
+        it re-arms at once (a job queued while the poll looks wakes it again); lapsed, only
+        if it waits again (at its deadline a poll ends)."""
+        if self.future.done():  # woken since the last wait, or lapsed then
+            woken = self.future.result()
+            self._rearm()
+            if woken:
+                return True
+        fut = self.future
+        timer = fut.get_loop().call_later(within_s, _lapse, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+        woken = fut.result()
+        if woken:
+            self._rearm()
         return woken
+
+    def _rearm(self) -> None:
+        self.waker._remove(self.site_id, self.future)
+        self.future = self.waker._add(self.site_id)
 
     def close(self) -> None:
         self.waker._remove(self.site_id, self.future)
+
+
+def _lapse(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)
 
 
 class JobWaker:
@@ -78,7 +97,7 @@ class JobWaker:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self.waiting: dict[str, set[asyncio.Future[bool]]] = {}
         # In process every notification arrives; a cross-process channel sets this False
         # until it is connected, and moves `generation` on every drop.
         self.listening = True
@@ -100,13 +119,13 @@ class JobWaker:
     def subscribe(self, site_id: str) -> Subscription:
         return Subscription(self, site_id)
 
-    def _add(self, site_id: str) -> asyncio.Future[None]:
+    def _add(self, site_id: str) -> asyncio.Future[bool]:
         assert self.loop is not None, "JobWaker.start() was not called"
-        fut: asyncio.Future[None] = self.loop.create_future()
+        fut: asyncio.Future[bool] = self.loop.create_future()
         self.waiting.setdefault(site_id, set()).add(fut)
         return fut
 
-    def _remove(self, site_id: str, fut: asyncio.Future[None]) -> None:
+    def _remove(self, site_id: str, fut: asyncio.Future[bool]) -> None:
         futs = self.waiting.get(site_id)
         if futs is not None:
             futs.discard(fut)
@@ -123,7 +142,7 @@ class JobWaker:
         self.dirty[site_id] = self._stamp
         for fut in self.waiting.pop(site_id, ()):
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(True)
                 self.wakeups += 1
 
     def wake_all(self) -> None:
@@ -138,7 +157,7 @@ class JobWaker:
         for futs in self.waiting.values():
             for fut in futs:
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(True)
 
     # -- which sites may have a job: the first look of a poll -------------------------
 

@@ -9,6 +9,7 @@ import hmac
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -30,6 +31,7 @@ from collector.api import (
     routes_tickets,
     routes_users,
 )
+from collector.api.fastpoll import FastJobPoll, find_security
 from collector.api.limits import BodyLimit
 from collector.api.nul import RefuseNul
 from collector.api.scrape import ShardParam, ShardsParam, scrape, shard_of
@@ -68,11 +70,13 @@ def create_app(
     background: bool = True,
     registry: CollectorRegistry | None = None,
     freeze_gc: bool = False,
+    fast_poll: bool = True,
 ) -> FastAPI:
     """Build the app over a migrated store. `background=False` leaves the delivery and
     silent-agent loops to the caller (tests drive them by hand). `freeze_gc=True` (the
     `serve` command: it owns the process) runs `gc_loop`, which keeps the garbage
-    collector's pauses short."""
+    collector's pauses short. `fast_poll=False` leaves every job poll to the FastAPI route
+    (tests compare the two paths)."""
     SecretBox.from_config(store.config.channels)  # a bad master key fails at start
     st = AppState(
         store=store, book=RuleBook(store.config), clock=clock, waker=make_waker(store, clock)
@@ -181,7 +185,24 @@ def create_app(
     app.add_middleware(BodyLimit, limits=store.config.limits)
     app.add_middleware(Security, config=store.config.web, stats=st.stats)
     app.add_middleware(AccessLog)
+    if fast_poll:
+        _front_fast_poll(app, st)
     return app
+
+
+def _front_fast_poll(app: FastAPI, st: AppState) -> None:
+    """Put `FastJobPoll` in front of the app's middleware stack when Starlette builds it
+    (at its first request), so the ordinary job poll skips every layer but its own."""
+    build = app.build_middleware_stack
+
+    def build_with_fast_poll() -> Any:
+        stack = build()
+        security = find_security(stack)
+        if security is None:
+            return stack
+        return FastJobPoll(stack, state=st, security=security, owner=app)
+
+    app.build_middleware_stack = build_with_fast_poll  # type: ignore[method-assign]
 
 
 def make_waker(store: Store, clock: Callable[[], float]) -> JobWaker:

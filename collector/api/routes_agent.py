@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from agent.wire.profiles import ConfigReport
 from collector import jobs, profiles, readiness, tenants
+from collector.api.fastpoll import wait_for_jobs
 from collector.api.limits import too_large as body_too_large
 from collector.api.models import EnrollIn, JobStatusIn
 from collector.api.responses import ERRORS
@@ -21,7 +22,6 @@ from collector.ingest import decode_body, ingest
 
 router = APIRouter(prefix="/api/v1", tags=["agents"], responses=ERRORS)
 AgentDep = Annotated[dict[str, Any], Depends(current_agent)]
-MAX_WAIT_S = 60.0
 
 
 @router.post("/enroll", status_code=201)
@@ -80,50 +80,11 @@ async def poll_jobs(
     wait: float = 0.0,
     spool: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
 ) -> dict[str, Any]:
-    """Long poll: answers as soon as a job is queued for the agent's site, or after `wait` s.
-    A waiting poll queries once when it starts and once when woken (collector/jobwake.py),
-    and at its deadline only if a notification may have been lost."""
-    st = app_state(request)
-    wait = max(0.0, min(wait, MAX_WAIT_S))
-    deadline = time.monotonic() + wait
-    site_id = agent["site_id"]
-    st.note_seen(agent["id"], st.clock(), spool)  # `spool`: results it holds unshipped
-
-    def take() -> list[dict[str, Any]]:
-        now = st.clock()
-        with st.store.read() as conn:
-            if not jobs.has_queued(conn, site_id, now):
-                return []
-        with st.store.write() as conn:
-            handed = jobs.take_jobs(conn, agent, now)
-        for _ in handed:
-            st.waker.arm_lease(now + jobs.DISPATCH_LEASE_S, site_id)
-        return handed
-
-    async def look() -> list[dict[str, Any]]:
-        stamp = st.waker.dirty.get(site_id)
-        found = await run_in_threadpool(take)
-        if not found:
-            st.waker.settle(site_id, stamp)
-        return found
-
-    waker = st.waker
-    sub = waker.subscribe(site_id)  # before the first look: a job queued after it wakes
-    try:
-        found: list[dict[str, Any]] = []
-        if waker.must_look(site_id)[0]:
-            found = await look()
-        while not found and not waker.stopping:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if not await sub.wait(remaining) and sub.reliable:
-                break  # nothing was queued for the site: no need to look
-            if waker.stopping or await request.is_disconnected():
-                break
-            found = await look()
-    finally:
-        sub.close()
+    """Long poll: answers as soon as a job is queued for the agent's site, or after `wait` s
+    (at most 60). A waiting poll queries once when it starts and once when woken
+    (collector/jobwake.py), and at its deadline only if a notification may have been lost.
+    The ordinary poll is answered by `collector.api.fastpoll.FastJobPoll`, the same way."""
+    found = await wait_for_jobs(app_state(request), agent, wait, spool, request.is_disconnected)
     return {"jobs": found}
 
 
