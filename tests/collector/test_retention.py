@@ -243,6 +243,19 @@ def test_partitions_created_late_take_their_rows_from_the_default(make_store):
     with store.read() as c:
         where = c.exec_driver_sql("SELECT tableoid::regclass::text FROM results").scalars().all()
     assert where == [partitions.name_of(far)]
+    # the site/time index of a partition made after the migrations is packed full too (0013)
+    with store.read() as c:
+        opts = (
+            c.exec_driver_sql(
+                "SELECT i.reloptions FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+                "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] "
+                "WHERE x.indrelid = %(t)s::regclass AND a.attname = 'site_id'",
+                {"t": partitions.name_of(far)},
+            )
+            .scalars()
+            .all()
+        )
+    assert opts == [["fillfactor=100"]]
 
 
 def test_partner_retention_is_checked():
