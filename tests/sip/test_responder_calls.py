@@ -4,6 +4,7 @@ UDP, TCP and TLS, concurrent calls with RFC 6076 ratios, and a clean path withou
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from agent.sip.uas import SipUas
 
 @pytest.fixture
 async def uas() -> AsyncIterator[SipUas]:
-    u = SipUas("127.0.0.1", 0, tls_port=0)
+    u = SipUas("127.0.0.1", peers.free_port(), tls_port=peers.free_port(socket.SOCK_STREAM, also_tcp=False))
     await u.start()
     yield u
     await u.stop()
