@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from agent.wire import ingest, jobs, measurements, profiles, results
+from agent.wire import ingest, jobs, measurements, profiles, results, voice
 
 TARGET = Path(__file__).with_name("lite.py")
 
@@ -47,7 +47,8 @@ for k, x in self.tags.items():
     if len(k) > 64 or len(x) > 256:
         raise ValueError(f"tag {k[:64]!r}: keys hold at most 64, values 256 characters")
 if self.started_at.tzinfo is None:
-    raise ValueError("started_at must carry a timezone (UTC)")""",
+    raise ValueError("started_at must carry a timezone (UTC)")
+self.started_at = self.started_at.astimezone(datetime.UTC)""",
     "ModuleConfig": """\
 if (self.interval_s is None) == (self.on_loss is None):
     raise ValueError("set exactly one of interval_s or on_loss")""",
@@ -72,6 +73,7 @@ if self.schema_version not in SUPPORTED_JOB_SCHEMA_VERSIONS:
 ROOTS: list[type[BaseModel]] = [
     results.ProbeResult,
     *measurements.MEASUREMENTS.values(),
+    voice.UdpStreamStats,
     profiles.ModuleConfig,
     profiles.EffectiveConfig,
     profiles.ConfigReport,
@@ -103,20 +105,23 @@ source of truth); do not edit. `tests/test_wire_lite.py` fails when this file is
 from __future__ import annotations
 
 import datetime
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-_CONTROL = re.compile(r"[\\x00-\\x1f\\x7f-\\x9f]")
+from agent.wire.plain import control_char
 
 
-def control_char(text: str) -> str | None:
-    """The first control character (C0, DEL, C1) in `text`, or None."""
-    m = _CONTROL.search(text)
-    return m.group() if m else None
+
+class _Model(msgspec.Struct, kw_only=True):
+    """What every Struct here shares."""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (UUID, datetime as strings), fields spelt as on the wire."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 '''
 
@@ -205,9 +210,9 @@ class _Gen:
 
     def struct(self, model: type[BaseModel], name: str) -> str:
         extra = model.model_config.get("extra")
-        opts = ["kw_only=True"] + (["forbid_unknown_fields=True"] if extra == "forbid" else [])
+        opts = ", kw_only=True" + (", forbid_unknown_fields=True" if extra == "forbid" else "")
         doc = (model.__doc__ or "").strip().splitlines()
-        lines = [f"class {name}(msgspec.Struct, {', '.join(opts)}):"]
+        lines = [f"class {name}(_Model{opts}):"]
         src = f"{model.__module__}.{model.__qualname__}"
         lines.append(f'    """{doc[0] if doc else name} (from {src})"""' if doc else
                      f'    """From {src}."""')  # fmt: skip

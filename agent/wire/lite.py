@@ -8,20 +8,22 @@ source of truth); do not edit. `tests/test_wire_lite.py` fails when this file is
 from __future__ import annotations
 
 import datetime
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from agent.wire.plain import control_char
 
 
-def control_char(text: str) -> str | None:
-    """The first control character (C0, DEL, C1) in `text`, or None."""
-    m = _CONTROL.search(text)
-    return m.group() if m else None
+class _Model(msgspec.Struct, kw_only=True):
+    """What every Struct here shares."""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (UUID, datetime as strings), fields spelt as on the wire."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 
 SCHEMA_VERSION = 2
@@ -47,7 +49,7 @@ JOB_SCHEMA_VERSION = 1
 SUPPORTED_JOB_SCHEMA_VERSIONS = frozenset({1})
 
 
-class ProbeErrorInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ProbeErrorInfo(_Model, kw_only=True, forbid_unknown_fields=True):
     """Why a probe failed: the error class, its category and a sentence a person can read. (from agent.wire.results.ProbeErrorInfo)"""
 
     error_class: str = msgspec.field(name="class")
@@ -55,7 +57,7 @@ class ProbeErrorInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     message: str
 
 
-class ProbeResult(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ProbeResult(_Model, kw_only=True, forbid_unknown_fields=True):
     """One probe run against one target. (from agent.wire.results.ProbeResult)"""
 
     schema_version: int = 2
@@ -85,9 +87,10 @@ class ProbeResult(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"tag {k[:64]!r}: keys hold at most 64, values 256 characters")
         if self.started_at.tzinfo is None:
             raise ValueError("started_at must carry a timezone (UTC)")
+        self.started_at = self.started_at.astimezone(datetime.UTC)
 
 
-class SummaryStats(msgspec.Struct, kw_only=True):
+class SummaryStats(_Model, kw_only=True):
     """min/avg/median/p95/max/stdev of a sample; every field is None for an empty sample. (from agent.wire.stats.SummaryStats)"""
 
     min: float | None
@@ -98,7 +101,7 @@ class SummaryStats(msgspec.Struct, kw_only=True):
     stdev: float | None
 
 
-class IcmpMeasurement(msgspec.Struct, kw_only=True):
+class IcmpMeasurement(_Model, kw_only=True):
     """From agent.wire.net.IcmpMeasurement."""
 
     address: str
@@ -115,7 +118,7 @@ class IcmpMeasurement(msgspec.Struct, kw_only=True):
     privileged: bool
 
 
-class VoiceDirection(msgspec.Struct, kw_only=True):
+class VoiceDirection(_Model, kw_only=True):
     """One direction of a voice stream or call. A figure the method cannot tell is None. (from agent.wire.voice.VoiceDirection)"""
 
     source: Literal["stream", "rtp", "echo", "rtcp", "responder", "report"]
@@ -144,7 +147,7 @@ class VoiceDirection(msgspec.Struct, kw_only=True):
     assumed: list[str] = msgspec.field(default_factory=list)
 
 
-class UdpMeasurement(msgspec.Struct, kw_only=True):
+class UdpMeasurement(_Model, kw_only=True):
     """`udp`: a codec-paced TWAMP-light stream (RFC 5357), round trip and per direction. (from agent.wire.voice.UdpMeasurement)"""
 
     sent: int
@@ -175,7 +178,7 @@ class UdpMeasurement(msgspec.Struct, kw_only=True):
     not_reported: list[str] = msgspec.field(default_factory=list)
 
 
-class TcpResult(msgspec.Struct, kw_only=True):
+class TcpResult(_Model, kw_only=True):
     """From agent.wire.net.TcpResult."""
 
     direction: str
@@ -189,7 +192,7 @@ class TcpResult(msgspec.Struct, kw_only=True):
     buffer_delay_pct: float | None
 
 
-class UdpRateResult(msgspec.Struct, kw_only=True):
+class UdpRateResult(_Model, kw_only=True):
     """From agent.wire.net.UdpRateResult."""
 
     direction: str
@@ -206,7 +209,7 @@ class UdpRateResult(msgspec.Struct, kw_only=True):
     receive_kbps: float | None
 
 
-class BandwidthMeasurement(msgspec.Struct, kw_only=True):
+class BandwidthMeasurement(_Model, kw_only=True):
     """From agent.wire.net.BandwidthMeasurement."""
 
     address: str
@@ -219,7 +222,7 @@ class BandwidthMeasurement(msgspec.Struct, kw_only=True):
     udp_down: UdpRateResult | None = None
 
 
-class DnsQuery(msgspec.Struct, kw_only=True):
+class DnsQuery(_Model, kw_only=True):
     """From agent.wire.net.DnsQuery."""
 
     name: str
@@ -230,7 +233,7 @@ class DnsQuery(msgspec.Struct, kw_only=True):
     time_ms: float
 
 
-class SipServer(msgspec.Struct, kw_only=True):
+class SipServer(_Model, kw_only=True):
     """From agent.wire.net.SipServer."""
 
     transport: str
@@ -242,7 +245,7 @@ class SipServer(msgspec.Struct, kw_only=True):
     via: Literal["naptr", "srv", "a"]
 
 
-class DnsMeasurement(msgspec.Struct, kw_only=True):
+class DnsMeasurement(_Model, kw_only=True):
     """From agent.wire.net.DnsMeasurement."""
 
     server: str
@@ -252,7 +255,7 @@ class DnsMeasurement(msgspec.Struct, kw_only=True):
     sip_servers: list[SipServer] | None = None
 
 
-class MtuMeasurement(msgspec.Struct, kw_only=True):
+class MtuMeasurement(_Model, kw_only=True):
     """From agent.wire.net.MtuMeasurement."""
 
     address: str
@@ -265,7 +268,7 @@ class MtuMeasurement(msgspec.Struct, kw_only=True):
     sizes: dict[str, str]
 
 
-class Hop(msgspec.Struct, kw_only=True):
+class Hop(_Model, kw_only=True):
     """From agent.wire.net.Hop."""
 
     ttl: int
@@ -278,7 +281,7 @@ class Hop(msgspec.Struct, kw_only=True):
     is_destination: bool
 
 
-class TraceMeasurement(msgspec.Struct, kw_only=True):
+class TraceMeasurement(_Model, kw_only=True):
     """From agent.wire.net.TraceMeasurement."""
 
     address: str
@@ -291,7 +294,7 @@ class TraceMeasurement(msgspec.Struct, kw_only=True):
     destination_loss_pct: float | None
 
 
-class Nic(msgspec.Struct, kw_only=True):
+class Nic(_Model, kw_only=True):
     """From agent.wire.net.Nic."""
 
     name: str
@@ -306,7 +309,7 @@ class Nic(msgspec.Struct, kw_only=True):
     tx_drops: int
 
 
-class Gateway(msgspec.Struct, kw_only=True):
+class Gateway(_Model, kw_only=True):
     """From agent.wire.net.Gateway."""
 
     address: str
@@ -315,7 +318,7 @@ class Gateway(msgspec.Struct, kw_only=True):
     vendor: str | None
 
 
-class HostMeasurement(msgspec.Struct, kw_only=True):
+class HostMeasurement(_Model, kw_only=True):
     """From agent.wire.net.HostMeasurement."""
 
     hostname: str
@@ -334,14 +337,14 @@ class HostMeasurement(msgspec.Struct, kw_only=True):
     public_address: str | None
 
 
-class IntervalResult(msgspec.Struct, kw_only=True):
+class IntervalResult(_Model, kw_only=True):
     """From agent.wire.net.IntervalResult."""
 
     interval_s: float
     survived: bool | None
 
 
-class NatBindingMeasurement(msgspec.Struct, kw_only=True):
+class NatBindingMeasurement(_Model, kw_only=True):
     """From agent.wire.net.NatBindingMeasurement."""
 
     address: str
@@ -355,7 +358,7 @@ class NatBindingMeasurement(msgspec.Struct, kw_only=True):
     lost_s: float | None
 
 
-class SipOptionsMeasurement(msgspec.Struct, kw_only=True):
+class SipOptionsMeasurement(_Model, kw_only=True):
     """From agent.wire.sip.SipOptionsMeasurement."""
 
     address: str
@@ -370,7 +373,7 @@ class SipOptionsMeasurement(msgspec.Struct, kw_only=True):
     alg_evidence: list[str]
 
 
-class SipRegisterMeasurement(msgspec.Struct, kw_only=True):
+class SipRegisterMeasurement(_Model, kw_only=True):
     """From agent.wire.sip.SipRegisterMeasurement."""
 
     address: str
@@ -385,7 +388,7 @@ class SipRegisterMeasurement(msgspec.Struct, kw_only=True):
     public_address: str | None
 
 
-class RatiosModel(msgspec.Struct, kw_only=True):
+class RatiosModel(_Model, kw_only=True):
     """From agent.wire.voice.RatiosModel."""
 
     attempts: int
@@ -395,7 +398,7 @@ class RatiosModel(msgspec.Struct, kw_only=True):
     scr_pct: float | None
 
 
-class CallSummary(msgspec.Struct, kw_only=True):
+class CallSummary(_Model, kw_only=True):
     """From agent.wire.voice.CallSummary."""
 
     setup_ok: bool
@@ -406,7 +409,7 @@ class CallSummary(msgspec.Struct, kw_only=True):
     failure: str | None
 
 
-class SipCallMeasurement(msgspec.Struct, kw_only=True):
+class SipCallMeasurement(_Model, kw_only=True):
     """`sip_call`: a real call with two-way RTP; with `calls` > 1 the top-level figures are (from agent.wire.voice.SipCallMeasurement)"""
 
     address: str
@@ -433,7 +436,7 @@ class SipCallMeasurement(msgspec.Struct, kw_only=True):
     calls: list[CallSummary] | None = None
 
 
-class ReportedDirection(msgspec.Struct, kw_only=True):
+class ReportedDirection(_Model, kw_only=True):
     """What an RFC 6035 report says of one direction beyond `VoiceDirection`; None: the (from agent.wire.voice.ReportedDirection)"""
 
     mos_cq: float | None = None
@@ -449,7 +452,7 @@ class ReportedDirection(msgspec.Struct, kw_only=True):
     jitter_buffer_max_ms: float | None = None
 
 
-class CallReportMeasurement(msgspec.Struct, kw_only=True):
+class CallReportMeasurement(_Model, kw_only=True):
     """`call_report`: a real call's own quality report (RFC 6035 `vq-rtcpxr`, SIP PUBLISH) (from agent.wire.voice.CallReportMeasurement)"""
 
     report: Literal["session", "interval"]
@@ -471,14 +474,34 @@ class CallReportMeasurement(msgspec.Struct, kw_only=True):
     reading: list[str] = msgspec.field(default_factory=list)
 
 
-class LossTrigger(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class UdpStreamStats(_Model, kw_only=True):
+    """What the analysis of a TWAMP-light stream gives: round trip and per direction. (from agent.wire.voice.UdpStreamStats)"""
+
+    sent: int
+    received: int
+    lost: int
+    loss_pct: float
+    duplicates: int
+    reordered: int
+    rtt_ms: SummaryStats
+    rtt_samples_ms: list[float | None]
+    reflector_dwell_ms_median: float | None
+    direction_loss_method: str
+    lost_unknown_direction: int
+    one_way_delay_method: str
+    mouth_to_ear_delay_ms: float | None
+    out: VoiceDirection
+    back: VoiceDirection
+
+
+class LossTrigger(_Model, kw_only=True, forbid_unknown_fields=True):
     """Run a module against a target when another module saw loss to it. (from agent.wire.profiles.LossTrigger)"""
 
     loss_pct_over: Annotated[float, Meta(ge=0, le=100)] = 1.0
     cooldown_s: Annotated[float, Meta(ge=0)] = 900.0
 
 
-class ModuleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ModuleConfig(_Model, kw_only=True, forbid_unknown_fields=True):
     """A named probe module: probe kind, options, targets, and when it runs. (from agent.wire.profiles.ModuleConfig)"""
 
     probe: Annotated[str, Meta(min_length=1, max_length=64)]
@@ -494,7 +517,7 @@ class ModuleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("set exactly one of interval_s or on_loss")
 
 
-class EffectiveConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class EffectiveConfig(_Model, kw_only=True, forbid_unknown_fields=True):
     """What `GET /api/v1/agent/config` answers: the merged modules of the agent's partner, (from agent.wire.profiles.EffectiveConfig)"""
 
     schema_version: int = 1
@@ -506,7 +529,7 @@ class EffectiveConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     )
 
 
-class ConfigReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ConfigReport(_Model, kw_only=True, forbid_unknown_fields=True):
     """What an agent posts after applying (or refusing) its effective config: the config (from agent.wire.profiles.ConfigReport)"""
 
     config_version: Annotated[str, Meta(max_length=64)] | None = None
@@ -514,7 +537,7 @@ class ConfigReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     error: Annotated[str, Meta(max_length=2000)] | None = None
 
 
-class ProbeJobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ProbeJobSpec(_Model, kw_only=True, forbid_unknown_fields=True):
     """Run one probe against each target once; `options` are that probe's options. (from agent.wire.jobs.ProbeJobSpec)"""
 
     probe: Annotated[str, Meta(min_length=1, max_length=64)]
@@ -534,7 +557,7 @@ class ProbeJobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"unknown probe {self.probe!r} (known: {known})")
 
 
-class SuiteJobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class SuiteJobSpec(_Model, kw_only=True, forbid_unknown_fields=True):
     """Run the agent's suite `suite` (e.g. "readiness") with its `options`. (from agent.wire.jobs.SuiteJobSpec)"""
 
     suite: Annotated[str, Meta(min_length=1, max_length=64, pattern="^[a-z][a-z0-9_]*$")]
@@ -542,7 +565,7 @@ class SuiteJobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     open_ticket: bool = False
 
 
-class JobStatus(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class JobStatus(_Model, kw_only=True, forbid_unknown_fields=True):
     """What the agent posts while a job runs and when it ends. `report` (when done) is the (from agent.wire.jobs.JobStatus)"""
 
     schema_version: int = 1
@@ -558,7 +581,7 @@ class JobStatus(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"schema_version {v!r} is not supported (known: {known})")
 
 
-class IngestItem(msgspec.Struct, kw_only=True):
+class IngestItem(_Model, kw_only=True):
     """The outcome of one item: its position in the batch, its id as sent, and the reason (from agent.wire.ingest.IngestItem)"""
 
     index: Annotated[int, Meta(ge=0)] | None = None
@@ -567,7 +590,7 @@ class IngestItem(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
-class IngestAnswer(msgspec.Struct, kw_only=True):
+class IngestAnswer(_Model, kw_only=True):
     """From agent.wire.ingest.IngestAnswer."""
 
     stored: Annotated[int, Meta(ge=0)]
