@@ -171,7 +171,7 @@ def plain(model: Any) -> Any:
     if isinstance(model, msgspec.Struct):
         return msgspec.to_builtins(model)
     dump = getattr(model, "model_dump", None)
-    return dump(mode="json") if dump is not None else model
+    return dump(mode="json", by_alias=True) if dump is not None else model
 
 
 def register(

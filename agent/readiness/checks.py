@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.probes import PROBE_MODULES
+from agent.probes import PROBE_MODULES, plain
 from agent.readiness.path import PathFacts
 from agent.readiness.thresholds import G711_ETHERNET_BPS, Threshold, get
 from agent.wire.errors import category_message
@@ -152,7 +152,7 @@ def probe_failed(
     if error is not None:
         meaning = category_message(error.category)
         text = f"{explanation} {meaning} ({message})"
-        details = {"error": {**error.to_json_dict(), "meaning": meaning}}
+        details = {"error": {**plain(error), "meaning": meaning}}
     return Check(
         id=check_id, group=group, name=name, status="fail", display="no measurement",
         explanation=text, fix=fix, details=details,

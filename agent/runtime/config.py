@@ -182,7 +182,7 @@ def section(data: Any, kind: type[Any], prefix: str = "") -> Any:
     try:
         return msgspec.convert(data, kind, strict=False, dec_hook=_path_hook)
     except msgspec.ValidationError as exc:
-        raise StructError(describe(exc, prefix=prefix, data=data)) from None
+        raise StructError(describe(exc, prefix=prefix, data=data, kind=kind)) from None
 
 
 def default_modules(site: SiteConfig) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,8 @@ that field of the Struct, and the field joins the path."""
 from __future__ import annotations
 
 import re
+import types
+import typing
 from typing import Any, TypeVar
 
 import msgspec
@@ -78,13 +80,42 @@ def _at(data: Any, parts: list[str]) -> Any:
     return data
 
 
+def _choices(kind: Any, parts: list[str]) -> str | None:
+    """The values a Literal field at `parts` of the type `kind` allows, as pydantic lists
+    them (`'a', 'b' or 'c'`); None when the path is not a Literal."""
+    t: Any = kind
+    for p in [*parts, None]:
+        while True:  # Annotated[X, ...] -> X; X | None -> X
+            origin, args = typing.get_origin(t), typing.get_args(t)
+            if origin is typing.Annotated:
+                t = args[0]
+            elif origin in (typing.Union, types.UnionType):
+                t = next((x for x in args if x is not type(None)), None)
+            else:
+                break
+        if p is None:
+            break
+        if isinstance(t, type) and issubclass(t, msgspec.Struct):
+            fields = msgspec.structs.fields(t)
+            t = next((f.type for f in fields if f.encode_name == p), None)
+        elif origin in (list, dict):
+            t = args[-1]
+        else:
+            return None
+    if typing.get_origin(t) is not typing.Literal:
+        return None
+    vals = [repr(v) for v in typing.get_args(t)]
+    return vals[0] if len(vals) == 1 else f"{', '.join(vals[:-1])} or {vals[-1]}"
+
+
 def describe(
     exc: msgspec.ValidationError, *, prefix: str = "", root: str | None = "(root)",
-    strip_value_error: bool = False, data: Any = None,
+    strip_value_error: bool = False, data: Any = None, kind: Any = None,
 ) -> str:  # fmt: skip
     """`exc` as `field.path: message` (see `format_validation_error` for the pydantic side);
     `prefix` goes before the path, a problem at the top is named by `root`. With the `data`
-    that failed, a length problem also says the length found, as pydantic does."""
+    that failed, a length problem also says the length found, and with its type `kind` a
+    refused choice lists the values allowed, as pydantic does."""
     m = _AT.match(str(exc))
     assert m is not None
     key, msg = _words(m.group("msg"))
@@ -92,6 +123,9 @@ def describe(
         msg = msg.removeprefix(VALUE_ERROR_PREFIX)
     raw = (m.group("path") or "").replace("[...]", "")
     parts = [p for p in re.split(r"\.|\[(\d+)\]", raw) if p]
+    if msg.startswith("Input should be one of the allowed values") and kind is not None:
+        allowed = _choices(kind, parts)
+        msg = f"Input should be {allowed}" if allowed else msg
     found = _at(data, parts) if data is not None else None
     if msg.startswith(("List should", "Dictionary should")) and isinstance(found, list | dict):
         msg += f" after validation, not {len(found)}"
@@ -112,5 +146,5 @@ def validate(data: Any, kind: type[T], *, prefix: str = "", strict: bool = False
         return msgspec.convert(data, kind, strict=strict)
     except msgspec.ValidationError as exc:
         raise StructError(
-            describe(exc, prefix=prefix, strip_value_error=strip_value_error, data=data)
+            describe(exc, prefix=prefix, strip_value_error=strip_value_error, data=data, kind=kind)
         ) from None
