@@ -34,7 +34,8 @@ from agent.wire import ingest, jobs, measurements, profiles, results, voice
 TARGET = Path(__file__).with_name("lite.py")
 
 # What a pydantic validator of these models checks, as the body of the Struct's
-# `__post_init__` (a ValueError there is a validation error naming the model).
+# `__post_init__` (a ValueError there is a validation error naming the model; one whose
+# message starts with `@field: ` names that field, see agent/wire/structs.py).
 CHECKS: dict[str, str] = {
     "ProbeResult": """\
 if self.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
@@ -55,12 +56,13 @@ if (self.interval_s is None) == (self.on_loss is None):
     "ProbeJobSpec": """\
 self.targets = [t.strip() for t in self.targets]
 if any(not t for t in self.targets):
-    raise ValueError("targets: a target must not be blank")
+    raise ValueError("@targets: a target must not be blank")
 if self.probe in REPORT_KINDS:
-    raise ValueError(f"{self.probe!r} results come from phones' reports; no probe runs them")
+    why = "results come from phones' reports; no probe runs them"
+    raise ValueError(f"@probe: {self.probe!r} {why}")
 if self.probe not in PROBE_KINDS:
     known = ", ".join(k for k in PROBE_KINDS if k not in REPORT_KINDS)
-    raise ValueError(f"unknown probe {self.probe!r} (known: {known})")""",
+    raise ValueError(f"@probe: unknown probe {self.probe!r} (known: {known})")""",
     "JobStatus": """\
 if self.schema_version not in SUPPORTED_JOB_SCHEMA_VERSIONS:
     known = ", ".join(str(v) for v in sorted(SUPPORTED_JOB_SCHEMA_VERSIONS))

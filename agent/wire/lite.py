@@ -547,14 +547,13 @@ class ProbeJobSpec(_Model, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         self.targets = [t.strip() for t in self.targets]
         if any(not t for t in self.targets):
-            raise ValueError("targets: a target must not be blank")
+            raise ValueError("@targets: a target must not be blank")
         if self.probe in REPORT_KINDS:
-            raise ValueError(
-                f"{self.probe!r} results come from phones' reports; no probe runs them"
-            )
+            why = "results come from phones' reports; no probe runs them"
+            raise ValueError(f"@probe: {self.probe!r} {why}")
         if self.probe not in PROBE_KINDS:
             known = ", ".join(k for k in PROBE_KINDS if k not in REPORT_KINDS)
-            raise ValueError(f"unknown probe {self.probe!r} (known: {known})")
+            raise ValueError(f"@probe: unknown probe {self.probe!r} (known: {known})")
 
 
 class SuiteJobSpec(_Model, kw_only=True, forbid_unknown_fields=True):
