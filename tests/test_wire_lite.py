@@ -22,6 +22,28 @@ from agent.wire.profiles import EffectiveConfig, ModuleConfig
 from agent.wire.results import ProbeResult
 
 CAPTURED = json.loads((Path(__file__).parent / "data" / "results_default_mix.json").read_text())
+# the default schedule's fifth kind (a trace runs on loss, so the captured mix has none):
+# two hops to a responder, the second losing a round
+_HOP = {
+    "ttl": 1,
+    "address": "192.0.2.1",
+    "other_addresses": [],
+    "sent": 10,
+    "received": 10,
+    "loss_pct": 0.0,
+    "rtt_ms": {"min": 0.4, "avg": 0.5, "max": 0.9},
+    "is_destination": False,
+}
+CAPTURED.append({
+    "schema_version": 2, "id": "5f0e8a7e-8b55-4f7c-9a7e-2f4f3c1d2e10", "probe": "trace",
+    "target": "198.51.100.7", "module": "trace", "started_at": "2026-12-04T03:47:01.5+01:00",
+    "duration_ms": 5230.1, "success": True, "error": None, "tags": {"on_loss": "voice"},
+    "measurement": {"address": "198.51.100.7", "mode": "icmp", "rounds": 10, "reached": True,
+                    "hops": [_HOP, {**_HOP, "ttl": 2, "address": "198.51.100.7", "received": 9,
+                                    "loss_pct": 10.0, "rtt_ms": {"min": 1.2, "avg": None},
+                                    "is_destination": True}],
+                    "hop_count": 2, "loss_starts_at_hop": 2, "destination_loss_pct": 10.0},
+})  # fmt: skip
 
 
 def test_the_committed_structs_are_what_the_generator_writes() -> None:
