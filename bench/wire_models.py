@@ -43,6 +43,9 @@ import pydantic
 r1 = rss()
 from pydantic._internal._config import config_defaults
 config_defaults["defer_build"] = True  # built below, one by one
+import types  # no plugin lookup (it imports importlib.metadata), as the agent once did
+stub = types.ModuleType("pydantic.plugin._loader"); stub.get_plugins = tuple
+sys.modules["pydantic.plugin._loader"] = stub
 from agent.wire.results import ProbeResult
 from agent.wire.measurements import MEASUREMENTS
 r2 = rss()
