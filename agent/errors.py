@@ -4,7 +4,7 @@ too, for tickets)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any
 
 from agent.wire.errors import CATEGORY_MESSAGES
 
@@ -23,10 +23,11 @@ class ProbeError(Exception):
 
     category = "probe"
 
-    def __init__(self, message: str, *, measurement: BaseModel | None = None) -> None:
+    def __init__(self, message: str, *, measurement: Any = None) -> None:
         super().__init__(message)
         self.message = message
-        # What was measured before the failure (e.g. ICMP with every reply lost).
+        # What was measured before the failure (e.g. ICMP with every reply lost): the
+        # probe's measurement model (a Struct of agent.wire.lite, or a pydantic model).
         self.measurement = measurement
 
 

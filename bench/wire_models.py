@@ -2,8 +2,9 @@
 memory of the library and of the models an idle agent uses, and the time to build one
 result and serialise it.
 
-msgspec Structs are generated from the pydantic models (field names, types, defaults; no
-constraints), so both sides describe the same shapes. Each variant runs in a fresh
+The msgspec Structs are the agent's own, agent/wire/lite.py, generated from the pydantic
+models (`python -m agent.wire.codegen`: names, types, defaults, constraints), so both sides
+describe the same shapes. Each variant runs in a fresh
 interpreter that has already imported asyncio (as the agent has) and reports the growth of
 its RSS from /proc/self/statm; three interpreters per variant, the median is printed.
 
@@ -40,8 +41,11 @@ PYDANTIC = (
 r0 = rss()
 import pydantic
 r1 = rss()
-from agent.cli.cmd_agent import _lighten
-_lighten()
+from pydantic._internal._config import config_defaults
+config_defaults["defer_build"] = True  # built below, one by one
+import types  # no plugin lookup (it imports importlib.metadata), as the agent once did
+stub = types.ModuleType("pydantic.plugin._loader"); stub.get_plugins = tuple
+sys.modules["pydantic.plugin._loader"] = stub
 from agent.wire.results import ProbeResult
 from agent.wire.measurements import MEASUREMENTS
 r2 = rss()
@@ -60,56 +64,22 @@ print({"library": r1 - r0, "modules": r2 - r1, "models": r3 - r2, "us_per_result
 MSGSPEC = (
     COMMON
     + r"""
-import typing, types, datetime, uuid
 r0 = rss()
 import msgspec
 r1 = rss()
-# the shapes, taken from the pydantic models (one source of truth), as msgspec Structs
-from agent.wire.results import ProbeResult
-from agent.wire.measurements import MEASUREMENTS
-from pydantic import BaseModel
-import gc
-r_p = rss()
-structs = {}
-def conv(tp):
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return struct_of(tp)
-    args = typing.get_args(tp)
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return conv(args[0])
-    if origin in (typing.Union, types.UnionType):
-        return typing.Union[tuple(conv(a) for a in args)]
-    if origin in (list, dict, tuple) and args:
-        return origin[tuple(conv(a) for a in args)] if origin is not list else list[conv(args[0])]
-    return tp
-def struct_of(model):
-    if model in structs:
-        return structs[model]
-    fields = []
-    for name, f in model.model_fields.items():
-        tp = conv(f.annotation)
-        if f.is_required():
-            fields.append((name, tp))
-        elif f.default_factory is not None:
-            fields.append((name, tp, msgspec.field(default_factory=f.default_factory)))
-        else:
-            fields.append((name, tp, f.default))
-    fields.sort(key=lambda x: len(x) > 2)
-    structs[model] = msgspec.defstruct(model.__name__, fields, forbid_unknown_fields=True)
-    return structs[model]
-names = [ProbeResult] + [MEASUREMENTS[k] for k in KINDS]
-s0 = rss()
-made = [struct_of(m) for m in names]
-dec = msgspec.json.Decoder(made[0]); enc = msgspec.json.Encoder()
+from agent.wire import lite  # generated from the pydantic models (python -m agent.wire.codegen)
+r2 = rss()
+made = [lite.ProbeResult] + [lite.MEASUREMENTS[k] for k in KINDS]
+dec = msgspec.json.Decoder(lite.ProbeResult); enc = msgspec.json.Encoder()
+decs = [msgspec.json.Decoder(m) for m in made]
 raw = msgspec.json.encode(SAMPLE)
 dec.decode(raw)
-s1 = rss()
+r3 = rss()
 t = time.perf_counter()
 for _ in range(2000):
     enc.encode(dec.decode(raw))
 us = (time.perf_counter() - t) / 2000 * 1e6
-print({"library": r1 - r0, "modules": 0, "models": s1 - s0, "us_per_result": us})
+print({"library": r1 - r0, "modules": r2 - r1, "models": r3 - r2, "us_per_result": us})
 """
 )
 

@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from agent.probes import PROBE_MODULES, get_probe
+from agent.wire import lite
 from agent.wire.exposition import FAMILIES, Gauge, Labels, check_declarations, series_of
 from agent.wire.measurements import MEASUREMENTS, REPORT_KINDS, FieldPathError, resolve_number
 from agent.wire.voice import (
@@ -24,8 +25,9 @@ from collector.rules import default_rules
 def test_every_probe_kind_has_a_measurement_model_and_returns_it() -> None:
     # A report kind (`call_report`) is made by the agent's listener, not run by a probe.
     assert set(PROBE_MODULES) == set(MEASUREMENTS) - REPORT_KINDS
-    for name in PROBE_MODULES:
-        assert get_probe(name).measurement_model is MEASUREMENTS[name]
+    for name in PROBE_MODULES:  # the agent's Struct of the contract's model
+        assert get_probe(name).measurement_model is lite.MEASUREMENTS[name]
+        assert lite.MEASUREMENTS[name].__name__ == MEASUREMENTS[name].__name__
 
 
 def test_voice_probes_share_one_direction_model_with_the_same_keys() -> None:

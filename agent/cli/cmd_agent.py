@@ -52,7 +52,7 @@ def _load(path: Path | None, *, required: bool = False) -> tuple[AgentConfig, Pa
     from agent.runtime.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 
     if path is None and not required and not DEFAULT_CONFIG_PATH.exists():
-        return AgentConfig.model_validate({}), None
+        return AgentConfig(), None
     path = path or DEFAULT_CONFIG_PATH
     try:
         return load_config(path), path
@@ -106,29 +106,12 @@ def _enroll(args: argparse.Namespace) -> int:
 
 def _lighten() -> None:
     """Keep the long-running agent's memory to what it uses (docs/benchmarks.md, Footprint):
-    no OpenSSL until the first TLS connection (`agent.tls.keep_openssl_out`), and pydantic
-    models that build their validators on first use (`defer_build`) instead of at import, so
-    the many wire models an idle agent never validates cost no memory; and no lookup of
-    pydantic plugins (the agent has none; the lookup imports importlib.metadata with email,
-    zipfile and csv at the first model build, 1.4 MiB; PYDANTIC_DISABLE_PLUGINS skips the
-    lookup but not that import). All before any model or asyncio is imported; with another
-    pydantic layout only the memory is not saved."""
-    import types
-
+    no OpenSSL until the first TLS connection (`agent.tls.keep_openssl_out`). (Its running
+    path loads no pydantic either: the wire models it uses are the msgspec Structs of
+    `agent.wire.lite`.) Before asyncio is imported."""
     from agent.tls import keep_openssl_out
 
     keep_openssl_out()
-    try:
-        from pydantic._internal._config import config_defaults
-
-        config_defaults["defer_build"] = True
-    except (ImportError, TypeError):  # pragma: no cover - another pydantic layout
-        pass
-    loader = "pydantic.plugin._loader"
-    if loader not in sys.modules:
-        no_plugins = types.ModuleType(loader, "pydantic plugins: none in the agent")
-        no_plugins.get_plugins = tuple  # type: ignore[attr-defined]  # () : no plugins
-        sys.modules[loader] = no_plugins
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -67,20 +67,19 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from pydantic import ValidationError
-
     from agent.cli.main import CliError
     from agent.runtime.callreports import CallReportListener
-    from agent.runtime.config import CallReportsConfig
-    from agent.wire.errors import format_validation_error
-    from agent.wire.results import ProbeResult
+    from agent.runtime.config import CallReportsConfig, section
+    from agent.wire.lite import ProbeResult
+    from agent.wire.structs import StructError
 
     try:
-        cfg = CallReportsConfig.model_validate(
-            {"port": args.port, "address": args.bind, "phones": _phones(args.phone)}
+        cfg = section(
+            {"port": args.port, "address": args.bind, "phones": _phones(args.phone)},
+            CallReportsConfig,
         )
-    except ValidationError as exc:
-        raise CliError(format_validation_error(exc)) from None
+    except StructError as exc:
+        raise CliError(str(exc)) from None
 
     async def main() -> None:
         done = asyncio.Event()

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Sequence
 
 from agent.cli.output import fmt, run_and_emit
-from agent.wire.results import ProbeResult
+from agent.wire.lite import ProbeResult
 
 # Modules adding `probe` subcommands: each defines `add_probe_commands(probe_subparsers)`.
 PROBE_COMMAND_MODULES: list[str] = ["agent.cli.cmd_probe_net"]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.cli.output import fmt, run_and_emit
-from agent.wire.results import ProbeResult
+from agent.wire.lite import ProbeResult
 from agent.wire.voice import DIRECTIONS, VoiceDirection
 
 

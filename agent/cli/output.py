@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.probes import run_many
-from agent.wire.results import ProbeResult
+from agent.wire.lite import ProbeResult
 
 # A table renderer turns results into (column headers, rows of cells).
 TableFn = Callable[[Sequence[ProbeResult]], tuple[list[str], list[list[str]]]]

@@ -18,13 +18,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+import msgspec
 
 from agent.errors import ConfigError, ProbeError, ProbeTimeoutError
-from agent.wire.errors import format_validation_error
-from agent.wire.measurements import MEASUREMENTS
-from agent.wire.results import ProbeErrorInfo, ProbeResult, finite_json, utcnow
-from agent.wire.stats import SummaryStats
+from agent.wire.lite import MEASUREMENTS, ProbeErrorInfo, ProbeResult, SummaryStats
+from agent.wire.plain import finite_json, utcnow
+from agent.wire.structs import StructError, validate
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,9 @@ PROBE_MODULES: dict[str, str] = {
     "sip_call": "agent.probes.sip_call",
 }
 
-OptionsT = TypeVar("OptionsT", bound=BaseModel)
-MeasurementT = TypeVar("MeasurementT", bound=BaseModel)
+# A probe's options and measurement models are msgspec Structs (the default schedule's
+# probes: no pydantic in an idle agent) or pydantic models (probes that run on demand).
+OptionsT = TypeVar("OptionsT")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class ProbeContext:
         return max(0.0, self.timeout_s - (time.monotonic() - started))
 
 
-ProbeFn = Callable[[Target, Any, ProbeContext], Awaitable[BaseModel]]
+ProbeFn = Callable[[Target, Any, ProbeContext], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -133,16 +133,27 @@ class ProbeSpec(Generic[OptionsT]):
     fn: ProbeFn
     options_model: type[OptionsT]
     default_timeout_s: float
-    measurement_model: type[BaseModel]
+    measurement_model: type[Any]
     estimate_timeout: Callable[[OptionsT], float] | None = None
 
-    def parse_options(self, options: BaseModel | dict[str, Any] | None) -> OptionsT:
-        if isinstance(options, self.options_model):
+    def parse_options(self, options: Any) -> OptionsT:
+        """`options` (a mapping, or an options model) as this probe's options model;
+        ConfigError naming the probe and the key."""
+        model: Any = self.options_model
+        if isinstance(options, model):
             return options
-        if isinstance(options, BaseModel):
-            options = options.model_dump()
+        options = plain(options)
+        if issubclass(model, msgspec.Struct):
+            try:
+                return validate(options or {}, model)
+            except StructError as exc:
+                raise ConfigError(f"{self.name} options: {exc}") from None
+        from pydantic import ValidationError  # a probe that runs on demand
+
+        from agent.wire.errors import format_validation_error
+
         try:
-            return self.options_model.model_validate(options or {})
+            return model.model_validate(options or {})
         except ValidationError as exc:
             raise ConfigError(f"{self.name} options: {format_validation_error(exc)}") from None
 
@@ -155,18 +166,27 @@ class ProbeSpec(Generic[OptionsT]):
 _REGISTRY: dict[str, ProbeSpec[Any]] = {}
 
 
+def plain(model: Any) -> Any:
+    """A Struct or a pydantic model as JSON-ready builtins (anything else as it is)."""
+    if isinstance(model, msgspec.Struct):
+        return msgspec.to_builtins(model)
+    dump = getattr(model, "model_dump", None)
+    return dump(mode="json", by_alias=True) if dump is not None else model
+
+
 def register(
     name: str,
     options: type[OptionsT],
     *,
     timeout_s: float = 30.0,
     estimate_timeout: Callable[[OptionsT], float] | None = None,
-    measurement: type[BaseModel] | None = None,
+    measurement: type[Any] | None = None,
 ) -> Callable[[ProbeFn], ProbeFn]:
     """Register `fn` as the probe `name` with its options model and default deadline.
 
     It returns the measurement model of `name` in the wire contract
-    (`agent.wire.measurements.MEASUREMENTS`); only a probe outside the contract (a test's)
+    (`agent.wire.measurements.MEASUREMENTS`, as a Struct `agent.wire.lite.MEASUREMENTS`; a
+    probe may return either); only a probe outside the contract (a test's)
     names its own with `measurement`.
     """
     model = measurement or MEASUREMENTS.get(name)
@@ -210,7 +230,7 @@ def _error_info(exc: BaseException) -> ProbeErrorInfo:
 async def run_probe(
     name: str,
     target: Target | str,
-    options: BaseModel | dict[str, Any] | None = None,
+    options: Any = None,
     *,
     ctx: ProbeContext | None = None,
     module: str | None = None,
@@ -228,7 +248,7 @@ async def run_probe(
         ctx = ProbeContext(timeout_s=spec.timeout_for(opts))
     started_at = utcnow()
     t0 = time.monotonic()
-    measurement: BaseModel | None = None
+    measurement: Any = None
     error: ProbeErrorInfo | None = None
     try:
         async with asyncio.timeout(ctx.timeout_s):
@@ -245,7 +265,7 @@ async def run_probe(
     except Exception as exc:  # a bug in a probe must not kill the agent
         log.exception("probe %s to %s crashed", name, tgt)
         error = _error_info(exc)
-    if measurement is not None and not isinstance(measurement, spec.measurement_model):
+    if measurement is not None and type(measurement).__name__ != spec.measurement_model.__name__:
         log.error("probe %s returned %s, not its %s", name, type(measurement).__name__,
                   spec.measurement_model.__name__)  # fmt: skip
         error = _error_info(
@@ -261,9 +281,7 @@ async def run_probe(
         duration_ms=duration_ms,
         success=error is None,
         error=error,
-        measurement=(
-            finite_json(measurement.model_dump(mode="json")) if measurement is not None else None
-        ),
+        measurement=finite_json(plain(measurement)) if measurement is not None else None,
         job_id=job_id,
     )
 
@@ -271,7 +289,7 @@ async def run_probe(
 async def run_many(
     name: str,
     targets: list[Target | str],
-    options: BaseModel | dict[str, Any] | None = None,
+    options: Any = None,
     *,
     concurrency: int = 8,
     module: str | None = None,

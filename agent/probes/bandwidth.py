@@ -22,9 +22,10 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from msgspec import Meta
 
 from agent.addresses import resolve
 from agent.errors import NetworkUnreachableError, PeerError
@@ -33,24 +34,18 @@ from agent.probes.bandwidth_udp import udp_down, udp_up
 from agent.responder.bandwidth import ZeroSource, receive_until_eof, send_for
 from agent.responder.tcpinfo import tcp_info
 from agent.wire.bwframe import DATA_HEADER_LEN, LENGTH_LEN, MAX_REPLY, ControlMessage
-from agent.wire.net import BandwidthMeasurement, TcpResult
+from agent.wire.lite import BandwidthMeasurement, TcpResult
 
 
-class BandwidthOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    port: int = Field(default=5201, ge=1, le=65535)
+class BandwidthOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    port: Annotated[int, Meta(ge=1, le=65535)] = 5201
     mode: Literal["tcp", "udp"] = "tcp"
-    direction: Literal["up", "down", "both"] = Field(
-        default="both", description="up: agent -> responder; both: up, then down"
-    )
-    streams: int = Field(default=4, ge=1, le=64)
-    duration_s: float = Field(default=10.0, gt=0, le=300)
-    udp_rate_kbps: float = Field(
-        default=1000.0, gt=0, le=1_000_000, description="UDP payload rate, kbit/s"
-    )
-    udp_packet_bytes: int = Field(default=1200, ge=DATA_HEADER_LEN, le=9000)
-    idle_rtt_samples: int = Field(default=5, ge=1, le=50)
+    direction: Literal["up", "down", "both"] = "both"  # up: agent -> responder; both: then down
+    streams: Annotated[int, Meta(ge=1, le=64)] = 4
+    duration_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
+    udp_rate_kbps: Annotated[float, Meta(gt=0, le=1_000_000)] = 1000.0  # UDP payload, kbit/s
+    udp_packet_bytes: Annotated[int, Meta(ge=DATA_HEADER_LEN, le=9000)] = 1200
+    idle_rtt_samples: Annotated[int, Meta(ge=1, le=50)] = 5
 
 
 def _estimate_timeout(o: BandwidthOptions) -> float:

@@ -29,7 +29,7 @@ from agent.wire.bwframe import (
     DataPacket,
     Hello,
 )
-from agent.wire.net import UdpRateResult
+from agent.wire.lite import UdpRateResult
 
 
 def _result(

@@ -19,13 +19,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Annotated, BinaryIO
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from msgspec import Meta
 
 from agent.errors import NetworkUnreachableError, PeerError, ResolveError
 from agent.probes import ProbeContext, Target, register
-from agent.wire.net import Gateway, HostMeasurement, Nic
+from agent.wire.lite import Gateway, HostMeasurement, Nic
 
 PROC_ROUTE = Path("/proc/net/route")
 PROC_ROUTE6 = Path("/proc/net/ipv6_route")
@@ -153,17 +154,12 @@ def mac_vendor(mac: str) -> str | None:
         return None
 
 
-class HostOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    sample_s: float = Field(default=1.0, gt=0, le=60, description="CPU sampling window")
-    interfaces: list[str] | None = Field(
-        default=None, description="NICs to report; None: the default route's, else all but lo"
-    )
-    public_address_from: str | None = Field(
-        default=None,
-        description="host:port of a responder's NAT-binding service (UDP); None: not asked",
-    )
+class HostOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    sample_s: Annotated[float, Meta(gt=0, le=60)] = 1.0  # CPU sampling window
+    # NICs to report; None: the default route's, else all but lo
+    interfaces: list[str] | None = None
+    # host:port of a responder's NAT-binding service (UDP); None: not asked
+    public_address_from: str | None = None
 
 
 async def public_address(target: str, timeout_s: float) -> str:

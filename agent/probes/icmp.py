@@ -12,8 +12,10 @@ import asyncio
 import ipaddress
 import random
 import time
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from msgspec import Meta
 
 from agent import quality
 from agent.errors import (
@@ -23,21 +25,17 @@ from agent.errors import (
     ResolveError,
 )
 from agent.probes import ProbeContext, Target, register, summary_stats
-from agent.wire.net import IcmpMeasurement
+from agent.wire.lite import IcmpMeasurement
 
 
-class IcmpOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    count: int = Field(default=10, ge=1, le=100_000)
-    interval_s: float = Field(default=0.2, ge=0.001, le=60)
-    timeout_s: float = Field(default=2.0, gt=0, le=60, description="wait for each reply")
-    payload_size: int = Field(default=56, ge=0, le=65_000)
-    dscp: int = Field(default=0, ge=0, le=63)
-    family: int | None = Field(default=None, description="4 or 6; None picks what resolves")
-    privileged: bool | None = Field(
-        default=None, description="raw sockets; None: raw when allowed, else datagram"
-    )
+class IcmpOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    count: Annotated[int, Meta(ge=1, le=100_000)] = 10
+    interval_s: Annotated[float, Meta(ge=0.001, le=60)] = 0.2
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 2.0  # wait for each reply
+    payload_size: Annotated[int, Meta(ge=0, le=65_000)] = 56
+    dscp: Annotated[int, Meta(ge=0, le=63)] = 0
+    family: int | None = None  # 4 or 6; None picks what resolves
+    privileged: bool | None = None  # raw sockets; None: raw when allowed, else datagram
 
 
 def _estimate_timeout(opts: IcmpOptions) -> float:

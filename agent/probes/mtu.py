@@ -20,13 +20,15 @@ import select
 import socket
 import struct
 import time
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from msgspec import Meta
 
 from agent.addresses import resolve_ip
 from agent.errors import NetworkUnreachableError, PermissionDeniedError
 from agent.probes import ProbeContext, Target, register
-from agent.wire.net import MtuMeasurement
+from agent.wire.lite import MtuMeasurement
 
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_PROBE = getattr(socket, "IP_PMTUDISC_PROBE", 3)
@@ -39,13 +41,11 @@ IPV6_MIN_MTU = 1280
 HEADER_V4, HEADER_V6 = 20 + 8, 40 + 8  # IP + ICMP echo header
 
 
-class MtuOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    min_size: int = Field(default=576, ge=68, le=65535, description="smallest size tried (bytes)")
-    max_size: int | None = Field(default=None, ge=68, le=65535, description="default: local MTU")
-    timeout_s: float = Field(default=1.0, gt=0, le=10, description="wait per echo request")
-    attempts: int = Field(default=2, ge=1, le=5, description="tries before a size counts as lost")
+class MtuOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    min_size: Annotated[int, Meta(ge=68, le=65535)] = 576  # smallest size tried (bytes)
+    max_size: Annotated[int, Meta(ge=68, le=65535)] | None = None  # default: local MTU
+    timeout_s: Annotated[float, Meta(gt=0, le=10)] = 1.0  # wait per echo request
+    attempts: Annotated[int, Meta(ge=1, le=5)] = 2  # tries before a size counts as lost
 
 
 def _estimate_timeout(o: MtuOptions) -> float:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
-from agent.probes.sip_common import SipOptionsBase, sip_session
+from agent.probes.sip_base import SipOptionsBase
+from agent.probes.sip_common import sip_session
 from agent.sip.sdp import OPUS_FRAME_MS
 from agent.wire.voice import CallSummary, RatiosModel, SipCallMeasurement
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import msgspec
+from msgspec import Meta
 
 from agent.errors import NetworkUnreachableError, PeerError, ResolveError, SipError
 from agent.probes import Target
@@ -17,25 +18,35 @@ if TYPE_CHECKING:
     from agent.sip.endpoint import SipEndpoint
 
 
-class SipOptionsBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SipTransportOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The options every SIP probe takes (`sip_base.SipOptionsBase` is the same for the
+    probes whose options are pydantic models)."""
 
     transport: Literal["udp", "tcp", "tls"] = "udp"
-    tls_verify: bool = Field(default=True, description="check the server's TLS certificate")
-    user: str | None = Field(default=None, max_length=128, description="auth / From user")
-    password: str | None = Field(default=None, max_length=256)
-    dns_server: str | None = Field(
-        default=None,
-        description="name server for the SRV/A lookups of the SIP domain, HOST or HOST:PORT "
-        "([V6]:PORT); None: the system's",
-    )
+    tls_verify: bool = True  # check the server's TLS certificate
+    user: Annotated[str, Meta(max_length=128)] | None = None  # auth / From user
+    password: Annotated[str, Meta(max_length=256)] | None = None
+    # name server for the SRV/A lookups of the SIP domain, HOST or HOST:PORT ([V6]:PORT);
+    # None: the system's
+    dns_server: str | None = None
 
-    @field_validator("dns_server")
-    @classmethod
-    def _dns_server(cls, v: str | None) -> str | None:
-        if v is not None:
-            name_server(v)
-        return v
+    def __post_init__(self) -> None:
+        if self.dns_server is not None:
+            try:
+                name_server(self.dns_server)
+            except ValueError as exc:
+                raise ValueError(f"@dns_server: {exc}") from None
+
+
+class SipOptions(Protocol):
+    """What `sip_session` reads of a SIP probe's options."""
+
+    @property
+    def transport(self) -> str: ...
+    @property
+    def tls_verify(self) -> bool: ...
+    @property
+    def dns_server(self) -> str | None: ...
 
 
 def name_server(text: str) -> tuple[str, int]:
@@ -62,7 +73,7 @@ def target_uri(target: Target) -> str:
 
 @contextlib.asynccontextmanager
 async def sip_session(
-    target: Target, opts: SipOptionsBase
+    target: Target, opts: SipOptions
 ) -> AsyncIterator[tuple[SipEndpoint, SipTarget]]:
     """(endpoint, resolved target) with SIP failures mapped to probe errors."""
     from agent.sip import client

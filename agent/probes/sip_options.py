@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
-from agent.probes.sip_common import SipOptionsBase, sip_session
-from agent.wire.sip import SipOptionsMeasurement
+from agent.probes.sip_common import SipTransportOptions, sip_session
+from agent.wire.lite import SipOptionsMeasurement
 
 
-class SipOptionsOptions(SipOptionsBase):
+class SipOptionsOptions(SipTransportOptions, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
 @register("sip_options", SipOptionsOptions, timeout_s=40.0)
-async def probe(target: Target, opts: SipOptionsOptions, ctx: ProbeContext) -> BaseModel:
+async def probe(
+    target: Target, opts: SipOptionsOptions, ctx: ProbeContext
+) -> SipOptionsMeasurement:
     from agent.sip import alg, client
 
     async with sip_session(target, opts) as (endpoint, resolved):

@@ -6,7 +6,8 @@ from pydantic import BaseModel, Field
 
 from agent.errors import SipError
 from agent.probes import ProbeContext, Target, register
-from agent.probes.sip_common import SipOptionsBase, sip_session
+from agent.probes.sip_base import SipOptionsBase
+from agent.probes.sip_common import sip_session
 from agent.wire.sip import SipRegisterMeasurement
 
 

@@ -20,30 +20,29 @@ import struct
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from msgspec import Meta
 
 from agent import quality
 from agent.addresses import resolve_ip
 from agent.errors import NetworkUnreachableError, PermissionDeniedError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.mtu import echo_request, echo_request6
-from agent.wire.net import Hop, TraceMeasurement
+from agent.wire.lite import Hop, TraceMeasurement
 
 BASE_PORT = 33434
 
 
-class TraceOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TraceOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mode: Literal["icmp", "udp", "tcp"] = "icmp"
-    port: int = Field(default=443, ge=1, le=65535, description="TCP mode destination port")
-    rounds: int = Field(default=10, ge=1, le=1000)
-    max_hops: int = Field(default=30, ge=1, le=64)
-    interval_s: float = Field(default=0.5, ge=0.01, le=10, description="between rounds")
-    timeout_s: float = Field(default=1.0, gt=0, le=10, description="wait for answers per round")
-    loss_threshold_pct: float = Field(default=1.0, ge=0, le=100)
+    port: Annotated[int, Meta(ge=1, le=65535)] = 443  # TCP mode destination port
+    rounds: Annotated[int, Meta(ge=1, le=1000)] = 10
+    max_hops: Annotated[int, Meta(ge=1, le=64)] = 30
+    interval_s: Annotated[float, Meta(ge=0.01, le=10)] = 0.5  # between rounds
+    timeout_s: Annotated[float, Meta(gt=0, le=10)] = 1.0  # wait for answers per round
+    loss_threshold_pct: Annotated[float, Meta(ge=0, le=100)] = 1.0
 
 
 def _estimate_timeout(o: TraceOptions) -> float:

@@ -25,9 +25,10 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import msgspec
+from msgspec import Meta
 
 from agent import quality
 from agent.addresses import resolve
@@ -35,6 +36,7 @@ from agent.errors import NetworkUnreachableError, PeerError
 from agent.probes import ProbeContext, Target, register
 from agent.probes.udp_analysis import Reflection, StreamParams, analyse
 from agent.responder import sockopts
+from agent.wire.lite import UdpMeasurement
 from agent.wire.stamp import (
     MIN_WITH_COS,
     TLV_EXTRA_PADDING,
@@ -54,53 +56,32 @@ from agent.wire.twamp import (
     ns_to_ntp,
     ntp_to_ns,
 )
-from agent.wire.voice import UdpMeasurement
 
 RTP_HEADER = 12
 
 
-class UdpOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UdpOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    port: Annotated[int, Meta(ge=1, le=65535)] = 862  # reflector port if the target has none
+    # E-model codec and pacing (G711_PLC, G711, G729A, G722, OPUS)
+    codec: str = "G711_PLC"
+    ptime_ms: Annotated[float, Meta(ge=5, le=200)] = 20.0  # audio per packet
+    packet_rate: Annotated[float, Meta(gt=0, le=20_000)] | None = None  # default 1000/ptime
+    payload_bytes: Annotated[int, Meta(ge=48, le=9000)] | None = None  # default codec + RTP
+    duration_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    dscp: Annotated[int, Meta(ge=0, le=63)] = 46  # DSCP of test packets (46 = EF)
+    wait_s: Annotated[float, Meta(ge=0.1, le=60)] = 2.0  # for late replies after the last send
+    jitter_buffer_ms: Annotated[float, Meta(ge=0, le=1000)] = 60.0
+    synchronized_clocks: bool = False  # trust one-way delays from timestamps
+    rfc7750: Literal["auto", "on", "off"] = "auto"  # far-end DSCP octet: auto = our responder's
+    # test packets: TWAMP-light (RFC 5357), STAMP (RFC 8762/8972), or auto (STAMP packets;
+    # each reply read as STAMP if it echoes our SSID, else TWAMP-light)
+    protocol: Literal["twamp-light", "stamp", "auto"] = "twamp-light"
 
-    port: int = Field(
-        default=862, ge=1, le=65535, description="reflector port if the target has none"
-    )
-    codec: str = Field(
-        default="G711_PLC",
-        description="E-model codec and pacing (G711_PLC, G711, G729A, G722, OPUS)",
-    )
-    ptime_ms: float = Field(default=20.0, ge=5, le=200, description="audio per packet")
-    packet_rate: float | None = Field(
-        default=None, gt=0, le=20_000, description="packets/s; default 1000/ptime"
-    )
-    payload_bytes: int | None = Field(
-        default=None, ge=48, le=9000, description="UDP payload; default codec + RTP"
-    )
-    duration_s: float = Field(default=10.0, gt=0, le=3600)
-    dscp: int = Field(default=46, ge=0, le=63, description="DSCP of test packets (46 = EF)")
-    wait_s: float = Field(
-        default=2.0, ge=0.1, le=60, description="wait for late replies after the last send"
-    )
-    jitter_buffer_ms: float = Field(default=60.0, ge=0, le=1000)
-    synchronized_clocks: bool = Field(
-        default=False, description="trust one-way delays from timestamps"
-    )
-    rfc7750: Literal["auto", "on", "off"] = Field(
-        default="auto", description="read the far-end DSCP octet: auto = only from our responder"
-    )  # fmt: skip
-    protocol: Literal["twamp-light", "stamp", "auto"] = Field(
-        default="twamp-light",
-        description="test packets: TWAMP-light (RFC 5357), STAMP (RFC 8762/8972), or auto "
-        "(STAMP packets; each reply read as STAMP if it echoes our SSID, else TWAMP-light)",
-    )
-
-    @field_validator("codec")
-    @classmethod
-    def _codec(cls, v: str) -> str:
+    def __post_init__(self) -> None:
         try:
-            return quality.get_codec(v).name
+            self.codec = quality.get_codec(self.codec).name
         except ValueError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(f"@codec: {exc}") from None
 
     def rate(self) -> float:
         return self.packet_rate if self.packet_rate is not None else 1000.0 / self.ptime_ms
@@ -190,7 +171,7 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
         ),
     )  # fmt: skip
     m = UdpMeasurement(
-        **stats.model_dump(),
+        **msgspec.structs.asdict(stats),
         address=str(sockaddr[0]),
         port=port,
         codec=opts.codec,

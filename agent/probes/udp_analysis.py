@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from agent import quality
 from agent.probes import summary_stats
-from agent.wire.voice import UdpStreamStats, VoiceDirection
+from agent.wire.lite import UdpStreamStats, VoiceDirection
 
 NS = 1e-9
 MAX_SAMPLES = 20_000
@@ -194,7 +194,7 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
             jitter_ms=jitter if uniq else None,
             late_discards=late[0] if late else None, late_pct=late[1] if late else None,
             burst_ratio=burst, max_burst=max_burst, one_way_delay_ms=owd,
-            dscp_received=dscp, dscp_counts=counts, ecn_counts=ecn, **scored,
+            dscp_received=dscp, dscp_counts=counts, ecn_counts=ecn, **scored,  # type: ignore[arg-type]
         )  # fmt: skip
 
     m2e_all = None

@@ -21,8 +21,8 @@ from typing import Any
 
 from agent.readiness.checks import comparable_mos, direction
 from agent.readiness.thresholds import get
+from agent.wire.lite import ProbeResult
 from agent.wire.readiness import RampStep
-from agent.wire.results import ProbeResult
 
 QUEUE_LIMIT_MS = 50.0
 START_SPREAD_S = 0.02  # a step's streams start within one G.711 packet interval

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.probes import PROBE_MODULES
+from agent.probes import PROBE_MODULES, plain
 from agent.readiness.path import PathFacts
 from agent.readiness.thresholds import G711_ETHERNET_BPS, Threshold, get
 from agent.wire.errors import category_message
+from agent.wire.lite import ProbeErrorInfo, ProbeResult
 from agent.wire.readiness import Check, Status
-from agent.wire.results import ProbeErrorInfo, ProbeResult
 from agent.wire.voice import DIRECTIONS, VoiceDirection
 
 ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]
@@ -152,7 +152,7 @@ def probe_failed(
     if error is not None:
         meaning = category_message(error.category)
         text = f"{explanation} {meaning} ({message})"
-        details = {"error": {**error.model_dump(by_alias=True), "meaning": meaning}}
+        details = {"error": {**plain(error), "meaning": meaning}}
     return Check(
         id=check_id, group=group, name=name, status="fail", display="no measurement",
         explanation=text, fix=fix, details=details,

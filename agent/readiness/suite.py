@@ -23,8 +23,9 @@ from agent.addresses import hostport
 from agent.probes import PROBE_MODULES, run_probe
 from agent.readiness import capacity, checks, net_checks, sip_checks
 from agent.readiness.path import PathFacts, path_facts
+from agent.wire.lite import ProbeResult
+from agent.wire.plain import utcnow
 from agent.wire.readiness import Check, RampStep, ReadinessOptions, ReadinessReport, Series, verdict
-from agent.wire.results import ProbeResult, utcnow
 
 ProbeCall = Callable[[str, str, dict[str, Any]], Awaitable[ProbeResult]]
 # `n` runs of one probe against one target at once: a capacity step's simultaneous calls.

@@ -21,7 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -109,7 +109,7 @@ class CallReportListener:
     def __init__(
         self,
         cfg: CallReportsConfig,
-        sink: Callable[[ProbeResult], None],
+        sink: Callable[[Any], None],  # takes the ProbeResult (its `to_json_dict`)
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

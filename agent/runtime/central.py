@@ -14,6 +14,7 @@ the running one stays and the reason is reported.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 
@@ -23,7 +24,7 @@ from agent.runtime.client import AuthError, CollectorClient, CollectorError
 from agent.runtime.config import AgentConfig, resolve_modules
 from agent.runtime.scheduler import Scheduler
 from agent.runtime.shipper import backoff_delay
-from agent.wire.profiles import ConfigReport, EffectiveConfig, ModuleConfig
+from agent.wire.lite import ConfigReport, EffectiveConfig, ModuleConfig
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class ConfigSync:
         """The modules to run for this answer; ConfigError names the key it cannot run."""
         if not central.central:
             return dict(self.local)
-        mods = {n: m.model_copy(deep=True) for n, m in central.modules.items()}
+        mods = {n: copy.deepcopy(m) for n, m in central.modules.items()}
         resolve_modules(mods, self.site, "collector config", check_probes=self.check_probes)
         return {**mods, **self.pinned}
 

@@ -18,10 +18,15 @@ from typing import Any
 from urllib.parse import quote
 
 from agent import __version__
+from agent.runtime.contract import (
+    IngestAnswerError,
+    ProfileError,
+    parse_effective_config,
+    parse_ingest_answer,
+    to_json,
+)
 from agent.runtime.http import HttpError, Response, request
-from agent.wire.ingest import IngestAnswer, IngestAnswerError
-from agent.wire.jobs import JobStatus
-from agent.wire.profiles import ConfigReport, EffectiveConfig, ProfileError
+from agent.wire.lite import ConfigReport, EffectiveConfig, IngestAnswer, JobStatus
 
 
 class CollectorError(Exception):
@@ -280,7 +285,7 @@ class CollectorClient:
         )
         _raise_for_status(resp, what)
         try:
-            return IngestAnswer.parse(resp.body, ids)
+            return parse_ingest_answer(resp.body, ids)
         except IngestAnswerError as exc:
             raise AnswerError(f"{what}: {resp.status} {exc}", status=resp.status) from None
 
@@ -312,7 +317,7 @@ class CollectorClient:
             "POST",
             f"/api/v1/agent/jobs/{quote(job_id, safe='')}/status",
             f"job {job_id[:64]!r} status",
-            body=status.model_dump_json(exclude_none=True).encode(),
+            body=to_json(status, exclude_none=True),
             headers={"Content-Type": "application/json"},
         )
 
@@ -329,7 +334,7 @@ class CollectorClient:
             return None
         _raise_for_status(resp, what)
         try:
-            return EffectiveConfig.parse(json.loads(resp.body))
+            return parse_effective_config(json.loads(resp.body))
         except (ValueError, RecursionError) as exc:
             msg = str(exc) if isinstance(exc, ProfileError) else "not JSON"
             raise AnswerError(f"{what}: {msg}", status=resp.status) from None
@@ -341,7 +346,7 @@ class CollectorClient:
             "POST",
             "/api/v1/agent/config/status",
             what,
-            body=report.model_dump_json().encode(),
+            body=to_json(report),
             headers={"Content-Type": "application/json"},
         )
         _raise_for_status(resp, what)

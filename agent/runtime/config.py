@@ -11,23 +11,17 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from msgspec import Meta
 
 from agent.errors import ConfigError
 from agent.probes import get_probe
-from agent.wire.errors import format_validation_error
-from agent.wire.profiles import ModuleConfig
+from agent.runtime.contract import parse_modules
+from agent.wire.lite import ModuleConfig
+from agent.wire.structs import StructError, describe, validate
 
 DEFAULT_STATE_DIR = Path("/var/lib/qos-scout")
 DEFAULT_CONFIG_PATH = Path("/etc/qos-scout/agent.yml")
@@ -35,149 +29,160 @@ GATEWAY = "$gateway"
 _PLACEHOLDER = re.compile(r"\$(responder|sip_server|gateway)\b")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A section of the file: unknown keys are refused."""
 
 
-class CollectorConfig(_Strict):
+class CollectorConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
     """Where results go, and where the agent's key is kept."""
 
     url: str | None = None
     credentials_file: Path = DEFAULT_STATE_DIR / "agent.json"
-    timeout_s: float = Field(default=15.0, gt=0, le=300)
+    timeout_s: Annotated[float, Meta(gt=0, le=300)] = 15.0
     verify_tls: bool = True
 
-    @field_validator("url")
-    @classmethod
-    def _http(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"{v!r} is not an http:// or https:// URL")
-        return v.rstrip("/") if v else v
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            if not re.match(r"^https?://[^/\s]+", self.url):
+                raise ValueError(f"@url: {self.url!r} is not an http:// or https:// URL")
+            self.url = self.url.rstrip("/") or self.url
 
 
-class SiteConfig(_Strict):
+class SiteConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
     """Facts about the site the default modules and `$placeholders` use."""
 
     responder: str | None = None
     sip_server: str | None = None
 
 
-class SpoolConfig(_Strict):
+class SpoolConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
     path: Path = DEFAULT_STATE_DIR / "spool.db"
-    max_mb: float = Field(default=64.0, gt=0)
-    max_age_h: float = Field(default=168.0, gt=0)
-    max_rejected: int = Field(default=1000, ge=0, le=100_000)
+    max_mb: Annotated[float, Meta(gt=0)] = 64.0
+    max_age_h: Annotated[float, Meta(gt=0)] = 168.0
+    max_rejected: Annotated[int, Meta(ge=0, le=100_000)] = 1000
 
 
-class ShippingConfig(_Strict):
-    batch_size: int = Field(default=200, ge=1, le=5000)
-    interval_s: float = Field(default=5.0, gt=0, le=3600)
+class ShippingConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
+    batch_size: Annotated[int, Meta(ge=1, le=5000)] = 200
+    interval_s: Annotated[float, Meta(gt=0, le=3600)] = 5.0
     # A result waits up to this long for others to share its request (failed probes and
     # job results do not wait): the default schedule then ships about once a minute.
-    max_delay_s: float = Field(default=60.0, ge=0, le=3600)
-    backoff_initial_s: float = Field(default=1.0, gt=0)
-    backoff_max_s: float = Field(default=300.0, gt=0)
-    bisect_after: int = Field(default=3, ge=1, le=100)
-    quarantine_after: int = Field(default=3, ge=1, le=100)
+    max_delay_s: Annotated[float, Meta(ge=0, le=3600)] = 60.0
+    backoff_initial_s: Annotated[float, Meta(gt=0)] = 1.0
+    backoff_max_s: Annotated[float, Meta(gt=0)] = 300.0
+    bisect_after: Annotated[int, Meta(ge=1, le=100)] = 3
+    quarantine_after: Annotated[int, Meta(ge=1, le=100)] = 3
 
-    @model_validator(mode="after")
-    def _order(self) -> ShippingConfig:
+    def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must not be below backoff_initial_s")
-        return self
 
 
-class JobsConfig(_Strict):
+class JobsConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
-    wait_s: float = Field(default=60.0, ge=1, le=60)
+    wait_s: Annotated[float, Meta(ge=1, le=60)] = 60.0
 
 
-class MetricsConfig(_Strict):
+class MetricsConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
     """The local `/metrics` endpoint; off unless `port` is set."""
 
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
     address: str = "127.0.0.1"
 
 
-class SchedulerConfig(_Strict):
-    concurrency: int = Field(default=4, ge=1, le=64)
+class SchedulerConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
+    concurrency: Annotated[int, Meta(ge=1, le=64)] = 4
     # Cap on the random offset of each module's first run (None: anywhere in its interval).
-    first_run_within_s: float | None = Field(default=None, ge=0)
-    shutdown_flush_s: float = Field(default=5.0, ge=0, le=300)
+    first_run_within_s: Annotated[float, Meta(ge=0)] | None = None
+    shutdown_flush_s: Annotated[float, Meta(ge=0, le=300)] = 5.0
 
 
-class CentralConfig(_Strict):
+class CentralConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
     """The schedule kept at the collector (probe profiles): fetched every `interval_s` with
     an ETag and applied without a restart. Modules of this file's `modules:` section win
     over central modules of the same name (they are pinned locally)."""
 
     enabled: bool = True
-    interval_s: float = Field(default=60.0, ge=1, le=3600)
+    interval_s: Annotated[float, Meta(ge=1, le=3600)] = 60.0
 
 
-class PhoneConfig(_Strict):
+class PhoneConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
     """A phone (or a network of phones) whose call reports the agent takes: by `address`
     (an address or a network in CIDR notation) and/or `account` (the SIP URI the phone
     reports as its LocalID, e.g. `sip:1001@pbx.example.com`); both must match when both
     are given. `name` becomes the results' module."""
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: Annotated[
+        str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    ]
     address: str | None = None
-    account: str | None = Field(default=None, min_length=1, max_length=256)
+    account: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
 
-    @field_validator("address")
-    @classmethod
-    def _network(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        try:
-            return str(ipaddress.ip_network(v, strict=False))
-        except ValueError:
-            raise ValueError(f"{v!r} is not an address or a network (10.1.2.0/24)") from None
-
-    @model_validator(mode="after")
-    def _some_key(self) -> PhoneConfig:
+    def __post_init__(self) -> None:
+        if self.address is not None:
+            try:
+                self.address = str(ipaddress.ip_network(self.address, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"@address: {self.address!r} is not an address or a network (10.1.2.0/24)"
+                ) from None
         if self.address is None and self.account is None:
             raise ValueError("a phone needs an address or an account")
-        return self
 
 
-class CallReportsConfig(_Strict):
+class CallReportsConfig(_Strict, kw_only=True, forbid_unknown_fields=True):
     """The SIP listener for phones' RFC 6035 call reports; off unless `port` is set."""
 
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
     address: str = "0.0.0.0"
-    phones: list[PhoneConfig] = Field(default_factory=list, max_length=10_000)
-    max_per_minute: int = Field(default=600, ge=1, le=100_000)
+    phones: Annotated[list[PhoneConfig], Meta(max_length=10_000)] = msgspec.field(
+        default_factory=list
+    )
+    max_per_minute: Annotated[int, Meta(ge=1, le=100_000)] = 600
 
-    @model_validator(mode="after")
-    def _phones_when_on(self) -> CallReportsConfig:
+    def __post_init__(self) -> None:
         if self.port is not None and not self.phones:
             raise ValueError("phones: name at least one phone to take reports from")
-        return self
 
 
-class AgentConfig(_Strict):
-    collector: CollectorConfig = Field(default_factory=CollectorConfig)
-    site: SiteConfig = Field(default_factory=SiteConfig)
-    spool: SpoolConfig = Field(default_factory=SpoolConfig)
-    shipping: ShippingConfig = Field(default_factory=ShippingConfig)
-    jobs: JobsConfig = Field(default_factory=JobsConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    central: CentralConfig = Field(default_factory=CentralConfig)
-    call_reports: CallReportsConfig = Field(default_factory=CallReportsConfig)
+class AgentConfig(_Strict, kw_only=True, forbid_unknown_fields=True, dict=True):
+    """The whole file. `modules` is None until `parse_config` fills it (from the file's
+    `modules:` section, each module checked on its own, or from `default_modules`)."""
+
+    collector: CollectorConfig = msgspec.field(default_factory=CollectorConfig)
+    site: SiteConfig = msgspec.field(default_factory=SiteConfig)
+    spool: SpoolConfig = msgspec.field(default_factory=SpoolConfig)
+    shipping: ShippingConfig = msgspec.field(default_factory=ShippingConfig)
+    jobs: JobsConfig = msgspec.field(default_factory=JobsConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    scheduler: SchedulerConfig = msgspec.field(default_factory=SchedulerConfig)
+    central: CentralConfig = msgspec.field(default_factory=CentralConfig)
+    call_reports: CallReportsConfig = msgspec.field(default_factory=CallReportsConfig)
     modules: dict[str, ModuleConfig] | None = None
-    # True when `modules` came from default_modules() (the file has no `modules:` section).
-    _default_modules: bool = PrivateAttr(default=False)
 
     @property
     def pinned(self) -> dict[str, ModuleConfig]:
         """The modules this file states itself: they win over central ones of that name."""
-        return {} if self._default_modules else dict(self.modules or {})
+        # `_default_modules` (set by parse_config): `modules` came from default_modules()
+        default = getattr(self, "_default_modules", False)
+        return {} if default else dict(self.modules or {})
 
     def enabled_modules(self) -> dict[str, ModuleConfig]:
         return {k: m for k, m in (self.modules or {}).items() if m.enabled}
+
+
+def _path_hook(kind: type, obj: Any) -> Any:
+    if kind is Path and isinstance(obj, str):
+        return Path(obj)
+    raise NotImplementedError
+
+
+def section(data: Any, kind: type[Any], prefix: str = "") -> Any:
+    """`data` as the config Struct `kind`; StructError names the key."""
+    try:
+        return msgspec.convert(data, kind, strict=False, dec_hook=_path_hook)
+    except msgspec.ValidationError as exc:
+        raise StructError(describe(exc, prefix=prefix, data=data, kind=kind)) from None
 
 
 def default_modules(site: SiteConfig) -> dict[str, dict[str, Any]]:
@@ -232,13 +237,15 @@ def parse_config(
             f"{source}: the file must be a mapping of sections, not {type(data).__name__}"
         )
     try:
-        cfg = AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
+        cfg = section({k: v for k, v in data.items() if k != "modules"}, AgentConfig)
+        if data.get("modules") is not None:
+            cfg.modules = parse_modules(data["modules"])
+    except StructError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     defaults = cfg.modules is None
     if defaults:
         built = default_modules(cfg.site)
-        cfg.modules = {k: ModuleConfig.model_validate(v) for k, v in built.items()}
+        cfg.modules = {k: validate(v, ModuleConfig) for k, v in built.items()}
         if check_probes:  # a default module whose probe kind is not installed is left out
             cfg.modules = {k: m for k, m in cfg.modules.items() if _probe_known(m.probe)}
     if base_dir is not None:

@@ -1,7 +1,8 @@
 """On-demand jobs: long-poll the collector, run each job at once, report how it went.
 
-A job is the wire model `agent.wire.jobs.Job`; one that does not validate (an unknown
-schema version, a malformed spec) is reported failed with the validation message.
+A job is the wire model `agent.wire.jobs.Job` (read as `agent.runtime.contract.Job`); one
+that does not validate (an unknown schema version, a malformed spec)
+is reported failed with the validation message.
 A `probe` job (`{"probe", "targets", "options"}`) runs one probe against its targets.
 A `suite` job (`{"suite", "options"}`) runs a function registered by name:
 
@@ -27,10 +28,10 @@ from typing import Any
 from agent.errors import ConfigError, ProbeError
 from agent.runtime.client import AuthError, CollectorClient, CollectorError
 from agent.runtime.config import SiteConfig
+from agent.runtime.contract import Job, job_status, parse_job
 from agent.runtime.scheduler import Scheduler
 from agent.runtime.shipper import backoff_delay
-from agent.wire.jobs import Job, JobState, JobStatus, ProbeJobSpec
-from agent.wire.results import ProbeResult
+from agent.wire.lite import ProbeJobSpec, ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class JobRunner:
             log.error("job without an id ignored: %r", job)
             return
         try:
-            parsed = Job.parse(job, "this agent")
+            parsed = parse_job(job, "this agent")
         except ValueError as exc:
             self.failed += 1
             log.warning("job %s is malformed: %s", job_id, exc)
@@ -207,10 +208,10 @@ class JobRunner:
         return {**summarize(collected), **report}
 
     async def _status(
-        self, job_id: str, state: JobState, *, progress: float | None = None,
+        self, job_id: str, state: str, *, progress: float | None = None,
         message: str | None = None, report: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
-        status = JobStatus.of(state, progress=progress, message=message, report=report)
+        status = job_status(state, progress=progress, message=message, report=report)
         try:
             await self.client.job_status(job_id, status)
         except CollectorError as exc:

@@ -22,7 +22,7 @@ from agent.runtime.metrics import AgentCollector, ResultBook, serve
 from agent.runtime.scheduler import Scheduler
 from agent.runtime.shipper import Shipper, backoff_delay, is_urgent
 from agent.runtime.spool import Spool
-from agent.wire.results import ProbeResult
+from agent.wire.lite import ProbeResult
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.runtime.shipper import ShipStats
 from agent.runtime.spool import SpoolStats
-from agent.wire.results import ProbeResult
+from agent.wire.lite import ProbeResult
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric

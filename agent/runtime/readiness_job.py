@@ -17,8 +17,8 @@ from agent.readiness.capacity import START_SPREAD_S
 from agent.readiness.suite import run_readiness
 from agent.runtime.jobs import JobError, SuiteContext, register_suite
 from agent.wire.errors import format_validation_error
+from agent.wire.lite import LOAD_TEST_TAG, ProbeResult
 from agent.wire.readiness import ReadinessOptions
-from agent.wire.results import LOAD_TEST_TAG, ProbeResult
 
 
 def job_options(options: dict[str, Any], ctx: SuiteContext) -> ReadinessOptions:

@@ -21,7 +21,8 @@ from typing import Any
 from agent.errors import NetworkUnreachableError
 from agent.probes import ProbeContext, Target, get_probe, run_probe
 from agent.runtime.config import GATEWAY, ModuleConfig
-from agent.wire.results import ProbeErrorInfo, ProbeResult, utcnow
+from agent.wire.lite import ProbeErrorInfo, ProbeResult
+from agent.wire.plain import utcnow
 
 log = logging.getLogger(__name__)
 

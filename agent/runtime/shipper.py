@@ -32,9 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.runtime.client import AnswerError, AuthError, CollectorClient, CollectorError
+from agent.runtime.contract import ids_in
+from agent.runtime.contract import reason as item_reason
 from agent.runtime.spool import Spool, SpooledItem
-from agent.wire.ingest import IngestAnswer
-from agent.wire.results import ProbeResult
+from agent.wire.lite import IngestAnswer, ProbeResult
 
 log = logging.getLogger(__name__)
 EMPTY_RECHECK_S = 300.0  # an empty spool's safety net; new results wake the shipper
@@ -206,11 +207,11 @@ class Shipper:
     def _answered(self, items: list[SpooledItem], answer: IngestAnswer) -> int:
         acked: list[str] = []
         rejected: dict[str, str] = {}
-        for rid, item in answer.ids_in([i.id for i in items]):
+        for rid, item in ids_in(answer, [i.id for i in items]):
             self.suspects.pop(rid, None)
             self._failing.discard(rid)
             if item.status == "rejected":
-                rejected[rid] = item.reason
+                rejected[rid] = item_reason(item)
             else:
                 acked.append(rid)
             self.stats.by_status[item.status] = self.stats.by_status.get(item.status, 0) + 1

@@ -4,7 +4,10 @@ collector)."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the agent's running path loads no pydantic
+    from pydantic import ValidationError
 
 VALUE_ERROR_PREFIX = "Value error, "
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import math
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.wire.plain import control_char as control_char
+from agent.wire.plain import finite_json as finite_json
+from agent.wire.plain import non_finite_path as non_finite_path
+from agent.wire.plain import utcnow as utcnow
 
 # 2: one per-direction voice model; the udp stream's `forward`/`backward` became `out`/`back`
 SCHEMA_VERSION = 2
@@ -17,8 +20,6 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 # A result tagged with this key comes from a deliberate overload (the readiness capacity
 # ramp): the collector stores it, but it neither becomes the latest figure nor trips rules.
 LOAD_TEST_TAG = "load_test"
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ProbeErrorInfo(BaseModel):
@@ -133,42 +134,3 @@ def upgrade(item: dict[str, Any]) -> dict[str, Any]:
                 m[new] = d
         out["measurement"] = m
     return out
-
-
-def finite_json(value: Any) -> Any:
-    """`value` with every NaN or infinite float replaced by None: JSON has no such numbers,
-    and a figure that could not be computed travels as null (as pydantic writes it)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite_json(v) for v in value]
-    return value
-
-
-def non_finite_path(value: Any, path: str) -> str | None:
-    """The path (`measurement.rtt_ms.max`) of the first NaN or infinite float in `value`."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else path
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for k, v in items:
-        found = non_finite_path(v, f"{path}.{k}")
-        if found:
-            return found
-    return None
-
-
-def control_char(text: str) -> str | None:
-    """The first control character (C0, DEL, C1) in `text`, or None."""
-    m = _CONTROL.search(text)
-    return m.group() if m else None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -1,8 +1,9 @@
 """The idle agent's memory budget, guarded by what it loads rather than by timing: a real
 `qos-scout agent run` (enrolled at a real collector, the default schedule's probe kinds sped
 up) holds no OpenSSL (neither ssl nor hashlib's _hashlib) for an http:// collector, no
-collector code, no numpy, only its own command's parser, and builds only the pydantic models
-it uses; and TLS still works once it is wanted after asyncio was imported without `ssl`."""
+collector code, no numpy, only its own command's parser, and no pydantic (its wire models are
+the msgspec Structs of agent/wire/lite.py); and TLS still works once it is wanted after asyncio
+was imported without `ssl`."""
 
 from __future__ import annotations
 
@@ -19,22 +20,14 @@ from agent.cli.stack import Stack, wait_for
 pytestmark = pytest.mark.slow
 
 # `python -c DUMP OUT qos-scout-args...`: the agent as `qos-scout` runs it, writing its loaded
-# modules and the names of the pydantic models built so far to OUT on SIGUSR1. The handler
-# imports nothing the agent has not loaded by then (signal and builtins here; pydantic later).
+# modules to OUT on SIGUSR1. The handler imports nothing (signal and builtins only).
 DUMP = r"""
 import os, signal, sys
 out = sys.argv.pop(1)
-def walk(cls):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from walk(sub)
 def dump(*_):
-    from pydantic import BaseModel
-    models = {f"{m.__module__}.{m.__qualname__}": m.__pydantic_complete__ for m in walk(BaseModel)
-              if m.__module__.startswith("agent.")}
     with open(out + ".part", "w") as f:
         loaded = sorted(k for k, v in sys.modules.items() if v is not None)  # None: kept out
-        f.write(repr({"modules": loaded, "models": models}))
+        f.write(repr({"modules": loaded}))
     os.replace(out + ".part", out)
 signal.signal(signal.SIGUSR1, dump)
 from agent.cli.main import main
@@ -99,15 +92,16 @@ def test_idle_agent_loads_no_tls_collector_or_other_commands(idle_agent: dict) -
     assert commands == ["agent.cli.cmd_agent"]
 
 
-def test_idle_agent_builds_only_the_models_it_uses(idle_agent: dict) -> None:
-    models: dict[str, bool] = idle_agent["models"]  # type: ignore[assignment]
-    built = {m for m, complete in models.items() if complete}
-    # what the schedule used was built on first use ...
-    assert {"agent.wire.results.ProbeResult", "agent.wire.voice.UdpMeasurement"} <= built
-    # ... and the other measurements the wire module defines were not
-    assert "agent.wire.net.BandwidthMeasurement" in models
-    assert "agent.wire.net.BandwidthMeasurement" not in built
-    assert len(built) < len(models) / 2, sorted(built)
+def test_idle_agent_loads_no_pydantic(idle_agent: dict) -> None:
+    modules = set(idle_agent["modules"])
+    tops = {m.split(".")[0] for m in modules}
+    assert sorted(tops & {"pydantic", "pydantic_core", "annotated_types"}) == []
+    # its wire models are the generated Structs; the pydantic ones stay the collector's
+    assert {"msgspec", "agent.wire.lite"} <= modules
+    pydantic_wire = {"agent.wire.results", "agent.wire.measurements", "agent.wire.net",
+                     "agent.wire.voice", "agent.wire.profiles", "agent.wire.jobs",
+                     "agent.wire.ingest"}  # fmt: skip
+    assert sorted(modules & pydantic_wire) == []
 
 
 TLS_AFTER_LAZY_SSL = r"""

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from agent.probes import ProbeContext, Target, register
 from agent.runtime.config import ModuleConfig
 from agent.runtime.scheduler import PROBE_CLASS, ConflictQueue, Plan, Scheduler, loss_pct
+from agent.wire.lite import LossTrigger
 from agent.wire.results import ProbeResult, utcnow
 
 
@@ -151,7 +152,9 @@ async def test_loss_triggers_the_on_loss_module_once_per_cooldown() -> None:
             options={"sleep_s": 0.01, "loss": 5.0},
         ),
         "trace": ModuleConfig(
-            probe="t_sleep", targets=["10.0.0.9"], on_loss={"loss_pct_over": 1.0, "cooldown_s": 60}
+            probe="t_sleep",
+            targets=["10.0.0.9"],
+            on_loss=LossTrigger(loss_pct_over=1.0, cooldown_s=60),
         ),
     }
     s = Scheduler(mods, out.append, rng=random.Random(1), first_within_s=0.01)

@@ -242,11 +242,11 @@ async def test_a_job_id_from_the_collector_is_escaped_into_the_status_path(
     hostile: Hostile,
 ) -> None:
     from agent.runtime.client import CollectorError
-    from agent.wire.jobs import JobStatus
+    from agent.runtime.contract import job_status
 
     client = CollectorClient(hostile.url, "good-key", timeout_s=2)  # type: ignore[attr-defined]
     with pytest.raises(CollectorError, match=r"job 'a/b c\\r\\nX: 1' status: 404"):
-        await client.job_status("a/b c\r\nX: 1", JobStatus.of("failed", message="malformed"))
+        await client.job_status("a/b c\r\nX: 1", job_status("failed", message="malformed"))
     assert hostile.seen[-1].path == "/api/v1/agent/jobs/a%2Fb%20c%0D%0AX%3A%201/status"
 
 
