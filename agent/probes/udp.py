@@ -236,21 +236,27 @@ class _Receiver:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.raw: list[tuple[bytes, list[tuple[int, int, bytes]], int, object]] = []
+        self.raw: list[tuple[bytes, list[tuple[int, int, bytes]]]] = []
         self.refused = 0
+        # one buffer for every read: a reply is copied out at its size (a 64 KiB buffer per
+        # call would be malloc'd in the sender thread's own arena and grow it reply by reply)
+        self._buf = memoryview(bytearray(65535))
 
     def drain(self) -> None:
         """Read every reply waiting in the socket."""
-        recvmsg, append, anc = self.sock.recvmsg, self.raw.append, sockopts.ANCBUF
+        recvmsg_into, append, buf = self.sock.recvmsg_into, self.raw.append, self._buf
+        bufs, anc = [buf], sockopts.ANCBUF
         while True:
             try:
-                append(recvmsg(65535, anc))
+                n, ancdata, _flags, _addr = recvmsg_into(bufs, anc)
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionRefusedError:
                 self.refused += 1
+                continue
             except OSError:
-                pass
+                continue
+            append((bytes(buf[:n]), ancdata))
 
     def every(self, size: int) -> int:
         """Sends between two reads: the replies of that many fit the receive buffer 4 times."""
@@ -280,7 +286,7 @@ class _Receiver:
         self.drain()
 
     def packets(self) -> list[tuple[bytes, sockopts.RxMeta]]:
-        return [(d, sockopts.parse_ancillary(a)) for d, a, _f, _a in self.raw]
+        return [(d, sockopts.parse_ancillary(a)) for d, a in self.raw]
 
 
 async def _send_stream(
