@@ -12,7 +12,11 @@ import asyncio
 import ipaddress
 import random
 import time
+<<<<<<< HEAD
 from typing import Annotated
+=======
+from typing import Any
+>>>>>>> c-voicecpu
 
 import msgspec
 from msgspec import Meta
@@ -59,7 +63,7 @@ async def _resolve(host: str, family: int | None) -> str:
         raise ResolveError(f"host name {host!r} does not resolve") from None
 
 
-def _open_socket(address: str, privileged: bool | None) -> tuple[object, bool]:
+def _open_socket(address: str, privileged: bool | None) -> tuple[Any, bool]:
     from icmplib import ICMPv4Socket, ICMPv6Socket
     from icmplib.exceptions import SocketPermissionError
 
@@ -79,79 +83,96 @@ def _open_socket(address: str, privileged: bool | None) -> tuple[object, bool]:
 
 @register("icmp", IcmpOptions, estimate_timeout=_estimate_timeout)
 async def probe_icmp(target: Target, opts: IcmpOptions, ctx: ProbeContext) -> IcmpMeasurement:
-    from icmplib import AsyncSocket, ICMPRequest
-    from icmplib.exceptions import ICMPSocketError, SocketBroadcastError, TimeoutExceeded
+    from icmplib import ICMPRequest
+    from icmplib.exceptions import ICMPSocketError, SocketBroadcastError
 
     address = await _resolve(target.host, opts.family)
-    raw_sock, privileged = _open_socket(address, opts.privileged)
+    icmp_sock, privileged = _open_socket(address, opts.privileged)
     ident = random.randrange(1, 0xFFFF)
     requests: list[ICMPRequest] = []
     rtts: list[float | None] = [None] * opts.count
     unreachable = 0
     send_errors: list[str] = []
-    all_sent = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # settled when every request is answered, the last one pending has had its timeout_s
+    # after the last send, or a read failed
+    settled: asyncio.Future[None] = loop.create_future()
+    timer: asyncio.TimerHandle | None = None
 
-    async def sender() -> None:
-        start = time.monotonic()
+    def send(seq: int) -> None:
+        nonlocal timer
+        req = ICMPRequest(
+            destination=address,
+            id=ident,
+            sequence=seq,
+            payload_size=opts.payload_size,
+            traffic_class=opts.dscp << 2,
+        )
         try:
-            for seq in range(opts.count):
-                delay = start + seq * opts.interval_s - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                req = ICMPRequest(
-                    destination=address,
-                    id=ident,
-                    sequence=seq,
-                    payload_size=opts.payload_size,
-                    traffic_class=opts.dscp << 2,
-                )
-                try:
-                    asock.send(req)
-                except SocketBroadcastError:
-                    # icmplib reports any EPERM as a broadcast error; on Linux it is most
-                    # often a local firewall rule refusing the packet.
-                    send_errors.append("the local host refused to send (EPERM: firewall?)")
-                except ICMPSocketError as exc:
-                    send_errors.append(str(exc))
-                requests.append(req)
-        finally:
-            all_sent.set()
+            icmp_sock.send(req)
+        except SocketBroadcastError:
+            # icmplib reports any EPERM as a broadcast error; on Linux it is most
+            # often a local firewall rule refusing the packet.
+            send_errors.append("the local host refused to send (EPERM: firewall?)")
+        except ICMPSocketError as exc:
+            send_errors.append(str(exc))
+        requests.append(req)
+        if seq + 1 < opts.count:  # the next on its fixed time: a slow reply never delays it
+            timer = loop.call_at(start + (seq + 1) * opts.interval_s, send, seq + 1)
+        else:
+            on_readable()
 
-    async def receiver() -> None:
+    def recheck() -> None:
+        nonlocal timer
+        if settled.done():
+            return
+        pending = [r.time for r in requests if rtts[r.sequence] is None]
+        wait = max(pending) + opts.timeout_s - time.time() if pending else 0.0
+        if wait <= 0:
+            settled.set_result(None)
+            return
+        if timer is not None:
+            timer.cancel()
+        timer = loop.call_later(wait, recheck)
+
+    def on_readable() -> None:
+        # every reply read as it arrives, in this one callback (no task or reader per
+        # reply); its time is taken at the read, as icmplib's own receive does
         nonlocal unreachable
         while True:
-            pending = [r for r in requests if rtts[r.sequence] is None]
-            if all_sent.is_set():
-                if not pending:
-                    return
-                wait = max(r.time for r in pending) + opts.timeout_s - time.time()
-                if wait <= 0:
-                    return
-            else:
-                wait = opts.interval_s + opts.timeout_s
             try:
-                reply = await asock.receive(None, wait)
-            except TimeoutExceeded:
+                packet = raw.recv(1024)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if not settled.done():
+                    settled.set_exception(ICMPSocketError(str(exc)))
+                return
+            now = time.time()
+            reply = icmp_sock._parse_reply(packet=packet, source=None, current_time=now)
+            if reply is None or reply.id != ident or not 0 <= reply.sequence < len(requests):
                 continue
-            if reply.id != (requests[0].id if requests else ident):
-                continue
-            if not 0 <= reply.sequence < len(requests):
-                continue
-            req = requests[reply.sequence]
             if reply.type not in (0, 129):  # not an echo reply: an ICMP error for our request
                 unreachable += 1
                 continue
             if rtts[reply.sequence] is None:
+                req = requests[reply.sequence]
                 rtts[reply.sequence] = max(0.0, (reply.time - req.time) * 1000.0)
+        if len(requests) == opts.count:
+            recheck()
 
-    asock = AsyncSocket(raw_sock)
-    receiving = asyncio.ensure_future(receiver())
+    icmp_sock.blocking = False
+    raw = icmp_sock._sock
+    loop.add_reader(raw.fileno(), on_readable)
+    start = loop.time()
     try:
-        await sender()
-        await receiving
+        send(0)
+        await settled
     finally:
-        receiving.cancel()
-        asock.close()
+        if timer is not None:
+            timer.cancel()
+        loop.remove_reader(raw.fileno())
+        icmp_sock.close()
 
     got = [r for r in rtts if r is not None]
     # RFC 3550 estimator over the RTT series (D = RTT_i - RTT_{i-1}): send times all equal.

@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import secrets
 import socket
+import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Annotated, Literal
@@ -113,10 +115,7 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
     family, sockaddr = await resolve(target.host, port)
     n, rate, size = opts.count(), opts.rate(), opts.size()
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    received: list[tuple[bytes, sockopts.RxMeta]] = []
-    refused = 0
-    loop = asyncio.get_running_loop()
-    all_back = asyncio.Event()
+    rx = _Receiver(sock)
     try:
         sockopts.big_rcvbuf(sock)
         sockopts.enable_rx_metadata(sock)
@@ -128,34 +127,13 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
             raise NetworkUnreachableError(
                 f"cannot reach {sockaddr[0]} port {port}: {exc.strerror}"
             ) from None
-
-        def on_readable() -> None:
-            nonlocal refused
-            while True:
-                try:
-                    data, anc, _f, _a = sock.recvmsg(65535, sockopts.ANCBUF)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except ConnectionRefusedError:
-                    refused += 1
-                    continue
-                except OSError:
-                    continue
-                received.append((data, sockopts.parse_ancillary(anc)))
-                if len(received) >= n:
-                    all_back.set()
-
-        loop.add_reader(sock.fileno(), on_readable)
         ssid = secrets.randbelow(0xFFFF) + 1 if opts.protocol != "twamp-light" else None
-        t1s = await _send_stream(sock, n, rate, _packet_maker(size, ssid, opts.dscp))
-        if len(received) < n:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(opts.wait_s):
-                    await all_back.wait()
-        loop.remove_reader(sock.fileno())
-        on_readable()
+        t1s = await _send_stream(sock, n, rate, _template(size, ssid, opts.dscp), rx)
+        await rx.wait_for(n, opts.wait_s)
     finally:
         sock.close()
+    received = rx.packets()
+    refused = rx.refused
 
     if ssid is None:
         refl, malformed, any_signed = _decode(received, t1s, opts)
@@ -210,38 +188,155 @@ async def probe_udp(target: Target, opts: UdpOptions, ctx: ProbeContext) -> UdpM
     return m
 
 
-def _packet_maker(size: int, ssid: int | None, dscp: int) -> Callable[[int, int], bytes]:
-    """seq, NTP timestamp -> the test packet: TWAMP-light, or STAMP when there is an SSID."""
+def _template(size: int, ssid: int | None, dscp: int) -> bytearray:
+    """The test packet with sequence number and timestamp 0: TWAMP-light, or STAMP when
+    there is an SSID. Both begin with the sequence number and the NTP timestamp, which
+    `_SEQ_TS` packs into it for each packet sent."""
     err = SenderPacket(0, 0).error_estimate
     if ssid is None:
-        padding = bytes(size - 14)
-        return lambda seq, ts: bytes(SenderPacket(seq, ts, err, padding))
+        return bytearray(bytes(SenderPacket(0, 0, err, bytes(size - 14))))
     tlvs = [ClassOfService(dscp1=dscp).tlv()]
     if size > MIN_WITH_COS:
         tlvs.append(Tlv(TLV_EXTRA_PADDING, bytes(size - MIN_WITH_COS - TLV_HEADER_LEN)))
-    tail = bytes(StampSenderPacket(0, 0, err, ssid, tuple(tlvs)))[12:]  # err, SSID, MBZ, TLVs
-    return lambda seq, ts: seq.to_bytes(4, "big") + ts.to_bytes(8, "big") + tail
+    return bytearray(bytes(StampSenderPacket(0, 0, err, ssid, tuple(tlvs))))
+
+
+_SEQ_TS = struct.Struct("!IQ")
+# the sender thread sleeps at most this long at a time, so a cancelled probe stops soon
+MAX_SLEEP_S = 0.1
+# how many replies may wait in the socket between two reads, at most
+MAX_QUEUED = 64
+
+
+class _Receiver:
+    """The replies of one stream as recvmsg() returns them, read many per call.
+
+    During the stream the sender thread reads them after its sends (the socket wakes
+    nobody: a reply's kernel timestamp says when it arrived, not when it was read); after
+    it, the event loop's reader does.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.raw: list[tuple[bytes, list[tuple[int, int, bytes]]]] = []
+        self.refused = 0
+        # one buffer for every read: a reply is copied out at its size (a 64 KiB buffer per
+        # call would be malloc'd in the sender thread's own arena and grow it reply by reply)
+        self._buf = memoryview(bytearray(65535))
+
+    def drain(self) -> None:
+        """Read every reply waiting in the socket."""
+        recvmsg_into, append, buf = self.sock.recvmsg_into, self.raw.append, self._buf
+        bufs, anc = [buf], sockopts.ANCBUF
+        while True:
+            try:
+                n, ancdata, _flags, _addr = recvmsg_into(bufs, anc)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionRefusedError:
+                self.refused += 1
+                continue
+            except OSError:
+                continue
+            append((bytes(buf[:n]), ancdata))
+
+    def every(self, size: int) -> int:
+        """Sends between two reads: the replies of that many fit the receive buffer 4 times."""
+        rcvbuf = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        return max(1, min(MAX_QUEUED, rcvbuf // (4 * (size + 1024))))
+
+    async def wait_for(self, n: int, wait_s: float) -> None:
+        """Read replies until `n` are in or `wait_s` has passed since the last send."""
+        self.drain()
+        if len(self.raw) >= n:
+            return
+        loop = asyncio.get_running_loop()
+        all_back = asyncio.Event()
+
+        def on_readable() -> None:
+            self.drain()
+            if len(self.raw) >= n:
+                all_back.set()
+
+        loop.add_reader(self.sock.fileno(), on_readable)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await all_back.wait()
+        finally:
+            loop.remove_reader(self.sock.fileno())
+        self.drain()
+
+    def packets(self) -> list[tuple[bytes, sockopts.RxMeta]]:
+        return [(d, sockopts.parse_ancillary(a)) for d, a in self.raw]
 
 
 async def _send_stream(
-    sock: socket.socket, n: int, rate: float, make: Callable[[int, int], bytes]
+    sock: socket.socket, n: int, rate: float, packet: bytearray, rx: _Receiver
 ) -> list[int]:
-    """Send n test packets paced at `rate`; returns each packet's send time (Unix ns)."""
-    t1s = [0] * n
-    start = time.monotonic()
-    for i in range(n):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        t1 = time.time_ns()
-        t1s[i] = t1
+    """Send n test packets paced at `rate`; returns each packet's send time (Unix ns).
+
+    A thread of its own sends them (one wakeup per packet, a sleep to the next absolute
+    deadline: cheaper than a turn of the event loop) and reads the replies waiting after
+    every `rx.every()` sends. The loop is not woken until the last packet is sent.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[list[int]] = loop.create_future()
+    stop = threading.Event()
+    every = rx.every(len(packet))
+
+    def settle(t1s: list[int] | None, exc: BaseException | None) -> None:
+        if done.done():
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(t1s or [])
+
+    def body() -> None:
         try:
-            sock.send(make(i, ns_to_ntp(t1)))
+            t1s = _paced_send(sock, n, rate, packet, rx, every, stop)
+        except BaseException as exc:  # handed to the probe, raised there
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, t1s, None)
+
+    sender = threading.Thread(target=body, name="udp-stream", daemon=True)
+    sender.start()
+    try:
+        return await done
+    finally:
+        stop.set()  # cancelled: the thread ends within MAX_SLEEP_S, before the socket closes
+        sender.join()
+
+
+def _paced_send(
+    sock: socket.socket, n: int, rate: float, packet: bytearray, rx: _Receiver, every: int,
+    stop: threading.Event,
+) -> list[int]:  # fmt: skip
+    t1s = [0] * n
+    pack, send, sleep = _SEQ_TS.pack_into, sock.send, time.sleep
+    monotonic, time_ns = time.monotonic, time.time_ns
+    start = monotonic()
+    for i in range(n):
+        delay = start + i / rate - monotonic()
+        while delay > 0:
+            if stop.is_set():
+                return t1s
+            sleep(min(delay, MAX_SLEEP_S))
+            delay = start + i / rate - monotonic()
+        t1 = time_ns()
+        t1s[i] = t1
+        pack(packet, 0, i, ns_to_ntp(t1))
+        try:
+            send(packet)
         except (BlockingIOError, ConnectionRefusedError):
             pass  # counted as lost; refused shows up again on receive
         except OSError as exc:
             if exc.errno in (101, 113):  # ENETUNREACH, EHOSTUNREACH
                 raise NetworkUnreachableError(f"network unreachable: {exc.strerror}") from None
+        if i % every == every - 1:
+            rx.drain()
     return t1s
 
 

@@ -123,12 +123,12 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
     )
 
     copied = bool(uniq) and all(x.reflector_seq == x.sender_seq for x in uniq)
+    dups = _fwd_dups(uniq)
     # A per-session counter from 0 never runs ahead of the sender by more than the forward
     # duplicates (plus a little forward reordering); anything else is a shared counter.
     plausible = (
         bool(uniq)
-        and max(x.reflector_seq for x in uniq)
-        <= max(x.sender_seq for x in uniq) + _fwd_dups(uniq) + 16
+        and max(x.reflector_seq for x in uniq) <= max(x.sender_seq for x in uniq) + dups + 16
     )
     counter_ok = plausible and (
         p.reflector_counts
@@ -142,7 +142,6 @@ def analyse(reflections: list[Reflection], p: StreamParams) -> UdpStreamStats:
     back_mask: list[bool] = []
     if counter_ok:
         method = "reflector sequence counter (RFC 5357 §4.2.1)"
-        dups = _fwd_dups(uniq)
         top = max(uniq, key=lambda x: x.reflector_seq)
         s_star, r_star = top.sender_seq, top.reflector_seq
         fwd_packets = s_star + 1
