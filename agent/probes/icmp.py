@@ -12,11 +12,7 @@ import asyncio
 import ipaddress
 import random
 import time
-<<<<<<< HEAD
-from typing import Annotated
-=======
-from typing import Any
->>>>>>> c-voicecpu
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta

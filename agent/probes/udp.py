@@ -26,7 +26,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 import msgspec

@@ -21,7 +21,8 @@ from agent.sip.uas import SipUas
 
 @pytest.fixture
 async def uas() -> AsyncIterator[SipUas]:
-    u = SipUas("127.0.0.1", peers.free_port(), tls_port=peers.free_port(socket.SOCK_STREAM, also_tcp=False))
+    tls = peers.free_port(socket.SOCK_STREAM, also_tcp=False)
+    u = SipUas("127.0.0.1", peers.free_port(), tls_port=tls)
     await u.start()
     yield u
     await u.stop()
