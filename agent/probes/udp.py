@@ -329,8 +329,12 @@ def _paced_send(
         pack(packet, 0, i, ns_to_ntp(t1))
         try:
             send(packet)
-        except (BlockingIOError, ConnectionRefusedError):
-            pass  # counted as lost; refused shows up again on receive
+        except BlockingIOError:
+            pass  # counted as lost
+        except ConnectionRefusedError:
+            # an earlier packet's ICMP port unreachable, reported (and cleared) by this send:
+            # counted here, or a stream whose every error lands on a send would not know
+            rx.refused += 1
         except OSError as exc:
             if exc.errno in (101, 113):  # ENETUNREACH, EHOSTUNREACH
                 raise NetworkUnreachableError(f"network unreachable: {exc.strerror}") from None
