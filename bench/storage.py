@@ -42,6 +42,7 @@ from alembic import command
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent.wire.plain import new_result_id  # noqa: E402
 from collector import compact, retention, rollups, tenants  # noqa: E402
 from collector.config import CollectorConfig  # noqa: E402
 from collector.db import _alembic_config  # noqa: E402
@@ -111,10 +112,24 @@ def day_of_results(mix: dict[str, dict[str, Any]], day: float) -> list[dict[str,
     for probe, (count, step) in SCHEDULE.items():
         for i in range(count):
             item = copy.deepcopy(mix[probe])
-            item["id"] = str(uuid.uuid4())
-            item["started_at"] = datetime.fromtimestamp(day + i * step, UTC).isoformat()
+            t = day + i * step
+            # the agent's id of a result made when the probe ended (time-ordered, UUIDv7)
+            item["id"] = str(new_result_id(int((t + item["duration_ms"] / 1000) * 1000)))
+            item["started_at"] = datetime.fromtimestamp(t, UTC).isoformat()
             items.append(item)
     return sorted(items, key=lambda x: x["started_at"])
+
+
+def arrivals(days: list[list[dict[str, Any]]]) -> list[tuple[int, list[dict[str, Any]]]]:
+    """The sites' results in the order a fleet's uploads arrive: each site's results of a
+    minute (by the time each was made, its start plus its duration) in one batch, as the
+    agent ships about once a minute; the batches of every site in time order."""
+    batches: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for site, items in enumerate(days):
+        for x in items:
+            made = datetime.fromisoformat(x["started_at"]).timestamp() + x["duration_ms"] / 1000
+            batches.setdefault((int(made // 60), site), []).append(x)
+    return [(site, batches[(minute, site)]) for minute, site in sorted(batches)]
 
 
 def _site(store: Store, name: str, now: float) -> dict[str, Any]:
@@ -179,7 +194,7 @@ def store_before(url: str, days: list[list[dict[str, Any]]]) -> int:
           for c in old.c],
     )  # fmt: skip
     typed.name = "results"
-    for site, items in enumerate(days):
+    for site, items in arrivals(days):
         rows = [
             {
                 "id": x["id"], "partner_id": str(uuid.UUID(int=site + 1)),
@@ -194,8 +209,7 @@ def store_before(url: str, days: list[list[dict[str, Any]]]) -> int:
             for x in items
         ]  # fmt: skip
         with engine.begin() as c:
-            for i in range(0, len(rows), 500):
-                c.execute(typed.insert(), rows[i : i + 500])
+            c.execute(typed.insert(), rows)
     grown = _old_bytes(store) - before
     engine.dispose()
     return grown
@@ -217,10 +231,9 @@ def store_after(url: str, days: list[list[dict[str, Any]]], day: float) -> tuple
     agents = [_site(store, f"site-{i}", day) for i in range(len(days))]
     before = db_bytes(store)
     book = RuleBook(store.config)
-    for agent, items in zip(agents, days, strict=True):
-        for i in range(0, len(items), 200):
-            out = ingest(store, book, agent, items[i : i + 200], day + DAY + 60)
-            assert out.rejected == 0, out.items[:3]
+    for site, items in arrivals(days):
+        out = ingest(store, book, agents[site], items, day + DAY + 60)
+        assert out.rejected == 0, out.items[:3]
     grown = db_bytes(store) - before
     base = rollup_bytes(store)
     rollups.roll_due(store, day + DAY + 3600, limit=100_000)

@@ -79,3 +79,22 @@ def test_finite_json_and_non_finite_path():
     assert non_finite_path({"b": [1.0, {"c": -math.inf}]}, "m") == "m.b.1.c"
     assert non_finite_path(finite_json(doc), "m") is None
     assert non_finite_path(None, "m") is None
+
+
+def test_result_ids_are_uuid7_ordered_by_the_time_they_were_made() -> None:
+    from agent.wire import lite
+    from agent.wire.plain import new_result_id
+
+    made = [_result().id, lite.ProbeResult(
+        probe="icmp", target="192.0.2.1", started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        duration_ms=1.0, success=True).id]  # fmt: skip
+    for rid in made:
+        assert rid.version == 7 and rid.variant == uuid.RFC_4122
+    # the first 48 bits are the Unix time in ms: ids of later milliseconds sort later
+    t0 = 1_796_000_000_000
+    ids = [new_result_id(t0 + ms) for ms in (0, 1, 2, 1000, 86_400_000)]
+    assert ids == sorted(ids) and len({i.int >> 80 for i in ids}) == 5
+    assert [i.int >> 80 for i in ids] == [t0, t0 + 1, t0 + 2, t0 + 1000, t0 + 86_400_000]
+    # ids of one millisecond differ in their 74 random bits
+    same = {new_result_id(t0) for _ in range(1000)}
+    assert len(same) == 1000 and all(i.int >> 80 == t0 and i.version == 7 for i in same)

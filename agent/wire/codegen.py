@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from agent.wire import ingest, jobs, measurements, profiles, results, voice
+from agent.wire import ingest, jobs, measurements, plain, profiles, results, voice
 
 TARGET = Path(__file__).with_name("lite.py")
 
@@ -113,7 +113,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from agent.wire.plain import control_char
+from agent.wire.plain import control_char, new_result_id
 
 
 
@@ -201,6 +201,8 @@ class _Gen:
                 ref = fac.__name__
             elif fac is uuid.uuid4:
                 ref = "uuid.uuid4"
+            elif fac is plain.new_result_id:
+                ref = "new_result_id"
             else:
                 raise TypeError(f"no msgspec spelling for the default factory {fac!r}")
             return f"msgspec.field(default_factory={ref}{{name}})"

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from agent.wire.plain import control_char
+from agent.wire.plain import control_char, new_result_id
 
 
 class _Model(msgspec.Struct, kw_only=True):
@@ -61,7 +61,7 @@ class ProbeResult(_Model, kw_only=True, forbid_unknown_fields=True):
     """One probe run against one target. (from agent.wire.results.ProbeResult)"""
 
     schema_version: int = 2
-    id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+    id: uuid.UUID = msgspec.field(default_factory=new_result_id)
     probe: Annotated[str, Meta(min_length=1, max_length=64, pattern="^[a-z][a-z0-9_]*$")]
     target: Annotated[str, Meta(min_length=1, max_length=512)]
     module: Annotated[str, Meta(max_length=128)] | None = None

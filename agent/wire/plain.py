@@ -5,7 +5,10 @@ Structs (agent/wire/lite.py) use them."""
 from __future__ import annotations
 
 import math
+import os
 import re
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,3 +52,19 @@ def control_char(text: str) -> str | None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_result_id(at_ms: int | None = None) -> uuid.UUID:
+    """A result's id: a UUID version 7 (RFC 9562), its first 48 bits the Unix time in ms.
+
+    Ids made later sort later, so the collector's key index grows at its right edge (pages
+    filled, not split half-empty by random ids) and stays warm in cache; 74 random bits keep
+    ids of one millisecond apart. The time in the id is the time the result was made, which
+    the result says anyway (`started_at`). `at_ms` makes the id of another time (benches
+    that store a simulated day).
+    """
+    ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    rand_a, rand_b = rand >> 68, rand & ((1 << 62) - 1)  # 12 and 62 random bits
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    return uuid.UUID(int=value)

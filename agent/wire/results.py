@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.wire.plain import control_char as control_char
 from agent.wire.plain import finite_json as finite_json
+from agent.wire.plain import new_result_id
 from agent.wire.plain import non_finite_path as non_finite_path
 from agent.wire.plain import utcnow as utcnow
 
@@ -51,7 +52,7 @@ class ProbeResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: int = Field(default=SCHEMA_VERSION, strict=True)
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    id: uuid.UUID = Field(default_factory=new_result_id)
     probe: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     target: str = Field(min_length=1, max_length=MAX_TARGET_CHARS)
     module: str | None = Field(default=None, max_length=128)
