@@ -64,6 +64,17 @@ def add_commands(subparsers: Any) -> None:
     common(rs)
     rs.set_defaults(func=_cmd(_rotate_secrets))
 
+    gr = sub.add_parser(
+        "grafana-role",
+        help="create or update the read-only PostgreSQL role of the site-history dashboard",
+    )
+    common(gr)
+    gr.add_argument(
+        "--password-file", required=True, help="file holding the role's password (16+ chars)"
+    )
+    gr.add_argument("--role", default="qos_scout_grafana", help="role name (qos_scout_grafana)")
+    gr.set_defaults(func=_cmd(_grafana_role))
+
     pa = sub.add_parser("partner", help="partners (tenants) and their API keys")
     pas = pa.add_subparsers(dest="action", metavar="ACTION")
     pas.required = True
@@ -483,6 +494,24 @@ def _rotate_secrets(args: argparse.Namespace) -> int:
 
     n = _admin(args, run)
     return _emit(args, {"rotated": n}, f"{n} channel secrets re-encrypted with the first key")
+
+
+def _grafana_role(args: argparse.Namespace) -> int:
+    """The role Grafana's PostgreSQL datasource logs in with: SELECT on the columns the
+    site-history board reads (collector/readonly.py), nothing else."""
+    from collector import readonly
+
+    try:
+        password = open(args.password_file, encoding="utf-8").read().strip()
+    except OSError as exc:
+        raise CliError(
+            f"--password-file {args.password_file}: cannot read: {exc.strerror}"
+        ) from None
+    granted = _admin(args, lambda c, _now: readonly.grant(c, args.role, password))
+    doc = {"role": args.role, "select": granted}
+    lines = [f"role {args.role}: read-only, SELECT on"]
+    lines += [f"  {table} ({', '.join(cols)})" for table, cols in granted.items()]
+    return _emit(args, doc, "\n".join(lines))
 
 
 def _partner_create(args: argparse.Namespace) -> int:

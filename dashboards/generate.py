@@ -2,7 +2,10 @@
 
 Run `python dashboards/generate.py` to rewrite `dashboards/json/*.json`; `--check` exits 1
 when the committed files differ from what the code generates (the test suite runs it).
-Every panel reads the Prometheus datasource provisioned as uid `prometheus`.
+The boards read the Prometheus datasource provisioned as uid `prometheus`, but
+`site-history`, which reads the collector's hourly and daily roll-ups from PostgreSQL
+(uid `qos-scout-pg`, a read-only role: collector/readonly.py) so that a range longer than
+Prometheus keeps still has data.
 """
 
 from __future__ import annotations
@@ -25,13 +28,17 @@ from grafana_foundation_sdk.builders import (
     timeseries,
 )
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.runtime import UnknownDataquery
 from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 OUT = Path(__file__).resolve().parent / "json"
 PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
+POSTGRES = model.DataSourceRef(type_val="grafana-postgresql-datasource", uid="qos-scout-pg")
 
 # Label matchers every result series of a board is filtered by.
 SCOPE = 'partner=~"$partner", customer=~"$customer", site=~"$site"'
@@ -276,6 +283,17 @@ def site() -> dash.Dashboard:
         .refresh("1m")
         .time("now-24h", "now")
         .variables(tenancy_vars(with_target=True))
+        .links(
+            [
+                dash.DashboardLink("long range: site history")
+                .type(model.DashboardLinkType.LINK)
+                .url("/d/qos-scout-site-history")
+                .tooltip("hourly and daily roll-ups from the collector's database, 400 days")
+                .icon("dashboard")
+                .include_vars(True)
+                .keep_time(False)
+            ]
+        )
         .with_panel(
             ts(
                 "Round-trip time (avg)",
@@ -488,11 +506,190 @@ def tickets() -> dash.Dashboard:
     )
 
 
+# ---------------------------------------------------------------- site history (SQL)
+# Ranges up to 31 days read the hourly roll-ups, longer ones the daily ones, as the
+# history API does (collector/history.py, HOUR_MAX_S).
+HOUR_MAX_S = 31 * 86400
+RESOLUTION = f"""WITH res (period, size) AS (
+  SELECT 'hour', 3600 WHERE $__unixEpochTo() - $__unixEpochFrom() <= {HOUR_MAX_S}
+  UNION ALL
+  SELECT 'day', 86400 WHERE $__unixEpochTo() - $__unixEpochFrom() > {HOUR_MAX_S}
+)"""
+# The roll-ups of the chosen sites and targets whose bucket overlaps the range.
+ROLLED = """FROM rollups r
+JOIN res ON res.period = r.period
+JOIN sites s ON s.id = r.site_id
+JOIN customers c ON c.id = s.customer_id
+JOIN partners p ON p.id = s.partner_id
+WHERE p.name IN ($partner) AND c.name IN ($customer) AND s.name IN ($site)
+  AND r.target IN ($target)
+  AND r.bucket > $__unixEpochFrom() - res.size AND r.bucket <= $__unixEpochTo()"""
+SITE_CHAIN = """JOIN customers c ON c.id = s.customer_id
+JOIN partners p ON p.id = s.partner_id"""
+
+
+class SqlQuery(cogbuilder.Builder[cogvariants.Dataquery]):
+    """A raw SQL target of Grafana's PostgreSQL datasource (the SDK has no builder for it)."""
+
+    def __init__(self, sql: str, fmt: str = "time_series") -> None:
+        self.data: dict[str, Any] = {
+            "datasource": {"type": POSTGRES.type_val, "uid": POSTGRES.uid},
+            "editorMode": "code",
+            "format": fmt,
+            "rawQuery": True,
+            "rawSql": sql,
+        }
+
+    def build(self) -> cogvariants.Dataquery:
+        return UnknownDataquery(dict(self.data))
+
+
+def rolled(where: str, metric: str, *values: tuple[str, str]) -> SqlQuery:
+    """One value column per (expression, name) per bucket, a series per `metric`."""
+    cols = ",\n       ".join(f'{expr} AS "{name}"' for expr, name in values)
+    return SqlQuery(
+        f"""{RESOLUTION}
+SELECT to_timestamp(r.bucket) AS "time",
+       {metric} AS metric,
+       {cols}
+{ROLLED}
+  AND {where}
+ORDER BY 1, 2"""
+    )
+
+
+def sql_var(name: str, label: str, query: str, *, multi: bool) -> dash.QueryVariable:
+    out = (
+        dash.QueryVariable(name)
+        .label(label)
+        .datasource(POSTGRES)
+        .query(query)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(multi)
+        .include_all(multi)
+    )
+    if multi:
+        out = out.current(model.VariableOption(selected=True, text="All", value="$__all"))
+    return out
+
+
+def sql_ts(title: str, unit: str, query: SqlQuery, w: int = 12, **kw: Any) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .unit(unit)
+        .datasource(POSTGRES)
+        .with_target(query)
+        .height(8)
+        .span(w)
+    )
+    if "limits" in kw:
+        panel = panel.thresholds(thresholds(*kw["limits"]))
+    if "lo" in kw:
+        panel = panel.min(kw["lo"]).max(kw["hi"])
+    return panel
+
+
+def history() -> dash.Dashboard:
+    to_target = "r.probe || ' → ' || r.target"
+    per_direction = "r.probe || ' ' || r.direction || ' → ' || r.target"
+    return (
+        dash.Dashboard("qos-scout · Site history (roll-ups)")
+        .uid("qos-scout-site-history")
+        .tags(["qos-scout", "voip"])
+        .time("now-90d", "now")
+        .variables(
+            [
+                sql_var(
+                    "partner", "Partner", "SELECT p.name FROM partners p ORDER BY 1", multi=False
+                ),
+                sql_var(
+                    "customer",
+                    "Customer",
+                    "SELECT c.name FROM customers c JOIN partners p ON p.id = c.partner_id\n"
+                    "WHERE p.name IN ($partner) ORDER BY 1",
+                    multi=False,
+                ),
+                sql_var(
+                    "site",
+                    "Site",
+                    f"SELECT s.name FROM sites s\n{SITE_CHAIN}\n"
+                    "WHERE p.name IN ($partner) AND c.name IN ($customer) ORDER BY 1",
+                    multi=False,
+                ),
+                sql_var(
+                    "target",
+                    "Target",
+                    f"SELECT DISTINCT r.target FROM rollups r\nJOIN sites s ON s.id = r.site_id\n"
+                    f"{SITE_CHAIN}\n"
+                    "WHERE p.name IN ($partner) AND c.name IN ($customer) AND s.name IN ($site)\n"
+                    "  AND r.bucket > $__unixEpochFrom() - 86400 "
+                    "AND r.bucket <= $__unixEpochTo()\nORDER BY 1",
+                    multi=True,
+                ),
+            ]
+        )
+        .with_panel(
+            sql_ts(
+                "Round-trip time: median and p95 of the tests' average RTT",
+                "ms",
+                rolled(
+                    "r.field = 'rtt_ms.avg' AND r.direction = ''",
+                    to_target,
+                    ("r.p50", "median"),
+                    ("r.p95", "p95"),
+                ),
+                limits=RTT_STEPS,
+            )
+        )
+        .with_panel(
+            sql_ts(
+                "Jitter per direction: median and p95",
+                "ms",
+                rolled(
+                    "r.field = 'jitter_ms'", per_direction, ("r.p50", "median"), ("r.p95", "p95")
+                ),
+                limits=JITTER_STEPS,
+            )
+        )
+        .with_panel(
+            sql_ts(
+                "Loss per direction: p95 and worst",
+                "percent",
+                rolled("r.field = 'loss_pct'", per_direction, ("r.p95", "p95"), ("r.max", "worst")),
+                limits=LOSS_STEPS,
+            )
+        )
+        .with_panel(
+            sql_ts(
+                "MOS per direction: median and lowest",
+                "none",
+                rolled("r.field = 'mos'", per_direction, ("r.p50", "median"), ("r.min", "lowest")),
+                limits=MOS_STEPS,
+                lo=1,
+                hi=4.5,
+            )
+        )
+        .with_panel(
+            sql_ts(
+                "Availability: tests that succeeded",
+                "percent",
+                rolled("r.field = ''", to_target, ("100.0 * r.ok / r.count", "availability")),
+                w=24,
+                lo=0,
+                hi=100,
+            )
+        )
+    )
+
+
 BOARDS: dict[str, Callable[[], dash.Dashboard]] = {
     "fleet-overview": fleet,
     "site-detail": site,
     "voice-quality": voice,
     "tickets": tickets,
+    "site-history": history,
 }
 
 

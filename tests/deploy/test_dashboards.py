@@ -26,11 +26,48 @@ def _panels(board: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _queries(board: dict[str, Any]) -> list[str]:
-    return [t["expr"] for p in _panels(board) for t in p["targets"]]
+    """The PromQL of a board's panels (site-history's SQL: tests/contract/test_sql_queries.py)."""
+    return [
+        t["expr"]
+        for p in _panels(board)
+        for t in p["targets"]
+        if t["datasource"]["type"] == "prometheus"
+    ]
 
 
-def test_the_four_boards_exist() -> None:
-    assert [p.stem for p in BOARDS] == ["fleet-overview", "site-detail", "tickets", "voice-quality"]
+def test_the_five_boards_exist() -> None:
+    assert [p.stem for p in BOARDS] == [
+        "fleet-overview", "site-detail", "site-history", "tickets", "voice-quality"
+    ]  # fmt: skip
+
+
+def test_site_detail_links_to_the_site_history_with_its_variables() -> None:
+    detail = _load(ROOT / "dashboards/json/site-detail.json")
+    history = _load(ROOT / "dashboards/json/site-history.json")
+    [link] = detail["links"]
+    assert link["title"] == "long range: site history"
+    assert link["url"] == f"/d/{history['uid']}" and link["includeVars"] is True
+    names = [v["name"] for v in detail["templating"]["list"]]
+    assert names == [v["name"] for v in history["templating"]["list"]]
+    # every panel of the SQL board is a time series in Grafana's time-series format, unit set
+    for p in _panels(history):
+        assert p["type"] == "timeseries" and p["fieldConfig"]["defaults"]["unit"], p["title"]
+        assert {t["format"] for t in p["targets"]} == {"time_series"}
+
+
+def test_the_sql_datasource_reads_with_the_read_only_role_and_a_secret_file() -> None:
+    prov = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/qos-scout.yml").read_text())
+    [pg] = [d for d in prov["datasources"] if d["uid"] == "qos-scout-pg"]
+    assert pg["type"] == "grafana-postgresql-datasource"
+    assert pg["secureJsonData"]["password"] == "$__file{/run/secrets/grafana_db_password}"
+    compose = yaml.safe_load((ROOT / "deploy/docker-compose.yml").read_text())
+    grafana = compose["services"]["grafana"]
+    env = grafana["environment"]
+    assert env["QOS_SCOUT_GRAFANA_DB_USER"] == "qos_scout_grafana"
+    for key in ("url", "user"):
+        assert pg[key].lstrip("$") in env
+    assert pg["jsonData"]["database"].lstrip("$") in env
+    assert "grafana_db_password" in grafana["secrets"]
 
 
 def test_committed_json_matches_the_generator() -> None:
