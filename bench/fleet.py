@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,7 +195,7 @@ def shipper_for(spool: Spool, client: Any, loop: asyncio.AbstractEventLoop, rng:
     """The real Shipper with the agent's default shipping settings (every ShippingConfig
     field the Shipper takes), on the virtual clock."""
     accepted = inspect.signature(Shipper).parameters
-    kw = {k: v for k, v in ShippingConfig().model_dump().items() if k in accepted}
+    kw = {k: v for k, v in msgspec.structs.asdict(ShippingConfig()).items() if k in accepted}
     return Shipper(spool, client, rng=rng, clock=loop.time, wall=lambda: 1e9 + loop.time(), **kw)
 
 

@@ -82,8 +82,9 @@ async def _capture() -> list[dict[str, Any]]:
     try:
         for name, target, options in runs:
             r = await run_probe(name, target, options)
-            print(f"  {name}: success={r.success}, {len(r.model_dump_json())} bytes of JSON")
-            out.append(r.model_dump(mode="json"))
+            doc = r.to_json_dict()
+            print(f"  {name}: success={r.success}, {len(orjson.dumps(doc))} bytes of JSON")
+            out.append(doc)
     finally:
         for s in reversed(services):
             await s.stop()
