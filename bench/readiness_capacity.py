@@ -11,6 +11,7 @@ header: 214 B x 50/s = 85.6 kbit/s).
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import time
@@ -28,11 +29,14 @@ TBF_BPS_PER_CALL = (G711_IP_PACKET_BYTES + 14) * 8 * 50
 
 
 def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("caps", nargs="*", type=int, metavar="CAP_KBIT",
+                    help="tbf caps in kbit/s (default 300 470 1000 2000)")  # fmt: skip
+    caps = ap.parse_args(argv).caps or [300, 470, 1000, 2000]
     reason = netlab.skip_reason()
     if reason:
         print(f"cannot run: {reason}")
         return 2
-    caps = [int(x) for x in argv] or [300, 470, 1000, 2000]
     print("| tbf cap | allowed at 87.2 kbit/s | allowed at tbf's 85.6 kbit/s | ramp found "
           "| steps (calls: ok/fail) | ramp time |")  # fmt: skip
     print("|---|---|---|---|---|---|")

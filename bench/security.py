@@ -6,8 +6,8 @@ and a request refused 429. Run: `.venv/bin/python bench/security.py [N]`.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 import time
 from typing import Any
 
@@ -63,4 +63,6 @@ async def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("n", nargs="?", type=int, default=50_000, help="requests per case")
+    asyncio.run(main(ap.parse_args().n))

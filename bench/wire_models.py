@@ -6,13 +6,14 @@ The msgspec Structs are the agent's own, agent/wire/lite.py, generated from the 
 models (`python -m agent.wire.codegen`: names, types, defaults, constraints), so both sides
 describe the same shapes. Each variant runs in a fresh
 interpreter that has already imported asyncio (as the agent has) and reports the growth of
-its RSS from /proc/self/statm; three interpreters per variant, the median is printed.
+its RSS from /proc/self/statm; three interpreters per variant (`--runs`), the median is printed.
 
     .venv/bin/python bench/wire_models.py
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -92,9 +93,12 @@ def run(code: str) -> dict[str, float]:
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3, help="interpreters per variant")
+    runs = ap.parse_args().runs
     for name, code in (("pydantic", PYDANTIC), ("msgspec", MSGSPEC)):
         try:
-            got = [run(code) for _ in range(3)]
+            got = [run(code) for _ in range(max(1, runs))]
         except subprocess.CalledProcessError as exc:
             print(f"{name}: not measured ({exc.stderr.strip().splitlines()[-1]})")
             continue
