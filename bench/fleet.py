@@ -87,6 +87,7 @@ from agent.runtime.scheduler import Plan  # noqa: E402
 from agent.runtime.shipper import Shipper  # noqa: E402
 from agent.runtime.spool import Spool  # noqa: E402
 from agent.wire.ingest import IngestAnswer  # noqa: E402
+from agent.wire.plain import new_result_id  # noqa: E402
 from bench import ingest as ib  # noqa: E402
 from collector.config import CollectorConfig  # noqa: E402
 from collector.store import Store  # noqa: E402
@@ -320,7 +321,8 @@ class Load:
     lag: list[float] = field(default_factory=list)
     timeouts: int = 0
     errors: int = 0
-    stored: int = 0
+    stored: int = 0  # results stored by the measured requests
+    stored_all: int = 0  # ... and by the warm-up's (the database grew by both)
     all_connected: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(FD_HEADROOM - 512)
@@ -392,6 +394,8 @@ class Load:
                 self.statuses[status] = self.statuses.get(status, 0) + 1
                 if status == 200:
                     self.stored += int(json.loads(answer)["stored"])
+            if status == 200:
+                self.stored_all += int(json.loads(answer)["stored"])
         except TimeoutError:
             self.timeouts += measured
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
@@ -404,10 +408,11 @@ class Load:
 
 def build_bodies(
     mix: list[Template], traces: list[list[tuple[float, list[int]]]], n: int, trace_s: float,
-    window_s: float, speed: float, rng: random.Random,
+    window_s: float, speed: float, rng: random.Random, measured_from: float = 0.0,
 ) -> tuple[list[tuple[float, int, bytes]], int]:  # fmt: skip
-    """(wall offset, agent, gzip body) of every request in the window, and the result count.
-    Agent `i` replays trace `i % len(traces)` shifted by a random phase (the trace repeats)."""
+    """(wall offset, agent, gzip body) of every request in the window, and the count of the
+    results sent from `measured_from` (wall s) on. Agent `i` replays trace `i % len(traces)`
+    shifted by a random phase (the trace repeats)."""
     docs = [json.dumps({**t.doc, "id": "@ID@", "started_at": "@AT@"}, separators=(",", ":"))
             for t in mix]  # fmt: skip
     at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
@@ -422,11 +427,11 @@ def build_bodies(
                 when = (t + shift) % trace_s + base * trace_s - trace_s
                 if not 0 <= when < sim:
                     continue
-                items = [docs[k].replace("@ID@", str(uuid.uuid4())).replace("@AT@", at)
+                items = [docs[k].replace("@ID@", str(new_result_id())).replace("@AT@", at)
                          for k in kinds]  # fmt: skip
                 raw = ('{"results":[' + ",".join(items) + "]}").encode()
                 out.append((when / speed, i, gzip.compress(raw, compresslevel=6)))
-                results += len(kinds)
+                results += len(kinds) if when / speed >= measured_from else 0
     out.sort(key=lambda x: x[0])
     return out, results
 
@@ -531,11 +536,17 @@ async def drive(load: Load, plan: list[tuple[float, int, bytes]], args: argparse
         out["idle_cores"] = (ib.cpu_now() - c0) / wall
         out["idle_gen"] = (time.process_time() - g0) / wall
         p0 = load.polls
-        start = time.monotonic() + 1.0
+        begin = time.monotonic() + 1.0
+        ships = [asyncio.create_task(load.ship(i, begin + off, body, off >= args.warmup))
+                 for off, i, body in plan]  # fmt: skip
+        # the warm-up: the load runs, unmeasured but for the server's CPU (a collector just
+        # started: every site's first results load its rules context, every agent's key)
+        c0 = ib.cpu_now()
+        await asyncio.sleep(max(0.0, begin + args.warmup - time.monotonic()))
+        out["warmup_cores"] = (ib.cpu_now() - c0) / args.warmup if args.warmup else float("nan")
+        start = begin + args.warmup
         c0, g0 = ib.cpu_now(), time.process_time()
         polls0 = load.polls
-        ships = [asyncio.create_task(load.ship(i, start + off, body, True))
-                 for off, i, body in plan]  # fmt: skip
         await asyncio.sleep(max(0.0, start + args.seconds - time.monotonic()))
         wall = time.monotonic() - start
         out["cores"] = (ib.cpu_now() - c0) / wall
@@ -562,8 +573,10 @@ def run_size(kind: str, n: int, mix: list[Template], traces: list[Any], args: ar
         fleet = ib.setup_tenants(db.store, n)
         port = free_port()
         plan, results = build_bodies(
-            mix, traces, n, args.trace_s, args.seconds, args.speed, random.Random(n)
-        )
+            mix, traces, n, args.trace_s, args.warmup + args.seconds, args.speed,
+            random.Random(n), measured_from=args.warmup,
+        )  # fmt: skip
+        measured = [p for p in plan if p[0] >= args.warmup]
         proc = start_collector(db.url, port, work)
         ib.SERVER_PIDS[:] = db.server_pids(proc)
         wait = max(1, round(JobsConfig().wait_s / args.speed))
@@ -579,19 +592,20 @@ def run_size(kind: str, n: int, mix: list[Template], traces: list[Any], args: ar
             proc.terminate()
             proc.wait(60)
         ib.SERVER_PIDS[:] = ib.SERVER_PIDS[1:]
-        batch = max(1, round(results / max(1, len(plan))))
+        batch = max(1, round(results / max(1, len(measured))))
         ceiling, ceiling_cpu = ib.raw_ceiling(db.store, batch, args.ceiling_seconds)
-        sim = got["wall"] * args.speed
+        sim = (got["wall"] + args.warmup) * args.speed  # the growth is of both
         growth = after - before
         return {
             "db": kind,
             "agents": n,
             "held": held,
             "connected": got["connected"],
-            "requests": len(plan),
+            "requests": len(measured),
             "results": results,
-            "rps": len(plan) / got["wall"],
+            "rps": len(measured) / got["wall"],
             "cores": got["cores"],
+            "warmup_cores": got["warmup_cores"],
             "us_per_agent_s": got["cores"] * 1e6 / (n * args.speed),
             "idle_cores": got["idle_cores"],
             "idle_us_per_agent_s": got["idle_cores"] * 1e6 / (n * args.speed),
@@ -604,8 +618,8 @@ def run_size(kind: str, n: int, mix: list[Template], traces: list[Any], args: ar
             "poll_errors": load.poll_errors,
             "polls_per_s": got["polls_per_s"],
             "stored": load.stored,
-            "bytes_per_result": growth / load.stored if load.stored else float("nan"),
-            "gb_per_day": growth / sim * 86400 / 1e9 if sim and load.stored else float("nan"),
+            "bytes_per_result": growth / load.stored_all if load.stored_all else float("nan"),
+            "gb_per_day": growth / sim * 86400 / 1e9 if sim and load.stored_all else float("nan"),
             "gen": got["gen"],
             "idle_gen": got["idle_gen"],
             "lag_p99": ib.pct(load.lag, 99),
@@ -635,6 +649,9 @@ def main() -> None:
     ap.add_argument("--db", default="sqlite,postgresql")
     ap.add_argument("--agents", default="1000,10000,30000", help="fleet sizes, comma-separated")
     ap.add_argument("--seconds", type=float, default=60.0, help="measured wall interval")
+    ap.add_argument("--warmup", type=float, default=60.0,
+                    help="seconds of full load before the measured interval (0: measure a "
+                         "collector's first seconds of load)")  # fmt: skip
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="long-polls only")
     ap.add_argument("--no-long-poll", action="store_true", help="agents with jobs.enabled off")
     ap.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
@@ -651,7 +668,8 @@ def main() -> None:
         traces = request_traces(mix, args.templates, args.trace_s)
         pinned = "collector pinned to CPU 0" if shutil.which("taskset") else "not pinned"
         print(f"# fleet benchmark: {pinned}; {os.cpu_count()} CPUs; speed {args.speed:g}; "
-              f"measured {args.seconds:g} s after {args.idle_seconds:g} s of long-polls only; "
+              f"measured {args.seconds:g} s after {args.idle_seconds:g} s of long-polls only "
+              f"and {args.warmup:g} s of full load (warm-up); "
               f"RLIMIT_NOFILE {limit}; {socket.gethostname()}")  # fmt: skip
         describe(mix, traces, args.trace_s)
         rows = []
@@ -670,18 +688,18 @@ def main() -> None:
 def report(rows: list[dict[str, Any]]) -> None:
     print()
     print("| db | agents | long-polls held | req/s | collector cores | CPU µs per agent-s | "
-          "idle long-poll cores | "
+          "warm-up cores | idle long-poll cores | "
           "idle µs per agent-s | p50 ms | p99 ms | timeouts / errors | bytes per result | "
           "DB GB per day | raw insert rows/s (batch) | raw rows per CPU-s | generator CPU | "
           "generator lag p99 ms |")  # fmt: skip
-    print("|" + "---|" * 17)
+    print("|" + "---|" * 18)
     for r in rows:
         sat = " (saturated)" if r["gen"] > 0.9 else ""
         refused = r["errors"] + sum(v for k, v in r["statuses"].items() if k != 200)
         print(
             f"| {r['db']} | {r['agents']:,} | {r['connected']:,.0f} | {r['rps']:.0f} | "
             f"{r['cores']:.2f} | "
-            f"{r['us_per_agent_s']:.1f} | {r['idle_cores']:.2f} | "
+            f"{r['us_per_agent_s']:.1f} | {r['warmup_cores']:.2f} | {r['idle_cores']:.2f} | "
             f"{r['idle_us_per_agent_s']:.1f} | {r['p50'] * 1e3:.1f} | {r['p99'] * 1e3:.1f} | "
             f"{r['timeouts']} / {refused} | {r['bytes_per_result']:,.0f} | {r['gb_per_day']:.2f} | "
             f"{r['ceiling']:,.0f} ({r['batch']}) | {r['ceiling_cpu']:,.0f} | "
