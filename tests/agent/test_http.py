@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,3 +225,51 @@ async def test_job_poll_keeps_its_connection_with_uvicorn() -> None:
         await client.aclose()
         server.should_exit = True
         await task
+
+
+async def test_tls_context_made_once_per_trust_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client context loads the system's CA store when it is made (tens of ms of CPU):
+    every https request used to make one; now one per verification setting and CA files
+    named in the environment serves every connection."""
+    import ssl
+
+    from agent.runtime import http
+    from agent.sip.tlsutil import self_signed_pem, server_context
+
+    cert, key = self_signed_pem()
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    ctx = server_context(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    made: list[int] = []
+    real = ssl.create_default_context
+
+    def counting(*a: Any, **kw: Any) -> ssl.SSLContext:
+        made.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    monkeypatch.setattr(http, "_CONTEXTS", {}, raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    async with server:
+        for _ in range(3):
+            assert (await request("GET", url, verify=False, timeout_s=10)).text == "ok"
+        assert len(made) == 1
+        with pytest.raises(HttpError) as err:  # self-signed: not trusted by the system store
+            await request("GET", url, timeout_s=10)
+        assert err.value.kind == "tls-verify" and len(made) == 2
+        # the CA file named in the environment is a new trust setting: a context of its own
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+        for _ in range(2):
+            assert (await request("GET", url, timeout_s=10)).text == "ok"
+        assert len(made) == 3
