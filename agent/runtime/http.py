@@ -12,17 +12,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import SplitResult, urlencode, urlsplit
 
-from agent.tls import loaded_ssl, ssl_module
-
-if TYPE_CHECKING:
-    import ssl
+from agent.tls import client_context, loaded_ssl
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 32 * 1024 * 1024
@@ -147,26 +143,6 @@ async def _read_body(
     raise HttpError(f"response body is larger than {max_body} bytes")
 
 
-# the client contexts made, by verification and the CA files named in the environment: a
-# context loads the system's CA store when it is made (~20 ms of CPU), so one is made once
-# and used for every connection, not made again for each request
-_CONTEXTS: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
-
-
-def _ssl_context(verify: bool) -> ssl.SSLContext:
-    key = (verify, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-    ctx = _CONTEXTS.get(key)
-    if ctx is not None:
-        return ctx
-    ssl = ssl_module()  # OpenSSL loads with the first https:// request
-    ctx = ssl.create_default_context()
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    _CONTEXTS[key] = ctx
-    return ctx
-
-
 def _prepare(
     method: str, url: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
     body: bytes, keep: bool,
@@ -207,7 +183,7 @@ async def _open(
         if u.scheme == "https":
             steps.handshake = True
             try:
-                await writer.start_tls(_ssl_context(verify), server_hostname=u.hostname)
+                await writer.start_tls(client_context(verify), server_hostname=u.hostname)
             except BaseException:
                 writer.close()
                 raise

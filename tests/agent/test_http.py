@@ -235,7 +235,7 @@ async def test_tls_context_made_once_per_trust_setting(
     named in the environment serves every connection."""
     import ssl
 
-    from agent.runtime import http
+    from agent import tls
     from agent.sip.tlsutil import self_signed_pem, server_context
 
     cert, key = self_signed_pem()
@@ -250,7 +250,7 @@ async def test_tls_context_made_once_per_trust_setting(
         return real(*a, **kw)
 
     monkeypatch.setattr(ssl, "create_default_context", counting)
-    monkeypatch.setattr(http, "_CONTEXTS", {}, raising=False)
+    monkeypatch.setattr(tls, "_CLIENT_CONTEXTS", {})
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
