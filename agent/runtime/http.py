@@ -273,10 +273,11 @@ class KeptAlive:
     connection is opened when there is none, the origin changes, or the server closed it
     (it said `Connection: close`, ended the body by closing, or closed it while idle). A GET
     that finds its reused connection closed under it is sent once more on a new one.
-    `opened` counts the connections made."""
+    Requests made at the same time take turns. `opened` counts the connections made."""
 
     def __init__(self) -> None:
         self.opened = 0
+        self._turn = asyncio.Lock()
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._origin: tuple[str, str, int] | None = None
 
@@ -303,8 +304,16 @@ class KeptAlive:
         verify: bool = True,
         max_body: int = MAX_BODY,
     ) -> Response:
-        """As `request()`, on the kept connection."""
+        """As `request()`, on the kept connection (`timeout_s` counts from this request's
+        turn)."""
         u, port, data = _prepare(method, url, params, headers, body, keep=True)
+        async with self._turn:
+            return await self._request(method, url, u, port, data, timeout_s, verify, max_body)
+
+    async def _request(
+        self, method: str, url: str, u: SplitResult, port: int, data: bytes, timeout_s: float,
+        verify: bool, max_body: int,
+    ) -> Response:  # fmt: skip
         assert u.hostname is not None
         origin = (u.scheme, u.hostname, port)
         for attempt in (1, 2):

@@ -273,3 +273,12 @@ async def test_tls_context_made_once_per_trust_setting(
         for _ in range(2):
             assert (await request("GET", url, timeout_s=10)).text == "ok"
         assert len(made) == 3
+
+
+async def test_kept_alive_requests_at_the_same_time_take_turns() -> None:
+    async for url, conns, heads in keep_alive_server(lambda n: "keep"):
+        conn = KeptAlive()
+        got = await asyncio.gather(*(conn.request("GET", f"{url}/{i}") for i in range(4)))
+        conn.close()
+        assert [r.json() for r in got] == [{"jobs": []}] * 4
+        assert len(conns) == conn.opened == 1 and len(heads) == 4
