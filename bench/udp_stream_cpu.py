@@ -30,13 +30,15 @@ HERE = Path(__file__).resolve().parents[1]
 STREAM = r"""
 import asyncio, json, sys, time
 sys.path.insert(0, sys.argv[1])
+import msgspec
 from agent.probes import run_probe
 target, duration = f"127.0.0.1:{sys.argv[2]}", float(sys.argv[3])
 async def main():
     await run_probe("udp", target, {"duration_s": 1})
     c, t = time.process_time(), time.monotonic()
     r = await run_probe("udp", target, {"codec": "G711_PLC", "duration_s": duration})
-    r.model_dump_json()
+    # the result's JSON as the agent spools it (msgspec Structs; pydantic in older checkouts)
+    r.model_dump_json() if hasattr(r, "model_dump_json") else msgspec.json.encode(r)
     cpu, wall = time.process_time() - c, time.monotonic() - t
     m = r.measurement or {}
     print(json.dumps({"cpu_s": cpu, "wall_s": wall, "sent": m.get("sent"),

@@ -25,7 +25,7 @@ from agent.runtime.contract import (
     parse_ingest_answer,
     to_json,
 )
-from agent.runtime.http import HttpError, Response, request
+from agent.runtime.http import HttpError, KeptAlive, Response, request
 from agent.wire.lite import ConfigReport, EffectiveConfig, IngestAnswer, JobStatus
 
 
@@ -231,9 +231,14 @@ class CollectorClient:
             "User-Agent": f"qos-scout/{__version__}",
             "Accept": "application/json",
         }
+        # the job long-poll's connection, kept from one poll to the next (a new TCP and, with
+        # https, TLS connection every wait_s was most of a poll's cost); other calls open
+        # their own, as they may run while a poll waits
+        self.poll_connection = KeptAlive()
 
     async def aclose(self) -> None:
-        """Nothing to release: every request has its own connection."""
+        """Close the job poll's kept-alive connection."""
+        self.poll_connection.close()
 
     def set_key(self, key: str) -> None:
         """Use another agent key from the next call on (the agent was enrolled again)."""
@@ -250,9 +255,10 @@ class CollectorClient:
         params: dict[str, Any] | None = None,
         timeout_s: float | None = None,
         max_body: int | None = None,
+        conn: KeptAlive | None = None,
     ) -> Response:
         try:
-            return await request(
+            return await (request if conn is None else conn.request)(
                 method,
                 self.url + path,
                 params=params,
@@ -304,6 +310,7 @@ class CollectorClient:
             "poll jobs",
             params=params,
             timeout_s=wait_s + self.timeout_s,
+            conn=self.poll_connection,
         )
         jobs = data.get("jobs") if isinstance(data, dict) else None
         if not isinstance(jobs, list):

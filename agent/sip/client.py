@@ -17,7 +17,7 @@ from agent.sip.endpoint import SipEndpoint
 from agent.sip.headers import NameAddr, SipUri
 from agent.sip.message import SipMessage, SipParseError, is_number
 from agent.sip.transport import Addr, StreamTransport, UdpTransport
-from agent.tls import ssl_module
+from agent.tls import client_context
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
@@ -146,13 +146,8 @@ async def open_endpoint(
     if target.transport == "udp":
         endpoint = SipEndpoint(await UdpTransport.bind(lambda *a: None, host, 0))
         return endpoint
-    ctx = None
-    if target.transport == "tls":
-        ssl = ssl_module()  # OpenSSL loads with the first SIP over TLS
-        ctx = ssl.create_default_context()
-        if not tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+    # OpenSSL loads with the first SIP over TLS; the context is made once and kept
+    ctx = client_context(tls_verify) if target.transport == "tls" else None
     st = StreamTransport(lambda *a: None, client_ssl=ctx, tls=target.transport == "tls")
     endpoint = SipEndpoint(st)
     await st.connect(target.addr, server_hostname=target.host)

@@ -5,6 +5,7 @@ reachable from the public side, and the partner and agent APIs work through it."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import ssl
@@ -170,3 +171,26 @@ def test_partner_and_agent_through_tls(proxied: Proxied) -> None:
         time.sleep(0.1)
     else:
         raise AssertionError(f"not both replicas in HAProxy's log:\n{text[-2000:]}")
+
+
+def test_agent_job_poll_keeps_its_tls_connection(
+    proxied: Proxied, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's job polls, one after another through HAProxy's TLS: one connection (one
+    TLS handshake) carries them all."""
+    from agent.runtime.client import CollectorClient
+
+    tenant = new_tenant(proxied.replicas[0], "keep")
+    key = tenant.agent.headers["Authorization"].removeprefix("Bearer ")
+    monkeypatch.setenv("SSL_CERT_FILE", str(proxied.ca))  # the agent trusts the example's CA
+
+    async def polls() -> int:
+        client = CollectorClient(proxied.url, key)
+        try:
+            for _ in range(3):
+                assert await client.poll_jobs(1) == []
+            return client.poll_connection.opened
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(polls()) == 1

@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import peers
 
+from agent import tls as tls_mod
 from agent.probes import ProbeContext, run_probe
 from agent.sip.uas import SipUas
 
@@ -166,7 +167,7 @@ async def test_ipv6_call_and_a_clear_tls_certificate_error() -> None:
     assert "TLS certificate of ::1 not accepted: self-signed certificate" in strict.error.message
 
 
-def test_qos_scout_responder_serves_sip_on_the_given_ports() -> None:
+def test_qos_scout_responder_serves_sip_on_the_given_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     port, tls = peers.free_port(), peers.free_port()
     argv = [sys.executable, "-m", "agent.cli.main", "responder", "--bind", "127.0.0.1",
             "--twamp-port", "off", "--bandwidth-port", "off", "--natprobe-port", "off",
@@ -182,6 +183,18 @@ def test_qos_scout_responder_serves_sip_on_the_given_ports() -> None:
                 "sip_options", f"sip:127.0.0.1:{tls}", {"transport": "tls", "tls_verify": False}
             )
         )
+        # OPTIONS over TLS again and again: one client context (making one loads the CA store)
+        import ssl
+
+        made: list[object] = []
+        real = ssl.create_default_context
+        monkeypatch.setattr(tls_mod, "_CLIENT_CONTEXTS", {})
+        monkeypatch.setattr(ssl, "create_default_context", lambda *a: made.append(a) or real(*a))
+        for _ in range(2):
+            again = asyncio.run(run_probe("sip_options", f"sip:127.0.0.1:{tls}",
+                                          {"transport": "tls", "tls_verify": False}))  # fmt: skip
+            assert again.success, again.error
+        assert len(made) == 1
     finally:
         p.terminate()
         _, err = p.communicate(timeout=10)
