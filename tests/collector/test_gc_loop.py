@@ -40,3 +40,29 @@ async def test_gc_loop_freezes_survivors_and_refreshes(monkeypatch):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert gc.get_freeze_count() == 0  # stopped: nothing stays frozen
+
+
+async def test_gc_loop_walks_the_old_generation_only_at_the_refresh(monkeypatch):
+    """A full collection walks every live object not frozen: at 10,000 agents a minute of
+    held polls is about a million, a 0.4-0.9 s stall of the event loop. Between refreshes
+    the loop collects the young generations only."""
+    calls: list[int] = []
+    done = asyncio.Event()
+    real_collect = gc.collect
+
+    def collect(generation: int = 2) -> int:
+        calls.append(generation)
+        if 2 in calls[:-1]:  # a pass after the first refresh
+            done.set()
+        return real_collect(generation)
+
+    monkeypatch.setattr(gc, "collect", collect)
+    task = asyncio.create_task(worker.gc_loop(interval=0.01, refresh=0.2))
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    first_full = calls.index(2)
+    assert first_full > 0 and set(calls[:first_full]) == {1}, calls
+    assert calls[first_full + 1] == 1, calls
