@@ -390,13 +390,12 @@ class Load:
                 )
                 w.write(head + body)
                 status, answer = await read_answer(r)
+            stored = int(json.loads(answer)["stored"]) if status == 200 else 0
+            self.stored_all += stored
             if measured:
                 self.lat.append(time.monotonic() - at)
                 self.statuses[status] = self.statuses.get(status, 0) + 1
-                if status == 200:
-                    self.stored += int(json.loads(answer)["stored"])
-            if status == 200:
-                self.stored_all += int(json.loads(answer)["stored"])
+                self.stored += stored
         except TimeoutError:
             self.timeouts += measured
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):

@@ -36,6 +36,8 @@ from grafana_foundation_sdk.models import common as common_model
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
+from collector.history import HOUR_MAX_S
+
 OUT = Path(__file__).resolve().parent / "json"
 PROMETHEUS = model.DataSourceRef(type_val="prometheus", uid="prometheus")
 POSTGRES = model.DataSourceRef(type_val="grafana-postgresql-datasource", uid="qos-scout-pg")
@@ -507,13 +509,12 @@ def tickets() -> dash.Dashboard:
 
 
 # ---------------------------------------------------------------- site history (SQL)
-# Ranges up to 31 days read the hourly roll-ups, longer ones the daily ones, as the
-# history API does (collector/history.py, HOUR_MAX_S).
-HOUR_MAX_S = 31 * 86400
+# Ranges up to HOUR_MAX_S (31 days) read the hourly roll-ups, longer ones the daily ones,
+# at the same limit as the history API.
 RESOLUTION = f"""WITH res (period, size) AS (
-  SELECT 'hour', 3600 WHERE $__unixEpochTo() - $__unixEpochFrom() <= {HOUR_MAX_S}
+  SELECT 'hour', 3600 WHERE $__unixEpochTo() - $__unixEpochFrom() <= {HOUR_MAX_S:.0f}
   UNION ALL
-  SELECT 'day', 86400 WHERE $__unixEpochTo() - $__unixEpochFrom() > {HOUR_MAX_S}
+  SELECT 'day', 86400 WHERE $__unixEpochTo() - $__unixEpochFrom() > {HOUR_MAX_S:.0f}
 )"""
 # The roll-ups of the chosen sites and targets whose bucket overlaps the range.
 ROLLED = """FROM rollups r
