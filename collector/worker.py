@@ -270,15 +270,19 @@ async def gc_loop(interval: float = 1.0, refresh: float = 3600.0) -> None:
     of the collector's view; reference counting still frees it when dropped), so the old
     generation Python collects by itself as it grows stays small; once a minute (the
     earlier interval) left a minute of held polls there, and the p99 of ingest at 10,000
-    agents was 225-325 ms against 50 ms now. Every `refresh` s everything is unfrozen and
-    collected once, so that cycles which died while frozen are reclaimed too."""
-    refreshed = time.monotonic()
+    agents was 225-325 ms against 50 ms now. Every `refresh / interval` passes (about every
+    `refresh` s) everything is unfrozen and collected once, so that cycles which died while
+    frozen are reclaimed too."""
+    # Counted in passes, not read off the clock: a full pass that takes longer than the
+    # refresh period (a loaded machine, a huge heap) must not make every later pass full.
+    every = max(1, round(refresh / interval))
+    passes = 0
     try:
         while True:
             await asyncio.sleep(interval)
-            if time.monotonic() - refreshed >= refresh:
+            passes += 1
+            if passes % every == 0:
                 gc.unfreeze()
-                refreshed = time.monotonic()
                 gc.collect()
             else:
                 gc.collect(1)

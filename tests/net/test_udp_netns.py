@@ -65,7 +65,11 @@ def test_jitter_and_rtt_match_the_relay_schedule(rlab: netlab.NetLab) -> None:
     delays = [f + b for f, b in zip(stats["fwd_delays_ms"], stats["back_delays_ms"], strict=True)]
     expected_rtt = sorted(delays)[n // 2 - 1 : n // 2 + 1]
     injected = sum(expected_rtt) / 2 + idle["rtt_ms"]["median"]
-    assert abs(m["rtt_ms"]["median"] - injected) <= 0.5
+    # The idle run's median is the path's own cost (relay, stacks, scheduling); on a loaded
+    # machine that cost moves between the two runs by as much as the idle run's own spread
+    # (a full run on two busy workers once saw 21.74 against 22.32 ms).
+    spread = idle["rtt_ms"]["p95"] - idle["rtt_ms"]["min"]
+    assert abs(m["rtt_ms"]["median"] - injected) <= max(0.5, spread), (m["rtt_ms"], idle)
 
 
 def test_ef_survives_a_clean_path_and_a_remark_to_zero_is_detected(rlab: netlab.NetLab) -> None:
