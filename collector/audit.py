@@ -55,6 +55,8 @@ def update_site(
     row = tenants.update_site(conn, partner_id, site_id, values)
     if values:  # what rules and evidence read of the site: every replica reloads it
         tenants.bump_rules_epoch(conn, now)
+    if "customer_id" in values:  # the customer's profile layer: the agents' config moves
+        tenants.bump_config_epoch(conn, now)
     after = row.get("call_info") or {}
     if values:
         changed = sorted(k for k in values if k != "call_info" or after != before)

@@ -776,7 +776,9 @@ def _profile_delete(args: argparse.Namespace) -> int:
     from collector.profiles import delete_profile
 
     scope, sid = _scope(args)
-    _admin(args, lambda c, _now: delete_profile(c, args.partner, scope, sid, args.if_version))
+    _admin(
+        args, lambda c, now: delete_profile(c, args.partner, scope, sid, args.if_version, now=now)
+    )
     return _emit(args, {"deleted": {"scope": scope, "scope_id": sid}}, f"{scope} {sid}: deleted")
 
 

@@ -172,11 +172,18 @@ def put_profile(
             .where(probe_profiles.c.version == current)
             .values(document=doc, version=current + 1, updated_at=now)
         )
+    tenants.bump_config_epoch(conn, now)  # every replica's cached config versions go
     return get_profile(conn, partner_id, scope, scope_id)
 
 
 def delete_profile(
-    conn: sa.Connection, partner_id: str, scope: Scope, scope_id: str, if_match: int | None = None
+    conn: sa.Connection,
+    partner_id: str,
+    scope: Scope,
+    scope_id: str,
+    if_match: int | None = None,
+    *,
+    now: float,
 ) -> None:
     """Remove a layer; refused (Invalid) when a layer below it needs it to be complete."""
     current = get_profile(conn, partner_id, scope, scope_id)["version"]
@@ -192,6 +199,7 @@ def delete_profile(
             probe_profiles.c.scope == scope, probe_profiles.c.scope_id == scope_id
         )
     )
+    tenants.bump_config_epoch(conn, now)  # every replica's cached config versions go
 
 
 def effective(conn: sa.Connection, partner_id: str, site_id: str) -> EffectiveConfig:

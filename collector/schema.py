@@ -162,6 +162,19 @@ rules_epoch = sa.Table(
     sa.Column("changed_at", Time, nullable=False),
 )
 
+# One row (id 1): bumped in the same transaction as any change to what an agent's effective
+# config is made of (a probe profile put or deleted, a site moved to another customer). Every
+# collector process reads it with the other epochs and drops its cached config versions
+# when it moved, so the config fetch's fast path (collector.api.fastconfig) answers "not
+# modified" from memory and no replica does so more than EPOCH_CHECK_S after a change.
+config_epoch = sa.Table(
+    "config_epoch",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("changed_at", Time, nullable=False),
+)
+
 # One row per result. The key includes the time: on PostgreSQL the table is partitioned by
 # `started_at` (collector/partitions.py) and a unique key must hold the partition key; a
 # retried result carries the same id and time, so it is still stored once. The partner is

@@ -18,6 +18,7 @@ from collector.keys import (
 from collector.schema import (
     SITE_FIELDS,
     agents,
+    config_epoch,
     credentials_epoch,
     customers,
     enrollment_tokens,
@@ -101,6 +102,28 @@ def bump_rules_epoch(conn: sa.Connection, now: float) -> None:
 def read_rules_epoch(conn: sa.Connection) -> int:
     return int(
         conn.execute(sa.select(rules_epoch.c.epoch).where(rules_epoch.c.id == 1)).scalar_one()
+    )
+
+
+CONFIG_EPOCH_MOVED = "qs_config_epoch_moved"  # a key of `Connection.info`
+
+
+def bump_config_epoch(conn: sa.Connection, now: float) -> None:
+    """Say that what an agent's effective config is made of changed (a profile, a site's
+    customer), in the caller's transaction: every collector process drops its cached config
+    versions at its next epoch read, and the API's `_write` in this process as soon as the
+    transaction commits (it reads `conn.info[CONFIG_EPOCH_MOVED]`)."""
+    conn.info[CONFIG_EPOCH_MOVED] = True
+    conn.execute(
+        config_epoch.update()
+        .where(config_epoch.c.id == 1)
+        .values(epoch=config_epoch.c.epoch + 1, changed_at=now)
+    )
+
+
+def read_config_epoch(conn: sa.Connection) -> int:
+    return int(
+        conn.execute(sa.select(config_epoch.c.epoch).where(config_epoch.c.id == 1)).scalar_one()
     )
 
 

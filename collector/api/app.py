@@ -31,6 +31,7 @@ from collector.api import (
     routes_tickets,
     routes_users,
 )
+from collector.api.fastconfig import FastConfig
 from collector.api.fastpoll import FastJobPoll, find_security
 from collector.api.limits import BodyLimit
 from collector.api.nul import RefuseNul
@@ -75,8 +76,8 @@ def create_app(
     """Build the app over a migrated store. `background=False` leaves the delivery and
     silent-agent loops to the caller (tests drive them by hand). `freeze_gc=True` (the
     `serve` command: it owns the process) runs `gc_loop`, which keeps the garbage
-    collector's pauses short. `fast_poll=False` leaves every job poll to the FastAPI route
-    (tests compare the two paths)."""
+    collector's pauses short. `fast_poll=False` leaves every job poll and config check to
+    the FastAPI routes (tests compare the two paths)."""
     SecretBox.from_config(store.config.channels)  # a bad master key fails at start
     st = AppState(
         store=store, book=RuleBook(store.config), clock=clock, waker=make_waker(store, clock)
@@ -191,8 +192,9 @@ def create_app(
 
 
 def _front_fast_poll(app: FastAPI, st: AppState) -> None:
-    """Put `FastJobPoll` in front of the app's middleware stack when Starlette builds it
-    (at its first request), so the ordinary job poll skips every layer but its own."""
+    """Put `FastJobPoll` and `FastConfig` in front of the app's middleware stack when
+    Starlette builds it (at its first request), so the ordinary job poll and config check
+    skip every layer but their own."""
     build = app.build_middleware_stack
 
     def build_with_fast_poll() -> Any:
@@ -200,7 +202,8 @@ def _front_fast_poll(app: FastAPI, st: AppState) -> None:
         security = find_security(stack)
         if security is None:
             return stack
-        return FastJobPoll(stack, state=st, security=security, owner=app)
+        config = FastConfig(stack, state=st, security=security, owner=app)
+        return FastJobPoll(config, state=st, security=security, owner=app)
 
     app.build_middleware_stack = build_with_fast_poll  # type: ignore[method-assign]
 

@@ -188,12 +188,7 @@ class FastJobPoll:
             return
         params = poll_params(scope.get("query_string", b""))
         key = bearer_key(scope) if params is not None else None
-        if (
-            params is None
-            or key is None
-            or not key.startswith(AGENT_KEY_PREFIX)
-            or _has_body(scope)
-        ):
+        if params is None or key is None or not key.startswith(AGENT_KEY_PREFIX) or has_body(scope):
             await self.app(scope, receive, send)
             return
         st, sec = self.st, self.security
@@ -229,7 +224,7 @@ class FastJobPoll:
                 {"type": "http.response.start", "status": 200, "headers": self.empty_headers}
             )
             await send({"type": "http.response.body", "body": EMPTY})
-            self._log(scope, 200, t0, addr)
+            log_line(scope, 200, t0, addr)
             return
         await self._send(
             JSONResponse(jsonable_encoder({"jobs": found})), scope, receive, send, t0, addr
@@ -241,25 +236,25 @@ class FastJobPoll:
         have = {k for k, _ in reply.raw_headers}
         reply.raw_headers += [(k, v) for k, v in self.headers if k not in have]
         await reply(scope, receive, send)
-        self._log(scope, reply.status_code, t0, addr)
-
-    @staticmethod
-    def _log(scope: Scope, status: int, t0: float, addr: str) -> None:
-        """The line `collector.logs.AccessLog` writes for every request, when enabled."""
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
-                    "client": addr,
-                },
-            )
+        log_line(scope, reply.status_code, t0, addr)
 
 
-def _has_body(scope: Scope) -> bool:
+def log_line(scope: Scope, status: int, t0: float, addr: str) -> None:
+    """The line `collector.logs.AccessLog` writes for every request, when enabled."""
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(
+            "request",
+            extra={
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                "client": addr,
+            },
+        )
+
+
+def has_body(scope: Scope) -> bool:
     """A request declaring a body (the body limit and NUL refusal are the stack's)."""
     for name, value in scope.get("headers") or ():
         if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):

@@ -116,8 +116,10 @@ async def agent_config(
 ) -> dict[str, Any]:
     """The agent's effective config (`agent.wire.profiles.EffectiveConfig`: its partner's,
     customer's and site's profiles merged) with its version as ETag; 304 without a body when
-    `If-None-Match` names that version."""
+    `If-None-Match` names that version. The version is kept in memory for
+    `collector.api.fastconfig.FastConfig`, which answers the ordinary 304 itself."""
     st = app_state(request)
+    gen = st.config_gen
 
     def run() -> dict[str, Any]:
         with st.store.read() as conn:
@@ -125,6 +127,7 @@ async def agent_config(
         return cfg.model_dump(mode="json")
 
     doc = await run_in_threadpool(run)
+    st.keep_config_version(agent["site_id"], doc["version"], gen)
     etag = f'"{doc["version"]}"'
     if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers={"ETag": etag})  # type: ignore[return-value]

@@ -40,7 +40,13 @@ T = TypeVar("T")
 async def _write(st: AppState, fn: Callable[[sa.Connection], T]) -> T:
     def run() -> T:
         with st.store.write() as conn:
-            return fn(conn)
+            try:
+                out = fn(conn)
+            finally:
+                moved = conn.info.pop(tenants.CONFIG_EPOCH_MOVED, False)
+        if moved:  # this process's own change: its kept config versions go at once
+            st.drop_config_versions()
+        return out
 
     return await run_in_threadpool(run)
 

@@ -84,9 +84,10 @@ async def delete_profile(
 ) -> Response:
     """Remove a layer (refused, 422, when a layer below it would be incomplete without it)."""
     expected = _if_match(if_match)
+    st = app_state(request)
     await _write(
-        app_state(request),
-        lambda c: profiles.delete_profile(c, p["id"], scope, scope_id, expected),
+        st,
+        lambda c: profiles.delete_profile(c, p["id"], scope, scope_id, expected, now=st.clock()),
     )
     return Response(status_code=204)
 

@@ -1,6 +1,6 @@
 """Per-application state shared by the routes: store, rules, counters, clock, job wake-ups,
-agents' last contact (batched) and the agent key cache (dropped when the credentials epoch
-moves)."""
+agents' last contact (batched), the agent key cache (dropped when the credentials epoch
+moves) and each site's config version (dropped when the config epoch moves)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from collector.store import Store
 EPOCH_CHECK_S = 1.0
 AUTH_CACHE_S = 300.0
 SEEN_FLUSH_S = 2.0  # agents' last contact is written in one statement this often
+CONFIG_CACHE_MAX = 200_000  # sites whose config version is kept; cleared when it is full
 
 
 @dataclass
@@ -51,6 +52,10 @@ class AppState:
     _cache_gen: int = 0  # moves on every drop: a lookup begun before it is not cached
     _epoch: int | None = None
     _rules_epoch: int | None = None
+    _config_epoch: int | None = None
+    # site id -> the version (ETag) of its effective config, as the route last computed it
+    _config_versions: dict[str, str] = field(default_factory=dict)
+    _config_gen: int = 0  # moves on every drop: a version computed before it is not kept
     _epoch_read_at: float = float("-inf")
     _epoch_lock: asyncio.Lock | None = None
     epoch_reads: int = 0
@@ -67,18 +72,25 @@ class AppState:
             started = time.monotonic()
             if started - self._epoch_read_at < EPOCH_CHECK_S:
                 return  # another request read it while this one waited
-            epoch, rules = await run_in_threadpool(self._read_epoch)
+            epoch, rules, config = await run_in_threadpool(self._read_epoch)
             if epoch != self._epoch:
                 self.drop_auth_cache()
                 self._epoch = epoch
             if rules != self._rules_epoch:
                 self.book.invalidate()
                 self._rules_epoch = rules
+            if config != self._config_epoch:
+                self.drop_config_versions()
+                self._config_epoch = config
             self._epoch_read_at = started
 
-    def _read_epoch(self) -> tuple[int, int]:
+    def _read_epoch(self) -> tuple[int, int, int]:
         with self.store.read() as conn:
-            epochs = tenants.read_epoch(conn), tenants.read_rules_epoch(conn)
+            epochs = (
+                tenants.read_epoch(conn),
+                tenants.read_rules_epoch(conn),
+                tenants.read_config_epoch(conn),
+            )
         self.epoch_reads += 1
         return epochs
 
@@ -86,6 +98,31 @@ class AppState:
         with self._cache_lock:
             self._agent_cache.clear()
             self._cache_gen += 1
+
+    def drop_config_versions(self) -> None:
+        with self._cache_lock:
+            self._config_versions.clear()
+            self._config_gen += 1
+
+    def config_version(self, site_id: str) -> str | None:
+        """The site's config version as last computed here, if no change to profiles or
+        to the site's customer was seen since (trust it after `check_epoch`)."""
+        return self._config_versions.get(site_id)
+
+    @property
+    def config_gen(self) -> int:
+        """Read before computing a config; hand it to `keep_config_version`."""
+        return self._config_gen
+
+    def keep_config_version(self, site_id: str, version: str, gen: int) -> None:
+        """Remember a version computed from the database, unless the cache was dropped
+        since `gen` was read (the computation may have read what the drop was for)."""
+        with self._cache_lock:
+            if gen != self._config_gen:
+                return
+            if len(self._config_versions) >= CONFIG_CACHE_MAX:
+                self._config_versions.clear()
+            self._config_versions[site_id] = version
 
     def note_seen(self, agent_id: str, now: float, spool_depth: int | None = None) -> None:
         """Record an agent's contact (and the spool depth it reported, if it did); written
