@@ -19,13 +19,18 @@ How the load is made (nothing about the pattern is typed in here):
      over one wait, so their phases are uniform. Each ingest request opens a connection (the
      agent's idle connection has expired after uvicorn's 5 s keep-alive by the time it ships
      again), sends the gzip batch with the agent's key, and reads the answer; it times out
-     after the agent's own `collector.timeout_s`.
+     after the agent's own `collector.timeout_s`. Each agent also checks its central config
+     as `agent.runtime.central.ConfigSync` does: every `central.interval_s` (randomised by
+     10 %), a GET of `/api/v1/agent/config` with `If-None-Match` on a new connection
+     (answered 304: the sites have no profiles, so every version is "local"); the checks
+     start spread over one interval. `--no-config-check` leaves them out.
 
 Measured per database and fleet size: the collector's CPU (the collector process and, on
 PostgreSQL, the postmaster and its backends; the collector pinned to one core) while only the
-long-polls are held (`idle`), then over `--seconds` of the full load; ingest latency from the
-scheduled send to the answer read; DB size before and after (per stored result and per day);
-the load generator's own CPU and lateness (it is the bottleneck if it nears 100 % of a core);
+long-polls are held and the config checks made (`idle`), then over `--seconds` of the full
+load; ingest latency from the scheduled send to the answer read; DB size before and after
+(per stored result and per day); the load generator's own CPU and lateness (it is the
+bottleneck if it nears 100 % of a core);
 and the raw insert ceiling of the same database (bench/ingest.py), rows in transactions of the
 mean batch size.
 
@@ -38,6 +43,7 @@ with `jobs.enabled` off (ingest alone).
 
 Usage: python bench/fleet.py [--db sqlite,postgresql] [--agents 1000,10000,30000]
                              [--seconds 60] [--idle-seconds 10] [--no-long-poll]
+                             [--no-config-check]
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ from agent.cli.stack import Stack, tcp_open  # noqa: E402
 from agent.probes import run_probe  # noqa: E402
 from agent.runtime.config import (  # noqa: E402
     GATEWAY,
+    CentralConfig,
     JobsConfig,
     SchedulerConfig,
     ShippingConfig,
@@ -314,6 +321,9 @@ class Load:
     wait_s: int
     timeout_s: float
     held: int  # agents holding a long-poll (the first `held`; see FD_HEADROOM)
+    config_s: float = 0.0  # the config check's interval (0: no checks)
+    checks: int = 0
+    check_errors: int = 0
     polls: int = 0
     poll_errors: int = 0
     connected: int = 0
@@ -362,6 +372,35 @@ class Load:
             finally:
                 if w is not None:
                     w.close()
+
+    async def check_config(self, i: int, start_in: float, rng: random.Random) -> None:
+        """One agent's central config check, every `config_s` (±10 %) for as long as the
+        run lasts, each on a new connection, as the agent's `ConfigSync` makes it."""
+        await asyncio.sleep(start_in)
+        head = (
+            f"GET /api/v1/agent/config HTTP/1.1\r\nHost: {self.host}\r\n"
+            f'Authorization: Bearer {self.keys[i]}\r\nIf-None-Match: "local"\r\n'
+            "Connection: close\r\n\r\n"
+        ).encode()
+        while True:
+            w = None
+            await self.in_flight.acquire()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    r, w = await asyncio.open_connection(
+                        self.host, self.port, local_addr=(source_address(i + 13), 0)
+                    )
+                    w.write(head)
+                    status, _ = await read_answer(r)
+                self.checks += 1
+                self.check_errors += status != 304
+            except (OSError, TimeoutError, ValueError, IndexError, asyncio.IncompleteReadError):
+                self.check_errors += 1
+            finally:
+                if w is not None:
+                    w.close()
+                self.in_flight.release()
+            await asyncio.sleep(self.config_s * rng.uniform(0.9, 1.1))
 
     async def ship(self, i: int, at: float, body: bytes, measured: bool) -> None:
         """One ingest request, sent at monotonic time `at` on a new connection."""
@@ -522,6 +561,11 @@ async def drive(load: Load, plan: list[tuple[float, int, bytes]], args: argparse
         load.all_connected.set()
     rng = random.Random(5)
     polls = [asyncio.create_task(load.poll(i, rng.uniform(0, ramp))) for i in range(load.held)]
+    if load.config_s:
+        polls += [
+            asyncio.create_task(load.check_config(i, rng.uniform(0, load.config_s), rng))
+            for i in range(len(load.keys))
+        ]
     out: dict[str, float] = {}
     try:
         deadline = time.monotonic() + ramp + 30
@@ -535,7 +579,7 @@ async def drive(load: Load, plan: list[tuple[float, int, bytes]], args: argparse
         wall = time.monotonic() - t0
         out["idle_cores"] = (ib.cpu_now() - c0) / wall
         out["idle_gen"] = (time.process_time() - g0) / wall
-        p0 = load.polls
+        p0, k0 = load.polls, load.checks
         # the generator's own garbage collector: its full passes over 10,000 connections
         # and the plan's bodies stalled its loop 100-300 ms, counted as the collector's
         # latency; what exists now is frozen and the rest waits for the end of the run
@@ -560,6 +604,7 @@ async def drive(load: Load, plan: list[tuple[float, int, bytes]], args: argparse
         out["wall"] = wall
         out["polls_per_s"] = (load.polls - polls0) / wall
         out["idle_polls_per_s"] = (polls0 - p0) / args.idle_seconds
+        out["checks_per_s"] = (load.checks - k0) / (time.monotonic() - t0)
         _, late = await asyncio.wait(ships, timeout=load.timeout_s + 10)
         for task in late:  # bounded: a saturated collector must not hold the run
             task.cancel()
@@ -591,7 +636,8 @@ def run_size(kind: str, n: int, mix: list[Template], traces: list[Any], args: ar
         held = min(n, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_HEADROOM)
         held = 0 if args.no_long_poll else held
         timeout = AgentCollectorConfig().timeout_s
-        load = Load("127.0.0.1", port, fleet.keys, wait, timeout, held)
+        config_s = 0.0 if args.no_config_check else CentralConfig().interval_s / args.speed
+        load = Load("127.0.0.1", port, fleet.keys, wait, timeout, held, config_s)
         try:
             before = db_bytes(db.store)
             got = asyncio.run(drive(load, plan, args, n))
@@ -625,6 +671,8 @@ def run_size(kind: str, n: int, mix: list[Template], traces: list[Any], args: ar
             "errors": load.errors,
             "poll_errors": load.poll_errors,
             "polls_per_s": got["polls_per_s"],
+            "checks_per_s": got["checks_per_s"],
+            "check_errors": load.check_errors,
             "stored": load.stored,
             "bytes_per_result": growth / load.stored_all if load.stored_all else float("nan"),
             "gb_per_day": growth / sim * 86400 / 1e9 if sim and load.stored_all else float("nan"),
@@ -662,6 +710,9 @@ def main() -> None:
                          "collector's first seconds of load)")  # fmt: skip
     ap.add_argument("--idle-seconds", type=float, default=10.0, help="long-polls only")
     ap.add_argument("--no-long-poll", action="store_true", help="agents with jobs.enabled off")
+    ap.add_argument(
+        "--no-config-check", action="store_true", help="agents with central.enabled off"
+    )
     ap.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
     ap.add_argument("--templates", type=int, default=64, help="agents simulated for the pattern")
     ap.add_argument("--trace-s", type=float, default=3600.0, help="virtual seconds simulated")
@@ -695,17 +746,18 @@ def main() -> None:
 
 def report(rows: list[dict[str, Any]]) -> None:
     print()
-    print("| db | agents | long-polls held | req/s | collector cores | CPU µs per agent-s | "
-          "warm-up cores | idle long-poll cores | "
+    print("| db | agents | long-polls held | config checks/s (not 304) | req/s | "
+          "collector cores | CPU µs per agent-s | warm-up cores | idle cores | "
           "idle µs per agent-s | p50 ms | p99 ms | timeouts / errors | bytes per result | "
           "DB GB per day | raw insert rows/s (batch) | raw rows per CPU-s | generator CPU | "
           "generator lag p99 ms |")  # fmt: skip
-    print("|" + "---|" * 18)
+    print("|" + "---|" * 19)
     for r in rows:
         sat = " (saturated)" if r["gen"] > 0.9 else ""
         refused = r["errors"] + sum(v for k, v in r["statuses"].items() if k != 200)
         print(
-            f"| {r['db']} | {r['agents']:,} | {r['connected']:,.0f} | {r['rps']:.0f} | "
+            f"| {r['db']} | {r['agents']:,} | {r['connected']:,.0f} | "
+            f"{r['checks_per_s']:.0f} ({r['check_errors']}) | {r['rps']:.0f} | "
             f"{r['cores']:.2f} | "
             f"{r['us_per_agent_s']:.1f} | {r['warmup_cores']:.2f} | {r['idle_cores']:.2f} | "
             f"{r['idle_us_per_agent_s']:.1f} | {r['p50'] * 1e3:.1f} | {r['p99'] * 1e3:.1f} | "

@@ -38,3 +38,17 @@ def test_storage_bench_stores_a_site_day_on_sqlite() -> None:
     row = next(line for line in out.stdout.splitlines() if line.startswith("| sqlite |"))
     before, after, as_json = (float(x.replace(",", "")) for x in row.split("|")[2:5])
     assert 0 < after < as_json < before, row
+
+
+def test_config_check_bench_measures_every_kind_on_sqlite() -> None:
+    """A short run against a real `collector serve`: every kind's row comes out (each
+    request's answer is checked by the bench itself: 304 for the checks, 200 for the poll)."""
+    out = subprocess.run(
+        [sys.executable, "bench/config_check.py", "--agents", "4", "--requests", "20",
+         "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "(2 with a central profile)" in out.stdout, out.stdout
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| config check")]
+    assert len(rows) == 2 and "| job poll (wait=0), fast path |" in out.stdout, out.stdout
