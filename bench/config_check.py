@@ -11,7 +11,8 @@ the scale for what a request costs the collector at the least.
 Each round sends `--requests` checks per kind from one kept-alive client, spread over the
 agents of `--agents` sites (half of them with a site profile, so the route merges and
 validates a central config; half without, version "local"), kinds interleaved; the
-collector process's CPU (user + system, from /proc) is read around each batch. Medians over
+server's CPU (user + system, from /proc: the collector process and, on PostgreSQL, the
+postmaster and its backends) is read around each batch. Medians over
 `--rounds`, with the range.
 
 Usage: python bench/config_check.py [--db sqlite|postgresql] [--agents 200]
@@ -28,7 +29,6 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,11 +76,8 @@ def main() -> None:
         site_profiles(db.store, rows[0].partner_id, [r.id for r in rows[: args.agents // 2]])
         port = free_port()
         proc = start_collector(db.url, port, work)
-        server = psutil.Process(proc.pid)
-
-        def cpu() -> float:
-            t = server.cpu_times()
-            return float(t.user + t.system)
+        ib.SERVER_PIDS[:] = db.server_pids(proc)  # on PostgreSQL the database's too
+        cpu = ib.cpu_now
 
         base = f"http://127.0.0.1:{port}/api/v1"
         with httpx.Client(timeout=30) as cl:
@@ -118,7 +115,7 @@ def main() -> None:
         f"{args.requests} requests per kind per round, {args.rounds} rounds"
     )
     fast = statistics.median(per["config check, fast path"])
-    print("| request | collector CPU ms per request, median (range) | against the fast path |")
+    print("| request | server CPU ms per request, median (range) | against the fast path |")
     print("|---|---:|---:|")
     for name, ms in per.items():
         med = statistics.median(ms)
