@@ -40,6 +40,20 @@ def setup_json_logging(level: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True  # replaced by collector.access
 
 
+def access_line(scope: Any, status: int, t0: float, client: str) -> None:
+    """The line written for every HTTP request (`t0`: its `time.perf_counter()` at start)."""
+    access_log.info(
+        "request",
+        extra={
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+            "client": client,
+        },
+    )
+
+
 class AccessLog:
     """Pure ASGI middleware: method, path, status and duration of every HTTP request."""
 
@@ -62,16 +76,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            access_log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
-                    # The client as the security middleware saw it (through the trusted
-                    # proxies), else the peer.
-                    "client": (scope.get("state") or {}).get("client_address")
-                    or (scope.get("client") or ["-"])[0],
-                },
-            )
+            # The client as the security middleware saw it (through the trusted proxies),
+            # else the peer.
+            client = (scope.get("state") or {}).get("client_address")
+            access_line(scope, status, t0, client or (scope.get("client") or ["-"])[0])

@@ -71,38 +71,34 @@ def rotate_partner_key(conn: sa.Connection, partner_id: str, now: float = 0.0) -
 # -- credentials epoch ----------------------------------------------------------------
 
 
+def _bump(conn: sa.Connection, table: sa.Table, now: float) -> None:
+    conn.execute(
+        table.update().where(table.c.id == 1).values(epoch=table.c.epoch + 1, changed_at=now)
+    )
+
+
+def _read(conn: sa.Connection, table: sa.Table) -> int:
+    return int(conn.execute(sa.select(table.c.epoch).where(table.c.id == 1)).scalar_one())
+
+
 def bump_epoch(conn: sa.Connection, now: float) -> None:
     """Say that a credential was taken away, in the caller's transaction: every collector
     process drops its key cache at its next epoch read (at most EPOCH_CHECK_S later)."""
-    conn.execute(
-        credentials_epoch.update()
-        .where(credentials_epoch.c.id == 1)
-        .values(epoch=credentials_epoch.c.epoch + 1, changed_at=now)
-    )
+    _bump(conn, credentials_epoch, now)
 
 
 def read_epoch(conn: sa.Connection) -> int:
-    return int(
-        conn.execute(
-            sa.select(credentials_epoch.c.epoch).where(credentials_epoch.c.id == 1)
-        ).scalar_one()
-    )
+    return _read(conn, credentials_epoch)
 
 
 def bump_rules_epoch(conn: sa.Connection, now: float) -> None:
     """Say that what rules read of a site or partner changed, in the caller's transaction:
     every collector process drops its cached site contexts at its next epoch read."""
-    conn.execute(
-        rules_epoch.update()
-        .where(rules_epoch.c.id == 1)
-        .values(epoch=rules_epoch.c.epoch + 1, changed_at=now)
-    )
+    _bump(conn, rules_epoch, now)
 
 
 def read_rules_epoch(conn: sa.Connection) -> int:
-    return int(
-        conn.execute(sa.select(rules_epoch.c.epoch).where(rules_epoch.c.id == 1)).scalar_one()
-    )
+    return _read(conn, rules_epoch)
 
 
 CONFIG_EPOCH_MOVED = "qs_config_epoch_moved"  # a key of `Connection.info`
@@ -114,17 +110,11 @@ def bump_config_epoch(conn: sa.Connection, now: float) -> None:
     versions at its next epoch read, and the API's `_write` in this process as soon as the
     transaction commits (it reads `conn.info[CONFIG_EPOCH_MOVED]`)."""
     conn.info[CONFIG_EPOCH_MOVED] = True
-    conn.execute(
-        config_epoch.update()
-        .where(config_epoch.c.id == 1)
-        .values(epoch=config_epoch.c.epoch + 1, changed_at=now)
-    )
+    _bump(conn, config_epoch, now)
 
 
 def read_config_epoch(conn: sa.Connection) -> int:
-    return int(
-        conn.execute(sa.select(config_epoch.c.epoch).where(config_epoch.c.id == 1)).scalar_one()
-    )
+    return _read(conn, config_epoch)
 
 
 def list_partners(conn: sa.Connection) -> list[dict[str, Any]]:

@@ -24,7 +24,16 @@ import hashlib
 import time
 from typing import Any
 
-from collector.api.fastpoll import ASGIApp, Receive, Scope, Send, bearer_key, has_body, log_line
+from collector.api.fastpoll import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    bearer_key,
+    has_body,
+    log_line,
+    one_header,
+)
 from collector.api.security import (
     AGENT_KEY_PREFIX,
     Security,
@@ -40,12 +49,7 @@ MAX_IF_NONE_MATCH = 200  # the route's Header(max_length=...)
 def if_none_match(scope: Scope) -> str | None:
     """The value of the request's one `If-None-Match` header within the route's limit,
     else None."""
-    found = None
-    for name, value in scope.get("headers") or ():
-        if name == b"if-none-match":
-            if found is not None:
-                return None
-            found = value
+    found = one_header(scope, b"if-none-match")
     if found is None or len(found) > MAX_IF_NONE_MATCH:
         return None
     try:

@@ -41,7 +41,7 @@ from collector.api.security import (
     security_headers,
 )
 from collector.errors import CollectorError
-from collector.logs import access_log
+from collector.logs import access_line, access_log
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -140,14 +140,20 @@ def poll_params(query: bytes) -> tuple[float, int | None] | None:
     return wait, spool
 
 
-def bearer_key(scope: Scope) -> str | None:
-    """The key of the request's one `Authorization: Bearer` header, else None."""
+def one_header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of the request's header `name` (lower case) if it has exactly one."""
     found = None
-    for name, value in scope.get("headers") or ():
-        if name == b"authorization":
+    for key, value in scope.get("headers") or ():
+        if key == name:
             if found is not None:
                 return None
             found = value
+    return found
+
+
+def bearer_key(scope: Scope) -> str | None:
+    """The key of the request's one `Authorization: Bearer` header, else None."""
+    found = one_header(scope, b"authorization")
     if found is None:
         return None
     scheme, _, token = found.decode("latin-1").partition(" ")
@@ -242,16 +248,7 @@ class FastJobPoll:
 def log_line(scope: Scope, status: int, t0: float, addr: str) -> None:
     """The line `collector.logs.AccessLog` writes for every request, when enabled."""
     if access_log.isEnabledFor(logging.INFO):
-        access_log.info(
-            "request",
-            extra={
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
-                "client": addr,
-            },
-        )
+        access_line(scope, status, t0, addr)
 
 
 def has_body(scope: Scope) -> bool:

@@ -7,6 +7,7 @@ another tenant's version is not the caller's."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
@@ -151,3 +152,30 @@ def test_a_version_computed_before_a_drop_is_not_kept(make_store, serve):
     assert st.config_version("site-1") is None
     st.keep_config_version("site-1", "v2", st.config_gen)
     assert st.config_version("site-1") == "v2"
+
+
+def test_every_path_writes_the_access_line(make_store, serve, caplog):
+    """The fast paths write the line the `AccessLog` middleware writes for the rest."""
+    srv = serve(make_store())
+    t = new_tenant(srv, "acme")
+    etag = t.agent.get(PATH).headers["etag"]
+    caplog.set_level(logging.INFO, logger="collector.access")
+    checks = srv.app.state.fast_config.taken
+    polls = srv.app.state.fast_poll.taken
+    assert t.agent.get(PATH, headers={"If-None-Match": etag}).status_code == 304
+    assert t.agent.get("/api/v1/agent/jobs").status_code == 200
+    assert t.agent.get(PATH).status_code == 200  # the route, through the middleware
+    assert srv.app.state.fast_config.taken == checks + 1
+    assert srv.app.state.fast_poll.taken == polls + 1
+    lines = [
+        (r.method, r.path, r.status, r.client)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "collector.access" and r.getMessage() == "request"
+    ]
+    assert lines == [
+        ("GET", PATH, 304, "127.0.0.1"),
+        ("GET", "/api/v1/agent/jobs", 200, "127.0.0.1"),
+        ("GET", PATH, 200, "127.0.0.1"),
+    ]
+    durations = [r.duration_ms for r in caplog.records if r.name == "collector.access"]  # type: ignore[attr-defined]
+    assert all(isinstance(d, float) and d >= 0 for d in durations)
