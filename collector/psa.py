@@ -101,6 +101,10 @@ class ConnectWise:
 
 
 ZONE_TTL_S = 3600.0
+# Autotask's string lengths (its field metadata, Tickets and TicketNotes entityInformation):
+# longer text is cut to fit, since Autotask refuses the whole entity otherwise.
+AT_TITLE, AT_DESCRIPTION, AT_EXTERNAL_ID = 255, 8000, 50
+AT_NOTE_TITLE, AT_NOTE_DESCRIPTION = 250, 32000
 _zones: dict[tuple[str, str], tuple[str, float]] = {}
 _zone_lock = threading.Lock()
 
@@ -150,10 +154,13 @@ class Autotask:
         return None
 
     def create_body(self, m: Message, mapping: dict[str, Any], ref: str) -> Any:
+        if len(ref) > AT_EXTERNAL_ID:  # never cut: a retry searches for the whole reference
+            raise DeliveryError(f"autotask: the reference {ref!r} is longer than "
+                                f"externalID's {AT_EXTERNAL_ID} characters")  # fmt: skip
         body: dict[str, Any] = {
             "companyID": _need(mapping, "company_id", "autotask"),
-            "title": m.title[:255],
-            "description": m.text[:8000],
+            "title": m.title[:AT_TITLE],
+            "description": m.text[:AT_DESCRIPTION],
             "status": self.cfg["status_new"],
             "priority": self.cfg["priority"],
             "externalID": ref,
@@ -170,8 +177,11 @@ class Autotask:
         return _id_of(doc.get("itemId") if isinstance(doc, dict) else None, "autotask create")
 
     def note(self, ext_id: str, m: Message) -> None:
-        # TicketNotes is a child entity of Tickets: created under its parent.
-        body = {"title": m.title[:250], "description": m.text[:32000], "noteType": 1,
+        # TicketNotes is a child entity of Tickets: created under its parent, the parent's
+        # id also in the body (a required field of the entity, as Autotask's own examples
+        # send it).
+        body = {"ticketID": int(ext_id), "title": m.title[:AT_NOTE_TITLE],
+                "description": m.text[:AT_NOTE_DESCRIPTION], "noteType": 1,
                 "publish": 1}  # fmt: skip
         self.eg.request("POST", f"{self.base}/Tickets/{ext_id}/Notes", "autotask note",
                         headers=self.headers, json=body)  # fmt: skip

@@ -10,11 +10,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from collector import psa
 from collector.channels import SECRET_FIELDS
-from collector.config import CollectorConfig
+from collector.config import ChannelsConfig, CollectorConfig
+from collector.egress import Egress
+from collector.keys import new_id
+from collector.messages import Message
+from collector.notifiers import DeliveryError
 from collector.outbox import pending_count
 from collector.store import Store
 from collector.worker import deliver_due
@@ -155,6 +161,99 @@ def test_autotask_zone_headers_patch_not_put_and_child_notes(srv):
         assert calls.count(("GET", "/atservicesrest/v1.0/zoneInformation")) == 1  # kept
         assert len(fake.notes[ext]) == 3  # comment, resolved, reopened
         assert fake.refusals == []
+    finally:
+        fake.close()
+
+
+def _at_post(fake: AutotaskFake, path: str, body: dict[str, Any]) -> httpx.Response:
+    headers = {"ApiIntegrationCode": fake.code, "UserName": fake.username, "Secret": fake.secret}
+    return httpx.post(f"{fake.url}{AT}{path}", json=body, headers=headers, timeout=5)
+
+
+def test_autotask_fake_refuses_what_autotask_refuses():
+    """The rules the fake holds the client to: Autotask's required fields and string
+    lengths of Tickets and TicketNotes, and a tenant's category requiring one more."""
+    fake = AutotaskFake("api@acme.example", "INTCODE", "s3cret")
+    try:
+        full = {"companyID": 174, "title": "t" * 255, "description": "d" * 8000, "status": 1,
+                "priority": 2, "externalID": "x" * 50}  # fmt: skip
+        for field in ("companyID", "title", "status", "priority"):
+            r = _at_post(fake, "/Tickets", {k: v for k, v in full.items() if k != field})
+            assert r.status_code == 500, (field, r.text)
+            assert r.json() == {"errors": [f"{field} is required.; on record number [0]."]}
+        for field, most in (("title", 255), ("description", 8000), ("externalID", 50)):
+            r = _at_post(fake, "/Tickets", full | {field: "y" * (most + 1)})
+            assert r.status_code == 500 and f"{field} is longer than {most}" in r.text, field
+        fake.category_requires = {"queueID"}
+        assert "queueID is required" in _at_post(fake, "/Tickets", full).text
+        made = _at_post(fake, "/Tickets", full | {"queueID": 8})
+        assert made.status_code == 200, made.text  # every field at its longest
+        tid = made.json()["itemId"]
+        note = {"title": "n" * 250, "description": "d" * 32000, "noteType": 1, "publish": 1}
+        for field in ("description", "noteType", "publish", "title"):
+            r = _at_post(fake, f"/Tickets/{tid}/Notes", {k: v for k, v in note.items()
+                                                         if k != field})  # fmt: skip
+            assert r.status_code == 500 and f"{field} is required" in r.text, field
+        for field, most in (("title", 250), ("description", 32000)):
+            r = _at_post(fake, f"/Tickets/{tid}/Notes", note | {field: "y" * (most + 1)})
+            assert r.status_code == 500 and f"{field} is longer than {most}" in r.text, field
+        r = _at_post(fake, f"/Tickets/{tid}/Notes", note | {"ticketID": tid + 1})
+        assert r.status_code == 500 and "not the ticket" in r.text
+        assert _at_post(fake, f"/Tickets/{tid}/Notes", note | {"ticketID": tid}).status_code == 200
+        assert _at_post(fake, f"/Tickets/{tid}/Notes", note).status_code == 200
+        assert len(fake.notes[tid]) == 2
+    finally:
+        fake.close()
+
+
+def test_autotask_client_cuts_text_to_the_field_lengths_and_names_the_note_ticket():
+    fake = AutotaskFake("api@acme.example", "INTCODE", "s3cret")
+    cfg = {"zone_url": fake.zone_url, "username": "api@acme.example",
+           "integration_code": "INTCODE", "secret": "s3cret", "queue_id": None, "priority": 2,
+           "status_new": 1}  # fmt: skip
+    long = Message(event="opened", ticket_id=new_id(), severity="critical", title="T" * 400,
+                   text="D" * 40000)  # fmt: skip
+    try:
+        with Egress(ChannelsConfig(allow_hosts=["127.0.0.1"], timeout_s=5)) as eg:
+            at = psa.Autotask(eg, cfg)
+            ref = psa.reference(long.ticket_id)
+            assert len(ref) <= 50  # our reference fits externalID whole
+            ext = at.create(at.create_body(long, {"company_id": 174}, ref))
+            at.note(ext, long)
+            with pytest.raises(DeliveryError, match="longer than externalID's 50"):
+                at.create_body(long, {"company_id": 174}, "qs-" + "x" * 48)
+        assert fake.refusals == []
+        made = fake.tickets[int(ext)]
+        assert (len(made["title"]), len(made["description"])) == (255, 8000)
+        assert made["externalID"] == ref
+        [note] = [c.json() for c in fake.calls if c.path.endswith("/Notes")]
+        assert note["ticketID"] == int(ext)
+        assert (len(note["title"]), len(note["description"])) == (250, 32000)
+    finally:
+        fake.close()
+
+
+def test_autotask_tenant_whose_category_requires_a_queue_gets_the_channel_queue(srv):
+    """A ticket category may make queueID required: the create is refused (the outbox row
+    keeps Autotask's reason and waits) until the channel or the mapping names a queue."""
+    fake = AutotaskFake("api@acme.example", "INTCODE", "s3cret")
+    fake.category_requires = {"queueID"}
+    try:
+        t = new_tenant(srv, "at-queue-partner")
+        cid = channel(t, {"type": "autotask", "zone_url": fake.zone_url,
+                          "username": "api@acme.example", "integration_code": "INTCODE",
+                          "secret": "s3cret"})  # fmt: skip
+        t.partner.put(f"/api/v1/channels/{cid}/mappings/{t.customer_id}", json={"company_id": 174})
+        t.post(icmp(300))
+        deliver_due(srv.state)
+        waiting = t.partner.get(f"/api/v1/channels/{cid}").json()["deliveries"]
+        assert waiting["pending"] == 1 and "queueID is required" in waiting["last_error"]
+        assert fake.tickets == {}
+        r = t.partner.patch(f"/api/v1/channels/{cid}", json={"queue_id": 8})
+        assert r.status_code == 200, r.text
+        drain(srv)
+        [pt] = fake.tickets.values()
+        assert pt["queueID"] == 8 and pt["externalID"].startswith("qs-")
     finally:
         fake.close()
 

@@ -12,9 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """A refusal: `status` with `{"error": message}`, or `body` where the service answers
+    in a shape of its own."""
+
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.body = status, message, body
 
 
 class Drop(Exception):
@@ -66,7 +69,8 @@ class Fake:
                     with fake.lock:
                         status, out = fake.handle(call)
                 except Refused as exc:
-                    status, out = exc.status, {"error": exc.message}
+                    status = exc.status
+                    out = exc.body if exc.body is not None else {"error": exc.message}
                     fake.refusals.append((call, exc.message))
                 except (Drop, Hang) as exc:
                     if isinstance(exc, Hang):

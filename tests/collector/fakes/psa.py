@@ -11,7 +11,7 @@ import json
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.collector.fakes.base import Call, Fake, Refused, json_body, need
 
@@ -104,13 +104,27 @@ class AutotaskFake(Fake):
     "TicketNotes" (TicketNotesEntity.htm: a title only where the ticket category's "Require
     titles on ticket notes" is on, which this fake models as on); zone discovery from
     "Autotask REST API zone information" (zoneInformation?user=, answering the zone's url).
-    Field lengths are those of the entities' field tables."""
+
+    What a create needs is Autotask's field metadata (Tickets/entityInformation/fields, the
+    SOAP getFieldInfo before it): a ticket companyID, title, status and priority, a note
+    description, noteType, publish and title (its ticketID is the one in the URL); string
+    lengths as below. Beyond those, the ticket category a tenant applies decides which more
+    fields are required ("API-only Categories" in the Autotask help: a category sets the
+    default value and the Required setting of fields): `category_requires` models such a
+    tenant. Autotask refuses an invalid entity with HTTP 500 and its reason, "<field> is
+    required.; on record number [0]." for a missing one, as integrators report it (the help
+    pages read do not show the answer; its `errors` list here is an assumption)."""
 
     FIELDS = ("companyID", "title", "description", "status", "priority", "queueID", "externalID")
+    TICKET_REQUIRED = ("companyID", "title", "status", "priority")
+    TICKET_LENGTHS: ClassVar[dict[str, int]] = {"title": 255, "description": 8000, "externalID": 50}
+    NOTE_REQUIRED = ("description", "noteType", "publish", "title")
+    NOTE_LENGTHS: ClassVar[dict[str, int]] = {"title": 250, "description": 32000}
 
     def __init__(self, username: str, code: str, secret: str) -> None:
         self.username, self.code, self.secret = username, code, secret
         self.companies = {174}
+        self.category_requires: set[str] = set()  # e.g. {"queueID"}: the tenant's category
         self.tickets: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, list[dict[str, Any]]] = {}
         super().__init__()
@@ -118,6 +132,24 @@ class AutotaskFake(Fake):
     @property
     def zone_url(self) -> str:
         return f"{self.url}/atservicesrest/v1.0/zoneInformation"
+
+    @staticmethod
+    def invalid(message: str) -> Refused:
+        return Refused(500, message, {"errors": [f"{message}; on record number [0]."]})
+
+    def check(
+        self, body: Any, required: tuple[str, ...], lengths: dict[str, int]
+    ) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise Refused(400, "the body must be a JSON object")
+        for f in required:
+            if body.get(f) in (None, ""):
+                raise self.invalid(f"{f} is required.")
+        for f, most in lengths.items():
+            value = body.get(f)
+            if isinstance(value, str) and len(value) > most:
+                raise self.invalid(f"{f} is longer than {most} characters.")
+        return body
 
     def handle(self, call: Call) -> tuple[int, Any]:
         if call.path == "/atservicesrest/v1.0/zoneInformation" and call.method == "GET":
@@ -141,22 +173,19 @@ class AutotaskFake(Fake):
                 items = [t for t in items if t.get(f["field"]) == f.get("value")]
             return 200, {"items": items, "pageDetails": {"count": len(items)}}
         if path == "/Tickets" and call.method == "POST":
-            t = json_body(call)
-            need(t, "companyID", "title", "status", "priority")
-            if len(t["title"]) > 255 or len(t.get("description") or "") > 8000:
-                raise Refused(400, "title is limited to 255 characters, description to 8000")
+            required = self.TICKET_REQUIRED + tuple(sorted(self.category_requires))
+            t = self.check(json_body(call), required, self.TICKET_LENGTHS)
             if "id" in t:
                 raise Refused(400, "POST creates: no id")
             if t["companyID"] not in self.companies:
-                raise Refused(400, f"companyID {t['companyID']} not found")
+                raise self.invalid(f"companyID {t['companyID']} not found.")
             tid = len(self.tickets) + 7001
             self.tickets[tid] = {k: t.get(k) for k in self.FIELDS} | {"id": tid}
             self.notes[tid] = []
             self.created()
             return 200, {"itemId": tid}
         if path == "/Tickets" and call.method in ("PATCH", "PUT"):
-            t = json_body(call)
-            need(t, "id")
+            t = self.check(json_body(call), ("id",), self.TICKET_LENGTHS)
             cur = self.tickets.get(t["id"])
             if cur is None:
                 raise Refused(404, f"ticket {t['id']} not found")
@@ -173,11 +202,10 @@ class AutotaskFake(Fake):
             tid = int(m.group(1))
             if tid not in self.tickets:
                 raise Refused(404, f"ticket {tid} not found")
-            n = json_body(call)
-            need(n, "title", "description", "noteType", "publish")
-            if len(n["title"]) > 250 or len(n["description"]) > 32000:
-                raise Refused(400, "title is limited to 250 characters, description to 32000")
-            self.notes[tid].append(n)
+            n = self.check(json_body(call), self.NOTE_REQUIRED, self.NOTE_LENGTHS)
+            if n.get("ticketID", tid) != tid:
+                raise self.invalid(f"ticketID {n['ticketID']} is not the ticket {tid} of the URL.")
+            self.notes[tid].append(n | {"ticketID": tid})
             return 200, {"itemId": len(self.notes[tid])}
         raise Refused(404, f"no such resource {call.method} {path}")
 
