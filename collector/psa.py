@@ -42,9 +42,15 @@ def _need(mapping: dict[str, Any], key: str, what: str) -> Any:
 
 
 def _id_of(value: Any, what: str) -> str:
+    """The ticket id of a PSA's answer. All three number their tickets; anything else (a
+    broken or hostile answer) would go into later URLs and `int()` calls, so it is refused
+    here, where a retry can still set it right."""
     if isinstance(value, bool) or not isinstance(value, int | str) or str(value) == "":
         raise DeliveryError(f"{what}: the answer carries no ticket id")
-    return str(value)
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        raise DeliveryError(f"{what}: the answer's ticket id {text[:40]!r} is not a number")
+    return text
 
 
 class ConnectWise:

@@ -459,3 +459,19 @@ def test_channel_forms_create_edit_map_and_delete_each_type(srv):
     r = ui.post(f"/ui/channels/{at}/delete", data=_hidden(page, f"/ui/channels/{at}/delete"))
     assert r.status_code == 303 and "deleted" in r.headers["location"]
     assert t.partner.get(f"/api/v1/channels/{at}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(12, "12"), ("12", "12"), ("9" * 19, "9" * 19), ("abc", None), ("../1", None),
+     ("1/Notes", None), ("١٢", None), ("9" * 20, None), (True, None), (None, None), ("", None),
+     (1.5, None)],
+)  # fmt: skip
+def test_a_psa_ticket_id_that_is_not_a_number_is_refused(value: Any, ok: str | None) -> None:
+    """A PSA's ticket id goes into later URLs and `int()` calls: a broken or hostile answer
+    fails that delivery with a reason (retried) instead of a traceback in the outbox loop."""
+    if ok is not None:
+        assert psa._id_of(value, "x create") == ok
+        return
+    with pytest.raises(DeliveryError, match=r"^x create: the answer"):
+        psa._id_of(value, "x create")
