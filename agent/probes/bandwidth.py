@@ -140,7 +140,6 @@ def _stream(
 
 
 def _send(sock: socket.socket, seconds: float, src: ZeroSource | None, out: StreamStats) -> None:
-    sock.setblocking(True)  # sendfile needs a blocking descriptor
     send_for(sock, seconds, out, src)
     sock.settimeout(15)
 

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import socket
 import struct
 import time
@@ -181,8 +182,13 @@ class ZeroSource:
 def send_for(
     sock: socket.socket, seconds: float, res: StreamCounters, src: ZeroSource | None
 ) -> None:
-    """Send as fast as TCP allows for `seconds` (blocking socket), sampling TCP_INFO every
-    100 ms: the responder's download source and the probe's upload."""
+    """Send as fast as TCP allows for `seconds`, sampling TCP_INFO every 100 ms: the
+    responder's download source and the probe's upload. The descriptor is made
+    non-blocking for the while (and put back as it was): a blocking send waits until its
+    whole chunk fits, and behind a slow link with a large send buffer that wait outlasted
+    the test, so the RTT under load went unsampled (no buffer delay in the result) and the
+    test ran past its time. When the buffer is full the loop waits for room at most until
+    the next sample or the end."""
     start = time.monotonic_ns()
     end = start + int(seconds * 1e9)
     next_sample = start + 100_000_000
@@ -190,21 +196,32 @@ def send_for(
     payload = memoryview(bytes(CHUNK))
     offset = 0
     fd = sock.fileno()
-    while True:
-        now = time.monotonic_ns()
-        if now >= end:
-            break
-        if now >= next_sample:
-            info = tcp_info(sock)
-            if info is not None:
-                res.rtt_us_samples.append(info.rtt_us)
-            next_sample = now + 100_000_000
-        if src is not None:
-            n = os.sendfile(fd, src.fd, offset, CHUNK)
-            offset = (offset + n) % (src.size - CHUNK)
-        else:
-            n = sock.send(payload)
-        res.bytes += n
+    was = sock.gettimeout()
+    sock.setblocking(False)
+    room = select.poll()
+    room.register(fd, select.POLLOUT)
+    try:
+        while True:
+            now = time.monotonic_ns()
+            if now >= end:
+                break
+            if now >= next_sample:
+                info = tcp_info(sock)
+                if info is not None:
+                    res.rtt_us_samples.append(info.rtt_us)
+                next_sample = now + 100_000_000
+            try:
+                if src is not None:
+                    n = os.sendfile(fd, src.fd, offset, CHUNK)
+                    offset = (offset + n) % (src.size - CHUNK)
+                else:
+                    n = sock.send(payload)
+            except BlockingIOError:
+                room.poll(max(1, -(-(min(next_sample, end) - now) // 1_000_000)))
+                continue
+            res.bytes += n
+    finally:
+        sock.settimeout(was)
     res.last_ns = time.monotonic_ns()
     info = tcp_info(sock)
     if info is not None:

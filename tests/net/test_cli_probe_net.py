@@ -18,24 +18,35 @@ from agent.cli.cmd_probe_net import add_probe_commands
 ONLY_OURS = ["--sip-port", "off", "--sip-tls-port", "off", "--natprobe-port", "off"]
 
 
-@pytest.fixture(scope="module")
-def responder() -> Iterator[tuple[int, int]]:
-    twamp, bw = netlab.free_udp_port(), netlab.free_tcp_port()
-    p = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli.main", "responder", "--bind", "127.0.0.1",
-         "--twamp-port", str(twamp), "--bandwidth-port", str(bw),
-         *ONLY_OURS],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert p.stdout is not None
-    line = p.stdout.readline()
-    assert line.startswith("responder ready"), line
-    yield twamp, bw
-    p.terminate()
-    _, err = p.communicate(timeout=10)
-    # one log line per client test
-    assert "twamp client 127.0.0.1" in err
-    assert "bandwidth test" in err
+class Responder:
+    """`qos-scout responder` on loopback, ports of its own; `stop()` returns its log."""
+
+    def __init__(self) -> None:
+        self.twamp, self.bw = netlab.free_udp_port(), netlab.free_tcp_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli.main", "responder", "--bind", "127.0.0.1",
+             "--twamp-port", str(self.twamp), "--bandwidth-port", str(self.bw),
+             *ONLY_OURS],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("responder ready"), line
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        _, err = self.proc.communicate(timeout=10)
+        return str(err)
+
+
+@pytest.fixture
+def responder() -> Iterator[Responder]:
+    """One per test (each checks the log line of its own client test: a module-wide one
+    was split between xdist workers, and each half missed the other's line)."""
+    r = Responder()
+    yield r
+    r.stop()
 
 
 def run(argv: list[str]) -> int:
@@ -46,23 +57,25 @@ def run(argv: list[str]) -> int:
 
 
 def test_probe_udp_json_is_one_probe_result_per_line(
-    responder: tuple[int, int], capsys: pytest.CaptureFixture[str]
+    responder: Responder, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = run(["udp", f"127.0.0.1:{responder[0]}", "-t", "1", "--json"])
+    rc = run(["udp", f"127.0.0.1:{responder.twamp}", "-t", "1", "--json"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert rc == 0 and len(lines) == 1
     res = json.loads(lines[0])
     assert res["probe"] == "udp" and res["success"]
     assert res["measurement"]["sent"] == 50 and res["measurement"]["payload_bytes"] == 172
+    assert "twamp client 127.0.0.1" in responder.stop()  # one log line per client test
 
 
 def test_probe_bandwidth_table_shows_both_directions(
-    responder: tuple[int, int], capsys: pytest.CaptureFixture[str]
+    responder: Responder, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = run(["bandwidth", f"127.0.0.1:{responder[1]}", "-t", "0.5", "-P", "2"])
+    rc = run(["bandwidth", f"127.0.0.1:{responder.bw}", "-t", "0.5", "-P", "2"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "tcp upload x2" in out and "tcp download x2" in out
+    assert "bandwidth test" in responder.stop()  # one log line per client test
 
 
 def test_probe_udp_to_a_closed_port_fails_with_a_readable_reason(
