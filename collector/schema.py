@@ -139,41 +139,35 @@ probe_profiles = sa.Table(
     sa.Index("ix_probe_profiles_partner", "partner_id"),
 )
 
+
+def _epoch_table(name: str) -> sa.Table:
+    """A one-row table (id 1) whose `epoch` moves when what it stands for changes."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("epoch", sa.BigInteger, nullable=False),
+        sa.Column("changed_at", Time, nullable=False),
+    )
+
+
 # One row (id 1): bumped in the same transaction as any change that takes a credential
 # away (agent disabled, revoked or rekeyed, partner key rotated). Every collector process
 # reads it at most once a second and drops its key cache when it moved.
-credentials_epoch = sa.Table(
-    "credentials_epoch",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("epoch", sa.BigInteger, nullable=False),
-    sa.Column("changed_at", Time, nullable=False),
-)
+credentials_epoch = _epoch_table("credentials_epoch")
 
 # One row (id 1): bumped in the same transaction as any change to what rule evaluation
 # reads of a site or a partner (the site's fields, rule overrides). Every collector process
 # reads it with the credentials epoch and drops its cached site contexts when it moved, so
 # all replicas evaluate a site with the same rules within EPOCH_CHECK_S of a change.
-rules_epoch = sa.Table(
-    "rules_epoch",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("epoch", sa.BigInteger, nullable=False),
-    sa.Column("changed_at", Time, nullable=False),
-)
+rules_epoch = _epoch_table("rules_epoch")
 
 # One row (id 1): bumped in the same transaction as any change to what an agent's effective
 # config is made of (a probe profile put or deleted, a site moved to another customer). Every
 # collector process reads it with the other epochs and drops its cached config versions
 # when it moved, so the config fetch's fast path (collector.api.fastconfig) answers "not
 # modified" from memory and no replica does so more than EPOCH_CHECK_S after a change.
-config_epoch = sa.Table(
-    "config_epoch",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("epoch", sa.BigInteger, nullable=False),
-    sa.Column("changed_at", Time, nullable=False),
-)
+config_epoch = _epoch_table("config_epoch")
 
 # One row per result. The key includes the time: on PostgreSQL the table is partitioned by
 # `started_at` (collector/partitions.py) and a unique key must hold the partition key; a
