@@ -20,7 +20,6 @@ sends the same requests to both paths and compares status, headers and bodies.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
@@ -41,9 +40,15 @@ from collector.api.security import (
     failure_key,
     security_headers,
 )
+from collector.keys import hash_secret
 
 PATH = "/api/v1/agent/config"
 MAX_IF_NONE_MATCH = 200  # the route's Header(max_length=...)
+
+
+def names_version(if_none_match: str, etag: str) -> bool:
+    """True when an `If-None-Match` value lists `etag` (the route's test and this one)."""
+    return etag in [t.strip() for t in if_none_match.split(",")]
 
 
 def if_none_match(scope: Scope) -> str | None:
@@ -96,14 +101,14 @@ class FastConfig:
         etag = f'"{version}"'
         if (
             version is None
-            or etag not in [t.strip() for t in tags.split(",")]
+            or not names_version(tags, etag)
             or sec.throttle.blocked_for(failure_key(addr), sec.clock())
         ):
             await self.app(scope, receive, send)
             return
         self.taken += 1
         t0 = time.perf_counter()
-        sec.throttle.worked(hashlib.sha256(key.encode()).hexdigest())
+        sec.throttle.worked(hash_secret(key))
         headers = [(b"etag", etag.encode()), *self.headers]
         await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})

@@ -19,7 +19,6 @@ compares status, headers and bodies.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -41,6 +40,7 @@ from collector.api.security import (
     security_headers,
 )
 from collector.errors import CollectorError
+from collector.keys import hash_secret
 from collector.logs import access_line, access_log
 
 Scope = MutableMapping[str, Any]
@@ -209,7 +209,7 @@ class FastJobPoll:
         self.taken += 1
         t0 = time.perf_counter()
         scope.setdefault("state", {})["client_address"] = addr
-        h = hashlib.sha256(key.encode()).hexdigest()
+        h = hash_secret(key)
 
         def disconnected() -> Awaitable[bool]:  # asked only when woken before the deadline
             return Request(scope, receive).is_disconnected()

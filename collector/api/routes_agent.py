@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from agent.wire.profiles import ConfigReport
 from collector import jobs, profiles, readiness, tenants
+from collector.api.fastconfig import names_version
 from collector.api.fastpoll import wait_for_jobs
 from collector.api.limits import too_large as body_too_large
 from collector.api.models import EnrollIn, JobStatusIn
@@ -129,7 +130,7 @@ async def agent_config(
     doc = await run_in_threadpool(run)
     st.keep_config_version(agent["site_id"], doc["version"], gen)
     etag = f'"{doc["version"]}"'
-    if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
+    if if_none_match is not None and names_version(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})  # type: ignore[return-value]
     return JSONResponse(doc, headers={"ETag": etag})  # type: ignore[return-value]
 
