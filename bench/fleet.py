@@ -383,24 +383,29 @@ class Load:
             "Connection: close\r\n\r\n"
         ).encode()
         while True:
-            w = None
             await self.in_flight.acquire()
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    r, w = await asyncio.open_connection(
-                        self.host, self.port, local_addr=(source_address(i + 13), 0)
-                    )
-                    w.write(head)
-                    status, _ = await read_answer(r)
+                status, _ = await self.exchange(source_address(i + 13), head)
                 self.checks += 1
                 self.check_errors += status != 304
             except (OSError, TimeoutError, ValueError, IndexError, asyncio.IncompleteReadError):
                 self.check_errors += 1
             finally:
-                if w is not None:
-                    w.close()
                 self.in_flight.release()
             await asyncio.sleep(self.config_s * rng.uniform(0.9, 1.1))
+
+    async def exchange(self, source: str, request: bytes) -> tuple[int, bytes]:
+        """One request on a new connection from `source`, answered within the agent's
+        `collector.timeout_s` (TimeoutError otherwise); the connection is closed after."""
+        w = None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                r, w = await asyncio.open_connection(self.host, self.port, local_addr=(source, 0))
+                w.write(request)
+                return await read_answer(r)
+        finally:
+            if w is not None:
+                w.close()
 
     async def ship(self, i: int, at: float, body: bytes, measured: bool) -> None:
         """One ingest request, sent at monotonic time `at` on a new connection."""
@@ -421,14 +426,8 @@ class Load:
             f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\n\r\n"
         ).encode()
-        w = None
         try:
-            async with asyncio.timeout(self.timeout_s):
-                r, w = await asyncio.open_connection(
-                    self.host, self.port, local_addr=(source_address(i + 7), 0)
-                )
-                w.write(head + body)
-                status, answer = await read_answer(r)
+            status, answer = await self.exchange(source_address(i + 7), head + body)
             stored = int(json.loads(answer)["stored"]) if status == 200 else 0
             self.stored_all += stored
             if measured:
@@ -440,8 +439,6 @@ class Load:
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
             self.errors += measured
         finally:
-            if w is not None:
-                w.close()
             self.in_flight.release()
 
 
