@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# the repository (netlab imports `tests.ports`), tests/ (netlab) and tests/net
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-
 sys.path.insert(0, str(ROOT / "tests" / "net"))
 
 import netlab  # noqa: E402
