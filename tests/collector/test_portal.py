@@ -291,8 +291,9 @@ def test_site_page_shows_current_state_and_charts_per_direction(env):
     voice = {"out": _dir(4.3, 0.0, 3.0), "back": _dir(3.2, 6.0, 45.0),
              "rtt_ms": {"min": 20.0, "avg": 24.0, "median": 24.0, "p95": 30.0, "max": 40.0},
              "loss_pct": 3.0, "sent": 500, "received": 485}  # fmt: skip
-    r = t.agent.post("/api/v1/results", json={"results": [result("udp", "rsp.example",
-                                                                  measurement=voice)]})  # fmt: skip
+    # the ping rows too: under xdist this test may run without the module's earlier tests
+    sent = [result("udp", "rsp.example", measurement=voice), icmp(30.0, target="192.0.2.78")]
+    r = t.agent.post("/api/v1/results", json={"results": sent})
     assert r.status_code == 200, r.text
     ui = login(srv, t)
     page = ui.get(f"/ui/sites/{t.site_id}")
