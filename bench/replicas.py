@@ -41,6 +41,7 @@ from tests.collector.pg import PgCluster, pg_bin  # noqa: E402
 from tests.collector.replicas import (  # noqa: E402
     HAPROXY,
     SHIPPED_CHECK,
+    SHIPPED_CHECK_TIMEOUT,
     Loader,
     start_haproxy,
     start_replicas,
@@ -66,7 +67,7 @@ def one_round(cluster: PgCluster, n: int, args: argparse.Namespace) -> dict[str,
     stack = Stack(Path(tempfile.mkdtemp(prefix="qs-replicas-")))
     try:
         ports = start_replicas(stack, args.replicas, url, {})
-        lb = start_haproxy(stack, ports, check=SHIPPED_CHECK)
+        lb = start_haproxy(stack, ports, check=SHIPPED_CHECK, check_timeout=SHIPPED_CHECK_TIMEOUT)
         loader = Loader(lb, site["id"], agent["agent_id"], agent["agent_key"], batch=args.batch)
         workers = [threading.Thread(target=loader.run) for _ in range(args.threads)]
         started = time.monotonic()

@@ -46,10 +46,11 @@ backend collectors
     http-check expect status 200
     http-response set-header X-Served-By %[srv_name]
     default-server check {check}
-{pins}{servers}
+{check_timeout}{pins}{servers}
 """
 FAST_CHECK = "inter 250ms fall 2 rise 2"
 SHIPPED_CHECK = "inter 2s"  # deploy/haproxy/haproxy.cfg (fall 3, rise 2: HAProxy's defaults)
+SHIPPED_CHECK_TIMEOUT = "5s"  # its `timeout check`
 
 
 def start_replicas(stack: Stack, n: int, db_url: str, config: dict[str, Any]) -> list[int]:
@@ -74,11 +75,12 @@ def start_replicas(stack: Stack, n: int, db_url: str, config: dict[str, Any]) ->
 
 def start_haproxy(
     stack: Stack, ports: list[int], check: str = FAST_CHECK, port: int | None = None,
-    pins: dict[str, str] | None = None,
+    pins: dict[str, str] | None = None, check_timeout: str | None = None,
 ) -> str:  # fmt: skip
     """HAProxy on a loopback port (`port`, or a free one) in front of the replicas; its URL
     once every replica answered through it. `pins` sends the requests of an agent key to
-    one replica (by name, c1...) while that replica is up."""
+    one replica (by name, c1...) while that replica is up. `check_timeout`: the backend's
+    `timeout check` (unset, HAProxy times a check out at its `inter`)."""
     port = port or free_port()
     servers = "\n".join(f"    server c{i + 1} 127.0.0.1:{p}" for i, p in enumerate(ports))
     pinned = "".join(
@@ -86,7 +88,15 @@ def start_haproxy(
         for key, server in (pins or {}).items()
     )
     cfg = stack.workdir / "haproxy.cfg"
-    cfg.write_text(HAPROXY_CFG.format(port=port, servers=servers, check=check, pins=pinned))
+    cfg.write_text(
+        HAPROXY_CFG.format(
+            port=port,
+            servers=servers,
+            check=check,
+            pins=pinned,
+            check_timeout=f"    timeout check {check_timeout}\n" if check_timeout else "",
+        )
+    )
     out = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True)
     if out.returncode != 0:
         raise AssertionError(f"haproxy -c refused {cfg}: {out.stdout}{out.stderr}")

@@ -32,6 +32,7 @@ from tests.collector.pg import free_port
 from tests.collector.replicas import (
     HAPROXY,
     SHIPPED_CHECK,
+    SHIPPED_CHECK_TIMEOUT,
     Loader,
     spool_left,
     start_haproxy,
@@ -119,7 +120,8 @@ def test_three_replicas_behind_haproxy_survive_a_sigkill_under_load(db_url, make
             stack.enroll(configs[-1], token)
         key1 = json.loads((stack.workdir / "agent1.json").read_text())["agent_key"]
         # The shipped health check (every 2 s): a frozen replica stays in for seconds.
-        start_haproxy(stack, ports, check=SHIPPED_CHECK, port=lb_port, pins={key1: "c2"})
+        start_haproxy(stack, ports, check=SHIPPED_CHECK, port=lb_port, pins={key1: "c2"},
+                      check_timeout=SHIPPED_CHECK_TIMEOUT)  # fmt: skip
         stack.collector_url = lb
         for name, config in zip(names, configs, strict=True):
             stack.start_agent(config, name=name)
