@@ -201,3 +201,44 @@ def test_qos_scout_responder_serves_sip_on_the_given_ports(monkeypatch: pytest.M
     assert udp.success and (udp.measurement or {})["server"] == "qos-scout", udp.error
     assert tls_r.success, tls_r.error
     assert f"SIP responder on 127.0.0.1 port {port} (UDP/TCP), TLS {tls}" in err
+
+
+async def test_port_zero_takes_another_pick_when_tcp_holds_the_udp_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Port 0: the UDP port the system picked may be taken on TCP; the responder picks again
+    rather than fail (a loaded test run met exactly this)."""
+    from agent.sip import transport
+
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    busy = held.getsockname()[1]
+    real = transport.UdpTransport.bind.__func__  # type: ignore[attr-defined]
+    picks: list[int] = []
+
+    async def first_the_busy_port(cls, on_message, host, port=0):  # type: ignore[no-untyped-def]
+        got = await real(cls, on_message, host, busy if not picks else port)
+        picks.append(got.local[1])
+        return got
+
+    monkeypatch.setattr(transport.UdpTransport, "bind", classmethod(first_the_busy_port))
+    u = SipUas("127.0.0.1", 0)
+    try:
+        await u.start()
+        assert picks[0] == busy and len(picks) == 2 and u.port == picks[1] != busy
+        r = await run_probe("sip_options", f"sip:127.0.0.1:{u.port};transport=tcp")
+        assert r.success, r.error
+    finally:
+        await u.stop()
+        held.close()
+    # A port asked for explicitly is not swapped for another: the error names it.
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    try:
+        with pytest.raises(OSError, match=str(port)):
+            await SipUas("127.0.0.1", port).start()
+    finally:
+        held.close()
