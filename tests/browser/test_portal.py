@@ -109,7 +109,10 @@ def test_admin_invites_and_brands_customer_viewer_sees_only_their_sites(portal: 
     assert answer is not None and answer.status == 404
     portal.check(viewer, "8-not-found")
     viewer.close()
-    assert len(portal.visited) == 13
+    mine = ["1-login", "2-sites-admin", "3-users", "4-brand", "4a-maintenance", "4b-home",
+            "4c-site-measurements", "4d-bad-call", "4e-reports", "5-invitation",
+            "6-sites-customer", "7-site-customer", "8-not-found"]  # fmt: skip
+    assert [v for v in portal.visited if v in mine] == mine  # the module's other tests add theirs
 
 
 def test_admin_sets_up_an_autotask_channel_with_a_form(portal: Portal) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MARK = "<!-- runnable -->"
 COLLECTOR_PORT = 8080  # `qos-scout collector serve`'s default listen address, as documented
+# `qos-scout responder`'s defaults: TWAMP-light/STAMP, SIP (UDP and TCP), bandwidth
+RESPONDER_PORTS = [("udp", 862), ("udp", 5060), ("tcp", 5060), ("tcp", 5201)]
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +131,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         pytest.skip("the documented commands use the responder's default ports (862, 5060): root")
     if tcp_open(COLLECTOR_PORT):
         pytest.skip(f"port {COLLECTOR_PORT} (the collector's default) is in use here")
+    for kind, port in RESPONDER_PORTS:
+        if _taken(kind, port):
+            # (another run's responder would answer the documented commands in its place)
+            pytest.skip(f"{kind} port {port} (the responder's default) is in use here")
     work = tmp_path_factory.mktemp("docs")
     (work / ".venv").symlink_to(Path(sys.executable).parents[1])  # `.venv/bin/...` verbatim
     bindir = str(Path(sys.executable).parent)
@@ -179,6 +186,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def _taken(kind: str, port: int) -> bool:
+    """Whether something on this host holds the port (TCP: listening; UDP: bound)."""
+    if kind == "tcp":
+        return tcp_open(port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def _dead(proc: subprocess.Popen[bytes], log: Path) -> bool:
