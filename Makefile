@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 --dist loadscope tests
 
 # `make test` while stress-ng keeps both cores busy (started here, stopped whatever the
 # result): timing assumptions that only hold on a quiet machine fail here.
@@ -35,7 +35,7 @@ test-loaded: lint typecheck
 	@command -v stress-ng >/dev/null || { echo "test-loaded needs stress-ng (apt-get install stress-ng)" >&2; exit 1; }
 	stress-ng --cpu 2 --quiet & load=$$!; \
 	trap 'kill $$load; wait $$load' EXIT; trap 'exit 130' INT TERM HUP; \
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
+	$(BIN)/python -m pytest -n 2 --dist loadscope tests
 
 # The fuzzers alone: schemathesis against a running collector on SQLite and PostgreSQL
 # (tests/security) with ten times the examples `make test` runs, and the hypothesis fuzzers
