@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from agent.sip.endpoint import SipEndpoint
 from agent.sip.message import SipMessage, SipParseError
-from agent.sip.transport import Addr, StreamTransport, UdpTransport
+from agent.sip.transport import Addr, StreamTransport, UdpTransport, bind_udp_and_tcp
 from agent.wire.errors import format_validation_error
 from agent.wire.results import ProbeResult
 from agent.wire.vqreport import VqReport, VqReportError, measurement
@@ -125,12 +125,9 @@ class CallReportListener:
         host, port = self.cfg.address, self.cfg.port or 0
         transports: list[UdpTransport | StreamTransport] = []
         try:
-            udp = await UdpTransport.bind(lambda *a: None, host, port)
-            transports.append(udp)
+            udp, tcp = await bind_udp_and_tcp(host, port)
+            transports += [udp, tcp]
             self.port = udp.local[1]
-            tcp = StreamTransport(lambda *a: None)
-            transports.append(tcp)
-            await tcp.listen(host, self.port)
         except OSError:
             for t in transports:
                 t.close()

@@ -8,6 +8,7 @@ first send. Bad bytes are counted (`parse_errors`) and dropped, never raised int
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from collections.abc import Callable
@@ -168,3 +169,29 @@ class StreamTransport(Transport):
         if self._server is not None:
             self._server.close()
             self._server = None
+
+
+PORT_TRIES = 10  # port 0: picks of a UDP port whose TCP twin is free
+
+
+async def bind_udp_and_tcp(
+    host: str, port: int, on_message: OnMessage | None = None
+) -> tuple[UdpTransport, StreamTransport]:
+    """SIP on UDP and TCP at one port number. Port 0: the system picks a free UDP port,
+    which TCP may hold already (another listener, or a connection's local port); then
+    another pick, up to PORT_TRIES times. A port asked for is not swapped: its error names
+    it."""
+    handler: OnMessage = on_message or (lambda *a: None)
+    tries = PORT_TRIES if port == 0 else 1
+    for attempt in range(tries):
+        udp = await UdpTransport.bind(handler, host, port)
+        tcp = StreamTransport(handler)
+        try:
+            await tcp.listen(host, udp.local[1])
+        except OSError as exc:
+            udp.close()
+            if exc.errno != errno.EADDRINUSE or attempt == tries - 1:
+                raise
+            continue
+        return udp, tcp
+    raise AssertionError("unreachable")  # the loop returns or raises

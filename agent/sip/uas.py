@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import secrets
 import time
@@ -26,7 +25,13 @@ from agent.sip.message import SipMessage, SipParseError, is_number
 from agent.sip.rtpstats import received_direction
 from agent.sip.sdp import answer as sdp_answer
 from agent.sip.sdp import build_sdp, parse_sdp
-from agent.sip.transport import Addr, StreamTransport, UdpTransport, local_address_towards
+from agent.sip.transport import (
+    Addr,
+    StreamTransport,
+    UdpTransport,
+    bind_udp_and_tcp,
+    local_address_towards,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -34,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
-UAS_PORT_TRIES = 10  # port 0: picks of a UDP port whose TCP twin is free
 
 
 @dataclass
@@ -81,22 +85,9 @@ class SipUas:
             await asyncio.to_thread(g711_payloads, pt, 20)
         transports: list[UdpTransport | StreamTransport] = []
         try:
-            # Port 0: the system picks a free UDP port, which TCP may hold already (another
-            # listener or a connection's local port); then another pick, a few times.
-            tries = UAS_PORT_TRIES if self.port == 0 else 1
-            for attempt in range(tries):
-                udp = await UdpTransport.bind(lambda *a: None, self.host, self.port)
-                tcp = StreamTransport(lambda *a: None)
-                try:
-                    await tcp.listen(self.host, udp.local[1])
-                except OSError as exc:
-                    udp.close()
-                    if exc.errno != errno.EADDRINUSE or attempt == tries - 1:
-                        raise
-                    continue
-                transports += [udp, tcp]
-                self.port = udp.local[1]
-                break
+            udp, tcp = await bind_udp_and_tcp(self.host, self.port)
+            transports += [udp, tcp]
+            self.port = udp.local[1]
             if self.tls_port is not None:
                 if self.tls_context is None:
                     from agent.sip.tlsutil import server_context
