@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from agent.sip.endpoint import SipEndpoint
 from agent.sip.message import SipMessage, SipParseError
-from agent.sip.transport import Addr, StreamTransport, UdpTransport, bind_udp_and_tcp
+from agent.sip.transport import Addr, bind_udp_and_tcp
 from agent.wire.errors import format_validation_error
 from agent.wire.results import ProbeResult
 from agent.wire.vqreport import VqReport, VqReportError, measurement
@@ -123,16 +123,9 @@ class CallReportListener:
 
     async def start(self) -> None:
         host, port = self.cfg.address, self.cfg.port or 0
-        transports: list[UdpTransport | StreamTransport] = []
-        try:
-            udp, tcp = await bind_udp_and_tcp(host, port)
-            transports += [udp, tcp]
-            self.port = udp.local[1]
-        except OSError:
-            for t in transports:
-                t.close()
-            raise
-        for t in transports:
+        udp, tcp = await bind_udp_and_tcp(host, port)  # both, or an error and neither
+        self.port = udp.local[1]
+        for t in (udp, tcp):
             ep = SipEndpoint(t)
             ep.on_request = self._handler(ep)
             self.endpoints.append(ep)

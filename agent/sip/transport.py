@@ -174,24 +174,20 @@ class StreamTransport(Transport):
 PORT_TRIES = 10  # port 0: picks of a UDP port whose TCP twin is free
 
 
-async def bind_udp_and_tcp(
-    host: str, port: int, on_message: OnMessage | None = None
-) -> tuple[UdpTransport, StreamTransport]:
-    """SIP on UDP and TCP at one port number. Port 0: the system picks a free UDP port,
-    which TCP may hold already (another listener, or a connection's local port); then
-    another pick, up to PORT_TRIES times. A port asked for is not swapped: its error names
-    it."""
-    handler: OnMessage = on_message or (lambda *a: None)
+async def bind_udp_and_tcp(host: str, port: int) -> tuple[UdpTransport, StreamTransport]:
+    """SIP on UDP and TCP at one port number, each with a handler to be set by its endpoint.
+    Port 0: the system picks a free UDP port, which TCP may hold already (another listener,
+    or a connection's local port); then another pick, up to PORT_TRIES times. A port asked
+    for is not swapped: its error names it. On failure nothing is left open."""
     tries = PORT_TRIES if port == 0 else 1
-    for attempt in range(tries):
-        udp = await UdpTransport.bind(handler, host, port)
-        tcp = StreamTransport(handler)
+    while True:
+        udp = await UdpTransport.bind(lambda *a: None, host, port)
+        tcp = StreamTransport(lambda *a: None)
         try:
             await tcp.listen(host, udp.local[1])
+            return udp, tcp
         except OSError as exc:
             udp.close()
-            if exc.errno != errno.EADDRINUSE or attempt == tries - 1:
+            tries -= 1
+            if exc.errno != errno.EADDRINUSE or tries == 0:
                 raise
-            continue
-        return udp, tcp
-    raise AssertionError("unreachable")  # the loop returns or raises
